@@ -1,0 +1,204 @@
+/* bench_core: the core on the standard workload, with the memcpy floor measured in the same
+ * run. One JSON line per configuration; no thresholds here, the numbers speak.
+ *
+ *   build/bench_core [--batch 16] [--size 416] [--classes 80] [--boxes 8] [--reps 15]
+ *                    [--threads N (default: all cores)] [--dtype FP32]
+ *
+ * Standard workload (issue "core"): B = 16, 416x416 (grids 13, 26, 52), 80 classes, 8 boxes
+ * per image, logits from N(0, 1) with a fixed seed, fp32. Each figure is the median of
+ * --reps runs after one warm-up run.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "yololoss.h"
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+
+static uint64_t next_u64(void) { /* splitmix64 */
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double uniform(void) { return (double)(next_u64() >> 11) * 0x1.0p-53; }
+
+static double normal(void) { /* Box-Muller */
+    double u = uniform(), v = uniform();
+    return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+/* Median seconds of memcpy(dst, src, bytes): the floor for touching those bytes once. */
+static double memcpy_seconds(size_t bytes, int reps) {
+    unsigned char *src = malloc(bytes), *dst = malloc(bytes);
+    if (!src || !dst) {
+        fprintf(stderr, "bench_core: out of memory\n");
+        exit(1);
+    }
+    memset(src, 1, bytes);
+    memset(dst, 2, bytes);
+    double *t = calloc((size_t)reps, sizeof *t);
+    memcpy(dst, src, bytes);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        memcpy(dst, src, bytes);
+        t[r] = now_s() - t0;
+        src[r % bytes] ^= dst[(r * 7919) % bytes]; /* keep the copies observable */
+    }
+    double m = median(t, reps);
+    free(t);
+    free(src);
+    free(dst);
+    return m;
+}
+
+static double compute_seconds(const yl_problem *p, int threads, float *const *grads, int reps,
+                              double *loss) {
+    double *t = calloc((size_t)reps, sizeof *t);
+    yl_result r;
+    yl_error err;
+    for (int rep = -1; rep < reps; rep++) {
+        double t0 = now_s();
+        if (yl_compute(p, threads, grads, &r, NULL, &err) != YL_OK) {
+            fprintf(stderr, "bench_core: %s\n", err.msg);
+            exit(1);
+        }
+        if (rep >= 0)
+            t[rep] = now_s() - t0;
+    }
+    *loss = r.loss;
+    double m = median(t, reps);
+    free(t);
+    return m;
+}
+
+int main(int argc, char **argv) {
+    int batch = 16, size = 416, classes = 80, nboxes = 8, reps = 15, dtype = YL_F32;
+    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    for (int a = 1; a + 1 < argc; a += 2) {
+        if (!strcmp(argv[a], "--batch"))
+            batch = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--size"))
+            size = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--classes"))
+            classes = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--boxes"))
+            nboxes = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--reps"))
+            reps = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--threads"))
+            threads = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--dtype"))
+            dtype = yl_dtype_from_name(argv[a + 1]);
+        else {
+            fprintf(stderr, "bench_core: unknown option %s\n", argv[a]);
+            return 2;
+        }
+    }
+    if (batch < 1 || size < 32 || size % 32 || classes < 1 || nboxes < 1 || reps < 1 ||
+        threads < 1 || dtype < 0) {
+        fprintf(stderr, "bench_core: bad arguments\n");
+        return 2;
+    }
+    const int L = 3;
+    size_t esize = yl_dtype_size(dtype);
+    yl_tensor out[3];
+    float *grad[3];
+    size_t in_bytes = 0, grad_bytes = 0;
+    for (int l = 0; l < L; l++) {
+        int64_t g = (size / 32) << l;
+        int64_t n = batch * g * g * 3 * (5 + classes);
+        unsigned char *data = malloc((size_t)n * esize);
+        grad[l] = malloc((size_t)n * sizeof(float));
+        if (!data || !grad[l]) {
+            fprintf(stderr, "bench_core: out of memory\n");
+            return 1;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            double v = normal();
+            if (dtype == YL_F32) {
+                float f = (float)v;
+                memcpy(data + 4 * i, &f, 4);
+            } else if (dtype == YL_F64) {
+                memcpy(data + 8 * i, &v, 8);
+            } else {
+                uint16_t h = dtype == YL_F16 ? yl_double_to_half(v) : yl_double_to_bf16(v);
+                memcpy(data + 2 * i, &h, 2);
+            }
+        }
+        out[l] = (yl_tensor){.data = data, .dtype = dtype, .ndim = 4,
+                             .shape = {batch, g, g, 3 * (5 + classes)}};
+        in_bytes += (size_t)n * esize;
+        grad_bytes += (size_t)n * sizeof(float);
+    }
+    float *bx = malloc((size_t)batch * nboxes * 5 * sizeof(float));
+    for (int i = 0; i < batch * nboxes; i++) {
+        double w = 8 + uniform() * (size / 2.0), h = 8 + uniform() * (size / 2.0);
+        double x0 = uniform() * (size - w), y0 = uniform() * (size - h);
+        float row[5] = {(float)x0, (float)y0, (float)(x0 + w), (float)(y0 + h),
+                        (float)(next_u64() % (uint64_t)classes)};
+        memcpy(bx + 5 * i, row, sizeof row);
+    }
+    in_bytes += (size_t)batch * nboxes * 5 * sizeof(float);
+    yl_tensor boxes = {.data = bx, .dtype = YL_F32, .ndim = 3, .shape = {batch, nboxes, 5}};
+    yl_config cfg;
+    yl_config_default(&cfg, 9);
+    yl_problem p;
+    yl_error err;
+    if (yl_problem_init(&p, &cfg, out, L, &boxes, NULL, 0, &err) != YL_OK) {
+        fprintf(stderr, "bench_core: %s\n", err.msg);
+        return 1;
+    }
+
+    double floor_in = memcpy_seconds(in_bytes, reps);
+    double floor_in_grad = memcpy_seconds(in_bytes + grad_bytes, reps);
+    int thread_counts[2] = {1, threads};
+    int nconf = threads > 1 ? 2 : 1;
+    for (int with_grad = 0; with_grad <= 1; with_grad++) {
+        double base = 0;
+        for (int c = 0; c < nconf; c++) {
+            double loss, sec = compute_seconds(&p, thread_counts[c], with_grad ? grad : NULL,
+                                               reps, &loss);
+            double floor_s = with_grad ? floor_in_grad : floor_in;
+            size_t bytes = with_grad ? in_bytes + grad_bytes : in_bytes;
+            if (c == 0)
+                base = sec;
+            printf("{\"bench\":\"core\",\"mode\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,"
+                   "\"batch\":%d,\"size\":%d,\"classes\":%d,\"boxes\":%d,"
+                   "\"ms_per_batch\":%.3f,\"images_per_s\":%.1f,\"memcpy_bytes\":%zu,"
+                   "\"memcpy_ms\":%.3f,\"x_memcpy\":%.3f,\"speedup_vs_1_thread\":%.3f,"
+                   "\"loss\":%.9g}\n",
+                   with_grad ? "loss+grad" : "loss", yl_dtype_name(dtype), thread_counts[c],
+                   batch, size, classes, nboxes, sec * 1e3, batch / sec, bytes, floor_s * 1e3,
+                   sec / floor_s, base / sec, loss);
+            fflush(stdout);
+        }
+    }
+    for (int l = 0; l < L; l++) {
+        free((void *)out[l].data);
+        free(grad[l]);
+    }
+    free(bx);
+    return 0;
+}

@@ -1,0 +1,150 @@
+/* Element types: fp32, fp16, bf16, fp64, little-endian, converted exactly to double. */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const struct {
+    const char *name;
+    size_t size;
+} dtype_info[] = {
+    [YL_F32] = {"FP32", 4},
+    [YL_F16] = {"FP16", 2},
+    [YL_BF16] = {"BF16", 2},
+    [YL_F64] = {"FP64", 8},
+};
+
+size_t yl_dtype_size(int dtype) {
+    return dtype >= YL_F32 && dtype <= YL_F64 ? dtype_info[dtype].size : 0;
+}
+
+const char *yl_dtype_name(int dtype) {
+    return dtype >= YL_F32 && dtype <= YL_F64 ? dtype_info[dtype].name : NULL;
+}
+
+int yl_dtype_from_name(const char *name) {
+    for (int d = YL_F32; d <= YL_F64; d++)
+        if (name && strcmp(name, dtype_info[d].name) == 0)
+            return d;
+    return -1;
+}
+
+double yl_half_to_double(uint16_t h) {
+    int exp = (h >> 10) & 0x1f;
+    int mant = h & 0x3ff;
+    double v;
+    if (exp == 0)
+        v = ldexp((double)mant, -24); /* subnormal (or zero) */
+    else if (exp == 31)
+        v = mant ? NAN : INFINITY;
+    else
+        v = ldexp((double)(mant | 0x400), exp - 25);
+    return (h & 0x8000) ? -v : v;
+}
+
+double yl_bf16_to_double(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return (double)f;
+}
+
+uint16_t yl_double_to_half(double x) {
+    uint16_t sign = signbit(x) ? 0x8000 : 0;
+    double a = fabs(x);
+    if (isnan(x))
+        return sign | 0x7e00;
+    if (a >= 65520.0) /* rounds to infinity */
+        return sign | 0x7c00;
+    if (a < ldexp(1.0, -14)) {
+        /* subnormal: units of 2^-24, nearbyint rounds to nearest even */
+        return sign | (uint16_t)nearbyint(a * ldexp(1.0, 24));
+    }
+    int e;
+    double m = frexp(a, &e); /* a = m * 2^e, m in [0.5, 1) */
+    double q = nearbyint(m * 2048.0); /* 11 significant bits */
+    if (q == 2048.0) {
+        q = 1024.0;
+        e++;
+    }
+    int biased = e - 1 + 15;
+    if (biased >= 31)
+        return sign | 0x7c00;
+    return sign | (uint16_t)(biased << 10) | (uint16_t)((int)q - 1024);
+}
+
+uint16_t yl_double_to_bf16(double x) {
+    float f = (float)x; /* exact for the doubles we are given; bf16 rounds from fp32 */
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if (isnan(f))
+        return (uint16_t)((bits >> 16) | 0x40);
+    bits += 0x7fff + ((bits >> 16) & 1);
+    return (uint16_t)(bits >> 16);
+}
+
+double yl__load(const void *base, int dtype, int64_t i) {
+    const unsigned char *p = base;
+    switch (dtype) {
+    case YL_F32: {
+        float f;
+        memcpy(&f, p + 4 * i, 4);
+        return (double)f;
+    }
+    case YL_F16: {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        return yl_half_to_double(h);
+    }
+    case YL_BF16: {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        return yl_bf16_to_double(h);
+    }
+    default: {
+        double d;
+        memcpy(&d, p + 8 * i, 8);
+        return d;
+    }
+    }
+}
+
+/* The scan is a plain OR over exponent tests so gcc vectorises it: finiteness has to be
+ * proven for every element, including the 80 class logits per anchor the loss-only path
+ * otherwise never reads, and this scan is what keeps that near memory speed. */
+#define YL__SCAN(type, mask)                                                       \
+    do {                                                                           \
+        const unsigned char *v = (const unsigned char *)base + first * sizeof(type); \
+        int64_t i = 0;                                                             \
+        while (i < n) {                                                            \
+            int64_t end = i + 1024 < n ? i + 1024 : n;                             \
+            type bad = 0;                                                          \
+            for (int64_t k = i; k < end; k++) {                                    \
+                type x;                                                            \
+                memcpy(&x, v + k * sizeof(type), sizeof x); /* any alignment */    \
+                bad |= (type)((x & (mask)) == (mask));                             \
+            }                                                                      \
+            if (bad)                                                               \
+                for (int64_t k = i; k < end; k++) {                                \
+                    type x;                                                        \
+                    memcpy(&x, v + k * sizeof(type), sizeof x);                    \
+                    if ((x & (mask)) == (mask))                                    \
+                        return k;                                                  \
+                }                                                                  \
+            i = end;                                                               \
+        }                                                                          \
+        return -1;                                                                 \
+    } while (0)
+
+int64_t yl__find_nonfinite(const void *base, int dtype, int64_t first, int64_t n) {
+    switch (dtype) {
+    case YL_F32:
+        YL__SCAN(uint32_t, 0x7f800000u);
+    case YL_F16:
+        YL__SCAN(uint16_t, 0x7c00u);
+    case YL_BF16:
+        YL__SCAN(uint16_t, 0x7f80u);
+    default:
+        YL__SCAN(uint64_t, 0x7ff0000000000000ull);
+    }
+}

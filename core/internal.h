@@ -1,0 +1,60 @@
+/* Internal declarations shared by the files of core/. Never installed, never included by clients. */
+#ifndef YOLOLOSS_INTERNAL_H
+#define YOLOLOSS_INTERNAL_H
+
+#include "yololoss.h"
+
+#if defined(__GNUC__)
+#define YL__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define YL__PRINTF(f, a)
+#endif
+
+/* errors.c: fill err (may be NULL) and return code. */
+int yl__fail(yl_error *err, int code, const char *tensor, int64_t image, int64_t index,
+             const char *fmt, ...) YL__PRINTF(6, 7);
+/* "[1][3][5][17]": the multi-index of flat element `flat` of t, into buf. */
+void yl__format_index(const yl_tensor *t, int64_t flat, char *buf, size_t size);
+/* "NaN", "+Inf" or "-Inf". */
+const char *yl__nonfinite_name(double v);
+
+/* dtype.c: element access. */
+double yl__load(const void *base, int dtype, int64_t i);
+/* Index (relative to first) of the first non-finite element of [first, first+n), or -1. */
+int64_t yl__find_nonfinite(const void *base, int dtype, int64_t first, int64_t n);
+
+/* truth.c: one truth anchor of one layer of one image, whichever way the truth came. */
+typedef struct {
+    int64_t anchor;   /* (j*W + i)*3 + k within the layer */
+    double x, y, w, h; /* normalised, as y_true holds them */
+    double obj;       /* objectness (1 for boxes) */
+    int32_t cls_head; /* boxes: first link of its class chain, -1 none */
+    int32_t near_i0, near_i1, near_j0, near_j1; /* cells whose predictions may reach it */
+} yl__truth;
+
+typedef struct {
+    int32_t cls;
+    int32_t next;
+} yl__class_link;
+
+/* Scratch for one layer's truths, carved from the caller's scratch buffer. */
+typedef struct {
+    yl__truth *truth;      /* capacity: truth_cap */
+    int64_t truth_cap;
+    int32_t *anchor_map;   /* boxes: per anchor of the layer, index into truth or -1 */
+    yl__class_link *links; /* boxes: one per row */
+    double *class_target;  /* C doubles */
+    unsigned char *cell_near; /* H*W flags: a prediction here may reach ignore_thresh */
+} yl__scratch;
+
+void yl__scratch_carve(const yl_problem *p, void *scratch, yl__scratch *s);
+size_t yl__scratch_bytes(const yl_problem *p);
+
+/* The truths of image b on layer l, sorted by anchor. Checks the truth values. */
+int yl__gather_truths(const yl_problem *p, int64_t b, int l, yl__scratch *s, int64_t *n,
+                      yl_error *err);
+/* Class targets of truth t into s->class_target (C doubles). */
+void yl__class_targets(const yl_problem *p, int64_t b, int l, const yl__truth *t,
+                       yl__scratch *s);
+
+#endif

@@ -1,0 +1,249 @@
+/* yl_problem_init: everything about a batch that can be checked without reading values. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const double yolov3_anchors[18] = {10, 13, 16, 30, 33, 23, 30, 61, 62,
+                                          45, 59, 119, 116, 90, 156, 198, 373, 326};
+static const double tiny_anchors[12] = {10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319};
+
+/* keras-yolo3's masks; tiny's second mask really is [1,2,3] (anchor 0 unused). */
+static const int masks3[3][3] = {{6, 7, 8}, {3, 4, 5}, {0, 1, 2}};
+static const int masks2[2][3] = {{3, 4, 5}, {1, 2, 3}};
+
+int yl_config_default(yl_config *cfg, int num_anchors) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->ignore_thresh = 0.5;
+    cfg->num_anchors = num_anchors;
+    if (num_anchors == 9)
+        memcpy(cfg->anchors, yolov3_anchors, sizeof yolov3_anchors);
+    else if (num_anchors == 6)
+        memcpy(cfg->anchors, tiny_anchors, sizeof tiny_anchors);
+    else
+        return YL_EINVAL;
+    return YL_OK;
+}
+
+/* Element count of t, or -1 when a dim is not positive or the byte size overflows. */
+static int check_dims(const yl_tensor *t, const char *name, int64_t *elems, yl_error *err) {
+    if (!t->data)
+        return yl__fail(err, YL_EINVAL, name, -1, -1, "%s: data pointer is NULL", name);
+    size_t esize = yl_dtype_size(t->dtype);
+    if (!esize)
+        return yl__fail(err, YL_EDTYPE, name, -1, -1, "%s: unknown dtype %d", name, t->dtype);
+    if (t->ndim < 1 || t->ndim > YL_MAX_DIMS)
+        return yl__fail(err, YL_ESHAPE, name, -1, -1, "%s: %d dims (expected 1 to %d)", name,
+                        t->ndim, YL_MAX_DIMS);
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->shape[d] <= 0)
+            return yl__fail(err, YL_ESHAPE, name, -1, d, "%s: dim %d is %lld (must be positive)",
+                            name, d, (long long)t->shape[d]);
+        if (n > INT64_MAX / t->shape[d] || n * t->shape[d] > (int64_t)(SIZE_MAX / esize / 2))
+            return yl__fail(err, YL_EOVERFLOW, name, -1, d, "%s: element count overflows", name);
+        n *= t->shape[d];
+    }
+    *elems = n;
+    return YL_OK;
+}
+
+/* A per-layer tensor (raw output or y_true) must be (B,H,W,3*(5+C)) or (B,H,W,3,5+C). */
+static int layer_shape(const yl_tensor *t, const char *name, int64_t *bhw, int64_t *channels,
+                       yl_error *err) {
+    if (t->ndim == 4) {
+        if (t->shape[3] % 3 != 0 || t->shape[3] / 3 < 6)
+            return yl__fail(err, YL_ESHAPE, name, -1, 3,
+                            "%s: %lld channels is not 3*(5+C) with C >= 1", name,
+                            (long long)t->shape[3]);
+        *channels = t->shape[3] / 3;
+    } else if (t->ndim == 5) {
+        if (t->shape[3] != 3 || t->shape[4] < 6)
+            return yl__fail(err, YL_ESHAPE, name, -1, 3,
+                            "%s: shape (..., %lld, %lld) is not (..., 3, 5+C) with C >= 1", name,
+                            (long long)t->shape[3], (long long)t->shape[4]);
+        *channels = t->shape[4];
+    } else {
+        return yl__fail(err, YL_ESHAPE, name, -1, -1,
+                        "%s: %d dims (expected 4: B,H,W,3*(5+C) or 5: B,H,W,3,5+C)", name,
+                        t->ndim);
+    }
+    for (int d = 0; d < 3; d++)
+        bhw[d] = t->shape[d];
+    return YL_OK;
+}
+
+static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+/* Scratch: the largest layer's truth list, anchor map and cell flags, plus class links and
+ * one row of class targets. Laid out by yl__scratch_carve in the same order. */
+size_t yl__scratch_bytes(const yl_problem *p) {
+    int64_t max_anchors = 0, max_cells = 0;
+    for (int l = 0; l < p->num_layers; l++) {
+        int64_t cells = p->grid_h[l] * p->grid_w[l];
+        if (cells * 3 > max_anchors)
+            max_anchors = cells * 3;
+        if (cells > max_cells)
+            max_cells = cells;
+    }
+    int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
+    int64_t truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
+    size_t n = align8((size_t)truth_cap * sizeof(yl__truth));
+    n += align8(p->has_boxes ? (size_t)max_anchors * sizeof(int32_t) : 0);
+    n += align8((size_t)rows * sizeof(yl__class_link));
+    n += align8((size_t)p->num_classes * sizeof(double));
+    n += align8((size_t)max_cells);
+    return n;
+}
+
+void yl__scratch_carve(const yl_problem *p, void *scratch, yl__scratch *s) {
+    int64_t max_anchors = 0;
+    for (int l = 0; l < p->num_layers; l++)
+        if (p->grid_h[l] * p->grid_w[l] * 3 > max_anchors)
+            max_anchors = p->grid_h[l] * p->grid_w[l] * 3;
+    int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
+    unsigned char *c = scratch;
+    s->truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
+    s->truth = (yl__truth *)(void *)c;
+    c += align8((size_t)s->truth_cap * sizeof(yl__truth));
+    s->anchor_map = p->has_boxes ? (int32_t *)(void *)c : NULL;
+    c += align8(p->has_boxes ? (size_t)max_anchors * sizeof(int32_t) : 0);
+    s->links = (yl__class_link *)(void *)c;
+    c += align8((size_t)rows * sizeof(yl__class_link));
+    s->class_target = (double *)(void *)c;
+    c += align8((size_t)p->num_classes * sizeof(double));
+    s->cell_near = c;
+}
+
+size_t yl_scratch_size(const yl_problem *p) { return p->scratch_size; }
+
+int yl_problem_init(yl_problem *p, const yl_config *cfg, const yl_tensor *outputs,
+                    int n_outputs, const yl_tensor *boxes, const yl_tensor *y_true,
+                    int n_y_true, yl_error *err) {
+    if (!p || !cfg || !outputs)
+        return yl__fail(err, YL_EINVAL, "", -1, -1, "problem, config and outputs are required");
+    memset(p, 0, sizeof *p);
+    p->cfg = *cfg;
+    if (cfg->num_anchors != 9 && cfg->num_anchors != 6)
+        return yl__fail(err, YL_EINVAL, "anchors", -1, -1,
+                        "anchors: %d anchors given, expected 9 (3 layers) or 6 (tiny, 2 layers)",
+                        cfg->num_anchors);
+    for (int n = 0; n < 2 * cfg->num_anchors; n++)
+        if (!isfinite(cfg->anchors[n]) || cfg->anchors[n] <= 0)
+            return yl__fail(err, YL_EINVAL, "anchors", -1, n,
+                            "anchors: value %d (%g) is not a positive finite number", n,
+                            cfg->anchors[n]);
+    if (!isfinite(cfg->ignore_thresh))
+        return yl__fail(err, YL_EINVAL, "ignore_thresh", -1, -1,
+                        "ignore_thresh: %g is not a finite number", cfg->ignore_thresh);
+    p->num_layers = cfg->num_anchors / 3;
+    int L = p->num_layers;
+    for (int l = 0; l < L; l++)
+        for (int k = 0; k < 3; k++)
+            p->mask[l][k] = L == 3 ? masks3[l][k] : masks2[l][k];
+    if (n_outputs != L)
+        return yl__fail(err, YL_EINVAL, "output_0", -1, -1,
+                        "%d raw outputs given, the %d anchors need %d (output_0..output_%d)",
+                        n_outputs, cfg->num_anchors, L, L - 1);
+
+    char name[16];
+    int64_t channels = 0;
+    for (int l = 0; l < L; l++) {
+        const yl_tensor *t = &outputs[l];
+        int64_t elems, bhw[3], ch;
+        snprintf(name, sizeof name, "output_%d", l);
+        int rc = check_dims(t, name, &elems, err);
+        if (rc == YL_OK)
+            rc = layer_shape(t, name, bhw, &ch, err);
+        if (rc != YL_OK)
+            return rc;
+        if (l == 0) {
+            p->batch = bhw[0];
+            channels = ch;
+        } else if (bhw[0] != p->batch) {
+            return yl__fail(err, YL_ESHAPE, name, -1, 0,
+                            "%s: batch size %lld differs from output_0's %lld", name,
+                            (long long)bhw[0], (long long)p->batch);
+        } else if (ch != channels) {
+            return yl__fail(err, YL_ESHAPE, name, -1, 3,
+                            "%s: %lld channels per anchor (C = %lld) differ from output_0's "
+                            "%lld (C = %lld)",
+                            name, (long long)ch, (long long)ch - 5, (long long)channels,
+                            (long long)channels - 5);
+        }
+        int64_t want_h = l == 0 ? bhw[1] : p->grid_h[0] << l;
+        int64_t want_w = l == 0 ? bhw[2] : p->grid_w[0] << l;
+        if (bhw[1] != want_h || bhw[2] != want_w)
+            return yl__fail(err, YL_ESHAPE, name, -1, 1,
+                            "%s: grid %lldx%lld, expected %lldx%lld (each layer doubles the "
+                            "previous grid)",
+                            name, (long long)bhw[1], (long long)bhw[2], (long long)want_h,
+                            (long long)want_w);
+        if (bhw[1] > (INT64_C(1) << 20) || bhw[2] > (INT64_C(1) << 20))
+            return yl__fail(err, YL_EOVERFLOW, name, -1, 1, "%s: grid %lldx%lld is too large",
+                            name, (long long)bhw[1], (long long)bhw[2]);
+        p->grid_h[l] = bhw[1];
+        p->grid_w[l] = bhw[2];
+        p->output[l] = *t;
+        p->layer_elems[l] = elems / p->batch;
+    }
+    if (channels - 5 > INT32_MAX)
+        return yl__fail(err, YL_EOVERFLOW, "output_0", -1, 3, "output_0: too many classes");
+    p->num_classes = (int)(channels - 5);
+    p->input_h = 32.0 * (double)p->grid_h[0];
+    p->input_w = 32.0 * (double)p->grid_w[0];
+
+    int has_y_true = y_true && n_y_true > 0;
+    if (boxes && has_y_true)
+        return yl__fail(err, YL_EINVAL, "boxes", -1, -1,
+                        "both boxes and y_true given: send exactly one kind of ground truth");
+    if (!boxes && !has_y_true)
+        return yl__fail(err, YL_EINVAL, "boxes", -1, -1,
+                        "no ground truth: send boxes (B,T,5) or y_true_0..y_true_%d", L - 1);
+    if (boxes) {
+        int64_t elems;
+        int rc = check_dims(boxes, "boxes", &elems, err);
+        if (rc != YL_OK)
+            return rc;
+        if (boxes->dtype != YL_F32 && boxes->dtype != YL_F64)
+            return yl__fail(err, YL_EDTYPE, "boxes", -1, -1, "boxes: dtype %s, expected FP32 or FP64",
+                            yl_dtype_name(boxes->dtype));
+        if (boxes->ndim != 3 || boxes->shape[2] != 5)
+            return yl__fail(err, YL_ESHAPE, "boxes", -1, -1,
+                            "boxes: expected shape (B, T, 5) of x_min, y_min, x_max, y_max, class");
+        if (boxes->shape[0] != p->batch)
+            return yl__fail(err, YL_ESHAPE, "boxes", -1, 0,
+                            "boxes: batch size %lld differs from output_0's %lld",
+                            (long long)boxes->shape[0], (long long)p->batch);
+        if (boxes->shape[1] > INT32_MAX)
+            return yl__fail(err, YL_EOVERFLOW, "boxes", -1, 1, "boxes: too many rows");
+        p->has_boxes = 1;
+        p->boxes = *boxes;
+    } else {
+        if (n_y_true != L)
+            return yl__fail(err, YL_EINVAL, "y_true_0", -1, -1,
+                            "%d y_true tensors given, the model has %d layers", n_y_true, L);
+        for (int l = 0; l < L; l++) {
+            const yl_tensor *t = &y_true[l];
+            int64_t elems, bhw[3], ch;
+            snprintf(name, sizeof name, "y_true_%d", l);
+            int rc = check_dims(t, name, &elems, err);
+            if (rc == YL_OK)
+                rc = layer_shape(t, name, bhw, &ch, err);
+            if (rc != YL_OK)
+                return rc;
+            if (bhw[0] != p->batch || bhw[1] != p->grid_h[l] || bhw[2] != p->grid_w[l] ||
+                ch != channels)
+                return yl__fail(err, YL_ESHAPE, name, -1, -1,
+                                "%s: shape (%lld, %lld, %lld, 3, %lld) does not match "
+                                "output_%d's (%lld, %lld, %lld, 3, %lld)",
+                                name, (long long)bhw[0], (long long)bhw[1], (long long)bhw[2],
+                                (long long)ch, l, (long long)p->batch, (long long)p->grid_h[l],
+                                (long long)p->grid_w[l], (long long)channels);
+            p->y_true[l] = *t;
+        }
+    }
+    p->scratch_size = yl__scratch_bytes(p);
+    return YL_OK;
+}

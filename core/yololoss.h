@@ -1,0 +1,224 @@
+/*
+ * yololoss.h: the YOLOv3 loss of keras-yolo3, exactly, with gradients and darknet statistics.
+ *
+ * libyololoss is pure C11 + libm. It computes `yolo_loss` (and `preprocess_true_boxes`) of
+ * qqwweee/keras-yolo3 in double precision, for 3-layer (9 anchors) and tiny (6 anchors)
+ * models, from raw network outputs in fp32, fp16, bf16 or fp64. docs/semantics.md (a copy
+ * of the project's semantics) lists every quirk it reproduces and every input it refuses.
+ *
+ * OWNERSHIP. The library never allocates memory it hands back and never frees memory it
+ * was given. Every buffer (tensors, gradients, scratch, results) belongs to the caller and
+ * must stay valid for the duration of the call that uses it; a yl_problem borrows the
+ * tensor pointers it was initialised with, so those must outlive the problem. Only the
+ * convenience function yl_compute allocates, and it frees everything before returning.
+ * Nothing has global state: any function may run on any thread at any time, and calls
+ * that share a yl_problem only read it.
+ *
+ * WORKED EXAMPLE (a 3-layer model, 416x416 input, 80 classes, boxes as ground truth):
+ *
+ *     yl_config cfg;
+ *     yl_config_default(&cfg, 9);                    // YOLOv3 anchors, ignore_thresh 0.5
+ *     yl_tensor out[3] = {
+ *         {.data = o13, .dtype = YL_F32, .ndim = 4, .shape = {B, 13, 13, 255}},
+ *         {.data = o26, .dtype = YL_F32, .ndim = 4, .shape = {B, 26, 26, 255}},
+ *         {.data = o52, .dtype = YL_F32, .ndim = 4, .shape = {B, 52, 52, 255}},
+ *     };
+ *     yl_tensor boxes = {.data = bx, .dtype = YL_F32, .ndim = 3, .shape = {B, T, 5}};
+ *     yl_problem p;
+ *     yl_error err;
+ *     if (yl_problem_init(&p, &cfg, out, 3, &boxes, NULL, 0, &err) != YL_OK) {
+ *         fprintf(stderr, "%s\n", err.msg);          // e.g. "boxes[1][3]: class id 80 ..."
+ *         return 1;
+ *     }
+ *     float *grad[3] = {g13, g26, g52};              // same element count as out[l], or NULL
+ *     yl_result r;
+ *     if (yl_compute(&p, 4, grad, &r, NULL, &err) != YL_OK) { ... err.msg ... }
+ *     printf("loss %g = xy %g + wh %g + conf %g + class %g\n",
+ *            r.loss, r.terms[0], r.terms[1], r.terms[2], r.terms[3]);
+ *     // grad[l][i] is d loss / d out[l][i]; box and class channels of anchors without an
+ *     // object are exactly 0 (keras's ignore mask carries no gradient either).
+ *
+ * To run images on your own thread pool instead of yl_compute: give each worker a scratch
+ * buffer of yl_scratch_size(&p) bytes, call yl_image(&p, b, scratch, grad, &img[b], &err)
+ * for every image b in any order on any threads, then yl_reduce(&p, img, &r) on one
+ * thread. yl_image is a pure function of its arguments and yl_reduce sums in image order,
+ * so the result is bit-identical for every thread count and schedule. When several images
+ * fail, report the error of the lowest b to stay deterministic too.
+ */
+#ifndef YOLOLOSS_H
+#define YOLOLOSS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define YL_VERSION "0.1.0"
+#define YL_MAX_LAYERS 3
+#define YL_NUM_ANCHORS_PER_LAYER 3
+#define YL_MAX_DIMS 5
+
+/* Errors: negative codes from one table; yl_strerror names them, yl_error says where. */
+#define YL_ERRNO_MAP(X)                                                           \
+    X(EINVAL, -1, "invalid argument")                                             \
+    X(ESHAPE, -2, "shape mismatch")                                               \
+    X(EDTYPE, -3, "unsupported dtype")                                            \
+    X(ENONFINITE, -4, "non-finite value")                                         \
+    X(EBOX, -5, "invalid box")                                                    \
+    X(ECLASS, -6, "class id out of range")                                        \
+    X(EOVERFLOW, -7, "size overflow")                                             \
+    X(ENOMEM, -8, "out of memory")
+
+typedef enum {
+    YL_OK = 0,
+#define YL__ERR_ENUM(name, code, text) YL_##name = code,
+    YL_ERRNO_MAP(YL__ERR_ENUM)
+#undef YL__ERR_ENUM
+} yl_status;
+
+/* "invalid argument", ... ; "unknown error" for anything else. */
+const char *yl_strerror(int code);
+/* "YL_EINVAL", ... ; "YL_UNKNOWN" for anything else. */
+const char *yl_err_name(int code);
+
+/* An error with its context. msg is complete and self-contained, for example
+ * "boxes[1][3]: class id 80 is not an integer in [0, 80)" or
+ * "output_1: element 4711 (image 0) is NaN"; tensor is "output_1", "y_true_0", "boxes",
+ * "anchors", "ignore_thresh" or "" and image/index are -1 where they do not apply. */
+typedef struct {
+    int code;
+    char tensor[16];
+    int64_t image;
+    int64_t index;
+    char msg[256];
+} yl_error;
+
+typedef enum { YL_F32 = 0, YL_F16 = 1, YL_BF16 = 2, YL_F64 = 3 } yl_dtype;
+
+/* Element size in bytes, 0 for an unknown dtype. */
+size_t yl_dtype_size(int dtype);
+/* "FP32", "FP16", "BF16", "FP64" (the wire names of the Open Inference Protocol), or NULL. */
+const char *yl_dtype_name(int dtype);
+/* The dtype for a wire name, or -1. */
+int yl_dtype_from_name(const char *name);
+
+/* A borrowed, dense, row-major, little-endian tensor. */
+typedef struct {
+    const void *data;
+    int dtype; /* yl_dtype */
+    int ndim;
+    int64_t shape[YL_MAX_DIMS];
+} yl_tensor;
+
+typedef struct {
+    int num_anchors;      /* 9 (3 layers) or 6 (tiny, 2 layers) */
+    double anchors[18];   /* w,h pairs in input pixels, anchor n at [2n], [2n+1] */
+    double ignore_thresh; /* keras's default 0.5 */
+} yl_config;
+
+/* num_anchors 9: YOLOv3's anchors; 6: yolov3-tiny's. ignore_thresh 0.5. */
+int yl_config_default(yl_config *cfg, int num_anchors);
+
+/* A validated batch: shapes, dtypes and config checked, derived sizes computed. Values
+ * (non-finite numbers, bad boxes) are checked per image by yl_image. Treat as read-only. */
+typedef struct {
+    yl_config cfg;
+    int num_layers;                    /* L */
+    int num_classes;                   /* C */
+    int64_t batch;                     /* B, also keras's m */
+    int64_t grid_h[YL_MAX_LAYERS];     /* H_l */
+    int64_t grid_w[YL_MAX_LAYERS];     /* W_l */
+    double input_h, input_w;           /* 32*H_0, 32*W_0 */
+    int mask[YL_MAX_LAYERS][3];        /* anchor indices per layer */
+    yl_tensor output[YL_MAX_LAYERS];
+    int has_boxes;                     /* 1: boxes, 0: y_true */
+    yl_tensor boxes;                   /* (B, T, 5) */
+    yl_tensor y_true[YL_MAX_LAYERS];   /* (B, H_l, W_l, 3, 5+C) or (B, H_l, W_l, 3*(5+C)) */
+    int64_t layer_elems[YL_MAX_LAYERS]; /* elements of output[l] per image */
+    size_t scratch_size;
+} yl_problem;
+
+/* Validate a batch. outputs: n_outputs = L raw outputs, 4-D (B,H,W,3*(5+C)) or 5-D
+ * (B,H,W,3,5+C), any float dtype. Ground truth: exactly one of boxes (B,T,5; FP32 or FP64;
+ * absolute pixels x_min,y_min,x_max,y_max,class) or y_true (n_y_true = L dense tensors,
+ * 4-D or 5-D, any float dtype). Returns YL_OK or an error with err filled (err may be NULL). */
+int yl_problem_init(yl_problem *p, const yl_config *cfg, const yl_tensor *outputs,
+                    int n_outputs, const yl_tensor *boxes, const yl_tensor *y_true,
+                    int n_y_true, yl_error *err);
+
+/* Bytes of scratch one yl_image call needs (also p->scratch_size). */
+size_t yl_scratch_size(const yl_problem *p);
+
+/* Per-layer sums of one image, before the division by the batch size. */
+typedef struct {
+    double terms[4];      /* xy, wh, confidence, class */
+    int64_t count;        /* anchors with an assigned truth (nonzero objectness) */
+    double sum_iou;       /* IoU(prediction, its truth) over those */
+    double sum_class;     /* sigmoid of class logits whose target is 1 */
+    int64_t n_class;      /* how many such logits */
+    double sum_obj;       /* sigmoid(t_o) over truth anchors */
+    double sum_noobj;     /* sigmoid(t_o) over anchors without truth */
+    int64_t n_noobj;
+    int64_t n_recall50, n_recall75;
+    int64_t ignored;      /* anchors without truth whose confidence loss is ignored */
+} yl_layer_sums;
+
+typedef struct {
+    int num_layers;
+    yl_layer_sums layer[YL_MAX_LAYERS];
+} yl_image_result;
+
+/* Compute image b. scratch: yl_scratch_size(p) bytes, any alignment the caller's malloc
+ * gives. grads: NULL for loss only, else L pointers to fp32 buffers with as many elements
+ * as output[l] (the whole batch); only image b's slice is written. Pure: same arguments,
+ * same bytes out. Errors name the tensor, image and row or element. */
+int yl_image(const yl_problem *p, int64_t b, void *scratch, float *const *grads,
+             yl_image_result *out, yl_error *err);
+
+/* The batch result. */
+#define YL_STAT_COUNT 0
+#define YL_STAT_AVG_IOU 1
+#define YL_STAT_AVG_CLASS 2
+#define YL_STAT_AVG_OBJ 3
+#define YL_STAT_AVG_NOOBJ 4
+#define YL_STAT_RECALL50 5
+#define YL_STAT_RECALL75 6
+#define YL_STAT_IGNORED 7
+#define YL_NUM_STATS 8
+
+typedef struct {
+    int num_layers;
+    double loss;                            /* sum of terms */
+    double terms[4];                        /* xy, wh, confidence, class; each / B */
+    double layer_terms[YL_MAX_LAYERS][4];   /* per layer, / B */
+    double stats[YL_MAX_LAYERS][YL_NUM_STATS];
+} yl_result;
+
+/* Reduce per-image results (p->batch of them, image order) into r. */
+void yl_reduce(const yl_problem *p, const yl_image_result *images, yl_result *r);
+
+/* Per-image terms [B][4] (xy, wh, confidence, class of each image, not divided by B). */
+void yl_image_terms(const yl_image_result *img, double out[4]);
+
+/* Whole batch on nthreads threads (<= 0: 1). grads as for yl_image (NULL: loss only).
+ * image_terms: NULL or B*4 doubles. On error no result is written, and the error is that
+ * of the lowest failing image. */
+int yl_compute(const yl_problem *p, int nthreads, float *const *grads, yl_result *r,
+               double *image_terms, yl_error *err);
+
+/* preprocess_true_boxes: write the dense y_true keras would build from p's boxes into L
+ * fp32 buffers of shape (B, H_l, W_l, 3, 5+C), fully overwritten. Only for box problems. */
+int yl_boxes_to_y_true(const yl_problem *p, float *const *y_true, yl_error *err);
+
+/* Conversions used for every input, exposed for clients and tests. */
+double yl_half_to_double(uint16_t h);
+double yl_bf16_to_double(uint16_t h);
+uint16_t yl_double_to_half(double x);  /* round to nearest even */
+uint16_t yl_double_to_bf16(double x);  /* round to nearest even */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* YOLOLOSS_H */

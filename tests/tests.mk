@@ -1,0 +1,29 @@
+# Core tests: Check suites in tests/core, golden cases made by the numpy reference in
+# tests/reference, randomised comparisons against that reference in tests/python.
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+TEST_CORE_SRC := $(wildcard tests/core/*.c)
+TEST_CORE_OBJ := $(patsubst tests/core/%.c,$(B)/tests/core/%.o,$(TEST_CORE_SRC))
+
+$(B)/tests/core/%.o: tests/core/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(CHECK_CFLAGS) -c $< -o $@
+
+# test_core: every Check suite of the core (golden cases, invariants, errors, gradients).
+$(B)/test_core: $(filter-out $(B)/tests/core/eval_case.o,$(TEST_CORE_OBJ)) $(CORE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -lm -lpthread
+
+# eval_case: runs the core on a case directory of .npy files, for the Python comparisons.
+$(B)/eval_case: $(B)/tests/core/eval_case.o $(B)/tests/core/npy.o $(CORE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm -lpthread
+
+ALL_BINS += $(B)/test_core $(B)/eval_case
+
+.PHONY: test-core test-core-python
+test-core: $(B)/test_core
+	CK_FORK=yes $(B)/test_core
+
+test-core-python: $(B)/eval_case
+	YL_EVAL_CASE=$(B)/eval_case $(PYTHON) -m pytest -q tests/python
+
+TEST_RUNS += test-core test-core-python

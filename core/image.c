@@ -221,7 +221,7 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s, fl
             int64_t cell = row + i * 3 * stride;
             int64_t bad = yl__find_nonfinite(c.out->data, c.out->dtype, cell, 3 * stride);
             if (bad >= 0) {
-                char name[16], where[96];
+                char name[24], where[96];
                 snprintf(name, sizeof name, "output_%d", l);
                 yl__format_index(c.out, cell + bad, where, sizeof where);
                 return yl__fail(err, YL_ENONFINITE, name, b, cell + bad, "%s%s is %s", name,

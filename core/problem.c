@@ -9,9 +9,11 @@ static const double yolov3_anchors[18] = {10, 13, 16, 30, 33, 23, 30, 61, 62,
                                           45, 59, 119, 116, 90, 156, 198, 373, 326};
 static const double tiny_anchors[12] = {10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319};
 
-/* keras-yolo3's masks; tiny's second mask really is [1,2,3] (anchor 0 unused). */
-static const int masks3[3][3] = {{6, 7, 8}, {3, 4, 5}, {0, 1, 2}};
-static const int masks2[2][3] = {{3, 4, 5}, {1, 2, 3}};
+/* keras-yolo3's masks by layer count; tiny's second mask really is [1,2,3] (anchor 0 unused). */
+static const int masks[2][3][3] = {
+    {{3, 4, 5}, {1, 2, 3}, {-1, -1, -1}}, /* 2 layers */
+    {{6, 7, 8}, {3, 4, 5}, {0, 1, 2}},    /* 3 layers */
+};
 
 int yl_config_default(yl_config *cfg, int num_anchors) {
     memset(cfg, 0, sizeof *cfg);
@@ -141,13 +143,13 @@ int yl_problem_init(yl_problem *p, const yl_config *cfg, const yl_tensor *output
     int L = p->num_layers;
     for (int l = 0; l < L; l++)
         for (int k = 0; k < 3; k++)
-            p->mask[l][k] = L == 3 ? masks3[l][k] : masks2[l][k];
+            p->mask[l][k] = masks[L - 2][l][k];
     if (n_outputs != L)
         return yl__fail(err, YL_EINVAL, "output_0", -1, -1,
                         "%d raw outputs given, the %d anchors need %d (output_0..output_%d)",
                         n_outputs, cfg->num_anchors, L, L - 1);
 
-    char name[16];
+    char name[24];
     int64_t channels = 0;
     for (int l = 0; l < L; l++) {
         const yl_tensor *t = &outputs[l];

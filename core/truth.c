@@ -161,8 +161,8 @@ static int gather_dense(const yl_problem *p, int64_t b, int l, yl__scratch *s, i
         tr->cls_head = -1;
         /* keras takes log(w / anchor_w * input_w) wherever objectness is nonzero */
         if (!(tr->w > 0 && tr->h > 0)) {
-            yl__format_index(t, off, where, sizeof where);
-            return yl__fail(err, YL_EBOX, name, b, off,
+            yl__format_index(t, off + 4, where, sizeof where);
+            return yl__fail(err, YL_EBOX, name, b, off + 4,
                             "%s%s: objectness %g with width %g and height %g; both must be "
                             "positive where objectness is nonzero",
                             name, where, obj, tr->w, tr->h);

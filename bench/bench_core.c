@@ -1,12 +1,14 @@
 /* bench_core: the core on the standard workload, with the memcpy floor measured in the same
- * run. One JSON line per configuration; no thresholds here, the numbers speak.
+ * run. One JSON line per configuration; no thresholds here, the numbers speak. x_memcpy is
+ * the median over repetitions of (compute time / memcpy time of the same bytes), the two
+ * timed back to back so that background load affects both alike.
  *
  *   build/bench_core [--batch 16] [--size 416] [--classes 80] [--boxes 8] [--reps 15]
  *                    [--threads N (default: all cores)] [--dtype FP32]
  *
  * Standard workload (issue "core"): B = 16, 416x416 (grids 13, 26, 52), 80 classes, 8 boxes
- * per image, logits from N(0, 1) with a fixed seed, fp32. Each figure is the median of
- * --reps runs after one warm-up run.
+ * per image, logits from N(0, 1) with a fixed seed, fp32. Each time is the median of --reps
+ * runs after one warm-up run.
  */
 #include <math.h>
 #include <stdio.h>
@@ -49,48 +51,69 @@ static double median(double *v, int n) {
     return v[n / 2];
 }
 
-/* Median seconds of memcpy(dst, src, bytes): the floor for touching those bytes once. */
-static double memcpy_seconds(size_t bytes, int reps) {
-    unsigned char *src = malloc(bytes), *dst = malloc(bytes);
-    if (!src || !dst) {
-        fprintf(stderr, "bench_core: out of memory\n");
+/* One timed memcpy of the same bytes: the floor for touching them once. */
+typedef struct {
+    unsigned char *src, *dst;
+    size_t bytes;
+} copy_floor;
+
+static double time_memcpy(copy_floor *f) {
+    double t0 = now_s();
+    memcpy(f->dst, f->src, f->bytes);
+    double t = now_s() - t0;
+    f->src[f->bytes / 2] ^= f->dst[f->bytes / 3]; /* keep the copy observable */
+    return t;
+}
+
+static double time_compute(const yl_problem *p, int threads, float *const *grads, double *loss) {
+    yl_result r;
+    yl_error err;
+    double t0 = now_s();
+    if (yl_compute(p, threads, grads, &r, NULL, &err) != YL_OK) {
+        fprintf(stderr, "bench_core: %s\n", err.msg);
         exit(1);
     }
-    memset(src, 1, bytes);
-    memset(dst, 2, bytes);
-    double *t = calloc((size_t)reps, sizeof *t);
-    memcpy(dst, src, bytes);
+    double t = now_s() - t0;
+    *loss = r.loss;
+    return t;
+}
+
+/* Compute and memcpy timed in alternation, so background load hits both alike; the ratio
+ * is the median of the per-pair ratios. */
+typedef struct {
+    double compute_s, memcpy_s, ratio, loss;
+} measurement;
+
+static measurement measure(const yl_problem *p, int threads, float *const *grads,
+                           copy_floor *f, int reps) {
+    double *tc = calloc((size_t)reps, sizeof *tc), *tm = calloc((size_t)reps, sizeof *tm);
+    double *ratio = calloc((size_t)reps, sizeof *ratio);
+    measurement m = {0, 0, 0, 0};
+    time_compute(p, threads, grads, &m.loss); /* warm-up: pages, caches */
+    time_memcpy(f);
     for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
-        memcpy(dst, src, bytes);
-        t[r] = now_s() - t0;
-        src[r % bytes] ^= dst[(r * 7919) % bytes]; /* keep the copies observable */
+        tm[r] = time_memcpy(f);
+        tc[r] = time_compute(p, threads, grads, &m.loss);
+        ratio[r] = tc[r] / tm[r];
     }
-    double m = median(t, reps);
-    free(t);
-    free(src);
-    free(dst);
+    m.compute_s = median(tc, reps);
+    m.memcpy_s = median(tm, reps);
+    m.ratio = median(ratio, reps);
+    free(tc);
+    free(tm);
+    free(ratio);
     return m;
 }
 
-static double compute_seconds(const yl_problem *p, int threads, float *const *grads, int reps,
-                              double *loss) {
-    double *t = calloc((size_t)reps, sizeof *t);
-    yl_result r;
-    yl_error err;
-    for (int rep = -1; rep < reps; rep++) {
-        double t0 = now_s();
-        if (yl_compute(p, threads, grads, &r, NULL, &err) != YL_OK) {
-            fprintf(stderr, "bench_core: %s\n", err.msg);
-            exit(1);
-        }
-        if (rep >= 0)
-            t[rep] = now_s() - t0;
+static copy_floor make_floor(size_t bytes) {
+    copy_floor f = {malloc(bytes), malloc(bytes), bytes};
+    if (!f.src || !f.dst) {
+        fprintf(stderr, "bench_core: out of memory\n");
+        exit(1);
     }
-    *loss = r.loss;
-    double m = median(t, reps);
-    free(t);
-    return m;
+    memset(f.src, 1, bytes);
+    memset(f.dst, 2, bytes);
+    return f;
 }
 
 int main(int argc, char **argv) {
@@ -171,30 +194,31 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    double floor_in = memcpy_seconds(in_bytes, reps);
-    double floor_in_grad = memcpy_seconds(in_bytes + grad_bytes, reps);
+    copy_floor floor_in = make_floor(in_bytes), floor_in_grad = make_floor(in_bytes + grad_bytes);
     int thread_counts[2] = {1, threads};
     int nconf = threads > 1 ? 2 : 1;
     for (int with_grad = 0; with_grad <= 1; with_grad++) {
         double base = 0;
+        copy_floor *f = with_grad ? &floor_in_grad : &floor_in;
         for (int c = 0; c < nconf; c++) {
-            double loss, sec = compute_seconds(&p, thread_counts[c], with_grad ? grad : NULL,
-                                               reps, &loss);
-            double floor_s = with_grad ? floor_in_grad : floor_in;
-            size_t bytes = with_grad ? in_bytes + grad_bytes : in_bytes;
+            measurement m = measure(&p, thread_counts[c], with_grad ? grad : NULL, f, reps);
             if (c == 0)
-                base = sec;
+                base = m.compute_s;
             printf("{\"bench\":\"core\",\"mode\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,"
                    "\"batch\":%d,\"size\":%d,\"classes\":%d,\"boxes\":%d,"
                    "\"ms_per_batch\":%.3f,\"images_per_s\":%.1f,\"memcpy_bytes\":%zu,"
                    "\"memcpy_ms\":%.3f,\"x_memcpy\":%.3f,\"speedup_vs_1_thread\":%.3f,"
                    "\"loss\":%.9g}\n",
                    with_grad ? "loss+grad" : "loss", yl_dtype_name(dtype), thread_counts[c],
-                   batch, size, classes, nboxes, sec * 1e3, batch / sec, bytes, floor_s * 1e3,
-                   sec / floor_s, base / sec, loss);
+                   batch, size, classes, nboxes, m.compute_s * 1e3, batch / m.compute_s,
+                   f->bytes, m.memcpy_s * 1e3, m.ratio, base / m.compute_s, m.loss);
             fflush(stdout);
         }
     }
+    free(floor_in.src);
+    free(floor_in.dst);
+    free(floor_in_grad.src);
+    free(floor_in_grad.dst);
     for (int l = 0; l < L; l++) {
         free((void *)out[l].data);
         free(grad[l]);

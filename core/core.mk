@@ -9,6 +9,11 @@ $(B)/core/%.o: core/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -O3 -fPIC -Wdouble-promotion -Wpedantic $(CORE_INC) -c $< -o $@
 
+# vexp.c alone is built with -ffast-math so gcc vectorises exp through glibc's libmvec.
+$(B)/core/vexp.o: core/vexp.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -O3 -ffast-math -fPIC $(CORE_INC) -c $< -o $@
+
 $(CORE_LIB): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^

@@ -8,7 +8,10 @@
  * IoU >= t > 0 with a truth of width w if its own width is at most w / t (otherwise
  * IoU <= w / w_pred < t) and the two overlap, so its centre is within w (1 + 1/t) / 2 of
  * the truth's. Cells farther than that from every truth are ignored=1 without decoding;
- * the answer is the same as decoding them, only faster.
+ * the answer is the same as decoding them, only faster. In the same way IoU <= w_pred / w
+ * when the prediction is narrower, so w_pred must lie in [t w, w / t]: as bounds on the raw
+ * t_w = log(w_pred * input_w / anchor_w) they are two logarithms per truth and anchor, and
+ * a prediction outside them is not decoded at all.
  */
 #include <math.h>
 #include <stdio.h>
@@ -33,6 +36,17 @@ static double box_iou(box a, box b) {
     return iou == iou ? iou : 0.0;
 }
 
+/* A hint, not a load: bring [p, p + n) towards the cache ahead of use. */
+static void prefetch_range(const unsigned char *p, size_t n) {
+#if defined(__GNUC__)
+    for (size_t q = 0; q < n; q += 64)
+        __builtin_prefetch(p + q);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 /* sigmoid(x) given e = exp(-|x|), without overflow for any x. */
 static double sigmoid_e(double x, double e) { return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e); }
 
@@ -43,15 +57,40 @@ static double sigmoid(double x) { return sigmoid_e(x, exp(-fabs(x))); }
 
 static box truth_box(const yl__truth *t) { return (box){t->x, t->y, t->w, t->h}; }
 
-/* Does any truth reach IoU >= thresh with pred in cell (i, j)? Truths whose window does
- * not contain the cell cannot (see top), so only the others are measured. */
-static int reaches_thresh(box pred, int64_t i, int64_t j, const yl__truth *truth, int64_t n,
-                          double thresh) {
-    for (int64_t k = 0; k < n; k++) {
-        const yl__truth *t = &truth[k];
-        if (i < t->near_i0 || i > t->near_i1 || j < t->near_j0 || j > t->near_j1)
+typedef struct {
+    const yl_problem *p;
+    const yl_tensor *out;
+    float *grad;        /* whole-layer gradient buffer, or NULL */
+    double inv_m;       /* 1 / batch */
+    double anchor_w[3], anchor_h[3]; /* in pixels */
+    int64_t H, W;
+    int C;
+} layer_ctx;
+
+static box decode(const layer_ctx *c, const double t[4], int64_t i, int64_t j, int k) {
+    return (box){(sigmoid(t[0]) + (double)i) / (double)c->W,
+                 (sigmoid(t[1]) + (double)j) / (double)c->H,
+                 exp(t[2]) * c->anchor_w[k] / c->p->input_w,
+                 exp(t[3]) * c->anchor_h[k] / c->p->input_h};
+}
+
+/* Does any truth reach IoU >= thresh with the prediction t of anchor k in cell (i, j)?
+ * Only truths whose cell window and t_w, t_h bounds admit it are measured (see top). */
+static int reaches_thresh(const layer_ctx *c, const double t[4], int64_t i, int64_t j, int k,
+                          const yl__truth *truth, int64_t n, double thresh) {
+    int decoded = 0;
+    box pred = {0, 0, 0, 0};
+    for (int64_t q = 0; q < n; q++) {
+        const yl__truth *tr = &truth[q];
+        if (i < tr->near_i0 || i > tr->near_i1 || j < tr->near_j0 || j > tr->near_j1 ||
+            t[2] < tr->tw_lo[k] || t[2] > tr->tw_hi[k] || t[3] < tr->th_lo[k] ||
+            t[3] > tr->th_hi[k])
             continue;
-        if (box_iou(pred, truth_box(t)) >= thresh)
+        if (!decoded) {
+            pred = decode(c, t, i, j, k);
+            decoded = 1;
+        }
+        if (box_iou(pred, truth_box(tr)) >= thresh)
             return 1;
     }
     return 0;
@@ -67,17 +106,22 @@ static double best_iou(box pred, const yl__truth *truth, int64_t n) {
     return best;
 }
 
-/* Each truth's window of cells whose predictions might reach thresh (see top), and the
- * union of the windows as per-cell flags. */
-static void mark_near_cells(yl__truth *truth, int64_t n, int64_t H, int64_t W, double thresh,
+/* Each truth's window of cells and t_w, t_h bounds for predictions that might reach thresh
+ * (see top), and the union of the windows as per-cell flags. */
+static void prepare_culling(const layer_ctx *c, yl__truth *truth, int64_t n, double thresh,
                             unsigned char *near) {
+    const int64_t H = c->H, W = c->W;
     memset(near, 0, (size_t)(H * W));
-    for (int64_t k = 0; k < n; k++) {
-        yl__truth *t = &truth[k];
-        if (!(thresh > 0)) { /* IoU >= 0 >= thresh: every cell must be decoded */
+    for (int64_t q = 0; q < n; q++) {
+        yl__truth *t = &truth[q];
+        if (!(thresh > 0)) { /* IoU >= 0 >= thresh: every prediction must be decoded */
             t->near_i0 = t->near_j0 = 0;
             t->near_i1 = (int32_t)(W - 1);
             t->near_j1 = (int32_t)(H - 1);
+            for (int k = 0; k < 3; k++) {
+                t->tw_lo[k] = t->th_lo[k] = -INFINITY;
+                t->tw_hi[k] = t->th_hi[k] = INFINITY;
+            }
         } else {
             double rx = t->w * (1 + 1 / thresh) / 2, ry = t->h * (1 + 1 / thresh) / 2;
             /* one cell of margin on each side absorbs rounding; clamp before converting */
@@ -85,6 +129,16 @@ static void mark_near_cells(yl__truth *truth, int64_t n, int64_t H, int64_t W, d
             t->near_i1 = (int32_t)min2(floor((t->x + rx) * (double)W) + 1, (double)(W - 1));
             t->near_j0 = (int32_t)max2(floor((t->y - ry) * (double)H) - 1, 0);
             t->near_j1 = (int32_t)min2(floor((t->y + ry) * (double)H) + 1, (double)(H - 1));
+            /* 1e-9 of slack in log space absorbs the rounding of exp and log */
+            double lt = log(thresh);
+            for (int k = 0; k < 3; k++) {
+                double tw = log(t->w * c->p->input_w / c->anchor_w[k]);
+                double th = log(t->h * c->p->input_h / c->anchor_h[k]);
+                t->tw_lo[k] = tw + lt - 1e-9;
+                t->tw_hi[k] = tw - lt + 1e-9;
+                t->th_lo[k] = th + lt - 1e-9;
+                t->th_hi[k] = th - lt + 1e-9;
+            }
         }
         for (int64_t j = t->near_j0; j <= t->near_j1; j++)
             memset(near + j * W + t->near_i0, 1, (size_t)(t->near_i1 - t->near_i0 + 1));
@@ -114,23 +168,6 @@ static void log1p_add(log1p_sum *a, double e) {
 }
 
 static double log1p_total(const log1p_sum *a) { return a->logs + log(a->prod) + a->small; }
-
-typedef struct {
-    const yl_problem *p;
-    const yl_tensor *out;
-    float *grad;        /* whole-layer gradient buffer, or NULL */
-    double inv_m;       /* 1 / batch */
-    double anchor_w[3], anchor_h[3]; /* in pixels */
-    int64_t H, W;
-    int C;
-} layer_ctx;
-
-static box decode(const layer_ctx *c, const double t[4], int64_t i, int64_t j, int k) {
-    return (box){(sigmoid(t[0]) + (double)i) / (double)c->W,
-                 (sigmoid(t[1]) + (double)j) / (double)c->H,
-                 exp(t[2]) * c->anchor_w[k] / c->p->input_w,
-                 exp(t[3]) * c->anchor_h[k] / c->p->input_h};
-}
 
 static void load4(const yl_tensor *t, int64_t off, double v[4]) {
     for (int q = 0; q < 4; q++)
@@ -205,9 +242,11 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s, fl
     const double thresh = p->cfg.ignore_thresh;
     const int64_t stride = 5 + c.C, row_elems = c.W * 3 * stride;
     const int64_t first = b * p->layer_elems[l];
+    const size_t esize = yl_dtype_size(c.out->dtype);
+    const size_t cell_bytes = (size_t)(3 * stride) * esize;
     const yl__truth *truth = s->truth, *next = truth, *end = truth + n_truth;
     if (n_truth)
-        mark_near_cells(s->truth, n_truth, c.H, c.W, thresh, s->cell_near);
+        prepare_culling(&c, s->truth, n_truth, thresh, s->cell_near);
     double noobj_linear = 0; /* BCE(0, t_o) = max(t_o, 0) + log1p(exp(-|t_o|)) */
     log1p_sum noobj_log = {.prod = 1};
 
@@ -215,9 +254,9 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s, fl
         int64_t row = first + j * row_elems;
         if (grad)
             memset(grad + row, 0, (size_t)row_elems * sizeof(float));
+        /* First pass over the row: prove every value finite, a cell at a time so the
+         * prefetcher streams the next cells meanwhile, and collect t_o for one vector exp. */
         for (int64_t i = 0; i < c.W; i++) {
-            /* scanned a cell at a time, so the prefetcher streams the next cells while this
-             * one computes: the scan then costs little beyond the memory traffic itself */
             int64_t cell = row + i * 3 * stride;
             int64_t bad = yl__find_nonfinite(c.out->data, c.out->dtype, cell, 3 * stride);
             if (bad >= 0) {
@@ -228,6 +267,18 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s, fl
                                 where,
                                 yl__nonfinite_name(yl__load(c.out->data, c.out->dtype, cell + bad)));
             }
+            for (int k = 0; k < 3; k++)
+                s->row_to[i * 3 + k] = yl__load(c.out->data, c.out->dtype, cell + k * stride + 4);
+        }
+        yl__exp_neg_abs(s->row_to, s->row_e, 3 * c.W);
+        /* Second pass, from cache: the anchors in memory order, while the next row is
+         * prefetched a cell at a time, so memory and arithmetic overlap. */
+        const unsigned char *next_row = j + 1 < c.H ? (const unsigned char *)c.out->data +
+                                                          (row + row_elems) * esize
+                                                    : NULL;
+        for (int64_t i = 0; i < c.W; i++) {
+            if (next_row)
+                prefetch_range(next_row + i * cell_bytes, cell_bytes);
             int near = n_truth && s->cell_near[j * c.W + i];
             for (int k = 0; k < 3; k++) {
                 int64_t anchor = (j * c.W + i) * 3 + k;
@@ -240,10 +291,10 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s, fl
                 if (near) {
                     double t[4];
                     load4(c.out, off, t);
-                    ignore = !reaches_thresh(decode(&c, t, i, j, k), i, j, truth, n_truth, thresh);
+                    ignore = !reaches_thresh(&c, t, i, j, k, truth, n_truth, thresh);
                 }
-                double to = yl__load(c.out->data, c.out->dtype, off + 4);
-                double e = exp(-fabs(to)), s_o = sigmoid_e(to, e);
+                double to = s->row_to[i * 3 + k], e = s->row_e[i * 3 + k];
+                double s_o = sigmoid_e(to, e);
                 if (ignore) {
                     noobj_linear += max2(to, 0.0);
                     log1p_add(&noobj_log, e);

@@ -23,6 +23,9 @@ double yl__load(const void *base, int dtype, int64_t i);
 /* Index (relative to first) of the first non-finite element of [first, first+n), or -1. */
 int64_t yl__find_nonfinite(const void *base, int dtype, int64_t first, int64_t n);
 
+/* vexp.c: out[i] = exp(-|x[i]|) for finite x, vectorised where the platform allows. */
+void yl__exp_neg_abs(const double *x, double *out, int64_t n);
+
 /* truth.c: one truth anchor of one layer of one image, whichever way the truth came. */
 typedef struct {
     int64_t anchor;   /* (j*W + i)*3 + k within the layer */
@@ -30,6 +33,7 @@ typedef struct {
     double obj;       /* objectness (1 for boxes) */
     int32_t cls_head; /* boxes: first link of its class chain, -1 none */
     int32_t near_i0, near_i1, near_j0, near_j1; /* cells whose predictions may reach it */
+    double tw_lo[3], tw_hi[3], th_lo[3], th_hi[3]; /* raw t_w, t_h that may reach it, per k */
 } yl__truth;
 
 typedef struct {
@@ -45,6 +49,7 @@ typedef struct {
     yl__class_link *links; /* boxes: one per row */
     double *class_target;  /* C doubles */
     unsigned char *cell_near; /* H*W flags: a prediction here may reach ignore_thresh */
+    double *row_to, *row_e;   /* a grid row's t_o and exp(-|t_o|), 3*W each */
 } yl__scratch;
 
 void yl__scratch_carve(const yl_problem *p, void *scratch, yl__scratch *s);

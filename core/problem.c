@@ -81,7 +81,7 @@ static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 /* Scratch: the largest layer's truth list, anchor map and cell flags, plus class links and
  * one row of class targets. Laid out by yl__scratch_carve in the same order. */
 size_t yl__scratch_bytes(const yl_problem *p) {
-    int64_t max_anchors = 0, max_cells = 0;
+    int64_t max_anchors = 0, max_cells = 0, max_row = p->grid_w[p->num_layers - 1];
     for (int l = 0; l < p->num_layers; l++) {
         int64_t cells = p->grid_h[l] * p->grid_w[l];
         if (cells * 3 > max_anchors)
@@ -96,14 +96,18 @@ size_t yl__scratch_bytes(const yl_problem *p) {
     n += align8((size_t)rows * sizeof(yl__class_link));
     n += align8((size_t)p->num_classes * sizeof(double));
     n += align8((size_t)max_cells);
+    n += 2 * (size_t)max_row * 3 * sizeof(double);
     return n;
 }
 
 void yl__scratch_carve(const yl_problem *p, void *scratch, yl__scratch *s) {
-    int64_t max_anchors = 0;
-    for (int l = 0; l < p->num_layers; l++)
+    int64_t max_anchors = 0, max_cells = 0;
+    for (int l = 0; l < p->num_layers; l++) {
         if (p->grid_h[l] * p->grid_w[l] * 3 > max_anchors)
             max_anchors = p->grid_h[l] * p->grid_w[l] * 3;
+        if (p->grid_h[l] * p->grid_w[l] > max_cells)
+            max_cells = p->grid_h[l] * p->grid_w[l];
+    }
     int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
     unsigned char *c = scratch;
     s->truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
@@ -116,6 +120,9 @@ void yl__scratch_carve(const yl_problem *p, void *scratch, yl__scratch *s) {
     s->class_target = (double *)(void *)c;
     c += align8((size_t)p->num_classes * sizeof(double));
     s->cell_near = c;
+    c += align8((size_t)max_cells);
+    s->row_to = (double *)(void *)c;
+    s->row_e = s->row_to + 3 * p->grid_w[p->num_layers - 1];
 }
 
 size_t yl_scratch_size(const yl_problem *p) { return p->scratch_size; }

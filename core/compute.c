@@ -3,7 +3,17 @@
  * an atomic counter; results land in per-image slots and are reduced in image order. */
 #include <stdatomic.h>
 #include <stdlib.h>
+
+/* C11 threads, except under ThreadSanitizer: glibc's thrd_create calls its internal
+ * pthread_create directly, which TSan does not intercept, and the first access from such a
+ * thread crashes. Starting the same workers through pthreads is what TSan understands. */
+#if defined(__SANITIZE_THREAD__)
+#include <pthread.h>
+typedef pthread_t worker_thread;
+#else
 #include <threads.h>
+typedef thrd_t worker_thread;
+#endif
 
 #include "internal.h"
 
@@ -33,6 +43,25 @@ static int run_worker(void *arg) {
     }
 }
 
+#if defined(__SANITIZE_THREAD__)
+static void *run_worker_pthread(void *arg) {
+    run_worker(arg);
+    return NULL;
+}
+
+static int start_worker(worker_thread *t, worker *w) {
+    return pthread_create(t, NULL, run_worker_pthread, w) == 0;
+}
+
+static void join_worker(worker_thread t) { pthread_join(t, NULL); }
+#else
+static int start_worker(worker_thread *t, worker *w) {
+    return thrd_create(t, run_worker, w) == thrd_success;
+}
+
+static void join_worker(worker_thread t) { thrd_join(t, NULL); }
+#endif
+
 int yl_compute(const yl_problem *p, int nthreads, float *const *grads, yl_result *r,
                double *image_terms, yl_error *err) {
     int64_t B = p->batch;
@@ -44,7 +73,7 @@ int yl_compute(const yl_problem *p, int nthreads, float *const *grads, yl_result
     batch_job job = {.p = p, .grads = grads};
     atomic_init(&job.next, 0);
     worker *workers = calloc((size_t)nthreads, sizeof *workers);
-    thrd_t *threads = calloc((size_t)nthreads, sizeof *threads);
+    worker_thread *threads = calloc((size_t)nthreads, sizeof *threads);
     job.images = calloc((size_t)B, sizeof *job.images);
     job.status = calloc((size_t)B, sizeof *job.status);
     job.errors = calloc((size_t)B, sizeof *job.errors);
@@ -59,11 +88,11 @@ int yl_compute(const yl_problem *p, int nthreads, float *const *grads, yl_result
     }
     /* worker 0 runs on the calling thread */
     for (started = 1; started < nthreads; started++)
-        if (thrd_create(&threads[started], run_worker, &workers[started]) != thrd_success)
+        if (!start_worker(&threads[started], &workers[started]))
             break; /* fewer threads, same result */
     run_worker(&workers[0]);
     for (int t = 1; t < started; t++)
-        thrd_join(threads[t], NULL);
+        join_worker(threads[t]);
     for (int64_t b = 0; b < B; b++)
         if (job.status[b] != YL_OK) {
             if (err)

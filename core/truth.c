@@ -59,7 +59,7 @@ static int read_box_row(const yl_problem *p, int64_t b, int64_t t, int *is_box, 
                         (long long)b, (long long)t, (double)h, v[1], v[3]);
     if (v[4] != floor(v[4]) || v[4] < 0 || v[4] >= p->num_classes)
         return yl__fail(err, YL_ECLASS, "boxes", b, t,
-                        "boxes[%lld][%lld]: class id %g is not an integer in [0, %d)",
+                        "boxes[%lld][%lld]: class id %.17g is not an integer in [0, %d)",
                         (long long)b, (long long)t, v[4], p->num_classes);
     float sx = x0 + x1, sy = y0 + y1;
     float cx = floorf(sx / 2.0f), cy = floorf(sy / 2.0f); /* (min + max) // 2 */

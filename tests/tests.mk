@@ -27,3 +27,18 @@ test-core-python: $(B)/eval_case
 	YL_EVAL_CASE=$(B)/eval_case $(PYTHON) -m pytest -q tests/python
 
 TEST_RUNS += test-core test-core-python
+
+# The same core suite under AddressSanitizer, UndefinedBehaviorSanitizer, ThreadSanitizer
+# and valgrind
+# (leaks are errors). Each sanitizer builds into its own build/<name>/ tree.
+.PHONY: test-core-sanitize
+test-core-sanitize:
+	$(MAKE) --no-print-directory SANITIZER=address test-core
+	$(MAKE) --no-print-directory SANITIZER=undefined test-core
+	$(MAKE) --no-print-directory SANITIZER=thread test-core
+	$(MAKE) --no-print-directory build/test_core
+	CK_FORK=no valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	  --error-exitcode=9 build/test_core
+ifeq ($(SANITIZER),)
+TEST_RUNS += test-core-sanitize
+endif

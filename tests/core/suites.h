@@ -1,0 +1,14 @@
+/* suites.h: the Check suites of build/test_core (main() is in test_main.c). */
+#ifndef YL_TESTS_SUITES_H
+#define YL_TESTS_SUITES_H
+
+#include <check.h>
+
+/* Invariants, errors and gradients of the core API (test_core.c). */
+Suite *core_suite(void);
+
+/* Every case directory of tests/golden (or $YL_GOLDEN_DIR), made by the numpy reference
+ * tests/reference/make_golden.py, run on 1 and 3 threads (test_golden.c). */
+Suite *golden_suite(void);
+
+#endif /* YL_TESTS_SUITES_H */

@@ -26,6 +26,7 @@ typedef struct {
 /* Inputs are proven finite before use, so plain comparisons do (fmin/fmax are calls). */
 static double min2(double a, double b) { return a < b ? a : b; }
 static double max2(double a, double b) { return a > b ? a : b; }
+static double clamp(double v, double lo, double hi) { return min2(max2(v, lo), hi); }
 
 /* keras's box_iou, in double. A NaN (inf * 0 areas from absurd logits) counts as 0. */
 static double box_iou(box a, box b) {
@@ -124,11 +125,13 @@ static void prepare_culling(const layer_ctx *c, yl__truth *truth, int64_t n, dou
             }
         } else {
             double rx = t->w * (1 + 1 / thresh) / 2, ry = t->h * (1 + 1 / thresh) / 2;
-            /* one cell of margin on each side absorbs rounding; clamp before converting */
-            t->near_i0 = (int32_t)max2(floor((t->x - rx) * (double)W) - 1, 0);
-            t->near_i1 = (int32_t)min2(floor((t->x + rx) * (double)W) + 1, (double)(W - 1));
-            t->near_j0 = (int32_t)max2(floor((t->y - ry) * (double)H) - 1, 0);
-            t->near_j1 = (int32_t)min2(floor((t->y + ry) * (double)H) + 1, (double)(H - 1));
+            /* One cell of margin on each side absorbs rounding. A dense truth may lie
+             * anywhere, even off the grid, so the window may be empty (lo > hi); clamping
+             * to [-1, W] first keeps every conversion to int in range. */
+            t->near_i0 = (int32_t)clamp(floor((t->x - rx) * (double)W) - 1, 0, (double)W);
+            t->near_i1 = (int32_t)clamp(floor((t->x + rx) * (double)W) + 1, -1, (double)(W - 1));
+            t->near_j0 = (int32_t)clamp(floor((t->y - ry) * (double)H) - 1, 0, (double)H);
+            t->near_j1 = (int32_t)clamp(floor((t->y + ry) * (double)H) + 1, -1, (double)(H - 1));
             /* 1e-9 of slack in log space absorbs the rounding of exp and log */
             double lt = log(thresh);
             for (int k = 0; k < 3; k++) {
@@ -140,7 +143,7 @@ static void prepare_culling(const layer_ctx *c, yl__truth *truth, int64_t n, dou
                 t->th_hi[k] = th - lt + 1e-9;
             }
         }
-        for (int64_t j = t->near_j0; j <= t->near_j1; j++)
+        for (int64_t j = t->near_j0; j <= t->near_j1 && t->near_i0 <= t->near_i1; j++)
             memset(near + j * W + t->near_i0, 1, (size_t)(t->near_i1 - t->near_i0 + 1));
     }
 }

@@ -305,6 +305,87 @@ START_TEST(padding_rows_anywhere_change_nothing) {
 }
 END_TEST
 
+/* The kernel skips decoding predictions that provably cannot reach ignore_thresh. Check the
+ * "ignored" count against decoding everything, by brute force, with dense truths anywhere
+ * (off the grid too: keras accepts any centre there) and thresholds from tiny to above 1. */
+static double sig(double x) { return 1 / (1 + exp(-x)); }
+
+static int64_t brute_force_ignored(const batch *x, int l, const float *yt, double thresh) {
+    int64_t gh = x->gh << l, gw = x->gw << l, ch = 5 + x->C, ignored = 0;
+    const int *mask = x->L == 3 ? (const int[]){6, 7, 8, 3, 4, 5, 0, 1, 2} + 3 * l
+                                : (const int[]){3, 4, 5, 1, 2, 3} + 3 * l;
+    double in_w = 32.0 * (double)x->gw, in_h = 32.0 * (double)x->gh;
+    for (int b = 0; b < x->B; b++)
+        for (int64_t a = 0; a < gh * gw * 3; a++) {
+            const float *y = yt + ((int64_t)b * gh * gw * 3 + a) * ch;
+            if (y[4] != 0)
+                continue;
+            const double *t = x->out_data[l] + ((int64_t)b * gh * gw * 3 + a) * ch;
+            int64_t i = (a / 3) % gw, j = (a / 3) / gw;
+            int k = (int)(a % 3);
+            double px = (sig(t[0]) + (double)i) / (double)gw, py = (sig(t[1]) + (double)j) / (double)gh;
+            double pw = exp(t[2]) * x->cfg.anchors[2 * mask[k]] / in_w;
+            double ph = exp(t[3]) * x->cfg.anchors[2 * mask[k] + 1] / in_h;
+            double best = -INFINITY; /* keras: max over no truths */
+            for (int64_t q = 0; q < gh * gw * 3; q++) {
+                const float *tr = yt + ((int64_t)b * gh * gw * 3 + q) * ch;
+                if (tr[4] == 0)
+                    continue;
+                double iw = fmin(px + pw / 2, tr[0] + tr[2] / 2.0) - fmax(px - pw / 2, tr[0] - tr[2] / 2.0);
+                double ih = fmin(py + ph / 2, tr[1] + tr[3] / 2.0) - fmax(py - ph / 2, tr[1] - tr[3] / 2.0);
+                double inter = fmax(iw, 0) * fmax(ih, 0);
+                double iou = inter / (pw * ph + (double)tr[2] * tr[3] - inter);
+                best = fmax(best, iou);
+            }
+            ignored += best >= thresh;
+        }
+    return ignored;
+}
+
+START_TEST(culling_matches_brute_force) {
+    const double thresholds[] = {1e-6, 0.05, 0.3, 0.5, 0.9, 1.0, 1.5, 0.0, -1.0};
+    for (int seed = 0; seed < 12; seed++) {
+        batch x;
+        make_batch(&x, seed % 2 ? 6 : 9, 2, 2, 2, 3, 1, 1, 1.5, 100 + (uint64_t)seed);
+        float *yt[3];
+        yl_tensor ytt[3];
+        for (int l = 0; l < x.L; l++) {
+            int64_t n = layer_elems(&x, l);
+            yt[l] = calloc((size_t)n, sizeof(float));
+            ytt[l] = (yl_tensor){yt[l], YL_F32, 4, {2, 2 << l, 3 << l, 21}};
+            /* a few truths per image and layer, some centred off the grid, some huge */
+            for (int q = 0; q < 6; q++) {
+                int64_t a = (int64_t)(uniform() * (double)(n / 7));
+                float *r = yt[l] + a * 7;
+                r[0] = (float)(q == 0 ? 3.0 : q == 1 ? -2.5 : uniform() * 1.2 - 0.1);
+                r[1] = (float)(q == 2 ? 1e6 : uniform());
+                r[2] = (float)(q == 3 ? 1e30 : 0.02 + uniform() * 0.6);
+                r[3] = (float)(0.02 + uniform() * 0.6);
+                r[4] = 1;
+                r[5 + (q & 1)] = 1;
+            }
+        }
+        for (size_t ti = 0; ti < sizeof thresholds / sizeof *thresholds; ti++) {
+            x.cfg.ignore_thresh = thresholds[ti];
+            yl_problem p;
+            yl_error err;
+            ck_assert_msg(yl_problem_init(&p, &x.cfg, x.out, x.L, NULL, ytt, x.L, &err) == YL_OK,
+                          "%s", err.msg);
+            yl_result r = run(&p, 2, x.grad, NULL);
+            for (int l = 0; l < x.L; l++)
+                ck_assert_msg(r.stats[l][YL_STAT_IGNORED] ==
+                                  (double)brute_force_ignored(&x, l, yt[l], thresholds[ti]),
+                              "seed %d, thresh %g, layer %d: %g ignored, brute force %lld", seed,
+                              thresholds[ti], l, r.stats[l][YL_STAT_IGNORED],
+                              (long long)brute_force_ignored(&x, l, yt[l], thresholds[ti]));
+        }
+        for (int l = 0; l < x.L; l++)
+            free(yt[l]);
+        free_batch(&x);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------- keras quirks */
 
 /* The 5+C row of y_true for image b, cell (j, i), anchor k, on a layer of grid gh x gw. */
@@ -554,6 +635,7 @@ Suite *core_suite(void) {
     tcase_add_test(inv, loss_only_equals_gradient_run);
     tcase_add_test(inv, box_path_equals_dense_path);
     tcase_add_test(inv, padding_rows_anywhere_change_nothing);
+    tcase_add_test(inv, culling_matches_brute_force);
     tcase_add_test(inv, shared_cell_overwrites_box_and_accumulates_classes);
     tcase_add_test(inv, tiny_drops_anchor0_and_doubles_anchor3);
     tcase_add_test(inv, no_truth_means_nothing_ignored);

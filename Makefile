@@ -39,6 +39,9 @@ include core/core.mk
 include tests/tests.mk
 include bench/bench.mk
 -include server/server.mk
+-include clients/clients.mk
+-include tests/fuzz/fuzz.mk
+-include docker/docker.mk
 
 build-all: $(ALL_BINS)
 

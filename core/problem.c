@@ -232,7 +232,8 @@ int yl_problem_init(yl_problem *p, const yl_config *cfg, const yl_tensor *output
     } else {
         if (n_y_true != L)
             return yl__fail(err, YL_EINVAL, "y_true_0", -1, -1,
-                            "%d y_true tensors given, the model has %d layers", n_y_true, L);
+                            "%d y_true tensors given, the model has %d layers (y_true_0..y_true_%d)",
+                            n_y_true, L, L - 1);
         for (int l = 0; l < L; l++) {
             const yl_tensor *t = &y_true[l];
             int64_t elems, bhw[3], ch;

@@ -72,6 +72,14 @@ static int read_box_row(const yl_problem *p, int64_t b, int64_t t, int *is_box, 
     xywh[1] = (float)((double)cy / p->input_h);
     xywh[2] = (float)((double)w / p->input_w);
     xywh[3] = (float)((double)h / p->input_h);
+    /* keras takes log(w / anchor * input): a size that overflows float32 or whose
+     * normalised value underflows to 0 would make the loss inf */
+    if (!(isfinite(xywh[2]) && xywh[2] > 0 && isfinite(xywh[3]) && xywh[3] > 0))
+        return yl__fail(err, YL_EBOX, "boxes", b, t,
+                        "boxes[%lld][%lld]: size %.9g x %.9g px is not representable: in "
+                        "float32 (as keras computes) it normalises to %.9g x %.9g",
+                        (long long)b, (long long)t, v[2] - v[0], v[3] - v[1], (double)xywh[2],
+                        (double)xywh[3]);
     wh_px[0] = w;
     wh_px[1] = h;
     *cls = (int)v[4];

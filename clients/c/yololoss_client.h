@@ -1,0 +1,137 @@
+/*
+ * yololoss_client.h: a small C client of yololossd (libcurl + jansson), the keras-yolo3
+ * YOLOv3 loss served over the Open Inference Protocol v2 with Triton's binary tensors.
+ *
+ * OWNERSHIP. Tensors given to ylc_compute are borrowed for the duration of the call. A
+ * ylc_result owns what it points to (image terms, gradients) until ylc_result_free; a
+ * ylc_client owns its connection (kept alive between calls) until ylc_client_free. Free
+ * functions accept NULL and zeroed structs.
+ *
+ * THREADS. A ylc_client is used by one thread at a time; make one per thread. Call
+ * curl_global_init once at startup when threads are involved (ylc_client_new calls it
+ * otherwise, which is not thread-safe).
+ *
+ * ERRORS. Functions return 0, or -1 with err->status (the HTTP status: 400, 401, 404, 413,
+ * 503, ...; 0 when no answer came back or the call was refused before sending) and
+ * err->msg (the server's {"error": ...} text or the client's own explanation). 503 answers
+ * are retried after their Retry-After as long as the client's timeout allows.
+ *
+ * WORKED EXAMPLE (yolov3-tiny, 2 layers, boxes as ground truth):
+ *
+ *     ylc_client *c;
+ *     ylc_error err;
+ *     ylc_options opt = {.url = "http://127.0.0.1:8000", .model = "yolov3-tiny"};
+ *     if (ylc_client_new(&c, &opt, &err) != 0) { fprintf(stderr, "%s\n", err.msg); ... }
+ *     ylc_tensor out[2] = {
+ *         {.data = o13, .dtype = YLC_F32, .ndim = 4, .shape = {B, 13, 13, 255}},
+ *         {.data = o26, .dtype = YLC_F32, .ndim = 4, .shape = {B, 26, 26, 255}},
+ *     };
+ *     ylc_tensor boxes = {.data = bx, .dtype = YLC_F32, .ndim = 3, .shape = {B, T, 5}};
+ *     ylc_request req = {.outputs = out, .n_outputs = 2, .boxes = &boxes, .grads = 1};
+ *     ylc_result r;
+ *     if (ylc_compute(c, &req, &r, &err) != 0)
+ *         fprintf(stderr, "HTTP %d: %s\n", err.status, err.msg);  // e.g. 400 "boxes[1][3]: ..."
+ *     else
+ *         printf("loss %g, grad_0[0] %g\n", r.loss, r.grads[0][0]);
+ *     ylc_result_free(&r);
+ *     ylc_client_free(c);
+ */
+#ifndef YOLOLOSS_CLIENT_H
+#define YOLOLOSS_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define YLC_VERSION "0.1.0"
+#define YLC_MAX_LAYERS 3
+#define YLC_MAX_DIMS 5
+#define YLC_NUM_STATS 8
+
+/* Element types, with the same values as the core's yl_dtype. BF16 data are the raw
+ * bfloat16 bit patterns (uint16_t). All data little-endian, dense, row-major. */
+typedef enum { YLC_F32 = 0, YLC_F16 = 1, YLC_BF16 = 2, YLC_F64 = 3 } ylc_dtype;
+
+typedef struct {
+    const void *data;
+    int dtype; /* ylc_dtype */
+    int ndim;
+    int64_t shape[YLC_MAX_DIMS];
+} ylc_tensor;
+
+typedef struct {
+    int status;    /* HTTP status, 0: none (transport failure or refused locally) */
+    char msg[512];
+} ylc_error;
+
+typedef struct {
+    const char *url;    /* "http://127.0.0.1:8000" (NULL: that); a path prefix is kept */
+    const char *model;  /* "yolov3" (NULL: that), "yolov3-tiny", ... */
+    const char *token;  /* bearer token, NULL: none */
+    double timeout;     /* seconds for a whole call, 503 retries included; <= 0: 60 */
+} ylc_options;
+
+typedef struct ylc_client ylc_client;
+
+int ylc_client_new(ylc_client **out, const ylc_options *opt, ylc_error *err);
+void ylc_client_free(ylc_client *c);
+/* How many 503 answers this client retried so far. */
+unsigned long ylc_client_retries(const ylc_client *c);
+
+/* One batch. outputs: L raw head outputs [B,H,W,3*(5+C)] or [B,H,W,3,5+C]; exactly one of
+ * boxes [B,T,5] (FP32 or FP64; pixels x_min, y_min, x_max, y_max, class) or y_true
+ * (n_y_true = L dense tensors). */
+typedef struct {
+    const ylc_tensor *outputs;
+    int n_outputs;
+    const ylc_tensor *boxes;
+    const ylc_tensor *y_true;
+    int n_y_true;
+    int grads;             /* also return d loss / d outputs */
+    int json;              /* send JSON numbers and ask for JSON (BF16 inputs stay binary) */
+    int has_ignore_thresh; /* override the model's ignore_thresh with ignore_thresh */
+    double ignore_thresh;
+    const char *anchors;   /* "w,h,w,h,..." (12 or 18 numbers) or NULL: the model's */
+    const char *run;       /* monitoring label or NULL */
+    int has_step;
+    int64_t step;
+} ylc_request;
+
+/* The answer. Values are the server's FP32 outputs, widened. */
+typedef struct {
+    char model_name[64];
+    int num_layers;
+    int64_t batch;
+    double loss;
+    double terms[4];                          /* xy, wh, confidence, class */
+    double layer_terms[YLC_MAX_LAYERS][4];
+    double stats[YLC_MAX_LAYERS][YLC_NUM_STATS]; /* count, avg_iou, avg_class, avg_obj,
+                                                    avg_noobj, recall50, recall75, ignored */
+    float *image_terms;                       /* batch x 4, per image, not divided by B */
+    float *grads[YLC_MAX_LAYERS];             /* NULL unless asked for; shaped as output l */
+    int grad_ndim[YLC_MAX_LAYERS];
+    int64_t grad_shape[YLC_MAX_LAYERS][YLC_MAX_DIMS];
+    int64_t grad_count[YLC_MAX_LAYERS];
+} ylc_result;
+
+int ylc_compute(ylc_client *c, const ylc_request *req, ylc_result *res, ylc_error *err);
+void ylc_result_free(ylc_result *r);
+
+/* GET a path ("/v2/health/ready", "/v2/models/yolov3", ...) relative to the URL. Returns
+ * the HTTP status (0 with err filled on a transport failure); *body (malloc'd,
+ * NUL-terminated, may be NULL) receives the answer. */
+long ylc_get(ylc_client *c, const char *path, char **body, ylc_error *err);
+
+/* "xy", "wh", "confidence", "class" and "count", "avg_iou", ... for the indices. */
+const char *ylc_term_name(int k);
+const char *ylc_stat_name(int k);
+/* "FP32", "FP16", "BF16", "FP64" or NULL. */
+const char *ylc_dtype_name(int dtype);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* YOLOLOSS_CLIENT_H */

@@ -1,0 +1,50 @@
+# Clients of yololossd: the C library and CLI (clients/c), the Python package
+# (clients/python) and the JavaScript module (clients/js), with their tests against a live
+# daemon. Each test target starts its own daemon on --port 0 and stops it.
+CLIENT_PKGS := libcurl jansson
+CLIENT_CFLAGS := $(shell pkg-config --cflags $(CLIENT_PKGS) 2>/dev/null)
+CLIENT_LIBS := $(shell pkg-config --libs $(CLIENT_PKGS) 2>/dev/null)
+CLIENT_INC := -Iclients/c
+CLIENT_LIB := $(B)/libyololoss_client.a
+
+$(B)/clients/c/%.o: clients/c/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CLIENT_INC) $(CLIENT_CFLAGS) -c $< -o $@
+
+# The test also links the core, to compute the expected answers in-process.
+$(B)/clients/c/tests/%.o: clients/c/tests/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CLIENT_INC) $(CORE_INC) $(CLIENT_CFLAGS) $(CHECK_CFLAGS) -c $< -o $@
+
+$(CLIENT_LIB): $(B)/clients/c/yololoss_client.o
+	$(AR) rcs $@ $^
+
+# yololoss: the command-line client (.npy in, JSON and .npy out).
+$(B)/yololoss: $(B)/clients/c/yololoss_cli.o $(B)/clients/c/npyfile.o $(CLIENT_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CLIENT_LIBS) -lm
+
+$(B)/test_clients_c: $(B)/clients/c/tests/test_client_c.o $(B)/clients/c/npyfile.o \
+		$(CLIENT_LIB) $(CORE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) $(CLIENT_LIBS) -lm -lpthread
+
+ALL_BINS += $(CLIENT_LIB) $(B)/yololoss $(B)/test_clients_c
+
+.PHONY: test-clients-c test-clients-python test-clients-js
+test-clients-c: $(B)/yololossd $(B)/yololoss $(B)/test_clients_c
+	CK_FORK=yes YL_DAEMON=$(B)/yololossd YL_CLI=$(B)/yololoss $(B)/test_clients_c
+
+# pytest (Debian's python3-pytest); the torch tests skip, saying why, without python3-torch.
+test-clients-python: $(B)/yololossd
+	YL_DAEMON=$(B)/yololossd $(PYTHON) -m pytest -q -rs -p no:cacheprovider clients/python/tests
+
+# node --test (Node 20+); skipped with a message where node is missing.
+NODE ?= node
+test-clients-js: $(B)/yololossd
+	@if command -v $(NODE) >/dev/null 2>&1; then \
+	  echo "YL_DAEMON=$(B)/yololossd $(NODE) --test clients/js/test/"; \
+	  YL_DAEMON=$(B)/yololossd $(NODE) --test clients/js/test/; \
+	else echo "test-clients-js: skipped, $(NODE) is not installed (Node 20+ runs these)"; fi
+
+TEST_RUNS += test-clients-c test-clients-python test-clients-js
+
+-include $(wildcard $(B)/clients/c/tests/*.d)

@@ -1,0 +1,269 @@
+// yololoss.js against a live yololossd (YL_DAEMON, default build/yololossd, started here on
+// a free port): answers equal the project's numpy reference (tests/reference, through
+// make_cases.py and Debian's python3), in binary and JSON modes and every dtype; errors,
+// the bearer token, metadata and 503 retries.
+//
+//   YL_DAEMON=build/yololossd node --test clients/js/test/
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { YoloLossClient, YoloLossError, STAT_NAMES, TERM_NAMES, toBF16 } from "../yololoss.js";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, "..", "..", "..");
+const DAEMON = resolve(ROOT, process.env.YL_DAEMON ?? "build/yololossd");
+const PYTHON = process.env.PYTHON ?? "/usr/bin/python3";
+
+function startDaemon(...flags) {
+  return new Promise((ok, fail) => {
+    const p = spawn(DAEMON, ["--host", "127.0.0.1", "--port", "0", ...flags],
+      { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    const timer = setTimeout(() => { p.kill(); fail(new Error(`no daemon: ${err}`)); }, 20000);
+    p.stderr.on("data", (d) => {
+      err += d;
+      const m = /listening on (http:\/\/\S+)/.exec(err);
+      if (m && !p.url) {
+        clearTimeout(timer);
+        p.url = m[1];
+        ok(p);
+      }
+    });
+    p.on("error", (e) => { clearTimeout(timer); fail(e); });
+    p.on("exit", (code) => { if (!p.url) { clearTimeout(timer); fail(new Error(`daemon exited ${code}: ${err}`)); } });
+  });
+}
+
+function stopDaemon(p) {
+  return new Promise((ok) => {
+    if (!p || p.exitCode !== null) return ok();
+    p.on("exit", () => ok());
+    p.kill("SIGTERM");
+  });
+}
+
+let plain, guarded, tokenDir;
+before(async () => {
+  tokenDir = mkdtempSync(join(tmpdir(), "yl-js-"));
+  writeFileSync(join(tokenDir, "token"), "js-token\n");
+  [plain, guarded] = await Promise.all([startDaemon("--threads", "2"),
+    startDaemon("--threads", "1", "--token-file", join(tokenDir, "token"))]);
+});
+after(async () => {
+  await Promise.all([stopDaemon(plain), stopDaemon(guarded)]);
+  rmSync(tokenDir, { recursive: true, force: true });
+});
+
+// ---- the reference --------------------------------------------------------------------
+
+let cases = null;
+function referenceCases() {
+  if (cases === null) {
+    const seeds = [9100, 9101, 9102, 9103, 9104, 9105, 9106, 9107, 9108, 9109];
+    const out = execFileSync(PYTHON, [join(HERE, "make_cases.py"), ...seeds.map(String)],
+      { maxBuffer: 1 << 28 });
+    cases = JSON.parse(out);
+  }
+  return cases;
+}
+
+const ARRAY = { FP32: Float32Array, FP64: Float64Array, FP16: Uint16Array, BF16: Uint16Array };
+const tensor = (t) => ({ data: ARRAY[t.dtype].from(t.data), shape: t.shape, dtype: t.dtype });
+
+function close(name, got, want) {
+  const d = Math.abs(got - want);
+  assert.ok(d <= 1e-12 || d <= 1.2e-6 * Math.abs(want), `${name}: got ${got}, want ${want}`);
+}
+
+function checkAgainst(res, e, withGrads) {
+  close("loss", res.loss, e.loss);
+  TERM_NAMES.forEach((n, k) => close(`terms.${n}`, res.terms[n], e.terms[k]));
+  e.layer_terms.forEach((row, l) => row.forEach((v, k) => close(`layer ${l}`, res.layerTerms[l][k], v)));
+  e.image_terms.forEach((row, b) => row.forEach((v, k) => close(`image ${b}`, res.imageTerms[b][k], v)));
+  e.stats.forEach((row, l) => row.forEach((v, k) => {
+    const name = STAT_NAMES[k];
+    if (name === "count" || name === "ignored") assert.equal(res.stats[name][l], v, name);
+    else close(`stats.${name}[${l}]`, res.stats[name][l], v);
+  }));
+  if (!withGrads) {
+    assert.equal(res.grads, null);
+    return;
+  }
+  assert.equal(res.grads.length, e.grads.length);
+  e.grads.forEach((g, l) => {
+    assert.ok(res.grads[l] instanceof Float32Array);
+    assert.equal(res.grads[l].length, g.length);
+    for (let i = 0; i < g.length; i++) {
+      if (!(Math.abs(res.grads[l][i] - g[i]) <= 1e-6 + 1.2e-7 * Math.abs(g[i]))) {
+        assert.fail(`grad_${l}[${i}]: got ${res.grads[l][i]}, want ${g[i]}`);
+      }
+    }
+  });
+}
+
+function args(c) {
+  const outputs = c.outputs.map(tensor);
+  const truth = c.boxes ? { boxes: tensor(c.boxes) } : { yTrue: c.y_true.map(tensor) };
+  return [outputs, { ...truth, anchors: c.anchors, ignoreThresh: c.thresh }];
+}
+
+// ---- results --------------------------------------------------------------------------
+
+test("random cases equal the numpy reference (binary, gradients)", async () => {
+  for (const c of referenceCases()) {
+    const client = new YoloLossClient(plain.url, { model: c.model });
+    const [outs, opts] = args(c);
+    const res = await client.compute(outs, { ...opts, grads: true });
+    assert.equal(res.modelName, c.model);
+    checkAgainst(res, c.expect, true);
+    res.gradShapes.forEach((s, l) => assert.deepEqual(s, c.outputs[l].shape));
+  }
+});
+
+test("JSON mode gives the same bits as binary mode; loss only has no gradients", async () => {
+  for (const c of referenceCases().slice(0, 5)) {
+    const client = new YoloLossClient(plain.url, { model: c.model });
+    const [outs, opts] = args(c);
+    const a = await client.compute(outs, { ...opts, grads: true });
+    const b = await client.compute(outs, { ...opts, grads: true, binary: false });
+    assert.equal(a.loss, b.loss);
+    assert.deepEqual(a.stats, b.stats);
+    a.grads.forEach((g, l) => assert.deepEqual(g, b.grads[l]));
+    const c2 = await client.compute(outs, { ...opts, binary: false });
+    checkAgainst(c2, c.expect, false);
+  }
+});
+
+test("BF16 from toBF16 equals FP32 of the same values; plain arrays are FP32", async () => {
+  const client = new YoloLossClient(plain.url, { model: "yolov3-tiny" });
+  const vals = (n, s) => Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + s) * 2);
+  const bits = [toBF16(vals(2 * 2 * 2 * 18, 1)), toBF16(vals(2 * 4 * 4 * 18, 2))];
+  const asF32 = bits.map((b) => new Float32Array(Uint32Array.from(b, (x) => x << 16).buffer));
+  const boxes = { data: [10, 12, 40, 50, 0, 0, 0, 0, 0, 0, 3, 3, 20, 60, 0, 0, 0, 0, 0, 0], shape: [2, 2, 5] };
+  const shapes = [[2, 2, 2, 18], [2, 4, 4, 18]];
+  const a = await client.compute(bits.map((d, l) => ({ data: d, shape: shapes[l], dtype: "BF16" })), { boxes, grads: true });
+  const b = await client.compute(asF32.map((d, l) => ({ data: d, shape: shapes[l] })), { boxes, grads: true });
+  const c = await client.compute(asF32.map((d, l) => ({ data: Array.from(d), shape: shapes[l] })), { boxes, grads: true, binary: false });
+  for (const r of [b, c]) {
+    assert.equal(r.loss, a.loss);
+    a.grads.forEach((g, l) => assert.deepEqual(g, r.grads[l]));
+  }
+});
+
+test("parameters: request id, run and step", async () => {
+  const client = new YoloLossClient(plain.url, { model: "yolov3-tiny" });
+  const outs = [{ data: new Float32Array(18), shape: [1, 1, 1, 18] },
+    { data: new Float32Array(72), shape: [1, 2, 2, 18] }];
+  const res = await client.compute(outs, { boxes: { data: new Float64Array(5), shape: [1, 1, 5] },
+    requestId: "js-1", run: "node", step: 5, ignoreThresh: 0.7 });
+  assert.equal(res.id, "js-1");
+  assert.ok(Math.abs(res.loss - 10.3972073) < 1e-6);
+  await assert.rejects(client.compute(outs, { boxes: { data: new Float64Array(5), shape: [1, 1, 5] }, step: 1.5 }), TypeError);
+});
+
+// ---- errors, auth, metadata -------------------------------------------------------------
+
+test("server errors carry the status and the server's message", async () => {
+  const client = new YoloLossClient(plain.url, { model: "yolov3-tiny" });
+  const outs = [{ data: new Float32Array(2 * 2 * 21), shape: [1, 2, 2, 21] },
+    { data: new Float32Array(4 * 4 * 21), shape: [1, 4, 4, 21] }];
+  const bad = { data: new Float32Array([10, 10, 20, 20, 2]), shape: [1, 1, 5] };
+  await assert.rejects(client.compute(outs, { boxes: bad }), (e) =>
+    e instanceof YoloLossError && e.status === 400 && /class id/.test(e.serverMessage) &&
+    /boxes\[0\]\[0\]/.test(e.message));
+  const nan = outs.map((t) => ({ ...t, data: t.data.slice() }));
+  nan[1].data[5] = NaN;
+  const ok = { data: new Float32Array(5), shape: [1, 1, 5] };
+  await assert.rejects(client.compute(nan, { boxes: ok }), (e) => e.status === 400 && /output_1/.test(e.message));
+  await assert.rejects(client.compute(nan, { boxes: ok, binary: false }), RangeError);
+  await assert.rejects(client.compute(outs.slice(0, 1), { boxes: ok }), (e) => e.status === 400);
+  await assert.rejects(new YoloLossClient(plain.url, { model: "nope" }).compute(outs, { boxes: ok }),
+    (e) => e.status === 404 && /nope/.test(e.message));
+  await assert.rejects(client.compute(outs, {}), TypeError);
+  await assert.rejects(client.compute([{ data: new Uint16Array(4), shape: [4] }], { boxes: ok }), TypeError);
+  await assert.rejects(client.compute([{ data: new Float32Array(3), shape: [4] }], { boxes: ok }), TypeError);
+  assert.ok((await client.compute(outs, { boxes: ok })).loss > 0); // still serving
+  await assert.rejects(new YoloLossClient("http://127.0.0.1:9", { timeout: 5 }).compute(outs, { boxes: ok }),
+    (e) => e instanceof YoloLossError && e.status === null);
+});
+
+test("bearer token", async () => {
+  const outs = [{ data: new Float32Array(18), shape: [1, 1, 1, 18] },
+    { data: new Float32Array(72), shape: [1, 2, 2, 18] }];
+  const boxes = { data: new Float32Array(5), shape: [1, 1, 5] };
+  const anon = new YoloLossClient(guarded.url, { model: "yolov3-tiny" });
+  assert.equal(await anon.live(), true);
+  await assert.rejects(anon.compute(outs, { boxes }), (e) => e.status === 401);
+  const wrong = new YoloLossClient(guarded.url, { model: "yolov3-tiny", token: "nah" });
+  await assert.rejects(wrong.modelMetadata(), (e) => e.status === 401);
+  const ok = new YoloLossClient(guarded.url, { model: "yolov3-tiny", token: "js-token" });
+  assert.ok((await ok.compute(outs, { boxes })).loss > 0);
+});
+
+test("metadata", async () => {
+  const client = new YoloLossClient(plain.url);
+  assert.equal(await client.live(), true);
+  assert.equal(await client.ready(), true);
+  assert.equal(await client.modelReady(), true);
+  assert.equal(await client.modelReady("nope"), false);
+  const meta = await client.serverMetadata();
+  assert.ok(meta.extensions.includes("binary_tensor_data"));
+  const m = await client.modelMetadata("yolov3-tiny");
+  assert.deepEqual(m.inputs.slice(0, 2).map((i) => i.name), ["output_0", "output_1"]);
+  const cfg = await client.modelConfig();
+  assert.ok(cfg.parameters.anchors.string_value.startsWith("10,13,16,30"));
+  const st = await client.statistics("*");
+  assert.ok(st.model_stats.length >= 2);
+});
+
+// ---- 503 --------------------------------------------------------------------------------
+
+test("503 is retried after Retry-After, and given up at the timeout", async () => {
+  let n = 0, busy = 2;
+  const answer = JSON.stringify({ model_name: "yolov3", model_version: "1", outputs: [
+    { name: "loss", datatype: "FP32", shape: [1], data: [2.5] },
+    { name: "loss_terms", datatype: "FP32", shape: [4], data: [1, 0.5, 0.75, 0.25] },
+    { name: "layer_terms", datatype: "FP32", shape: [1, 4], data: [1, 0.5, 0.75, 0.25] },
+    { name: "image_terms", datatype: "FP32", shape: [1, 4], data: [1, 0.5, 0.75, 0.25] },
+    { name: "stats", datatype: "FP32", shape: [1, 8], data: [0, 0, 0, 0, 0, 0, 0, 0] }] });
+  const times = [];
+  const srv = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      times.push(Date.now());
+      if (++n <= busy) {
+        res.writeHead(503, { "Retry-After": "1", "Content-Type": "application/json" });
+        res.end('{"error":"too many requests in flight; retry later"}');
+      } else {
+        res.writeHead(200, { "Content-Type": "application/json" });
+        res.end(answer);
+      }
+    });
+  });
+  await new Promise((ok) => srv.listen(0, "127.0.0.1", ok));
+  const url = `http://127.0.0.1:${srv.address().port}`;
+  const outs = [{ data: new Float32Array(18), shape: [1, 1, 1, 18] }];
+  const boxes = { data: new Float32Array(5), shape: [1, 1, 5] };
+  try {
+    const c = new YoloLossClient(url, { timeout: 10 });
+    const res = await c.compute(outs, { boxes });
+    assert.equal(res.loss, 2.5);
+    assert.equal(c.retries, 2);
+    assert.ok(times[1] - times[0] >= 950 && times[2] - times[1] >= 950);
+    n = 0; busy = 100; times.length = 0;
+    const t0 = Date.now();
+    await assert.rejects(new YoloLossClient(url, { timeout: 1.5 }).compute(outs, { boxes }),
+      (e) => e.status === 503 && /retry later/.test(e.message));
+    assert.ok(Date.now() - t0 < 2500 && times.length === 2);
+  } finally {
+    srv.closeAllConnections();
+    await new Promise((ok) => srv.close(ok));
+  }
+});

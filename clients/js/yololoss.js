@@ -1,0 +1,330 @@
+// yololoss.js: a client of yololossd (the keras-yolo3 YOLOv3 loss over the Open Inference
+// Protocol v2) for Node 20+ and browsers. No dependencies: fetch, Blob and typed arrays.
+//
+//   import { YoloLossClient } from "./yololoss.js";
+//   const client = new YoloLossClient("http://127.0.0.1:8000", { model: "yolov3-tiny" });
+//   const res = await client.compute(
+//     [{ data: out13, shape: [1, 13, 13, 255] }, { data: out26, shape: [1, 26, 26, 255] }],
+//     { boxes: { data: boxes, shape: [1, T, 5] }, grads: true });
+//   res.loss, res.terms.confidence, res.stats.avg_iou[0], res.grads[0] (a Float32Array)
+//
+// Tensors are { data, shape, dtype? }: data a Float32Array (FP32), a Float64Array (FP64),
+// or a Uint16Array of float16 or bfloat16 bit patterns with dtype "FP16" or "BF16"; plain
+// arrays of numbers are sent as FP32. Requests use the binary tensor extension (raw
+// little-endian bytes after the JSON header); { binary: false } sends JSON numbers.
+//
+// In a browser the page must come from the daemon's origin (for example through a reverse
+// proxy): yololossd sends no CORS headers, and the Inference-Header-Content-Length header
+// makes every infer request a preflighted one.
+
+export const TERM_NAMES = Object.freeze(["xy", "wh", "confidence", "class"]);
+export const STAT_NAMES = Object.freeze(["count", "avg_iou", "avg_class", "avg_obj",
+  "avg_noobj", "recall50", "recall75", "ignored"]);
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const ELEMENT_SIZE = { FP32: 4, FP64: 8, FP16: 2, BF16: 2 };
+
+/** A failed request. status: the HTTP status, or null when no answer came back. */
+export class YoloLossError extends Error {
+  constructor(status, message, headers = null) {
+    super(status ? `HTTP ${status}: ${message}` : message);
+    this.name = "YoloLossError";
+    this.status = status;
+    this.serverMessage = message;
+    this.headers = headers;
+  }
+}
+
+/** float16 bits -> number (for JSON mode). */
+function halfToNumber(h) {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1024 + m) * 2 ** (e - 25);
+}
+
+/** Round numbers to bfloat16 bit patterns (nearest even), e.g. for BF16 inputs. */
+export function toBF16(values) {
+  const f = Float32Array.from(values);
+  const u = new Uint32Array(f.buffer);
+  const out = new Uint16Array(f.length);
+  for (let i = 0; i < f.length; i++) {
+    const x = u[i];
+    out[i] = Number.isNaN(f[i]) ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+function describe(name, t, role) {
+  if (t == null || typeof t !== "object" || !("data" in t) || !Array.isArray(t.shape)) {
+    throw new TypeError(`${name}: want { data, shape, dtype? }`);
+  }
+  let { data, dtype } = t;
+  if (Array.isArray(data)) data = Float32Array.from(data);
+  if (!dtype) {
+    if (data instanceof Float32Array) dtype = "FP32";
+    else if (data instanceof Float64Array) dtype = "FP64";
+    else if (data instanceof Uint16Array) {
+      throw new TypeError(`${name}: a Uint16Array needs dtype "FP16" or "BF16"`);
+    } else throw new TypeError(`${name}: data must be a Float32Array, Float64Array, ` +
+      "Uint16Array (with dtype) or an array of numbers");
+  }
+  const want = { FP32: Float32Array, FP64: Float64Array, FP16: Uint16Array, BF16: Uint16Array };
+  if (!(dtype in want) || !(data instanceof want[dtype])) {
+    throw new TypeError(`${name}: dtype ${dtype} does not match ${data.constructor.name}`);
+  }
+  if (role === "boxes" && (dtype === "FP16" || dtype === "BF16")) {
+    throw new TypeError(`${name}: boxes are FP32 or FP64`);
+  }
+  const shape = t.shape.map((d) => {
+    if (!Number.isInteger(d) || d < 0) throw new TypeError(`${name}: bad shape ${t.shape}`);
+    return d;
+  });
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (count !== data.length) {
+    throw new TypeError(`${name}: shape [${shape}] holds ${count} values, data has ${data.length}`);
+  }
+  return { name, dtype, shape, data };
+}
+
+function jsonNumbers(t) {
+  const out = new Array(t.data.length);
+  for (let i = 0; i < t.data.length; i++) {
+    const v = t.dtype === "FP16" ? halfToNumber(t.data[i]) : t.data[i];
+    if (!Number.isFinite(v)) {
+      throw new RangeError(`${t.name}: element ${i} is ${v}, which JSON cannot carry`);
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
+function retryAfterMs(value) {
+  if (value == null) return 1000;
+  const s = Number(value);
+  if (Number.isFinite(s) && s >= 0) return s * 1000;
+  const when = Date.parse(value);
+  return Number.isNaN(when) ? 1000 : Math.max(0, when - Date.now());
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The answer of one compute(). */
+export class Result {
+  constructor(outputs, header) {
+    this.outputs = outputs; // name -> { data: Float32Array, shape }
+    this.modelName = header.model_name;
+    this.id = header.id;
+    this.loss = outputs.loss.data[0];
+    this.terms = Object.fromEntries(TERM_NAMES.map((n, k) => [n, outputs.loss_terms.data[k]]));
+    const rows = (o) => Array.from({ length: o.shape[0] },
+      (_, i) => o.data.subarray(i * o.shape[1], (i + 1) * o.shape[1]));
+    this.layerTerms = rows(outputs.layer_terms);
+    this.imageTerms = rows(outputs.image_terms);
+    const L = outputs.stats.shape[0];
+    this.stats = Object.fromEntries(STAT_NAMES.map((n, k) =>
+      [n, Float32Array.from({ length: L }, (_, l) => outputs.stats.data[l * 8 + k])]));
+    this.grads = null;
+    this.gradShapes = null;
+    if (outputs.grad_0) {
+      this.grads = [];
+      this.gradShapes = [];
+      for (let l = 0; `grad_${l}` in outputs; l++) {
+        this.grads.push(outputs[`grad_${l}`].data);
+        this.gradShapes.push(outputs[`grad_${l}`].shape);
+      }
+    }
+  }
+}
+
+function parseAnswer(buf, headers) {
+  const bytes = new Uint8Array(buf);
+  const hl = headers.get("inference-header-content-length");
+  const hlen = hl == null ? bytes.length : Number(hl);
+  if (!Number.isInteger(hlen) || hlen < 0 || hlen > bytes.length) {
+    throw new YoloLossError(200, `malformed answer: Inference-Header-Content-Length ${hl}`);
+  }
+  let header;
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(0, hlen)));
+  } catch (e) {
+    throw new YoloLossError(200, `malformed answer: ${e.message}`);
+  }
+  let off = hlen;
+  const outputs = {};
+  for (const o of header.outputs || []) {
+    if (o.datatype !== "FP32") throw new YoloLossError(200, `output ${o.name}: ${o.datatype}`);
+    const n = o.shape.reduce((a, b) => a * b, 1);
+    const size = o.parameters && o.parameters.binary_data_size;
+    let data;
+    if (size != null) {
+      if (size !== 4 * n || off + size > bytes.length) {
+        throw new YoloLossError(200, `output ${o.name}: ${size} bytes for shape [${o.shape}]`);
+      }
+      data = new Float32Array(buf.slice(off, off + size)); // aligned, owned
+      off += size;
+    } else {
+      data = Float32Array.from(o.data.flat(Infinity));
+    }
+    outputs[o.name] = { data, shape: o.shape };
+  }
+  return { header, outputs };
+}
+
+export class YoloLossClient {
+  /**
+   * @param {string} url  "http://127.0.0.1:8000" (a path prefix is kept)
+   * @param {{model?: string, token?: string, timeout?: number, version?: string,
+   *          fetch?: typeof fetch}} options  timeout in seconds for a whole call,
+   *   503 retries included (default 60)
+   */
+  constructor(url = "http://127.0.0.1:8000", options = {}) {
+    if (!LITTLE_ENDIAN) throw new Error("yololoss.js needs a little-endian platform");
+    this.url = url.replace(/\/+$/, "");
+    this.model = options.model ?? "yolov3";
+    this.version = options.version ?? null;
+    this.token = options.token ?? null;
+    this.timeout = options.timeout ?? 60;
+    this.retries = 0;
+    this._fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+  }
+
+  _modelPath(model, suffix = "") {
+    let p = `/v2/models/${encodeURIComponent(model ?? this.model)}`;
+    if (this.version != null) p += `/versions/${encodeURIComponent(this.version)}`;
+    return p + suffix;
+  }
+
+  /** One exchange with 503 retries: the fetch Response (body unread). */
+  async _request(method, path, body = null, headers = {}) {
+    const h = { ...headers };
+    if (this.token) h.Authorization = `Bearer ${this.token}`;
+    const deadline = Date.now() + this.timeout * 1000;
+    for (;;) {
+      let resp;
+      try {
+        resp = await this._fetch(this.url + path, {
+          method, headers: h, body,
+          signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
+        });
+      } catch (e) {
+        const why = e.name === "TimeoutError" ? `no answer within ${this.timeout}s`
+          : (e.cause && e.cause.message) || e.message;
+        throw new YoloLossError(null, `${method} ${this.url}${path}: ${why}`);
+      }
+      if (resp.status === 503) {
+        // up to 10% more than asked, so that clients refused together spread out
+        const wait = retryAfterMs(resp.headers.get("retry-after")) * (1 + 0.1 * Math.random());
+        if (Date.now() + wait < deadline) {
+          await resp.arrayBuffer().catch(() => null);
+          this.retries++;
+          await sleep(wait);
+          continue;
+        }
+      }
+      return resp;
+    }
+  }
+
+  async _error(resp) {
+    const text = await resp.text().catch(() => "");
+    let msg = text.trim() || resp.statusText;
+    try {
+      const j = JSON.parse(text);
+      if (j && typeof j.error === "string") msg = j.error;
+    } catch { /* not JSON */ }
+    return new YoloLossError(resp.status, msg, resp.headers);
+  }
+
+  async _getJSON(path) {
+    const resp = await this._request("GET", path);
+    if (resp.status !== 200) throw await this._error(resp);
+    return resp.json();
+  }
+
+  async _ok(path) {
+    const resp = await this._request("GET", path);
+    await resp.arrayBuffer();
+    return resp.status === 200;
+  }
+
+  live() { return this._ok("/v2/health/live"); }
+  ready() { return this._ok("/v2/health/ready"); }
+  modelReady(model) { return this._ok(this._modelPath(model, "/ready")); }
+  serverMetadata() { return this._getJSON("/v2"); }
+  modelMetadata(model) { return this._getJSON(this._modelPath(model)); }
+  modelConfig(model) {
+    return this._getJSON(`/v2/models/${encodeURIComponent(model ?? this.model)}/config`);
+  }
+  statistics(model) {
+    return this._getJSON(model === "*" ? "/v2/models/stats"
+      : `/v2/models/${encodeURIComponent(model ?? this.model)}/stats`);
+  }
+
+  /**
+   * The loss of one batch.
+   * @param {Array<{data, shape, dtype?}>} outputs  the L raw head outputs, NHWC:
+   *   [B, H, W, 3*(5+C)] or [B, H, W, 3, 5+C], coarsest grid first
+   * @param {{boxes?, yTrue?, grads?: boolean, ignoreThresh?: number,
+   *          anchors?: string|number[], run?: string, step?: number, binary?: boolean,
+   *          requestId?: string}} options  exactly one of boxes [B, T, 5] (pixels:
+   *   x_min, y_min, x_max, y_max, class) or yTrue (L dense tensors)
+   * @returns {Promise<Result>}
+   */
+  async compute(outputs, options = {}) {
+    const { boxes, yTrue, grads = false, ignoreThresh, anchors, run, step,
+      binary = true, requestId } = options;
+    if (!Array.isArray(outputs) || outputs.length === 0) {
+      throw new TypeError("outputs must be a non-empty array of tensors");
+    }
+    if ((boxes == null) === (yTrue == null)) {
+      throw new TypeError("give exactly one of boxes and yTrue");
+    }
+    const tensors = outputs.map((t, l) => describe(`output_${l}`, t, "output"));
+    if (boxes != null) tensors.push(describe("boxes", boxes, "boxes"));
+    else yTrue.forEach((t, l) => tensors.push(describe(`y_true_${l}`, t, "y_true")));
+
+    const blobs = [];
+    const inputs = tensors.map((t) => {
+      const d = { name: t.name, shape: t.shape, datatype: t.dtype };
+      if (binary || t.dtype === "BF16") {
+        d.parameters = { binary_data_size: t.data.length * ELEMENT_SIZE[t.dtype] };
+        if (t.data.length) {
+          blobs.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+        }
+      } else {
+        d.data = jsonNumbers(t);
+      }
+      return d;
+    });
+    const names = ["loss", "loss_terms", "layer_terms", "image_terms", "stats"];
+    if (grads) outputs.forEach((_, l) => names.push(`grad_${l}`));
+    const req = { inputs, outputs: names.map((name) => ({ name, parameters: { binary_data: binary } })) };
+    const params = {};
+    if (ignoreThresh != null) params.ignore_thresh = Number(ignoreThresh);
+    if (anchors != null) params.anchors = Array.isArray(anchors) ? anchors.join(",") : String(anchors);
+    if (run != null) params.run = String(run);
+    if (step != null) {
+      if (!Number.isSafeInteger(step)) throw new TypeError("step must be an integer");
+      params.step = step;
+    }
+    if (Object.keys(params).length) req.parameters = params;
+    if (requestId != null) req.id = String(requestId);
+
+    const header = new TextEncoder().encode(JSON.stringify(req));
+    const headers = {};
+    let body;
+    if (blobs.length) {
+      headers["Inference-Header-Content-Length"] = String(header.length);
+      headers["Content-Type"] = "application/octet-stream";
+      body = new Blob([header, ...blobs]);
+    } else {
+      headers["Content-Type"] = "application/json";
+      body = header;
+    }
+    const resp = await this._request("POST", this._modelPath(null, "/infer"), body, headers);
+    if (resp.status !== 200) throw await this._error(resp);
+    const { header: h, outputs: outs } = parseAnswer(await resp.arrayBuffer(), resp.headers);
+    return new Result(outs, h);
+  }
+}

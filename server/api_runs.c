@@ -1,0 +1,298 @@
+/*
+ * api_runs.c: the history over HTTP, answered from the history thread's results.
+ *
+ *   GET    /v1/runs                         [{run, first_step, last_step, last_loss,
+ *                                             points, updated}], most recent first
+ *   GET    /v1/runs/{run}/steps?after=N&limit=M
+ *                                           {run, points: [point...]}, step > N (default
+ *                                             -1), at most M (default 1000, max 100000)
+ *   GET    /v1/runs/{run}/steps.csv         every point, one row each (text/csv)
+ *   DELETE /v1/runs/{run}                   {run, deleted}; needs the token when one is set
+ *
+ * The request is suspended while its operation waits in the history thread's FIFO (behind
+ * the points submitted before it, so a client reads what it has written).
+ */
+#include "history.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STEPS_DEFAULT 1000
+#define STEPS_MAX 100000
+#define CSV_MAX 10000000
+
+static const char *stat_names[YL_NUM_STATS] = {"count",     "avg_iou",   "avg_class",
+                                                "avg_obj",   "avg_noobj", "recall50",
+                                                "recall75",  "ignored"};
+static const char *term_names[4] = {"xy", "wh", "confidence", "class"};
+
+static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+/* A run name (any bytes a JSON string holds; invalid UTF-8 cannot be stored at all: the
+ * infer parser took it from a JSON string). */
+static json_t *name_json(const char *run)
+{
+    json_t *s = json_string(run);
+    return s ? s : json_string("?");
+}
+
+json_t *yls_point_json(const yls_point *p)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "run", name_json(p->run));
+    json_object_set_new(o, "step", json_integer(p->step));
+    json_object_set_new(o, "wall", num(p->wall));
+    json_object_set_new(o, "batch", json_integer(p->batch));
+    json_object_set_new(o, "total", num(p->total));
+    for (int t = 0; t < 4; t++)
+        json_object_set_new(o, term_names[t], num(p->terms[t]));
+    json_t *layers = json_array();
+    for (int l = 0; l < p->num_layers; l++) {
+        json_t *lo = json_object();
+        for (int t = 0; t < 4; t++)
+            json_object_set_new(lo, term_names[t], num(p->layer_terms[l][t]));
+        for (int k = 0; k < YL_NUM_STATS; k++)
+            json_object_set_new(lo, stat_names[k], num(p->stats[l][k]));
+        json_array_append_new(layers, lo);
+    }
+    json_object_set_new(o, "layers", layers);
+    json_object_set_new(o, "latency", num(p->latency));
+    return o;
+}
+
+void yls_pending_begin(yls_request *r)
+{
+    r->srv->pending++;
+    yls_request_suspend(r);
+}
+
+void yls_pending_end(yls_request *r) { r->srv->pending--; }
+
+static enum MHD_Result reply_object(yls_request *r, json_t *o)
+{
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return yls_reply_json(r, 200, text);
+}
+
+static enum MHD_Result reply_failed(yls_request *r, const yls_hop *op)
+{
+    return yls_reply_error(r, 500, "history: %s", op->err);
+}
+
+static void runs_done(yls_hop *op)
+{
+    yls_request *r = op->data;
+    yls_pending_end(r);
+    if (op->rc) {
+        reply_failed(r, op);
+        goto cleanup;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; i < op->n; i++) {
+        const yls_run_info *ri = &op->runs[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "run", name_json(ri->run));
+        json_object_set_new(o, "first_step", json_integer(ri->first_step));
+        json_object_set_new(o, "last_step", json_integer(ri->last_step));
+        json_object_set_new(o, "last_loss", num(ri->last_loss));
+        json_object_set_new(o, "points", json_integer(ri->points));
+        json_object_set_new(o, "updated", num(ri->updated));
+        json_array_append_new(a, o);
+    }
+    reply_object(r, json_pack("{s:o}", "runs", a));
+cleanup:
+    yls_hop_free(op);
+}
+
+static void steps_done(yls_hop *op)
+{
+    yls_request *r = op->data;
+    yls_pending_end(r);
+    if (op->rc) {
+        reply_failed(r, op);
+        goto cleanup;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; i < op->n; i++)
+        json_array_append_new(a, yls_point_json(&op->points[i]));
+    reply_object(r, json_pack("{s:o,s:o}", "run", name_json(op->run), "points", a));
+cleanup:
+    yls_hop_free(op);
+}
+
+/* A CSV field: quoted, with quotes doubled; a leading = + - @ gets a ' so that spreadsheets
+ * do not take it for a formula. */
+static void csv_text(FILE *f, const char *s)
+{
+    fputc('"', f);
+    if (*s == '=' || *s == '+' || *s == '-' || *s == '@')
+        fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void csv_num(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, ",%.17g", v);
+    else
+        fputs(",", f);
+}
+
+static void csv_done(yls_hop *op)
+{
+    yls_request *r = op->data;
+    yls_pending_end(r);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = NULL;
+    if (op->rc) {
+        reply_failed(r, op);
+        goto cleanup;
+    }
+    int L = 0;
+    for (size_t i = 0; i < op->n; i++)
+        if (op->points[i].num_layers > L)
+            L = op->points[i].num_layers;
+    f = open_memstream(&text, &len);
+    if (!f) {
+        yls_reply_error(r, 500, "out of memory");
+        goto cleanup;
+    }
+    fputs("run,step,wall,batch,total,xy,wh,confidence,class,latency", f);
+    for (int l = 0; l < L; l++) {
+        for (int t = 0; t < 4; t++)
+            fprintf(f, ",layer%d_%s", l, term_names[t]);
+        for (int k = 0; k < YL_NUM_STATS; k++)
+            fprintf(f, ",layer%d_%s", l, stat_names[k]);
+    }
+    fputs("\r\n", f);
+    for (size_t i = 0; i < op->n; i++) {
+        const yls_point *p = &op->points[i];
+        csv_text(f, p->run);
+        fprintf(f, ",%" PRId64, p->step);
+        csv_num(f, p->wall);
+        fprintf(f, ",%" PRId64, p->batch);
+        csv_num(f, p->total);
+        for (int t = 0; t < 4; t++)
+            csv_num(f, p->terms[t]);
+        csv_num(f, p->latency);
+        for (int l = 0; l < L; l++) {
+            for (int t = 0; t < 4; t++)
+                csv_num(f, l < p->num_layers ? p->layer_terms[l][t] : NAN);
+            for (int k = 0; k < YL_NUM_STATS; k++)
+                csv_num(f, l < p->num_layers ? p->stats[l][k] : NAN);
+        }
+        fputs("\r\n", f);
+    }
+    if (fclose(f) != 0) {
+        f = NULL;
+        yls_reply_error(r, 500, "out of memory");
+        goto cleanup;
+    }
+    f = NULL;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        yls_reply_error(r, 500, "out of memory");
+        goto cleanup;
+    }
+    text = NULL;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/csv; charset=utf-8");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION,
+                            "attachment; filename=\"steps.csv\"");
+    yls_safe_headers(resp);
+    yls_reply(r, 200, resp, len);
+cleanup:
+    if (f)
+        fclose(f);
+    free(text);
+    yls_hop_free(op);
+}
+
+static void delete_done(yls_hop *op)
+{
+    yls_request *r = op->data;
+    yls_pending_end(r);
+    if (op->rc)
+        reply_failed(r, op);
+    else {
+        yls_metrics_forget(r->srv, op->run);
+        reply_object(r, json_pack("{s:o,s:I}", "run", name_json(op->run), "deleted",
+                                  (json_int_t)op->deleted));
+    }
+    yls_hop_free(op);
+}
+
+/* A query argument as an integer in [lo, hi]; absent: def. */
+static int arg_int(yls_request *r, const char *name, int64_t lo, int64_t hi, int64_t def,
+                   int64_t *out)
+{
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+    *out = def;
+    if (!v || !*v)
+        return 0;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end || x < lo || x > hi)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+enum MHD_Result yls_api_serve(yls_request *r)
+{
+    yls_server *s = r->srv;
+    if (!s->history)
+        return yls_reply_error(r, 404, "no history: the daemon runs with --history none");
+    if (s->draining)
+        return yls_reply_error(r, 503, "the server is shutting down");
+    yls_hop *op = NULL;
+    switch (r->route.ep) {
+    case YLS_EP_RUNS:
+        op = yls_hop_new(YLS_HOP_RUNS, runs_done, r);
+        break;
+    case YLS_EP_RUN_STEPS: {
+        int64_t after, limit;
+        if (arg_int(r, "after", INT64_MIN, INT64_MAX, -1, &after))
+            return yls_reply_error(r, 400, "after must be an integer (a step)");
+        if (arg_int(r, "limit", 1, STEPS_MAX, STEPS_DEFAULT, &limit))
+            return yls_reply_error(r, 400, "limit must be an integer from 1 to %d", STEPS_MAX);
+        op = yls_hop_new(YLS_HOP_STEPS, steps_done, r);
+        if (op) {
+            op->after = after;
+            op->limit = limit;
+        }
+        break;
+    }
+    case YLS_EP_RUN_CSV:
+        op = yls_hop_new(YLS_HOP_STEPS, csv_done, r);
+        if (op) {
+            op->after = INT64_MIN;
+            op->limit = CSV_MAX;
+        }
+        break;
+    case YLS_EP_RUN_DELETE:
+        op = yls_hop_new(YLS_HOP_DELETE, delete_done, r);
+        break;
+    default:
+        return yls_reply_error(r, 404, "no such endpoint");
+    }
+    if (!op)
+        return yls_reply_error(r, 503, "out of memory; retry later");
+    snprintf(op->run, sizeof op->run, "%s", r->route.run);
+    yls_pending_begin(r);
+    yls_history_submit(s->history, op);
+    return MHD_YES;
+}

@@ -1,0 +1,152 @@
+/*
+ * endpoints.c: everything but infer, answered at once on the loop thread: health, server
+ * metadata, model metadata, model readiness, model configuration, statistics.
+ */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+static enum MHD_Result reply_empty(yls_request *r, unsigned status)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    return yls_reply(r, status, resp, 0);
+}
+
+static enum MHD_Result reply_object(yls_request *r, json_t *o)
+{
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return yls_reply_json(r, 200, text);
+}
+
+/* [d0, d1, ...] */
+static json_t *dims(int n, const int64_t *d)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_integer(d[i]));
+    return a;
+}
+
+/* The model's inputs and outputs as {name, datatype, shape} (metadata) or
+ * {name, data_type, dims} (configuration). */
+static void add_tensor(json_t *list, bool config, const char *name, int n, const int64_t *d,
+                       bool optional)
+{
+    json_t *t = config ? json_pack("{s:s,s:s,s:o}", "name", name, "data_type", "TYPE_FP32", "dims",
+                                   dims(n, d))
+                       : json_pack("{s:s,s:s,s:o}", "name", name, "datatype", "FP32", "shape",
+                                   dims(n, d));
+    if (config && optional)
+        json_object_set_new(t, "optional", json_true());
+    json_array_append_new(list, t);
+}
+
+static void model_tensors(const yls_model *m, bool config, json_t *inputs, json_t *outputs)
+{
+    int L = m->num_layers;
+    char name[32];
+    static const int64_t raw[4] = {-1, -1, -1, -1}, box[3] = {-1, -1, 5},
+                         dense[5] = {-1, -1, -1, 3, -1};
+    for (int l = 0; l < L; l++) {
+        snprintf(name, sizeof name, "output_%d", l);
+        add_tensor(inputs, config, name, 4, raw, false);
+    }
+    add_tensor(inputs, config, "boxes", 3, box, true);
+    for (int l = 0; l < L; l++) {
+        snprintf(name, sizeof name, "y_true_%d", l);
+        add_tensor(inputs, config, name, 5, dense, true);
+    }
+    int64_t one[1] = {1}, four[1] = {4}, lt[2] = {L, 4}, it[2] = {-1, 4}, st[2] = {L, YL_NUM_STATS};
+    add_tensor(outputs, config, "loss", 1, one, false);
+    add_tensor(outputs, config, "loss_terms", 1, four, false);
+    add_tensor(outputs, config, "layer_terms", 2, lt, false);
+    add_tensor(outputs, config, "image_terms", 2, it, false);
+    add_tensor(outputs, config, "stats", 2, st, false);
+    for (int l = 0; l < L; l++) {
+        snprintf(name, sizeof name, "grad_%d", l);
+        add_tensor(outputs, config, name, 4, raw, false);
+    }
+}
+
+static enum MHD_Result server_metadata(yls_request *r)
+{
+    return reply_object(r, json_pack("{s:s,s:s,s:[s,s,s]}", "name", YLS_NAME, "version",
+                                     YLS_VERSION, "extensions", "binary_tensor_data", "statistics",
+                                     "model_configuration"));
+}
+
+static enum MHD_Result model_metadata(yls_request *r, const yls_model *m)
+{
+    json_t *inputs = json_array(), *outputs = json_array();
+    model_tensors(m, false, inputs, outputs);
+    return reply_object(r, json_pack("{s:s,s:[s],s:s,s:o,s:o}", "name", m->name, "versions", "1",
+                                     "platform", "yololoss", "inputs", inputs, "outputs", outputs));
+}
+
+static enum MHD_Result model_config(yls_request *r, const yls_model *m)
+{
+    json_t *inputs = json_array(), *outputs = json_array();
+    model_tensors(m, true, inputs, outputs);
+    char anchors[512], thresh[32], layers[8];
+    yls_anchors_format(&m->cfg, anchors, sizeof anchors);
+    snprintf(thresh, sizeof thresh, "%.17g", m->cfg.ignore_thresh);
+    snprintf(layers, sizeof layers, "%d", m->num_layers);
+    return reply_object(
+        r, json_pack("{s:s,s:s,s:s,s:{s:{s:i}},s:i,s:o,s:o,s:{s:{s:s},s:{s:s},s:{s:s}}}", "name",
+                     m->name, "platform", "yololoss", "backend", "yololoss", "version_policy",
+                     "latest", "num_versions", 1, "max_batch_size", 0, "input", inputs, "output",
+                     outputs, "parameters", "anchors", "string_value", anchors, "ignore_thresh",
+                     "string_value", thresh, "num_layers", "string_value", layers));
+}
+
+enum MHD_Result yls_endpoint_serve(yls_request *r)
+{
+    yls_server *s = r->srv;
+    const yls_model *m = r->route.model;
+    switch (r->route.ep) {
+    case YLS_EP_LIVE:
+        return reply_empty(r, 200);
+    case YLS_EP_READY:
+        if (s->ready && !s->draining)
+            return reply_empty(r, 200);
+        return yls_reply_error(r, 400, s->draining ? "the server is shutting down"
+                                                   : "the server is starting");
+    case YLS_EP_SERVER_META:
+        return server_metadata(r);
+    case YLS_EP_MODEL_META:
+        return model_metadata(r, m);
+    case YLS_EP_MODEL_READY:
+        if (s->ready && !s->draining)
+            return reply_empty(r, 200);
+        return yls_reply_error(r, 400, "model '%s' is not ready: the server is %s", m->name,
+                               s->draining ? "shutting down" : "starting");
+    case YLS_EP_MODEL_CONFIG:
+        return model_config(r, m);
+    case YLS_EP_MODEL_STATS:
+        return yls_reply_json(r, 200, yls_stats_json(&s->models, m));
+    case YLS_EP_ALL_STATS:
+        return yls_reply_json(r, 200, yls_stats_json(&s->models, NULL));
+    case YLS_EP_METRICS:
+        return yls_metrics_serve(r);
+    case YLS_EP_DASHBOARD:
+        return yls_dashboard_serve(r);
+    case YLS_EP_RUN_EVENTS:
+        return yls_sse_serve(r);
+    case YLS_EP_RUNS:
+    case YLS_EP_RUN_STEPS:
+    case YLS_EP_RUN_CSV:
+    case YLS_EP_RUN_DELETE:
+        return yls_api_serve(r);
+    case YLS_EP_INFER:
+    case YLS_EP_NONE:
+        break;
+    }
+    return yls_reply_error(r, 404, "no such endpoint");
+}

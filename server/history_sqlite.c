@@ -1,0 +1,276 @@
+/*
+ * history_sqlite.c: the SQLite backend of history.h. One table, one row per point, keyed by
+ * (run, step); the per-layer terms and statistics are JSON arrays in text columns. WAL mode
+ * with synchronous=FULL: a commit is on disk when record returns, and readers (the sqlite3
+ * shell, a backup) do not block the writer. Called from the history thread only.
+ */
+#include "history.h"
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=FULL;"
+    "PRAGMA busy_timeout=5000;"
+    "CREATE TABLE IF NOT EXISTS points ("
+    " run TEXT NOT NULL, step INTEGER NOT NULL, wall REAL NOT NULL, batch INTEGER NOT NULL,"
+    " total REAL, xy REAL, wh REAL, confidence REAL, class REAL,"
+    " num_layers INTEGER NOT NULL, layer_terms TEXT NOT NULL, stats TEXT NOT NULL,"
+    " latency REAL NOT NULL, PRIMARY KEY (run, step)) WITHOUT ROWID;";
+
+static int fail(sqlite3 *db, char *err, const char *what)
+{
+    snprintf(err, YLS_HISTORY_ERR_MAX, "%s: %s", what, db ? sqlite3_errmsg(db) : "?");
+    return -1;
+}
+
+static int sq_open(const char *target, void **out, char *err)
+{
+    sqlite3 *db = NULL;
+    *out = NULL;
+    if (sqlite3_open_v2(target, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                         SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        fail(db, err, "open");
+        sqlite3_close(db);
+        return -1;
+    }
+    char *msg = NULL;
+    if (sqlite3_exec(db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, YLS_HISTORY_ERR_MAX, "schema: %s", msg ? msg : "?");
+        sqlite3_free(msg);
+        sqlite3_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+static void sq_close(void *db) { sqlite3_close(db); }
+
+/* [[a,b,..],..]: rows x cols doubles. */
+static char *matrix_json(const double *v, int rows, int cols)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < rows; i++) {
+        json_t *row = json_array();
+        for (int j = 0; j < cols; j++)
+            json_array_append_new(row, json_real(v[i * cols + j]));
+        json_array_append_new(a, row);
+    }
+    char *s = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return s;
+}
+
+static void matrix_parse(const char *text, double *v, int rows, int cols)
+{
+    json_t *a = text ? json_loads(text, 0, NULL) : NULL;
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++)
+            v[i * cols + j] = json_number_value(json_array_get(json_array_get(a, (size_t)i),
+                                                               (size_t)j));
+    json_decref(a);
+}
+
+static int next_step(sqlite3 *db, const char *run, int64_t *step)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT coalesce(max(step) + 1, 0) FROM points WHERE run = ?", -1,
+                           &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : -1;
+    if (rc == 0)
+        *step = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sq_record(void *handle, yls_point *pts, size_t n, char *err)
+{
+    sqlite3 *db = handle;
+    sqlite3_stmt *ins = NULL;
+    int rc = -1;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return fail(db, err, "begin");
+    if (sqlite3_prepare_v2(db,
+                           "INSERT OR REPLACE INTO points VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           -1, &ins, NULL) != SQLITE_OK) {
+        fail(db, err, "prepare");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        yls_point *p = &pts[i];
+        if (p->step < 0 && next_step(db, p->run, &p->step)) {
+            fail(db, err, "next step");
+            goto cleanup;
+        }
+        char *lt = matrix_json(&p->layer_terms[0][0], p->num_layers, 4);
+        char *stt = matrix_json(&p->stats[0][0], p->num_layers, YL_NUM_STATS);
+        sqlite3_reset(ins);
+        sqlite3_bind_text(ins, 1, p->run, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 2, p->step);
+        sqlite3_bind_double(ins, 3, p->wall);
+        sqlite3_bind_int64(ins, 4, p->batch);
+        sqlite3_bind_double(ins, 5, p->total);
+        for (int t = 0; t < 4; t++)
+            sqlite3_bind_double(ins, 6 + t, p->terms[t]);
+        sqlite3_bind_int(ins, 10, p->num_layers);
+        sqlite3_bind_text(ins, 11, lt ? lt : "[]", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(ins, 12, stt ? stt : "[]", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_double(ins, 13, p->latency);
+        free(lt);
+        free(stt);
+        if (sqlite3_step(ins) != SQLITE_DONE) {
+            fail(db, err, "insert");
+            goto cleanup;
+        }
+    }
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        fail(db, err, "commit");
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    sqlite3_finalize(ins);
+    if (rc)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int sq_runs(void *handle, yls_run_info **out, size_t *n, char *err)
+{
+    sqlite3 *db = handle;
+    sqlite3_stmt *st = NULL;
+    yls_run_info *v = NULL;
+    size_t len = 0, cap = 0;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT run, min(step), max(step), count(*), max(wall),"
+                           " (SELECT total FROM points q WHERE q.run = p.run"
+                           "  ORDER BY step DESC LIMIT 1)"
+                           " FROM points p GROUP BY run ORDER BY max(wall) DESC, run",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(db, err, "runs");
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? 2 * cap : 16;
+            yls_run_info *nv = realloc(v, cap * sizeof *v);
+            if (!nv) {
+                snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+                goto fail;
+            }
+            v = nv;
+        }
+        yls_run_info *r = &v[len++];
+        memset(r, 0, sizeof *r);
+        const unsigned char *name = sqlite3_column_text(st, 0);
+        snprintf(r->run, sizeof r->run, "%s", name ? (const char *)name : "");
+        r->first_step = sqlite3_column_int64(st, 1);
+        r->last_step = sqlite3_column_int64(st, 2);
+        r->points = sqlite3_column_int64(st, 3);
+        r->updated = sqlite3_column_double(st, 4);
+        r->last_loss = sqlite3_column_double(st, 5);
+    }
+    if (s != SQLITE_DONE) {
+        fail(db, err, "runs");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = v;
+    *n = len;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    free(v);
+    return -1;
+}
+
+static int sq_steps(void *handle, const char *run, int64_t after, int64_t limit,
+                    yls_point **out, size_t *n, char *err)
+{
+    sqlite3 *db = handle;
+    sqlite3_stmt *st = NULL;
+    yls_point *v = NULL;
+    size_t len = 0, cap = 0;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT step, wall, batch, total, xy, wh, confidence, class,"
+                           " num_layers, layer_terms, stats, latency FROM points"
+                           " WHERE run = ? AND step > ? ORDER BY step LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(db, err, "steps");
+    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, after);
+    sqlite3_bind_int64(st, 3, limit);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? 2 * cap : 64;
+            yls_point *nv = realloc(v, cap * sizeof *v);
+            if (!nv) {
+                snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+                goto fail;
+            }
+            v = nv;
+        }
+        yls_point *p = &v[len++];
+        memset(p, 0, sizeof *p);
+        snprintf(p->run, sizeof p->run, "%s", run);
+        p->step = sqlite3_column_int64(st, 0);
+        p->wall = sqlite3_column_double(st, 1);
+        p->batch = sqlite3_column_int64(st, 2);
+        p->total = sqlite3_column_double(st, 3);
+        for (int t = 0; t < 4; t++)
+            p->terms[t] = sqlite3_column_double(st, 4 + t);
+        int L = sqlite3_column_int(st, 8);
+        p->num_layers = L < 0 ? 0 : L > YL_MAX_LAYERS ? YL_MAX_LAYERS : L;
+        matrix_parse((const char *)sqlite3_column_text(st, 9), &p->layer_terms[0][0],
+                     p->num_layers, 4);
+        matrix_parse((const char *)sqlite3_column_text(st, 10), &p->stats[0][0], p->num_layers,
+                     YL_NUM_STATS);
+        p->latency = sqlite3_column_double(st, 11);
+    }
+    if (s != SQLITE_DONE) {
+        fail(db, err, "steps");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = v;
+    *n = len;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    free(v);
+    return -1;
+}
+
+static int sq_remove(void *handle, const char *run, int64_t *deleted, char *err)
+{
+    sqlite3 *db = handle;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "DELETE FROM points WHERE run = ?", -1, &st, NULL) != SQLITE_OK)
+        return fail(db, err, "delete");
+    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : fail(db, err, "delete");
+    *deleted = rc ? 0 : sqlite3_changes(db);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+const yls_history_backend yls_history_sqlite = {
+    .name = "sqlite",
+    .open = sq_open,
+    .record = sq_record,
+    .runs = sq_runs,
+    .steps = sq_steps,
+    .remove = sq_remove,
+    .close = sq_close,
+};

@@ -1,0 +1,473 @@
+/*
+ * http.c: libmicrohttpd inside the libuv loop, and the life of one request.
+ *
+ * libmicrohttpd runs without threads of its own, in "external epoll" mode: the loop polls
+ * its epoll fd (uv_poll) and keeps a timer at MHD_get_timeout; either calls MHD_run, which
+ * accepts, reads, calls the access handler below and writes, never blocking. A request that
+ * computes is suspended (MHD_suspend_connection) while its work runs on the libuv pool, and
+ * resumed with its response ready; MHD_resume_connection wakes the epoll fd.
+ *
+ * The access handler is called once with the headers, once per chunk of body, and once
+ * at the end (libmicrohttpd's protocol). With the headers we route, check the token, the
+ * overload and drain state, the content coding and the size limits (413 decided from
+ * Content-Length before any body is read); body chunks are appended to a buffer sized from
+ * Content-Length (or grown up to the limit); at the end the infer request starts. Failures
+ * seen while the body arrives are kept and answered at the end, because libmicrohttpd only
+ * takes a response with the headers or after the whole body.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#define INFERENCE_HEADER "Inference-Header-Content-Length"
+#define INITIAL_BODY_CAP (64 * 1024)
+
+const char *yls_header(const yls_request *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+/* A decimal byte count, nothing else (spaces around allowed). */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s < '0' || *s > '9')
+        return false;
+    uint64_t v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    while (*s == ' ' || *s == '\t')
+        s++;
+    *out = v;
+    return *s == '\0';
+}
+
+/* --------------------------------------------------------------------------------------- */
+/* Replies                                                                                   */
+
+static void on_timer(uv_timer_t *t);
+
+enum MHD_Result yls_reply(yls_request *r, unsigned status, struct MHD_Response *resp,
+                          uint64_t bytes)
+{
+    r->status = status;
+    r->bytes_out = bytes;
+    r->t_reply = uv_hrtime();
+    if (r->suspended) {
+        /* from an after-work callback: the handler queues it when libmicrohttpd calls back */
+        r->response = resp;
+        r->suspended = false;
+        MHD_resume_connection(r->conn);
+        uv_timer_start(&r->srv->mhd_timer, on_timer, 0, 0);
+        return MHD_YES;
+    }
+    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+enum MHD_Result yls_reply_json(yls_request *r, unsigned status, char *text)
+{
+    if (!text)
+        return yls_reply_error(r, 500, "out of memory");
+    size_t len = strlen(text);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    return yls_reply(r, status, resp, len);
+}
+
+void yls_request_suspend(yls_request *r)
+{
+    r->suspended = true;
+    MHD_suspend_connection(r->conn);
+}
+
+/* --------------------------------------------------------------------------------------- */
+/* The access handler                                                                        */
+
+static yls_request *request_new(yls_server *s, struct MHD_Connection *c, const char *method,
+                                const char *url)
+{
+    yls_request *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->srv = s;
+    r->conn = c;
+    r->t_start = uv_hrtime();
+    snprintf(r->method, sizeof r->method, "%s", method);
+    r->path = strdup(url);
+    r->header_len = -1;
+    r->step = -1;
+    if (!r->path) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void request_free(yls_request *r)
+{
+    if (r->response)
+        MHD_destroy_response(r->response);
+    yls_big_free(r->body.base);
+    yls_infer_free(r->infer);
+    free(r->path);
+    free(r);
+}
+
+/*
+ * Refusing a request before its body is read. A client that sent "Expect: 100-continue"
+ * waits for our answer and can have it at once. Any other client is writing its body:
+ * answering and closing then makes the kernel reset the connection under the unread data,
+ * and the client may lose the answer. So the body is read and dropped (never kept) and
+ * the answer is sent after it, unless the body is larger than DRAIN_MAX.
+ */
+#define DRAIN_MAX (64ull * 1024 * 1024)
+
+static bool body_follows(const yls_request *r, uint64_t *len)
+{
+    const char *cl = yls_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te = yls_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *ex = yls_header(r, MHD_HTTP_HEADER_EXPECT);
+    *len = 0;
+    if (ex && !strcasecmp(ex, "100-continue"))
+        return false;
+    if (cl && parse_u64(cl, len))
+        return *len > 0;
+    return te != NULL;
+}
+
+static enum MHD_Result refuse(yls_request *r, const yls_fail *f)
+{
+    /* Answered on the final call, once the request (and any small body) is read: a reply
+     * queued on the headers call makes libmicrohttpd close the connection. */
+    uint64_t len;
+    if (!body_follows(r, &len) || len <= DRAIN_MAX) {
+        r->early = *f;
+        r->want_body = false;
+        return MHD_YES;
+    }
+    return yls_reply_fail(r, f);
+}
+
+/* Headers of an infer request: overload, draining, coding and size limits. 0 or -1 with f
+ * set. */
+static int infer_headers(yls_request *r, yls_fail *f)
+{
+    yls_server *s = r->srv;
+    const yls_options *o = &s->opt;
+    if (s->draining)
+        return yls_fail_set(f, 503, "the server is shutting down");
+    if (s->inflight >= o->max_inflight)
+        return yls_fail_set(f, 503,
+                            "overloaded: %u infer requests are queued or running "
+                            "(--max-inflight %u); retry later",
+                            s->inflight, o->max_inflight);
+    const char *ce = yls_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING);
+    if (yls_encoding_parse(ce, &r->encoding))
+        return yls_fail_set(f, 501,
+                            "unsupported Content-Encoding '%.100s' (gzip, deflate or identity)", ce);
+    r->accept = yls_encoding_accept(yls_header(r, MHD_HTTP_HEADER_ACCEPT_ENCODING));
+    const char *ih = yls_header(r, INFERENCE_HEADER);
+    if (ih) {
+        uint64_t v;
+        if (!parse_u64(ih, &v) || v > INT64_MAX)
+            return yls_fail_set(f, 400, INFERENCE_HEADER " '%.100s' is not a number of bytes", ih);
+        r->header_len = (int64_t)v;
+        if (v > o->max_json)
+            return yls_fail_set(f, 413,
+                                "the JSON header is %" PRIu64 " bytes, over the limit of %" PRIu64
+                                " (--max-json)",
+                                v, o->max_json);
+    }
+    uint64_t limit = r->header_len >= 0 ? o->max_body : o->max_json;
+    const char *limit_flag = r->header_len >= 0 ? "--max-body" : "--max-json";
+    const char *cl = yls_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t clen = 0;
+    bool has_cl = cl && parse_u64(cl, &clen);
+    if (has_cl && clen > limit)
+        return yls_fail_set(f, 413,
+                            "the request body is %" PRIu64 " bytes, over the limit of %" PRIu64
+                            " (%s)",
+                            clen, limit, limit_flag);
+    if (has_cl && r->encoding == YLS_ENC_IDENTITY && r->header_len >= 0 &&
+        (uint64_t)r->header_len > clen)
+        return yls_fail_set(f, 400,
+                            INFERENCE_HEADER " %" PRId64 " is larger than the body (%" PRIu64
+                            " bytes)",
+                            r->header_len, clen);
+    /* pad so that the binary part (after the JSON header) is 16-byte aligned */
+    r->body.pad = r->encoding == YLS_ENC_IDENTITY && r->header_len >= 0
+                      ? (size_t)((16 - (uint64_t)r->header_len % 16) % 16)
+                      : 0;
+    r->body.cap = has_cl ? (size_t)clen : (limit < INITIAL_BODY_CAP ? (size_t)limit : INITIAL_BODY_CAP);
+    r->body.base = yls_big_alloc(r->body.pad + r->body.cap + 1);
+    if (!r->body.base)
+        return yls_fail_set(f, 503, "out of memory for a %zu-byte body; retry later", r->body.cap);
+    r->body.data = r->body.base + r->body.pad;
+    r->body_limit = limit;
+    r->want_body = true;
+    r->counted = true;
+    s->inflight++;
+    return 0;
+}
+
+/* The first call: the headers are there. */
+static enum MHD_Result on_headers(yls_request *r, const char *method, const char *url)
+{
+    yls_server *s = r->srv;
+    yls_fail f = {0};
+    if (s->token && !yls_route_is_public(method, url) &&
+        !yls_auth_ok(s, yls_header(r, MHD_HTTP_HEADER_AUTHORIZATION)))
+        yls_fail_set(&f, 401, "missing or wrong bearer token (send Authorization: Bearer <token>)");
+    else if (yls_route_match(&s->models, method, url, &r->route, &r->allow, &f) == 0) {
+        if (r->route.ep != YLS_EP_INFER) {
+            r->endpoint_pending = true; /* served on the final call, keeping the connection */
+            return MHD_YES;
+        }
+        r->stats_model = r->route.model;
+        if (infer_headers(r, &f) == 0)
+            return MHD_YES;
+    }
+    return refuse(r, &f);
+}
+
+/* false: close the connection (a refused body larger than we drain). */
+static bool on_body(yls_request *r, const char *data, size_t size)
+{
+    r->bytes_in += size;
+    if (!r->want_body || r->early.status)
+        return r->bytes_in <= DRAIN_MAX || !r->early.status; /* dropped */
+    yls_body *b = &r->body;
+    if (r->bytes_in > r->body_limit) {
+        yls_fail_set(&r->early, 413, "the request body is over the limit of %" PRIu64 " bytes (%s)",
+                     r->body_limit, r->header_len >= 0 ? "--max-body" : "--max-json");
+        goto drop;
+    }
+    if (b->len + size > b->cap) {
+        size_t cap = b->cap * 2 > b->len + size ? b->cap * 2 : b->len + size;
+        if (cap > r->body_limit)
+            cap = (size_t)r->body_limit;
+        uint8_t *nb = yls_big_realloc(b->base, b->pad + cap + 1);
+        if (!nb) {
+            yls_fail_set(&r->early, 503, "out of memory for the request body; retry later");
+            goto drop;
+        }
+        b->base = nb;
+        b->data = nb + b->pad;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, size);
+    b->len += size;
+    return true;
+drop:
+    yls_big_free(b->base);
+    memset(b, 0, sizeof *b);
+    return true;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    yls_server *s = cls;
+    yls_request *r = *con_cls;
+    if (!r) {
+        /* the headers */
+        r = request_new(s, c, method, url);
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        return on_headers(r, method, url);
+    }
+    if (r->response) {
+        /* resumed with the answer */
+        struct MHD_Response *resp = r->response;
+        r->response = NULL;
+        enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    if (*upload_size) {
+        bool go_on = on_body(r, upload_data, *upload_size);
+        *upload_size = 0;
+        return go_on ? MHD_YES : MHD_NO;
+    }
+    /* the whole request is there */
+    if (r->early.status)
+        return yls_reply_fail(r, &r->early);
+    if (r->endpoint_pending)
+        return yls_endpoint_serve(r);
+    return yls_infer_start(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    yls_server *s = cls;
+    yls_request *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    char client[INET6_ADDRSTRLEN] = "-";
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, client,
+                      sizeof client);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+                      client, sizeof client);
+    }
+    r->completed_ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    yls_access_log(r, client);
+    if (r->stats_model)
+        yls_infer_account(r);
+    if (r->counted)
+        s->inflight--;
+    request_free(r);
+}
+
+/* --------------------------------------------------------------------------------------- */
+/* The loop glue                                                                             */
+
+void yls_http_kick(yls_server *s)
+{
+    if (!s->mhd)
+        return;
+    MHD_run(s->mhd);
+    yls_server_maybe_stop(s);
+    if (!s->mhd)
+        return;
+    MHD_UNSIGNED_LONG_LONG ms;
+    if (MHD_get_timeout(s->mhd, &ms) == MHD_YES)
+        uv_timer_start(&s->mhd_timer, on_timer, (uint64_t)ms, 0);
+    else
+        uv_timer_stop(&s->mhd_timer);
+}
+
+static void on_timer(uv_timer_t *t) { yls_http_kick(t->data); }
+
+void yls_http_wake(yls_server *s)
+{
+    if (s->handles_open)
+        uv_timer_start(&s->mhd_timer, on_timer, 0, 0);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)events;
+    if (status < 0)
+        fprintf(stderr, YLS_NAME ": poll: %s\n", uv_strerror(status));
+    yls_http_kick(p->data);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    fprintf(stderr, YLS_NAME ": libmicrohttpd: %s\n", msg);
+}
+
+int yls_http_start(yls_server *s)
+{
+    const yls_options *o = &s->opt;
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int gai = getaddrinfo(o->host, NULL, &hints, &ai);
+    if (gai != 0 || !ai) {
+        fprintf(stderr, YLS_NAME ": --host %s: %s\n", o->host, gai_strerror(gai));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    /* A connection's memory pool holds its headers and read buffer; libmicrohttpd zeroes
+     * all of it for every request on a kept-alive connection, so it stays small (larger
+     * pools did not make uploads measurably faster once bodies were reused, bufcache.c). */
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6) {
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)o->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)o->port);
+    }
+    s->mhd = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_access, s,
+                              MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->timeout,
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+                              MHD_OPTION_END);
+    if (!s->mhd) {
+        fprintf(stderr, YLS_NAME ": cannot listen on %s port %u\n", o->host, o->port);
+        return -1;
+    }
+    const union MHD_DaemonInfo *pi = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *ei = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!pi || !ei) {
+        fprintf(stderr, YLS_NAME ": libmicrohttpd gives no port or epoll fd\n");
+        MHD_stop_daemon(s->mhd);
+        s->mhd = NULL;
+        return -1;
+    }
+    uv_poll_init(&s->loop, &s->mhd_poll, ei->epoll_fd);
+    s->mhd_poll.data = s;
+    uv_timer_init(&s->loop, &s->mhd_timer);
+    s->mhd_timer.data = s;
+    uv_poll_start(&s->mhd_poll, UV_READABLE, on_poll);
+    s->handles_open = true;
+
+    char addr[INET6_ADDRSTRLEN] = "?";
+    if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof addr);
+    else
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof addr);
+    bool v6 = ss.ss_family == AF_INET6;
+    fprintf(stderr, YLS_NAME ": listening on http://%s%s%s:%u\n", v6 ? "[" : "", addr,
+            v6 ? "]" : "", (unsigned)pi->port);
+    yls_http_kick(s);
+    return 0;
+}
+
+void yls_http_stop(yls_server *s)
+{
+    if (s->handles_open) {
+        uv_close((uv_handle_t *)&s->mhd_poll, NULL);
+        uv_close((uv_handle_t *)&s->mhd_timer, NULL);
+        s->handles_open = false;
+    }
+    if (s->mhd) {
+        MHD_stop_daemon(s->mhd);
+        s->mhd = NULL;
+    }
+}

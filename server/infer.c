@@ -1,0 +1,383 @@
+/*
+ * infer.c: one infer request as work on the libuv pool, in three phases.
+ *
+ *   input   (1 work item)   inflate, parse JSON + binary into tensors, yl_problem_init,
+ *                           allocate per-image results and gradients;
+ *   images  (chunks)        yl_image for each image of a chunk, with the chunk's own scratch;
+ *                           at most --threads chunks of a request are queued at a time, so
+ *                           the chunks of concurrent requests interleave in the pool's FIFO
+ *                           and a large batch does not starve a small one;
+ *   output  (1 work item)   yl_reduce (image order: the bytes do not depend on the thread
+ *                           count or the schedule), then the response body, iovecs pointing
+ *                           at the gradients, compressed if asked.
+ *
+ * The connection stays suspended from the end of the body to the response. The work callbacks
+ * touch only their yls_infer (the problem is read-only, each chunk writes its own images'
+ * results and gradient slices); all bookkeeping happens in the after-work callbacks, on the
+ * loop thread. When images fail, the error reported is that of the lowest failing image,
+ * and chunks above it are not started.
+ */
+#include "infer.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
+
+struct yls_infer {
+    uv_work_t work; /* the input and the output phase */
+    yls_request *req;
+    yls_server *srv;
+    const yls_model *model;
+
+    /* the request body, taken over from the request */
+    yls_body body;
+    int64_t header_len;
+    yls_encoding encoding, accept;
+    uint64_t inflate_limit;
+
+    /* input phase */
+    yls_infer_input in;
+    bool problem_ok;
+    yl_problem prob;
+    float *grads[YL_MAX_LAYERS];
+    yl_image_result *images;
+
+    /* image phase */
+    int64_t per_chunk, n_chunks, next_chunk, running;
+    int64_t fail_image; /* lowest failing image, -1: none */
+    yl_error fail_err;
+    bool fail_nomem;
+    yl_result result;
+
+    /* outcome */
+    yls_payload *payload;
+    yls_fail fail;
+
+    /* timing, uv_hrtime() */
+    uint64_t t_ready, t_input0, t_input1;
+    uint64_t t_chunks_queued, t_infer0, t_infer1;
+    uint64_t t_output_queued, t_output0, t_output1;
+};
+
+typedef struct {
+    uv_work_t work;
+    yls_infer *job;
+    int64_t b0, b1;
+    int64_t fail_b; /* -1: all images done */
+    yl_error err;
+    bool nomem;
+    uint64_t t0, t1;
+} chunk;
+
+static void finish_fail(yls_infer *job) { yls_reply_fail(job->req, &job->fail); }
+
+/* --------------------------------------------------------------------------------------- */
+/* Output phase                                                                              */
+
+static void payload_free_cb(void *cls)
+{
+    yls_payload_free(cls);
+    free(cls);
+}
+
+static void output_work(uv_work_t *w)
+{
+    yls_infer *job = container_of(w, yls_infer, work);
+    job->t_output0 = uv_hrtime();
+    job->payload = calloc(1, sizeof *job->payload);
+    if (!job->payload)
+        yls_fail_set(&job->fail, 500, "out of memory for the response");
+    else if (yls_infer_respond(job->payload, &job->in, job->model->name, &job->prob,
+                               &job->result, job->images, job->grads, job->accept, &job->fail)) {
+        yls_payload_free(job->payload);
+        free(job->payload);
+        job->payload = NULL;
+    }
+    job->t_output1 = uv_hrtime();
+}
+
+static void output_done(uv_work_t *w, int status)
+{
+    (void)status;
+    yls_infer *job = container_of(w, yls_infer, work);
+    if (job->fail.status) {
+        finish_fail(job);
+        return;
+    }
+    yls_payload *p = job->payload;
+    struct MHD_Response *resp =
+        MHD_create_response_from_iovec(p->iov, (unsigned)p->niov, payload_free_cb, p);
+    if (!resp) {
+        yls_fail_set(&job->fail, 500, "cannot create the response");
+        finish_fail(job);
+        return;
+    }
+    job->payload = NULL; /* the response owns it now */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            p->binary ? "application/octet-stream" : "application/json");
+    if (p->binary) {
+        char n[32];
+        snprintf(n, sizeof n, "%zu", p->json_len);
+        MHD_add_response_header(resp, "Inference-Header-Content-Length", n);
+    }
+    if (p->enc != YLS_ENC_IDENTITY)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
+                                yls_encoding_name(p->enc));
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+    struct yls_point_src src = {&job->result, job->prob.batch};
+    if (!yls_record_reply(job->req, &src, resp, p->total)) /* else sent after the commit */
+        yls_reply(job->req, 200, resp, p->total);
+}
+
+/* --------------------------------------------------------------------------------------- */
+/* Image phase                                                                               */
+
+static void chunk_work(uv_work_t *w)
+{
+    chunk *c = container_of(w, chunk, work);
+    const yls_infer *job = c->job;
+    c->t0 = uv_hrtime();
+    void *scratch = yls_big_alloc(yl_scratch_size(&job->prob));
+    if (!scratch) {
+        c->nomem = true;
+        c->fail_b = c->b0;
+    } else {
+        float *const *grads = job->in.want_grads ? job->grads : NULL;
+        for (int64_t b = c->b0; b < c->b1; b++) {
+            if (yl_image(&job->prob, b, scratch, grads, &job->images[b], &c->err) != YL_OK) {
+                c->fail_b = b;
+                break;
+            }
+        }
+        yls_big_free(scratch);
+    }
+    c->t1 = uv_hrtime();
+}
+
+static void chunk_done(uv_work_t *w, int status);
+
+static void all_done(yls_infer *job)
+{
+    if (job->fail_image >= 0) {
+        if (job->fail_nomem)
+            yls_fail_set(&job->fail, 503, "out of memory computing image %" PRId64 "; retry later",
+                         job->fail_image);
+        else
+            yls_fail_set(&job->fail, job->fail_err.code == YL_ENOMEM ? 500 : 400, "%s",
+                         job->fail_err.msg);
+        finish_fail(job);
+        return;
+    }
+    yl_reduce(&job->prob, job->images, &job->result);
+    /* the inputs are no longer needed: give their memory back before the output */
+    yls_big_free(job->body.base);
+    memset(&job->body, 0, sizeof job->body);
+    for (int i = 0; i < job->in.n_owned; i++)
+        yls_big_free(job->in.owned[i]);
+    job->in.n_owned = 0;
+    job->t_output_queued = uv_hrtime();
+    uv_queue_work(&job->srv->loop, &job->work, output_work, output_done);
+}
+
+/* Queue chunks up to --threads at a time; finish when none is left. */
+static void schedule(yls_infer *job)
+{
+    while (job->running < (int64_t)job->srv->opt.threads && job->next_chunk < job->n_chunks) {
+        int64_t b0 = job->next_chunk * job->per_chunk;
+        if (job->fail_image >= 0 && b0 > job->fail_image) {
+            job->next_chunk = job->n_chunks; /* cannot change the reported error */
+            break;
+        }
+        chunk *c = calloc(1, sizeof *c);
+        if (!c) {
+            if (job->fail_image < 0 || b0 < job->fail_image) {
+                job->fail_image = b0;
+                job->fail_nomem = true;
+            }
+            job->next_chunk = job->n_chunks;
+            break;
+        }
+        c->job = job;
+        c->b0 = b0;
+        c->b1 = b0 + job->per_chunk < job->prob.batch ? b0 + job->per_chunk : job->prob.batch;
+        c->fail_b = -1;
+        job->next_chunk++;
+        job->running++;
+        uv_queue_work(&job->srv->loop, &c->work, chunk_work, chunk_done);
+    }
+    if (job->running == 0 && job->next_chunk >= job->n_chunks)
+        all_done(job);
+}
+
+static void chunk_done(uv_work_t *w, int status)
+{
+    (void)status;
+    chunk *c = container_of(w, chunk, work);
+    yls_infer *job = c->job;
+    job->running--;
+    if (!job->t_infer0 || c->t0 < job->t_infer0)
+        job->t_infer0 = c->t0;
+    if (c->t1 > job->t_infer1)
+        job->t_infer1 = c->t1;
+    if (c->fail_b >= 0 && (job->fail_image < 0 || c->fail_b < job->fail_image)) {
+        job->fail_image = c->fail_b;
+        job->fail_err = c->err;
+        job->fail_nomem = c->nomem;
+    }
+    free(c);
+    schedule(job);
+}
+
+/* --------------------------------------------------------------------------------------- */
+/* Input phase                                                                               */
+
+static void input_work(uv_work_t *w)
+{
+    yls_infer *job = container_of(w, yls_infer, work);
+    job->t_input0 = uv_hrtime();
+    yls_fail *f = &job->fail;
+    if (job->encoding != YLS_ENC_IDENTITY) {
+        size_t pad = job->header_len >= 0 ? (size_t)((16 - (uint64_t)job->header_len % 16) % 16) : 0;
+        uint8_t *base, *data;
+        size_t len;
+        if (yls_inflate(job->encoding, job->body.data, job->body.len, (size_t)job->inflate_limit,
+                        pad, &base, &data, &len, f))
+            goto done;
+        yls_big_free(job->body.base);
+        job->body = (yls_body){base, data, len, len, pad};
+    }
+    if (yls_infer_parse(&job->in, job->model, job->body.data, job->body.len, job->header_len, f))
+        goto done;
+    yls_infer_input *in = &job->in;
+    yl_error err;
+    int L = in->num_layers;
+    int rc = yl_problem_init(&job->prob, &in->cfg, in->outputs, L,
+                             in->has_boxes ? &in->boxes : NULL, in->has_boxes ? NULL : in->y_true,
+                             in->has_boxes ? 0 : L, &err);
+    if (rc != YL_OK) {
+        yls_fail_set(f, rc == YL_ENOMEM ? 500 : 400, "%s", err.msg);
+        goto done;
+    }
+    job->problem_ok = true;
+    int64_t B = job->prob.batch;
+    job->images = calloc((size_t)B, sizeof *job->images);
+    if (!job->images) {
+        yls_fail_set(f, 503, "out of memory for %" PRId64 " images; retry later", B);
+        goto done;
+    }
+    if (in->want_grads)
+        for (int l = 0; l < L; l++) {
+            size_t n = (size_t)B * (size_t)job->prob.layer_elems[l];
+            /* not zeroed: yl_image writes every element of its image's slice */
+            job->grads[l] = n <= SIZE_MAX / sizeof(float) ? yls_big_alloc(n * sizeof(float)) : NULL;
+            if (!job->grads[l]) {
+                yls_fail_set(f, 503, "out of memory for the gradients; retry later");
+                goto done;
+            }
+        }
+done:
+    job->t_input1 = uv_hrtime();
+}
+
+static void input_done(uv_work_t *w, int status)
+{
+    (void)status;
+    yls_infer *job = container_of(w, yls_infer, work);
+    yls_request *r = job->req;
+    if (job->in.run[0])
+        snprintf(r->run, sizeof r->run, "%s", job->in.run);
+    r->has_step = job->in.has_step;
+    r->step = job->in.step;
+    if (job->fail.status) {
+        finish_fail(job);
+        return;
+    }
+    int64_t B = job->prob.batch;
+    r->images = B;
+    int64_t target = 4 * (int64_t)job->srv->opt.threads; /* chunks per request */
+    job->per_chunk = (B + target - 1) / target;
+    job->n_chunks = (B + job->per_chunk - 1) / job->per_chunk;
+    job->t_chunks_queued = uv_hrtime();
+    schedule(job);
+}
+
+/* --------------------------------------------------------------------------------------- */
+
+enum MHD_Result yls_infer_start(yls_request *r)
+{
+    yls_infer *job = calloc(1, sizeof *job);
+    if (!job)
+        return yls_reply_error(r, 503, "out of memory; retry later");
+    yls_server *s = r->srv;
+    job->req = r;
+    job->srv = s;
+    job->model = r->route.model;
+    job->body = r->body;
+    memset(&r->body, 0, sizeof r->body);
+    job->header_len = r->header_len;
+    job->encoding = r->encoding;
+    job->accept = r->accept;
+    job->inflate_limit = r->header_len >= 0 ? s->opt.max_body : s->opt.max_json;
+    job->fail_image = -1;
+    job->t_ready = uv_hrtime();
+    r->infer = job;
+    yls_request_suspend(r);
+    uv_queue_work(&s->loop, &job->work, input_work, input_done);
+    return MHD_YES;
+}
+
+void yls_infer_free(yls_infer *job)
+{
+    if (!job)
+        return;
+    yls_big_free(job->body.base);
+    yls_infer_input_free(&job->in);
+    for (int l = 0; l < YL_MAX_LAYERS; l++)
+        yls_big_free(job->grads[l]);
+    free(job->images);
+    if (job->payload) {
+        yls_payload_free(job->payload);
+        free(job->payload);
+    }
+    free(job);
+}
+
+static uint64_t span(uint64_t from, uint64_t to) { return from && to > from ? to - from : 0; }
+
+void yls_infer_account(yls_request *r)
+{
+    yls_model_stats *st = &r->stats_model->stats;
+    uint64_t total = span(r->t_start, r->t_reply ? r->t_reply : uv_hrtime());
+    const yls_infer *jm = r->infer;
+    if (jm)
+        yls_metrics_infer(r->srv, r, (double)total / 1e9,
+                          (double)(span(jm->t_ready, jm->t_input0) +
+                                   span(jm->t_chunks_queued, jm->t_infer0) +
+                                   span(jm->t_output_queued, jm->t_output0)) / 1e9,
+                          (double)(span(jm->t_input0, jm->t_input1) +
+                                   span(jm->t_infer0, jm->t_infer1) +
+                                   span(jm->t_output0, jm->t_output1)) / 1e9);
+    else
+        yls_metrics_infer(r->srv, r, (double)total / 1e9, 0, 0);
+    if (r->status != 200) {
+        yls_stats_add(&st->fail, total);
+        return;
+    }
+    yls_stats_add(&st->success, total);
+    st->execution_count++;
+    st->inference_count += (uint64_t)r->images;
+    uv_timeval64_t now;
+    if (uv_gettimeofday(&now) == 0)
+        st->last_inference_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000;
+    const yls_infer *j = r->infer;
+    if (!j)
+        return;
+    yls_stats_add(&st->queue, span(j->t_ready, j->t_input0) + span(j->t_chunks_queued, j->t_infer0) +
+                                  span(j->t_output_queued, j->t_output0));
+    yls_stats_add(&st->compute_input, span(j->t_input0, j->t_input1));
+    yls_stats_add(&st->compute_infer, span(j->t_infer0, j->t_infer1));
+    yls_stats_add(&st->compute_output, span(j->t_output0, j->t_output1));
+}

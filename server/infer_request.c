@@ -1,0 +1,745 @@
+/*
+ * infer_request.c: an Open Inference Protocol v2 request body to the core's tensors.
+ *
+ * The body is a JSON header optionally followed by raw little-endian blobs (Triton's binary
+ * tensor extension). jansson parses the header; each input is then either converted from its
+ * JSON "data" (flat or nested, row-major) into a buffer of its declared datatype, or pointed
+ * at its blob in the body (copied only when the blob is not naturally aligned). Everything
+ * the core checks (shapes across layers and batch, box rows, non-finite binary values) is
+ * left to yl_problem_init / yl_image, whose messages already name tensor, image and row;
+ * this file checks what only the wire knows, and names the input in every message.
+ */
+#include "infer.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+/* --------------------------------------------------------------------------------------- */
+/* Names                                                                                     */
+
+enum { IN_OUTPUT, IN_BOXES, IN_Y_TRUE };
+
+const char *yls_output_name(yls_output_kind kind, int layer, char *buf, size_t len)
+{
+    static const char *const fixed[] = {"loss", "loss_terms", "layer_terms", "image_terms",
+                                        "stats"};
+    if (kind == YLS_OUT_GRAD)
+        snprintf(buf, len, "grad_%d", layer);
+    else
+        snprintf(buf, len, "%s", fixed[kind]);
+    return buf;
+}
+
+/* "prefix<digit>" with the digit below L: the digit, else -1. */
+static int layer_suffix(const char *name, const char *prefix, int num_layers)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) != 0 || name[n] < '0' || name[n] > '9' || name[n + 1])
+        return -1;
+    int l = name[n] - '0';
+    return l < num_layers ? l : -1;
+}
+
+static const char *json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "?";
+}
+
+static void format_shape(const int64_t *shape, int ndim, char *buf, size_t len)
+{
+    size_t o = 0;
+    o += (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < ndim && o < len; d++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%" PRId64, d ? "," : "", shape[d]);
+    if (o < len)
+        snprintf(buf + o, len - o, "]");
+}
+
+/* --------------------------------------------------------------------------------------- */
+/* JSON errors                                                                               */
+
+/* Does text[from..to) contain needle? */
+static bool window_has(const uint8_t *text, size_t len, size_t from, size_t to,
+                       const char *needle)
+{
+    size_t n = strlen(needle);
+    if (to > len)
+        to = len;
+    for (size_t i = from; i + n <= to; i++)
+        if (memcmp(text + i, needle, n) == 0)
+            return true;
+    return false;
+}
+
+/* jansson reports NaN / Infinity (which Python's json and tritonclient may write) as an
+ * "invalid token"; say what it is. */
+static int json_error_fail(const json_error_t *e, const uint8_t *text, size_t len,
+                           yls_fail *f)
+{
+    size_t pos = e->position > 0 ? (size_t)e->position : 0;
+    size_t from = pos > 16 ? pos - 16 : 0, to = pos + 16;
+    if (strstr(e->text, "invalid token") &&
+        (window_has(text, len, from, to, "NaN") || window_has(text, len, from, to, "nan") ||
+         window_has(text, len, from, to, "Infinity") || window_has(text, len, from, to, "inf")))
+        return yls_fail_set(f, 400,
+                            "invalid JSON at line %d, column %d: NaN and Infinity are not "
+                            "JSON numbers; every value must be finite",
+                            e->line, e->column);
+    if (strstr(e->text, "real number overflow"))
+        return yls_fail_set(f, 400,
+                            "invalid JSON at line %d, column %d: %s (the number is not "
+                            "finite as a double; every value must be finite)",
+                            e->line, e->column, e->text);
+    if (strstr(e->text, "maximum parsing depth"))
+        return yls_fail_set(f, 400,
+                            "invalid JSON at line %d, column %d: nested too deeply (%s)",
+                            e->line, e->column, e->text);
+    return yls_fail_set(f, 400, "invalid JSON at line %d, column %d: %s", e->line, e->column,
+                        e->text);
+}
+
+/* --------------------------------------------------------------------------------------- */
+/* Request parameters                                                                        */
+
+/* A number, or a string holding one (parameter values may be either). */
+static bool param_number(const json_t *v, double *out)
+{
+    if (json_is_number(v)) {
+        *out = json_number_value(v);
+        return true;
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end;
+        errno = 0;
+        double d = strtod(s, &end);
+        if (end != s && *end == '\0' && errno == 0) {
+            *out = d;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool param_bool(const json_t *v, bool *out)
+{
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+        return true;
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        if (!strcmp(s, "true") || !strcmp(s, "false")) {
+            *out = s[0] == 't';
+            return true;
+        }
+    }
+    return false;
+}
+
+static int parse_request_parameters(yls_infer_input *in, const json_t *params,
+                                    bool *binary_output, yls_fail *f)
+{
+    if (!params || json_is_null(params))
+        return 0;
+    if (!json_is_object(params))
+        return yls_fail_set(f, 400, "\"parameters\" must be an object, not %s",
+                            json_type_name(params));
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)params, key, v) {
+        if (!strcmp(key, "binary_data_output")) {
+            if (!param_bool(v, binary_output))
+                return yls_fail_set(f, 400, "parameter binary_data_output must be a boolean");
+        } else if (!strcmp(key, "ignore_thresh")) {
+            double t;
+            if (!param_number(v, &t) || !isfinite(t))
+                return yls_fail_set(f, 400, "parameter ignore_thresh must be a finite number");
+            in->cfg.ignore_thresh = t;
+        } else if (!strcmp(key, "anchors")) {
+            if (!json_is_string(v))
+                return yls_fail_set(f, 400,
+                                    "parameter anchors must be a string \"w,h,w,h,...\" of 12 "
+                                    "or 18 numbers, not %s",
+                                    json_type_name(v));
+            if (yls_anchors_parse(&in->cfg, json_string_value(v), f))
+                return -1;
+        } else if (!strcmp(key, "run")) {
+            if (!json_is_string(v) || json_string_length(v) >= sizeof in->run)
+                return yls_fail_set(f, 400, "parameter run must be a string of at most %zu bytes",
+                                    sizeof in->run - 1);
+            snprintf(in->run, sizeof in->run, "%s", json_string_value(v));
+        } else if (!strcmp(key, "step")) {
+            double s;
+            if (json_is_integer(v)) {
+                in->step = json_integer_value(v);
+            } else if (param_number(v, &s) && s == floor(s) && fabs(s) < 9e15) {
+                in->step = (int64_t)s;
+            } else {
+                return yls_fail_set(f, 400, "parameter step must be an integer");
+            }
+            in->has_step = true;
+        } else if (!strcmp(key, "sequence_id") || !strcmp(key, "sequence_start") ||
+                   !strcmp(key, "sequence_end") || !strcmp(key, "priority") ||
+                   !strcmp(key, "timeout")) {
+            /* Triton's scheduling parameters (tritonclient sends them when set): a loss has
+             * no sequences or priorities, and every request runs to completion */
+            if (!json_is_number(v) && !json_is_boolean(v) && !json_is_string(v))
+                return yls_fail_set(f, 400, "parameter %s must be a number", key);
+        } else {
+            return yls_fail_set(f, 400,
+                                "unknown request parameter '%s' (known: ignore_thresh, anchors, "
+                                "run, step, binary_data_output)",
+                                key);
+        }
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------------------------------- */
+/* Requested outputs                                                                         */
+
+static int output_kind(const char *name, int num_layers, yls_output_kind *kind, int *layer)
+{
+    static const char *const fixed[] = {"loss", "loss_terms", "layer_terms", "image_terms",
+                                        "stats"};
+    for (int k = 0; k < YLS_OUT_GRAD; k++)
+        if (!strcmp(name, fixed[k])) {
+            *kind = (yls_output_kind)k;
+            *layer = 0;
+            return 0;
+        }
+    int l = layer_suffix(name, "grad_", num_layers);
+    if (l < 0)
+        return -1;
+    *kind = YLS_OUT_GRAD;
+    *layer = l;
+    return 0;
+}
+
+static int parse_outputs(yls_infer_input *in, const yls_model *m, const json_t *outputs,
+                         bool binary_default, yls_fail *f)
+{
+    int L = in->num_layers;
+    if (!outputs || json_is_null(outputs) ||
+        (json_is_array(outputs) && json_array_size(outputs) == 0)) {
+        /* every output */
+        for (int k = 0; k < YLS_OUT_GRAD + L; k++) {
+            yls_output_req *o = &in->out[in->n_out++];
+            o->kind = k < YLS_OUT_GRAD ? (yls_output_kind)k : YLS_OUT_GRAD;
+            o->layer = k < YLS_OUT_GRAD ? 0 : k - YLS_OUT_GRAD;
+            o->binary = binary_default;
+        }
+        in->want_grads = true;
+        return 0;
+    }
+    if (!json_is_array(outputs))
+        return yls_fail_set(f, 400, "\"outputs\" must be an array, not %s",
+                            json_type_name(outputs));
+    size_t i;
+    const json_t *o;
+    json_array_foreach(outputs, i, o) {
+        if (!json_is_object(o))
+            return yls_fail_set(f, 400, "outputs[%zu] must be an object, not %s", i,
+                                json_type_name(o));
+        const json_t *name = NULL, *params = NULL;
+        const char *key;
+        const json_t *v;
+        json_object_foreach((json_t *)o, key, v) {
+            if (!strcmp(key, "name"))
+                name = v;
+            else if (!strcmp(key, "parameters"))
+                params = v;
+            else
+                return yls_fail_set(f, 400, "outputs[%zu]: unknown key '%s' (name, parameters)",
+                                    i, key);
+        }
+        if (!json_is_string(name))
+            return yls_fail_set(f, 400, "outputs[%zu] needs a \"name\" string", i);
+        const char *nm = json_string_value(name);
+        yls_output_kind kind;
+        int layer;
+        if (output_kind(nm, L, &kind, &layer))
+            return yls_fail_set(f, 400,
+                                "unknown output '%s' (model '%s' has loss, loss_terms, "
+                                "layer_terms, image_terms, stats, grad_0..grad_%d)",
+                                nm, m->name, L - 1);
+        for (int j = 0; j < in->n_out; j++)
+            if (in->out[j].kind == kind && in->out[j].layer == layer)
+                return yls_fail_set(f, 400, "output '%s' is requested twice", nm);
+        bool binary = binary_default;
+        if (params && !json_is_null(params)) {
+            if (!json_is_object(params))
+                return yls_fail_set(f, 400, "output '%s': \"parameters\" must be an object", nm);
+            json_object_foreach((json_t *)params, key, v) {
+                if (!strcmp(key, "binary_data")) {
+                    if (!param_bool(v, &binary))
+                        return yls_fail_set(f, 400,
+                                            "output '%s': parameter binary_data must be a boolean",
+                                            nm);
+                } else {
+                    return yls_fail_set(f, 400,
+                                        "output '%s': unsupported parameter '%s' (binary_data is "
+                                        "the only one)",
+                                        nm, key);
+                }
+            }
+        }
+        yls_output_req *r = &in->out[in->n_out++];
+        r->kind = kind;
+        r->layer = layer;
+        r->binary = binary;
+        if (kind == YLS_OUT_GRAD)
+            in->want_grads = true;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------------------------------- */
+/* Inputs                                                                                    */
+
+typedef struct {
+    const char *name;
+    int kind;  /* IN_OUTPUT, IN_BOXES, IN_Y_TRUE */
+    int layer;
+    int dtype;
+    size_t esize;
+    int ndim;
+    int64_t shape[YL_MAX_DIMS];
+    int64_t count;        /* elements */
+    const json_t *data;   /* JSON data, or */
+    int64_t binary_size;  /* -1 when not binary */
+    size_t offset;        /* of the blob in the body */
+} input_desc;
+
+static int parse_shape(input_desc *d, const json_t *shape, yls_fail *f)
+{
+    if (!json_is_array(shape))
+        return yls_fail_set(f, 400, "input '%s' needs a \"shape\" array of dimensions", d->name);
+    size_t n = json_array_size(shape);
+    if (n == 0 || n > YL_MAX_DIMS)
+        return yls_fail_set(f, 400, "input '%s': shape has %zu dimensions (1 to %d allowed)",
+                            d->name, n, YL_MAX_DIMS);
+    d->ndim = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_array_get(shape, i);
+        if (!json_is_integer(v))
+            return yls_fail_set(f, 400, "input '%s': shape[%zu] must be an integer, not %s",
+                                d->name, i, json_type_name(v));
+        d->shape[i] = json_integer_value(v);
+    }
+    char s[160];
+    format_shape(d->shape, d->ndim, s, sizeof s);
+    int64_t count = 1;
+    for (int i = 0; i < d->ndim; i++) {
+        if (d->shape[i] <= 0)
+            return yls_fail_set(f, 400, "input '%s': shape %s has a %s dimension", d->name, s,
+                                d->shape[i] == 0 ? "zero" : "negative");
+    }
+    for (int i = 0; i < d->ndim; i++) {
+        if (__builtin_mul_overflow(count, d->shape[i], &count))
+            return yls_fail_set(f, 400,
+                                "input '%s': shape %s has more elements than 64 bits count",
+                                d->name, s);
+    }
+    int64_t bytes;
+    if (__builtin_mul_overflow(count, (int64_t)d->esize, &bytes) || (uint64_t)bytes > SIZE_MAX)
+        return yls_fail_set(f, 400, "input '%s': shape %s is too large (its bytes overflow)",
+                            d->name, s);
+    d->count = count;
+    return 0;
+}
+
+static int parse_input_parameters(input_desc *d, const json_t *params, yls_fail *f)
+{
+    d->binary_size = -1;
+    if (!params || json_is_null(params))
+        return 0;
+    if (!json_is_object(params))
+        return yls_fail_set(f, 400, "input '%s': \"parameters\" must be an object", d->name);
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)params, key, v) {
+        if (!strcmp(key, "binary_data_size")) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return yls_fail_set(f, 400,
+                                    "input '%s': binary_data_size must be a non-negative integer",
+                                    d->name);
+            d->binary_size = json_integer_value(v);
+        } else {
+            return yls_fail_set(f, 400,
+                                "input '%s': unsupported parameter '%s' (binary_data_size is the "
+                                "only one)",
+                                d->name, key);
+        }
+    }
+    return 0;
+}
+
+/* Store the JSON number v as element i of the dtype buffer. */
+static int store_number(const input_desc *d, void *buf, int64_t i, const json_t *v,
+                        yls_fail *f)
+{
+    double x = json_number_value(v);
+    switch (d->dtype) {
+    case YL_F32: {
+        float y = (float)x;
+        if (!isfinite(y))
+            return yls_fail_set(f, 400, "input '%s': element %" PRId64 " (%g) overflows FP32",
+                                d->name, i, x);
+        ((float *)buf)[i] = y;
+        return 0;
+    }
+    case YL_F64:
+        ((double *)buf)[i] = x;
+        return 0;
+    case YL_F16: {
+        uint16_t h = yl_double_to_half(x);
+        if (!isfinite(yl_half_to_double(h)))
+            return yls_fail_set(f, 400, "input '%s': element %" PRId64 " (%g) overflows FP16",
+                                d->name, i, x);
+        ((uint16_t *)buf)[i] = h;
+        return 0;
+    }
+    default:
+        return yls_fail_set(f, 400, "input '%s': datatype %s cannot be given as JSON data",
+                            d->name, yl_dtype_name(d->dtype));
+    }
+}
+
+/* Row-major values of a flat or nested array, at most as deep as the shape. */
+static int flatten(const input_desc *d, const json_t *a, int depth, void *buf, int64_t *pos,
+                   yls_fail *f)
+{
+    size_t i;
+    const json_t *v;
+    json_array_foreach(a, i, v) {
+        if (json_is_array(v)) {
+            if (depth + 1 >= d->ndim)
+                return yls_fail_set(f, 400,
+                                    "input '%s': data is nested deeper than its %d-D shape",
+                                    d->name, d->ndim);
+            if (flatten(d, v, depth + 1, buf, pos, f))
+                return -1;
+        } else if (json_is_number(v)) {
+            if (*pos >= d->count)
+                return yls_fail_set(f, 400,
+                                    "input '%s': data has more than the %" PRId64
+                                    " values its shape holds",
+                                    d->name, d->count);
+            if (store_number(d, buf, *pos, v, f))
+                return -1;
+            (*pos)++;
+        } else {
+            return yls_fail_set(f, 400, "input '%s': element %" PRId64 " is %s, not a number",
+                                d->name, *pos, json_type_name(v));
+        }
+    }
+    return 0;
+}
+
+static int convert_json_data(yls_infer_input *in, const input_desc *d, yl_tensor *t,
+                             yls_fail *f)
+{
+    if (!json_is_array(d->data))
+        return yls_fail_set(f, 400, "input '%s': \"data\" must be an array, not %s", d->name,
+                            json_type_name(d->data));
+    void *buf = yls_big_alloc((size_t)d->count * d->esize);
+    if (!buf)
+        return yls_fail_set(f, 500, "out of memory for input '%s'", d->name);
+    in->owned[in->n_owned++] = buf;
+    int64_t pos = 0;
+    if (flatten(d, d->data, 0, buf, &pos, f))
+        return -1;
+    if (pos != d->count) {
+        char s[160];
+        format_shape(d->shape, d->ndim, s, sizeof s);
+        return yls_fail_set(f, 400,
+                            "input '%s': data has %" PRId64 " values, shape %s needs %" PRId64,
+                            d->name, pos, s, d->count);
+    }
+    t->data = buf;
+    return 0;
+}
+
+/* One entry of "inputs": name, datatype, shape, parameters, data. */
+static int describe_input(yls_infer_input *in, const yls_model *m, const json_t *o, size_t idx,
+                          input_desc *descs, int n_desc, input_desc *d, yls_fail *f)
+{
+    if (!json_is_object(o))
+        return yls_fail_set(f, 400, "inputs[%zu] must be an object, not %s", idx,
+                            json_type_name(o));
+    const json_t *name = NULL, *shape = NULL, *datatype = NULL, *params = NULL, *data = NULL;
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)o, key, v) {
+        if (!strcmp(key, "name"))
+            name = v;
+        else if (!strcmp(key, "shape"))
+            shape = v;
+        else if (!strcmp(key, "datatype"))
+            datatype = v;
+        else if (!strcmp(key, "parameters"))
+            params = v;
+        else if (!strcmp(key, "data"))
+            data = v;
+        else
+            return yls_fail_set(f, 400,
+                                "inputs[%zu]: unknown key '%s' (name, shape, datatype, "
+                                "parameters, data)",
+                                idx, key);
+    }
+    if (!json_is_string(name))
+        return yls_fail_set(f, 400, "inputs[%zu] needs a \"name\" string", idx);
+    d->name = json_string_value(name);
+    int L = in->num_layers, l;
+    if (!strcmp(d->name, "boxes")) {
+        d->kind = IN_BOXES;
+        d->layer = 0;
+    } else if ((l = layer_suffix(d->name, "output_", L)) >= 0) {
+        d->kind = IN_OUTPUT;
+        d->layer = l;
+    } else if ((l = layer_suffix(d->name, "y_true_", L)) >= 0) {
+        d->kind = IN_Y_TRUE;
+        d->layer = l;
+    } else {
+        return yls_fail_set(f, 400,
+                            "unknown input '%s' (model '%s' takes output_0..output_%d and either "
+                            "boxes or y_true_0..y_true_%d)",
+                            d->name, m->name, L - 1, L - 1);
+    }
+    for (int j = 0; j < n_desc; j++)
+        if (!strcmp(descs[j].name, d->name))
+            return yls_fail_set(f, 400, "input '%s' is given twice", d->name);
+
+    if (!json_is_string(datatype))
+        return yls_fail_set(f, 400, "input '%s' needs a \"datatype\" string", d->name);
+    d->dtype = yl_dtype_from_name(json_string_value(datatype));
+    if (d->dtype < 0)
+        return yls_fail_set(f, 400,
+                            "input '%s': unsupported datatype '%s' (FP32, FP16, BF16 or FP64)",
+                            d->name, json_string_value(datatype));
+    d->esize = yl_dtype_size(d->dtype);
+    if (parse_shape(d, shape, f) || parse_input_parameters(d, params, f))
+        return -1;
+    d->data = data;
+    if (d->binary_size >= 0) {
+        if (data)
+            return yls_fail_set(f, 400,
+                                "input '%s' has both \"data\" and binary_data_size; give one",
+                                d->name);
+        if ((uint64_t)d->binary_size != (uint64_t)d->count * d->esize) {
+            char s[160];
+            format_shape(d->shape, d->ndim, s, sizeof s);
+            return yls_fail_set(f, 400,
+                                "input '%s': binary_data_size %" PRId64 " is not shape %s x %zu "
+                                "bytes (%s) = %" PRIu64,
+                                d->name, d->binary_size, s, d->esize, yl_dtype_name(d->dtype),
+                                (uint64_t)d->count * d->esize);
+        }
+    } else {
+        if (!data)
+            return yls_fail_set(f, 400,
+                                "input '%s' has neither \"data\" nor a binary_data_size parameter",
+                                d->name);
+        if (d->dtype == YL_BF16)
+            return yls_fail_set(f, 400,
+                                "input '%s': BF16 is accepted only as binary data "
+                                "(binary_data_size), not as JSON",
+                                d->name);
+    }
+    return 0;
+}
+
+/* Point t at the blob, or at an aligned copy of it. */
+static int bind_blob(yls_infer_input *in, const input_desc *d, const uint8_t *body,
+                     yl_tensor *t, yls_fail *f)
+{
+    const uint8_t *p = body + d->offset;
+    if ((uintptr_t)p % d->esize == 0) {
+        t->data = p;
+        return 0;
+    }
+    void *copy = yls_big_alloc((size_t)d->binary_size);
+    if (!copy)
+        return yls_fail_set(f, 500, "out of memory for input '%s'", d->name);
+    memcpy(copy, p, (size_t)d->binary_size);
+    in->owned[in->n_owned++] = copy;
+    t->data = copy;
+    return 0;
+}
+
+static int parse_inputs(yls_infer_input *in, const yls_model *m, const json_t *inputs,
+                        const uint8_t *body, size_t len, size_t json_len, bool has_header,
+                        yls_fail *f)
+{
+    int L = in->num_layers;
+    if (!json_is_array(inputs))
+        return yls_fail_set(f, 400, "the request needs an \"inputs\" array");
+    size_t n = json_array_size(inputs);
+    if (n > YLS_MAX_INPUTS)
+        n = YLS_MAX_INPUTS + 1; /* the extra one is a duplicate or unknown: reported below */
+    input_desc descs[YLS_MAX_INPUTS + 1];
+    memset(descs, 0, sizeof descs);
+    size_t offset = json_len;
+    for (size_t i = 0; i < n; i++) {
+        input_desc *d = &descs[i];
+        if (describe_input(in, m, json_array_get(inputs, i), i, descs, (int)i, d, f))
+            return -1;
+        if (d->binary_size >= 0) {
+            if (!has_header)
+                return yls_fail_set(f, 400,
+                                    "input '%s' has binary_data_size but the request has no "
+                                    "Inference-Header-Content-Length header",
+                                    d->name);
+            if ((uint64_t)d->binary_size > len - offset)
+                return yls_fail_set(f, 400,
+                                    "truncated binary body: input '%s' needs %" PRId64
+                                    " bytes at offset %zu but the body ends at %zu",
+                                    d->name, d->binary_size, offset, len);
+            d->offset = offset;
+            offset += (size_t)d->binary_size;
+        }
+    }
+    if (offset != len)
+        return yls_fail_set(f, 400,
+                            "the body has %zu bytes after the JSON header and the binary inputs "
+                            "(JSON header %zu bytes, binary inputs end at %zu, body %zu)",
+                            len - offset, json_len, offset, len);
+
+    /* what is there: every output_l, and boxes or every y_true_l */
+    const input_desc *by_slot[YLS_MAX_INPUTS] = {0};
+    for (size_t i = 0; i < n; i++) {
+        const input_desc *d = &descs[i];
+        int slot = d->kind == IN_OUTPUT ? d->layer : d->kind == IN_BOXES ? L : L + 1 + d->layer;
+        by_slot[slot] = d;
+    }
+    char range[192];
+    snprintf(range, sizeof range,
+             "model '%s' takes output_0..output_%d and either boxes or y_true_0..y_true_%d",
+             m->name, L - 1, L - 1);
+    for (int l = 0; l < L; l++)
+        if (!by_slot[l])
+            return yls_fail_set(f, 400, "missing input 'output_%d' (%s)", l, range);
+    bool has_boxes = by_slot[L] != NULL, any_y = false;
+    for (int l = 0; l < L; l++)
+        any_y |= by_slot[L + 1 + l] != NULL;
+    if (has_boxes && any_y)
+        return yls_fail_set(f, 400,
+                            "both 'boxes' and y_true inputs are given: the ground truth must be "
+                            "one or the other");
+    if (!has_boxes && !any_y)
+        return yls_fail_set(f, 400, "missing ground truth: give 'boxes' or y_true_0..y_true_%d",
+                            L - 1);
+    if (any_y)
+        for (int l = 0; l < L; l++)
+            if (!by_slot[L + 1 + l])
+                return yls_fail_set(f, 400, "missing input 'y_true_%d' (%s)", l, range);
+
+    /* tensors */
+    for (size_t i = 0; i < n; i++) {
+        const input_desc *d = &descs[i];
+        yl_tensor *t = d->kind == IN_OUTPUT  ? &in->outputs[d->layer]
+                       : d->kind == IN_BOXES ? &in->boxes
+                                             : &in->y_true[d->layer];
+        t->dtype = d->dtype;
+        t->ndim = d->ndim;
+        memcpy(t->shape, d->shape, sizeof t->shape);
+        if (d->binary_size >= 0 ? bind_blob(in, d, body, t, f) : convert_json_data(in, d, t, f))
+            return -1;
+    }
+    in->has_boxes = has_boxes;
+    return 0;
+}
+
+/* --------------------------------------------------------------------------------------- */
+
+int yls_infer_parse(yls_infer_input *in, const yls_model *m, const uint8_t *body, size_t len,
+                    int64_t header_len, yls_fail *f)
+{
+    memset(in, 0, sizeof *in);
+    in->step = -1;
+    in->cfg = m->cfg;
+    size_t json_len = header_len >= 0 ? (size_t)header_len : len;
+    if (json_len > len)
+        return yls_fail_set(f, 400,
+                            "Inference-Header-Content-Length %zu is larger than the body (%zu "
+                            "bytes)",
+                            json_len, len);
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)body, json_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return json_error_fail(&jerr, body, json_len, f);
+    int rc = -1;
+    if (!json_is_object(root)) {
+        yls_fail_set(f, 400, "the request must be a JSON object, not %s", json_type_name(root));
+        goto out;
+    }
+    const json_t *id = NULL, *params = NULL, *inputs = NULL, *outputs = NULL;
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (!strcmp(key, "id"))
+            id = v;
+        else if (!strcmp(key, "parameters"))
+            params = v;
+        else if (!strcmp(key, "inputs"))
+            inputs = v;
+        else if (!strcmp(key, "outputs"))
+            outputs = v;
+        else {
+            yls_fail_set(f, 400,
+                         "unknown key '%s' in the request (id, parameters, inputs, outputs)", key);
+            goto out;
+        }
+    }
+    if (id && !json_is_null(id)) {
+        if (!json_is_string(id)) {
+            yls_fail_set(f, 400, "\"id\" must be a string, not %s", json_type_name(id));
+            goto out;
+        }
+        in->id = strdup(json_string_value(id));
+        if (!in->id) {
+            yls_fail_set(f, 500, "out of memory");
+            goto out;
+        }
+    }
+    bool binary_output = false;
+    if (parse_request_parameters(in, params, &binary_output, f))
+        goto out;
+    in->num_layers = in->cfg.num_anchors / YL_NUM_ANCHORS_PER_LAYER;
+    if (parse_outputs(in, m, outputs, binary_output, f) ||
+        parse_inputs(in, m, inputs, body, len, json_len, header_len >= 0, f))
+        goto out;
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+void yls_infer_input_free(yls_infer_input *in)
+{
+    if (!in)
+        return;
+    for (int i = 0; i < in->n_owned; i++)
+        yls_big_free(in->owned[i]);
+    in->n_owned = 0;
+    free(in->id);
+    in->id = NULL;
+}

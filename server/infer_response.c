@@ -1,0 +1,271 @@
+/*
+ * infer_response.c: the core's batch result to an Open Inference Protocol v2 response.
+ *
+ * The JSON part is written with a small string builder (numbers as "%.9g", which gives
+ * every FP32 value back exactly; strings escaped by jansson), because a JSON gradient can
+ * hold millions of numbers and a jansson tree of them would take ~10 times the memory. Binary
+ * outputs are not copied: the payload's iovecs point at the gradient buffers the workers
+ * wrote and at one small array holding the other outputs.
+ */
+#include "infer.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+/* --------------------------------------------------------------------------------------- */
+/* A growable string.                                                                        */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} strbuf;
+
+static bool sb_reserve(strbuf *b, size_t more)
+{
+    if (b->oom)
+        return false;
+    if (b->len + more + 1 <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = true;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+static void sb_put(strbuf *b, const char *s, size_t n)
+{
+    if (!sb_reserve(b, n))
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_str(strbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(strbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[128];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof tmp) {
+        sb_put(b, tmp, (size_t)n);
+        return;
+    }
+    b->oom = true; /* never: our formats are short */
+}
+
+/* A JSON string literal. */
+static void sb_json_string(strbuf *b, const char *s)
+{
+    json_t *j = json_string(s);
+    char *text = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    if (text)
+        sb_str(b, text);
+    else
+        sb_str(b, "\"\"");
+    free(text);
+    json_decref(j);
+}
+
+static void sb_shape(strbuf *b, const int64_t *shape, int ndim)
+{
+    sb_str(b, "[");
+    for (int d = 0; d < ndim; d++)
+        sb_printf(b, "%s%" PRId64, d ? "," : "", shape[d]);
+    sb_str(b, "]");
+}
+
+/* Values as a JSON array: -1, or the index of a value that is not finite. */
+static int64_t sb_floats(strbuf *b, const float *v, size_t n)
+{
+    if (!sb_reserve(b, n * 16 + 2))
+        return -1; /* b->oom tells */
+    b->p[b->len++] = '[';
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(v[i]))
+            return (int64_t)i;
+        if (!sb_reserve(b, 18))
+            return -1;
+        if (i)
+            b->p[b->len++] = ',';
+        b->len += (size_t)snprintf(b->p + b->len, b->cap - b->len, "%.9g", (double)v[i]);
+    }
+    sb_put(b, "]", 1);
+    return -1;
+}
+
+/* --------------------------------------------------------------------------------------- */
+
+/* Where one output's values are and what shape it has. */
+typedef struct {
+    const float *v;
+    size_t n;
+    int ndim;
+    int64_t shape[YL_MAX_DIMS];
+} output_view;
+
+static int64_t tensor_elems(const yl_tensor *t)
+{
+    int64_t n = 1;
+    for (int d = 0; d < t->ndim; d++)
+        n *= t->shape[d];
+    return n;
+}
+
+int yls_infer_respond(yls_payload *out, const yls_infer_input *in, const char *model_name,
+                      const yl_problem *p, const yl_result *res, const yl_image_result *images,
+                      float **grads, yls_encoding enc, yls_fail *f)
+{
+    memset(out, 0, sizeof *out);
+    int L = p->num_layers;
+    int64_t B = p->batch;
+
+    /* The small outputs, FP32, in one array: loss, loss_terms, layer_terms, stats,
+     * image_terms. */
+    size_t n_small = 1 + 4 + (size_t)L * 4 + (size_t)L * YL_NUM_STATS + (size_t)B * 4;
+    float *small = malloc(n_small * sizeof(float));
+    if (!small)
+        return yls_fail_set(f, 500, "out of memory for the response");
+    out->small = small;
+    float *loss = small, *terms = loss + 1, *layer_terms = terms + 4,
+          *stats = layer_terms + L * 4, *image_terms = stats + L * YL_NUM_STATS;
+    loss[0] = (float)res->loss;
+    for (int k = 0; k < 4; k++)
+        terms[k] = (float)res->terms[k];
+    for (int l = 0; l < L; l++) {
+        for (int k = 0; k < 4; k++)
+            layer_terms[l * 4 + k] = (float)res->layer_terms[l][k];
+        for (int k = 0; k < YL_NUM_STATS; k++)
+            stats[l * YL_NUM_STATS + k] = (float)res->stats[l][k];
+    }
+    bool want_image_terms = false;
+    for (int i = 0; i < in->n_out; i++)
+        want_image_terms |= in->out[i].kind == YLS_OUT_IMAGE_TERMS;
+    if (want_image_terms)
+        for (int64_t b = 0; b < B; b++) {
+            double t[4];
+            yl_image_terms(&images[b], t);
+            for (int k = 0; k < 4; k++)
+                image_terms[b * 4 + k] = (float)t[k];
+        }
+
+    strbuf js = {0};
+    sb_str(&js, "{\"model_name\":");
+    sb_json_string(&js, model_name);
+    sb_str(&js, ",\"model_version\":\"1\"");
+    if (in->id) {
+        sb_str(&js, ",\"id\":");
+        sb_json_string(&js, in->id);
+    }
+    sb_str(&js, ",\"outputs\":[");
+    out->niov = 1;
+    for (int i = 0; i < in->n_out; i++) {
+        const yls_output_req *o = &in->out[i];
+        output_view view = {0};
+        switch (o->kind) {
+        case YLS_OUT_LOSS:
+            view = (output_view){loss, 1, 1, {1}};
+            break;
+        case YLS_OUT_LOSS_TERMS:
+            view = (output_view){terms, 4, 1, {4}};
+            break;
+        case YLS_OUT_LAYER_TERMS:
+            view = (output_view){layer_terms, (size_t)L * 4, 2, {L, 4}};
+            break;
+        case YLS_OUT_IMAGE_TERMS:
+            view = (output_view){image_terms, (size_t)B * 4, 2, {B, 4}};
+            break;
+        case YLS_OUT_STATS:
+            view = (output_view){stats, (size_t)L * YL_NUM_STATS, 2, {L, YL_NUM_STATS}};
+            break;
+        case YLS_OUT_GRAD: {
+            const yl_tensor *t = &p->output[o->layer];
+            view.v = grads[o->layer];
+            view.n = (size_t)tensor_elems(t);
+            view.ndim = t->ndim;
+            memcpy(view.shape, t->shape, sizeof view.shape);
+            break;
+        }
+        }
+        char name[32];
+        yls_output_name(o->kind, o->layer, name, sizeof name);
+        sb_printf(&js, "%s{\"name\":\"%s\",\"datatype\":\"FP32\",\"shape\":", i ? "," : "", name);
+        sb_shape(&js, view.shape, view.ndim);
+        if (o->binary) {
+            size_t bytes = view.n * sizeof(float);
+            sb_printf(&js, ",\"parameters\":{\"binary_data_size\":%zu}}", bytes);
+            out->iov[out->niov].iov_base = view.v;
+            out->iov[out->niov].iov_len = bytes;
+            out->niov++;
+            out->total += bytes;
+            out->binary = true;
+        } else {
+            sb_str(&js, ",\"data\":");
+            int64_t bad = sb_floats(&js, view.v, view.n);
+            if (bad >= 0) {
+                free(js.p);
+                return yls_fail_set(f, 400,
+                                    "output '%s': element %" PRId64 " is %g in FP32, which JSON "
+                                    "cannot carry; ask for it as binary data",
+                                    name, bad, (double)view.v[bad]);
+            }
+            sb_str(&js, "}");
+        }
+    }
+    sb_str(&js, "]}");
+    if (js.oom) {
+        free(js.p);
+        return yls_fail_set(f, 500, "out of memory for the response");
+    }
+    out->json = js.p;
+    out->json_len = js.len;
+    out->iov[0].iov_base = js.p;
+    out->iov[0].iov_len = js.len;
+    out->total += js.len;
+    /* the payload now owns the gradient buffers (binary outputs point into them) */
+    for (int l = 0; l < L; l++) {
+        out->grads[l] = grads[l];
+        grads[l] = NULL;
+    }
+    out->enc = YLS_ENC_IDENTITY;
+    if (enc != YLS_ENC_IDENTITY) {
+        size_t packed_len;
+        if (yls_deflate(enc, out->iov, out->niov, &out->packed, &packed_len, f))
+            return -1;
+        out->iov[0].iov_base = out->packed;
+        out->iov[0].iov_len = packed_len;
+        out->niov = 1;
+        out->total = packed_len;
+        out->enc = enc;
+    }
+    return 0;
+}
+
+void yls_payload_free(yls_payload *p)
+{
+    if (!p)
+        return;
+    free(p->json);
+    free(p->small);
+    for (int l = 0; l < YL_MAX_LAYERS; l++)
+        yls_big_free(p->grads[l]);
+    free(p->packed);
+    memset(p, 0, sizeof *p);
+}

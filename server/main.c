@@ -1,0 +1,116 @@
+/*
+ * main.c: yololossd, the YOLOv3 loss over the Open Inference Protocol v2.
+ *
+ * Startup: flags, models, token, the pool size (UV_THREADPOOL_SIZE, read by libuv when the
+ * first work item is queued), the loop, the signals, libmicrohttpd; then the loop runs
+ * until shutdown. SIGTERM/SIGINT start draining: ready answers 400, new infer requests 503,
+ * those in flight finish and are sent, then libmicrohttpd stops, the handles close, the
+ * loop ends and the process exits 0. A second signal exits at once with status 1.
+ */
+#include "history.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void yls_server_maybe_stop(yls_server *s)
+{
+    if (!s->draining || s->inflight > 0 || s->pending > 0 || s->sse || s->stopping)
+        return;
+    s->stopping = true;
+    yls_http_stop(s);
+    yls_history_close(s->history); /* what is queued is written first */
+    s->history = NULL;
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    yls_server *s = h->data;
+    if (s->draining) {
+        fprintf(stderr, YLS_NAME ": %s again: exiting now\n", strsignal(signum));
+        _exit(1);
+    }
+    s->draining = true;
+    s->ready = false;
+    yls_sse_close_all(s);
+    fprintf(stderr, YLS_NAME ": %s: draining, %u infer request%s in flight\n", strsignal(signum),
+            s->inflight, s->inflight == 1 ? "" : "s");
+    yls_server_maybe_stop(s);
+}
+
+int main(int argc, char **argv)
+{
+    static yls_server srv; /* static: zeroed, and its handles outlive every callback */
+    yls_server *s = &srv;
+    int rc = yls_options_parse(&s->opt, argc, argv);
+    if (rc)
+        return rc > 0 ? 0 : 2;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512];
+    int status = 1;
+    bool loop_ok = false;
+    if (yls_models_init(&s->models, s->opt.models_file, err, sizeof err)) {
+        fprintf(stderr, YLS_NAME ": %s\n", err);
+        return 1;
+    }
+    if (s->opt.token_file && yls_auth_load(s, s->opt.token_file, err, sizeof err)) {
+        fprintf(stderr, YLS_NAME ": %s\n", err);
+        goto out;
+    }
+    char threads[16];
+    snprintf(threads, sizeof threads, "%u", s->opt.threads);
+    setenv("UV_THREADPOOL_SIZE", threads, 1);
+
+    if (uv_loop_init(&s->loop) != 0) {
+        fprintf(stderr, YLS_NAME ": cannot start the event loop\n");
+        goto out;
+    }
+    loop_ok = true;
+    s->t_started = (uint64_t)time(NULL);
+    s->metrics = yls_metrics_new(s);
+    if (!s->metrics) {
+        fprintf(stderr, YLS_NAME ": out of memory\n");
+        goto out;
+    }
+    if (yls_history_open(&s->history, &s->loop, s->opt.history, err, sizeof err)) {
+        fprintf(stderr, YLS_NAME ": %s\n", err);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+    uv_signal_init(&s->loop, &s->sigterm);
+    uv_signal_init(&s->loop, &s->sigint);
+    s->sigterm.data = s->sigint.data = s;
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
+    if (yls_http_start(s)) {
+        yls_history_close(s->history);
+        s->history = NULL;
+        uv_close((uv_handle_t *)&s->sigterm, NULL);
+        uv_close((uv_handle_t *)&s->sigint, NULL);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        goto out;
+    }
+    fprintf(stderr, YLS_NAME ": %zu models, %u threads, max %u infer requests in flight%s, "
+            "history %s\n",
+            s->models.n, s->opt.threads, s->opt.max_inflight, s->token ? ", token required" : "",
+            s->history ? s->opt.history : "off");
+    s->ready = true;
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    fprintf(stderr, YLS_NAME ": stopped\n");
+    status = 0;
+out:
+    if (loop_ok && uv_loop_close(&s->loop) != 0)
+        fprintf(stderr, YLS_NAME ": warning: handles left open at exit\n");
+    yls_metrics_free(s->metrics);
+    yls_models_free(&s->models);
+    free(s->token);
+    yls_big_trim();
+    return status;
+}

@@ -1,0 +1,347 @@
+/*
+ * server.h: the internals of yololossd, shared by the files of server/ (not installed).
+ *
+ * READING ORDER. main.c (startup, signals, shutdown) -> options.c (flags) -> models.c (the
+ * model table) -> http.c (libmicrohttpd driven by the libuv loop; one yls_request per HTTP
+ * request; body collection and limits) -> router.c (method + path to an endpoint) ->
+ * endpoints.c (health, metadata, config, statistics) -> infer.c (an infer request as
+ * work items on the libuv pool) -> infer_request.c (v2 JSON + binary body to yl_tensors) ->
+ * infer_response.c (results to a v2 response, binary blobs as iovecs) -> encoding.c
+ * (gzip/deflate) -> errors.c (the one error reply) and fail.c (what it carries) -> stats.c,
+ * access_log.c, auth.c, bufcache.c (large buffers reused across requests).
+ * Monitoring (docs/monitoring.md): history.h (points and the storage backend interface) ->
+ * history.c (the history thread) -> history_sqlite.c -> record.c (an infer request with
+ * `run` records a point, answered after the commit) -> api_runs.c (/v1/runs...) -> sse.c
+ * (/v1/runs/{run}/events) -> metrics.c (/metrics) -> dashboard.c (GET /, the assets
+ * embedded at build time from server/dashboard/ and npm's uPlot).
+ *
+ * THREADS. Everything here runs on the libuv loop thread except the work callbacks of
+ * infer.c, which run on the libuv pool and touch only their own yls_infer (read-only
+ * problem, disjoint slices of the outputs), and the history thread of history.c, which
+ * alone touches the storage. Counters, statistics, metrics and SSE streams are loop-thread
+ * only.
+ *
+ * OWNERSHIP. A yls_request lives from the first call of the access handler to libmicrohttpd's
+ * completion callback and owns its body and its yls_infer; a response's payload (gradients,
+ * JSON header) is owned by the MHD_Response and freed by its free callback.
+ */
+#ifndef YLS_SERVER_H
+#define YLS_SERVER_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+#include <uv.h>
+
+#include "yololoss.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "yololossd assumes a little-endian host (the binary tensor format is little-endian)"
+#endif
+
+#define YLS_NAME "yololossd"
+#define YLS_VERSION YL_VERSION
+
+/* ------------------------------------------------------------------------------------ */
+/* Failures: an HTTP status and a complete message, passed up to the one error reply.    */
+
+#define YLS_MSG_MAX 512
+typedef struct {
+    unsigned status; /* 0: no failure */
+    char msg[YLS_MSG_MAX];
+} yls_fail;
+
+/* Record the first failure only (later ones are consequences); returns -1 for `return`. */
+int yls_fail_set(yls_fail *f, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------------------------------ */
+/* Options (options.c).                                                                 */
+
+typedef struct {
+    const char *host;         /* 127.0.0.1 */
+    unsigned port;            /* 8000; 0: an ephemeral port */
+    unsigned threads;         /* libuv pool size; default: all cores */
+    unsigned max_inflight;    /* infer requests queued or running before 503 */
+    uint64_t max_body;        /* bytes of a request body, raw and inflated */
+    uint64_t max_json;        /* bytes of the JSON part of a request */
+    unsigned timeout;         /* idle connection timeout, seconds; 0: none */
+    const char *token_file;   /* bearer token, NULL: no auth */
+    const char *models_file;  /* extra models, NULL: only the built-in ones */
+    const char *history;      /* "none", PATH or sqlite:PATH */
+    unsigned metrics_max_runs; /* runs with loss gauges in /metrics */
+} yls_options;
+
+/* 0: run; 1: exit 0 (--help, --version printed); -1: exit 2 (message printed). */
+int yls_options_parse(yls_options *o, int argc, char **argv);
+
+/* ------------------------------------------------------------------------------------ */
+/* Statistics (stats.c): Triton's statistics extension, per model.                      */
+
+typedef struct {
+    uint64_t count;
+    uint64_t ns;
+} yls_duration;
+
+typedef struct {
+    uint64_t last_inference_ms; /* wall clock, ms since the epoch, of the last success */
+    uint64_t inference_count;   /* images of successful requests */
+    uint64_t execution_count;   /* successful requests */
+    yls_duration success, fail, queue, compute_input, compute_infer, compute_output;
+} yls_model_stats;
+
+/* ------------------------------------------------------------------------------------ */
+/* Models (models.c).                                                                   */
+
+#define YLS_MODEL_NAME_MAX 64
+typedef struct {
+    char name[YLS_MODEL_NAME_MAX];
+    yl_config cfg;    /* anchors and ignore_thresh; requests may override both */
+    int num_layers;   /* num_anchors / 3 */
+    yls_model_stats stats;
+} yls_model;
+
+typedef struct {
+    yls_model *v;
+    size_t n;
+} yls_models;
+
+/* yolov3 and yolov3-tiny, then the models of path (NULL: none). 0 or -1 with err set. */
+int yls_models_init(yls_models *m, const char *path, char *err, size_t errlen);
+void yls_models_free(yls_models *m);
+yls_model *yls_models_find(const yls_models *m, const char *name, size_t len);
+/* "10,13,16,30,..." in buf. */
+void yls_anchors_format(const yl_config *cfg, char *buf, size_t len);
+/* Parse "w,h,w,h,..." (12 or 18 numbers, positive and finite) into cfg. */
+int yls_anchors_parse(yl_config *cfg, const char *s, yls_fail *f);
+
+/* ------------------------------------------------------------------------------------ */
+/* The server and its requests.                                                         */
+
+typedef struct yls_server yls_server;
+typedef struct yls_request yls_request;
+typedef struct yls_infer yls_infer;
+typedef struct yls_history yls_history;
+typedef struct yls_metrics yls_metrics;
+typedef struct yls_sse yls_sse;
+
+#define YLS_RUN_MAX 64 /* bytes of a run name, with its NUL */
+
+struct yls_server {
+    uv_loop_t loop;
+    yls_options opt;
+    yls_models models;
+    char *token; /* NULL: no auth */
+    size_t token_len;
+
+    struct MHD_Daemon *mhd;
+    uv_poll_t mhd_poll;   /* on libmicrohttpd's epoll fd */
+    uv_timer_t mhd_timer; /* libmicrohttpd's next timeout */
+    uv_signal_t sigterm, sigint;
+    bool handles_open;
+
+    bool ready;        /* false while starting and draining */
+    bool draining;     /* SIGTERM/SIGINT seen */
+    bool stopping;     /* shutdown started */
+    unsigned inflight; /* infer requests accepted and not yet completed */
+    unsigned pending;  /* other requests suspended waiting on the history thread */
+
+    yls_history *history; /* NULL: --history none */
+    yls_metrics *metrics;
+    yls_sse *sse;         /* open event streams */
+    uint64_t t_started;   /* wall clock, seconds since the epoch */
+};
+
+/* Endpoints (router.c). */
+typedef enum {
+    YLS_EP_NONE = 0,
+    YLS_EP_LIVE,
+    YLS_EP_READY,
+    YLS_EP_SERVER_META,
+    YLS_EP_MODEL_META,
+    YLS_EP_MODEL_READY,
+    YLS_EP_MODEL_CONFIG,
+    YLS_EP_MODEL_STATS,
+    YLS_EP_ALL_STATS,
+    YLS_EP_INFER,
+    YLS_EP_METRICS,    /* GET /metrics */
+    YLS_EP_DASHBOARD,  /* GET / and /assets/... */
+    YLS_EP_RUNS,       /* GET /v1/runs */
+    YLS_EP_RUN_STEPS,  /* GET /v1/runs/{run}/steps */
+    YLS_EP_RUN_CSV,    /* GET /v1/runs/{run}/steps.csv */
+    YLS_EP_RUN_EVENTS, /* GET /v1/runs/{run}/events */
+    YLS_EP_RUN_DELETE, /* DELETE /v1/runs/{run} */
+} yls_endpoint;
+
+typedef struct {
+    yls_endpoint ep;
+    yls_model *model; /* for the model endpoints */
+    char run[YLS_RUN_MAX]; /* for the /v1/runs/{run} endpoints */
+    const char *asset;     /* for YLS_EP_DASHBOARD: "index.html", "app.js", ... */
+} yls_route;
+
+/* Match method and path. 0, or -1 with f set (404 unknown path/model/version, 405 with
+ * *allow set to the methods the path takes). */
+int yls_route_match(const yls_models *models, const char *method, const char *url,
+                    yls_route *out, const char **allow, yls_fail *f);
+/* Paths that need no token (health; monitoring reads: /, /assets/, /metrics, GET /v1/). */
+bool yls_route_is_public(const char *method, const char *url);
+
+/* Content codings (encoding.c). */
+typedef enum { YLS_ENC_IDENTITY = 0, YLS_ENC_GZIP, YLS_ENC_DEFLATE } yls_encoding;
+
+/* A Content-Encoding header value: 0 with *enc set, or -1 (unsupported: 501). */
+int yls_encoding_parse(const char *value, yls_encoding *enc);
+/* The best coding an Accept-Encoding header allows (gzip > deflate > identity). */
+yls_encoding yls_encoding_accept(const char *value);
+const char *yls_encoding_name(yls_encoding enc);
+/* Inflate in[0..in_len) into a new malloc'd buffer that starts pad bytes before the data;
+ * more than limit bytes of output: 413. 0 or -1 with f set. */
+int yls_inflate(yls_encoding enc, const uint8_t *in, size_t in_len, size_t limit, size_t pad,
+                uint8_t **base, uint8_t **out, size_t *out_len, yls_fail *f);
+/* Compress the iovecs into one malloc'd buffer. 0 or -1 with f set. */
+int yls_deflate(yls_encoding enc, const struct MHD_IoVec *iov, int niov, uint8_t **out,
+                size_t *out_len, yls_fail *f);
+
+/* The request body as received, owned by the request. data = base + pad, where pad makes
+ * the binary part (after the JSON header) 16-byte aligned when the header length is known. */
+typedef struct {
+    uint8_t *base;
+    uint8_t *data;
+    size_t len, cap, pad;
+} yls_body;
+
+struct yls_request {
+    yls_server *srv;
+    struct MHD_Connection *conn;
+    uint64_t t_start; /* uv_hrtime() at the first call */
+    char method[8];
+    char *path;
+    yls_route route;
+    const char *allow;      /* for a 405 */
+    yls_model *stats_model; /* an infer request for this model: counted in its statistics */
+
+    /* body */
+    bool want_body;        /* an infer request whose body we keep */
+    bool counted;          /* counted in srv->inflight */
+    bool endpoint_pending; /* a non-infer endpoint, served when the request is complete */
+    yls_body body;
+    uint64_t bytes_in;     /* raw body bytes received */
+    uint64_t body_limit;   /* raw bytes allowed */
+    int64_t header_len;    /* Inference-Header-Content-Length, -1 if absent */
+    yls_encoding encoding; /* Content-Encoding of the body */
+    yls_encoding accept;   /* coding chosen for the response */
+    yls_fail early;        /* failure found while the body arrived, replied at the end */
+
+    /* reply */
+    bool suspended;
+    struct MHD_Response *response; /* made, not yet queued (after a resume) */
+    unsigned status;
+    uint64_t bytes_out;
+    uint64_t t_reply; /* uv_hrtime() when the answer was made */
+    bool completed_ok; /* libmicrohttpd sent all of it */
+    int64_t images;
+    char run[YLS_RUN_MAX];
+    int64_t step; /* -1: none */
+    bool has_step;
+
+    yls_infer *infer;
+};
+
+/* http.c */
+int yls_http_start(yls_server *s);
+void yls_http_stop(yls_server *s);
+/* Let libmicrohttpd do what is pending (after a resume) and re-arm its timer. */
+void yls_http_kick(yls_server *s);
+/* Have libmicrohttpd run soon (after resuming a connection outside its callbacks). */
+void yls_http_wake(yls_server *s);
+/* Queue resp (ownership taken) as the answer to r: now when r is inside the access handler,
+ * or after resuming r when it is suspended. bytes: body size for the access log. */
+enum MHD_Result yls_reply(yls_request *r, unsigned status, struct MHD_Response *resp,
+                          uint64_t bytes);
+/* A JSON body (takes ownership of text, malloc'd) with Content-Type application/json. */
+enum MHD_Result yls_reply_json(yls_request *r, unsigned status, char *text);
+/* Suspend r while its work runs on the pool. */
+void yls_request_suspend(yls_request *r);
+const char *yls_header(const yls_request *r, const char *name);
+/* Called by main when draining may have ended. */
+void yls_server_maybe_stop(yls_server *s);
+
+/* errors.c: the one error reply, {"error": msg} with the status's extra headers. */
+enum MHD_Result yls_reply_error(yls_request *r, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+enum MHD_Result yls_reply_fail(yls_request *r, const yls_fail *f);
+
+/* endpoints.c: the endpoints that answer at once. */
+enum MHD_Result yls_endpoint_serve(yls_request *r);
+
+/* infer.c: parse and compute on the pool, then reply. */
+enum MHD_Result yls_infer_start(yls_request *r);
+void yls_infer_free(yls_infer *job);
+/* Add a finished infer request to its model's statistics (completion, loop thread). */
+void yls_infer_account(yls_request *r);
+
+/* stats.c */
+void yls_stats_add(yls_duration *d, uint64_t ns);
+char *yls_stats_json(const yls_models *models, const yls_model *only);
+
+/* bufcache.c: buffers of a MiB or more are kept for reuse (glibc would unmap them and
+ * the next request would fault their pages in again). Any thread. Not zeroed. */
+void *yls_big_alloc(size_t n);
+void *yls_big_realloc(void *p, size_t n);
+void yls_big_free(void *p);
+void yls_big_trim(void); /* free what is kept (at exit) */
+
+/* auth.c */
+int yls_auth_load(yls_server *s, const char *path, char *err, size_t errlen);
+bool yls_auth_ok(const yls_server *s, const char *authorization);
+
+/* access_log.c: one line per request on stdout. */
+void yls_access_log(const yls_request *r, const char *client);
+
+/* ------------------------------------------------------------------------------------ */
+/* Monitoring (history.h has the history thread and the storage).                       */
+
+/* record.c: for an infer request with `run`, record its point and send resp (taken over)
+ * once it is committed (or a 503 when it cannot be). false: no run, reply as usual. */
+struct yls_point_src {
+    const yl_result *res;
+    int64_t batch;
+};
+bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MHD_Response *resp,
+                      uint64_t bytes);
+
+/* api_runs.c: the /v1/runs endpoints (but events). */
+enum MHD_Result yls_api_serve(yls_request *r);
+/* Suspend/resume a non-infer request waiting on the history thread. */
+void yls_pending_begin(yls_request *r);
+void yls_pending_end(yls_request *r);
+
+/* sse.c: Server-Sent Events of new points, per run. */
+enum MHD_Result yls_sse_serve(yls_request *r);
+void yls_sse_publish(yls_server *s, const char *run, int64_t step, const char *json);
+void yls_sse_close_all(yls_server *s); /* end every stream (draining) */
+unsigned yls_sse_count(const yls_server *s);
+
+/* metrics.c: Prometheus text format. */
+yls_metrics *yls_metrics_new(const yls_server *s);
+void yls_metrics_free(yls_metrics *m);
+/* A finished infer request (completion, loop thread). */
+void yls_metrics_infer(yls_server *s, const yls_request *r, double total_s, double queue_s,
+                       double compute_s);
+void yls_metrics_point(yls_server *s, const char *run, int64_t step, const double terms[4],
+                       double total, double wall);
+enum MHD_Result yls_metrics_serve(yls_request *r);
+/* The next step of a run known to the metrics (0 when unknown): --history none. */
+int64_t yls_metrics_next_step(yls_server *s, const char *run);
+void yls_metrics_forget(yls_server *s, const char *run);
+
+/* dashboard.c: GET / and its assets. */
+enum MHD_Result yls_dashboard_serve(yls_request *r);
+/* Content-Security-Policy and friends, on every monitoring response. */
+void yls_safe_headers(struct MHD_Response *resp);
+
+#endif /* YLS_SERVER_H */

@@ -1,0 +1,134 @@
+# yololossd: the loss over HTTP (Open Inference Protocol v2), libmicrohttpd driven by libuv.
+# Builds $(B)/yololossd from server/*.c and $(B)/test_server from tests/server/*.c.
+SERVER_PKGS := libmicrohttpd jansson libuv zlib sqlite3
+SERVER_CFLAGS := $(shell pkg-config --cflags $(SERVER_PKGS) 2>/dev/null)
+SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null)
+SERVER_SRC := $(wildcard server/*.c)
+SERVER_OBJ := $(patsubst server/%.c,$(B)/server/%.o,$(SERVER_SRC))
+
+$(B)/server/%.o: server/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(SERVER_CFLAGS) -c $< -o $@
+
+# The dashboard (server/dashboard/): its files and npm's uPlot, embedded into the daemon as a
+# generated C file. `npm ci` installs the locked versions into server/dashboard/node_modules
+# (ignored by git; the registry is needed once).
+DASH_DIR := server/dashboard
+DASH_NPM := $(DASH_DIR)/node_modules/.package-lock.json
+DASH_UPLOT := $(DASH_DIR)/node_modules/uplot/dist
+DASH_FILES := $(DASH_DIR)/index.html $(DASH_DIR)/app.js $(DASH_DIR)/style.css
+
+$(DASH_NPM): $(DASH_DIR)/package.json $(DASH_DIR)/package-lock.json
+	cd $(DASH_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(B)/server/dashboard_assets.c: $(DASH_NPM) $(DASH_FILES) $(DASH_DIR)/embed.py
+	@mkdir -p $(dir $@)
+	$(PYTHON) $(DASH_DIR)/embed.py $@ index.html=$(DASH_DIR)/index.html app.js=$(DASH_DIR)/app.js \
+	  style.css=$(DASH_DIR)/style.css uPlot.iife.min.js=$(DASH_UPLOT)/uPlot.iife.min.js \
+	  uPlot.min.css=$(DASH_UPLOT)/uPlot.min.css
+
+$(B)/server/dashboard_assets.o: $(B)/server/dashboard_assets.c server/dashboard_assets.h
+	$(CC) $(filter-out -Wmissing-prototypes,$(CFLAGS_ALL)) -Iserver -c $< -o $@
+
+SERVER_OBJ += $(B)/server/dashboard_assets.o
+
+$(B)/yololossd: $(SERVER_OBJ) $(CORE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SERVER_LIBS) -lm -lpthread
+
+ALL_BINS += $(B)/yololossd
+
+# The integration tests: Check + libcurl against the real daemon, with the core linked in
+# to compute the expected answers in-process.
+TEST_SERVER_SRC := $(wildcard tests/server/*.c)
+TEST_SERVER_OBJ := $(patsubst tests/server/%.c,$(B)/tests/server/%.o,$(TEST_SERVER_SRC))
+TEST_SERVER_CFLAGS := $(shell pkg-config --cflags check libcurl jansson zlib 2>/dev/null)
+TEST_SERVER_LIBS := $(shell pkg-config --libs check libcurl jansson zlib 2>/dev/null)
+
+$(B)/tests/server/%.o: tests/server/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(TEST_SERVER_CFLAGS) -c $< -o $@
+
+$(B)/test_server: $(TEST_SERVER_OBJ) $(CORE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_SERVER_LIBS) -lm -lpthread
+
+ALL_BINS += $(B)/test_server
+
+.PHONY: run test-server
+run: deps
+	@$(MAKE) --no-print-directory $(B)/yololossd
+	exec $(B)/yololossd --host 127.0.0.1 --port 8000
+
+# CK_FORK: each test in its own process; the daemon under test is the one of this build.
+test-server: $(B)/yololossd $(B)/test_server
+	CK_FORK=yes YL_DAEMON=$(B)/yololossd $(B)/test_server
+
+TEST_RUNS += test-server
+
+# /metrics of a live daemon that has recorded points, through `promtool check metrics`.
+.PHONY: test-metrics-promtool test-dashboard
+test-metrics-promtool: $(B)/yololossd
+	YL_DAEMON=$(B)/yololossd bash tests/server/metrics_promtool.sh
+
+TEST_RUNS += test-metrics-promtool
+
+# The dashboard in headless Chromium (Debian's) driven by playwright-core (npm): feeds a
+# live daemon steps, checks the charts show them, saves docs/dashboard.png.
+test-dashboard: $(B)/yololossd $(DASH_NPM)
+	YL_DAEMON=$(B)/yololossd node tests/server/dashboard.test.mjs
+
+TEST_RUNS += test-dashboard
+
+# The server benchmark (make bench): the standard workload end to end, binary and JSON,
+# 1/2/4 clients, against the core in-process in the same run.
+$(B)/bench_server: server/bench/bench_server.c $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(shell pkg-config --cflags libcurl) -o $@ $< $(CORE_LIB) \
+	  $(shell pkg-config --libs libcurl) -lm -lpthread
+
+ALL_BINS += $(B)/bench_server
+.PHONY: bench-server
+bench-server: $(B)/bench_server $(B)/yololossd
+	$(B)/bench_server --daemon $(B)/yololossd
+BENCH_RUNS += bench-server
+
+# Triton's tritonclient (pure Python, from its public source) against the daemon: skipped
+# unless TRITONCLIENT_PATH names .../client/src/python/library (or tritonclient is
+# installed). Needs python3-numpy, -rapidjson, -gevent, -geventhttpclient (.ci/deps).
+.PHONY: test-server-tritonclient
+test-server-tritonclient: $(B)/yololossd
+	YL_DAEMON=$(B)/yololossd $(PYTHON) -m pytest -q tests/server/test_tritonclient.py
+
+TEST_RUNS += test-server-tritonclient
+
+# libFuzzer target for the daemon's parsers (request body, gzip/deflate, router, Accept-
+# Encoding, anchors), with clang, ASan and UBSan; the core objects are tests/fuzz/fuzz.mk's.
+#   make fuzz-server [FUZZ_SECONDS=60]     fuzz it
+#   make fuzz-server-regress               replay tests/server/fuzz/corpus once (make test)
+SERVER_FUZZ_SRC := server/infer_request.c server/models.c server/encoding.c server/router.c \
+                   server/bufcache.c server/fail.c
+SERVER_FUZZ_CORE := $(patsubst core/%.c,$(B)/fuzz/core/%.o,$(CORE_SRC))
+SERVER_FUZZ_CORPUS := tests/server/fuzz/corpus/server_request
+
+$(B)/fuzz/server_request: tests/server/fuzz/server_request.c $(SERVER_FUZZ_SRC) server/server.h \
+                          server/infer.h $(SERVER_FUZZ_CORE)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(WARN) -fsanitize=fuzzer $(CORE_INC) $(SERVER_CFLAGS) -o $@ \
+	  $< $(SERVER_FUZZ_SRC) $(SERVER_FUZZ_CORE) -ljansson -lz -lm -lpthread
+
+.PHONY: fuzz-server fuzz-server-regress
+fuzz-server: $(B)/fuzz/server_request
+	@mkdir -p $(B)/fuzz/corpus/server_request $(B)/fuzz/artifacts/server_request
+	$(B)/fuzz/server_request $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  -artifact_prefix=$(B)/fuzz/artifacts/server_request/ \
+	  $(B)/fuzz/corpus/server_request $(SERVER_FUZZ_CORPUS)
+
+fuzz-server-regress: $(B)/fuzz/server_request
+	@n=$$(ls $(SERVER_FUZZ_CORPUS) | wc -l); \
+	if $(B)/fuzz/server_request $(FUZZ_OPTS) $(SERVER_FUZZ_CORPUS)/* \
+	     > $(B)/fuzz/server_request.regress.log 2>&1; \
+	then echo "fuzz-server-regress: $$n inputs ok"; \
+	else tail -n 60 $(B)/fuzz/server_request.regress.log; \
+	     echo "fuzz-server-regress: FAILED (log $(B)/fuzz/server_request.regress.log)"; exit 1; fi
+
+TEST_RUNS += fuzz-server-regress

@@ -1,0 +1,166 @@
+/* libFuzzer target: the daemon's parsers, on what a client could send.
+ *
+ * Input layout: byte 0 selects what the rest is;
+ *   bits 0-1  0, 1: an infer body for yolov3 (1) or yolov3-tiny (0); 2: a gzip/deflate body
+ *             (bit 2: deflate) inflated with a 64 KiB limit, then parsed as for 1;
+ *             3: the rest as a path (router), an Accept-Encoding value and an anchors string
+ *   bit  3    the body has an Inference-Header-Content-Length: the next two bytes (little
+ *             endian) modulo the body length + 1 (so "longer than the body" happens too)
+ *
+ * Invariants: a parser returns 0 or -1; on -1 the failure has a 4xx/5xx status and a
+ * non-empty message; on 0 every tensor it bound lies inside the body or a buffer it owns
+ * (each byte is read, so AddressSanitizer catches a wrong size), and a problem the core
+ * accepts with a small enough batch is computed with gradients.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../../server/infer.h"
+
+#define CHECK(cond, ...)                                                         \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "\nINVARIANT VIOLATED at %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                        \
+            fprintf(stderr, "\n");                                               \
+            abort();                                                             \
+        }                                                                        \
+    } while (0)
+
+static void check_fail(const yls_fail *f)
+{
+    CHECK(f->status >= 400 && f->status < 600, "status %u", f->status);
+    CHECK(f->msg[0] != '\0' && memchr(f->msg, '\0', sizeof f->msg), "message");
+}
+
+static volatile unsigned sink;
+
+static void touch(const yl_tensor *t)
+{
+    size_t n = yl_dtype_size(t->dtype);
+    CHECK(n > 0, "dtype %d", t->dtype);
+    for (int d = 0; d < t->ndim; d++)
+        n *= (size_t)t->shape[d];
+    const unsigned char *p = t->data;
+    unsigned s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += p[i];
+    sink += s;
+}
+
+static void parse_body(const yls_model *m, const uint8_t *body, size_t len, int64_t header_len)
+{
+    yls_infer_input in;
+    yls_fail f = {0};
+    int rc = yls_infer_parse(&in, m, body, len, header_len, &f);
+    CHECK(rc == 0 || rc == -1, "rc %d", rc);
+    if (rc) {
+        check_fail(&f);
+        yls_infer_input_free(&in);
+        return;
+    }
+    CHECK(f.status == 0, "status %u on success", f.status);
+    int L = in.num_layers;
+    CHECK(L == 2 || L == 3, "L %d", L);
+    CHECK(in.n_out >= 1 && in.n_out <= YLS_MAX_OUTPUTS, "n_out %d", in.n_out);
+    for (int l = 0; l < L; l++)
+        touch(&in.outputs[l]);
+    if (in.has_boxes)
+        touch(&in.boxes);
+    else
+        for (int l = 0; l < L; l++)
+            touch(&in.y_true[l]);
+    yl_problem p;
+    yl_error err;
+    if (yl_problem_init(&p, &in.cfg, in.outputs, L, in.has_boxes ? &in.boxes : NULL,
+                        in.has_boxes ? NULL : in.y_true, in.has_boxes ? 0 : L, &err) == YL_OK) {
+        size_t total = 0;
+        for (int l = 0; l < L; l++)
+            total += (size_t)(p.batch * p.layer_elems[l]);
+        if (total <= (1u << 16)) {
+            float *g[YL_MAX_LAYERS] = {0};
+            for (int l = 0; l < L; l++)
+                g[l] = malloc((size_t)(p.batch * p.layer_elems[l]) * sizeof(float) + 1);
+            yl_result r;
+            yl_compute(&p, 1, g, &r, NULL, &err);
+            for (int l = 0; l < L; l++)
+                free(g[l]);
+        }
+    }
+    yls_infer_input_free(&in);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static yls_models models;
+    static int ready;
+    if (!ready) {
+        char err[256];
+        if (yls_models_init(&models, NULL, err, sizeof err))
+            abort();
+        ready = 1;
+    }
+    if (size < 1)
+        return 0;
+    uint8_t mode = data[0];
+    data++, size--;
+    int64_t header_len = -1;
+    if ((mode & 8) && size >= 2) {
+        header_len = (int64_t)((data[0] | data[1] << 8) % (size - 2 + 1));
+        data += 2, size -= 2;
+    }
+    /* the body in its own allocation, so that reading past it is caught */
+    uint8_t *body = malloc(size ? size : 1);
+    memcpy(body, data, size);
+    switch (mode & 3) {
+    case 0:
+    case 1:
+        parse_body(yls_models_find(&models, mode & 1 ? "yolov3" : "yolov3-tiny",
+                                   mode & 1 ? 6 : 11),
+                   body, size, header_len);
+        break;
+    case 2: {
+        uint8_t *base = NULL, *out = NULL;
+        size_t out_len = 0;
+        yls_fail f = {0};
+        yls_encoding enc = mode & 4 ? YLS_ENC_DEFLATE : YLS_ENC_GZIP;
+        if (yls_inflate(enc, body, size, 1 << 16, 7, &base, &out, &out_len, &f) == 0) {
+            CHECK(out == base + 7 && out_len <= (1 << 16), "inflate bounds");
+            parse_body(yls_models_find(&models, "yolov3", 6), out, out_len, header_len);
+            yls_big_free(base);
+        } else {
+            check_fail(&f);
+        }
+        break;
+    }
+    case 3: {
+        char *s = malloc(size + 1);
+        memcpy(s, body, size);
+        s[size] = '\0';
+        yls_route route;
+        const char *allow = NULL;
+        yls_fail f = {0};
+        if (yls_route_match(&models, mode & 4 ? "POST" : "GET", s, &route, &allow, &f))
+            check_fail(&f);
+        else
+            CHECK(route.ep != YLS_EP_NONE, "endpoint");
+        yls_encoding e = yls_encoding_accept(s);
+        CHECK(e == YLS_ENC_IDENTITY || e == YLS_ENC_GZIP || e == YLS_ENC_DEFLATE, "accept");
+        yl_config cfg;
+        yl_config_default(&cfg, 9);
+        yls_fail fa = {0};
+        if (yls_anchors_parse(&cfg, s, &fa))
+            check_fail(&fa);
+        else
+            CHECK(cfg.num_anchors == 6 || cfg.num_anchors == 9, "anchors");
+        free(s);
+        break;
+    }
+    }
+    free(body);
+    return 0;
+}

@@ -1,0 +1,314 @@
+/*
+ * harness.c: starting and stopping the daemon, and HTTP with libcurl.
+ */
+#include "harness.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+yt_daemon yt_main, yt_small;
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Daemons                                                                              */
+
+int yt_daemon_start(yt_daemon *d, const char *const *args, bool keep_stdout)
+{
+    static int counter;
+    memset(d, 0, sizeof *d);
+    const char *path = getenv("YL_DAEMON");
+    if (!path || !*path)
+        path = "build/yololossd";
+    snprintf(d->errlog, sizeof d->errlog, "/tmp/yololossd-test-%d-%d.err", (int)getpid(),
+             counter);
+    if (keep_stdout)
+        snprintf(d->outlog, sizeof d->outlog, "/tmp/yololossd-test-%d-%d.out", (int)getpid(),
+                 counter);
+    counter++;
+    /* --history none unless args say otherwise (the last flag wins) */
+    const char *argv[32] = {path, "--host", "127.0.0.1", "--port", "0", "--history", "none"};
+    int argc = 7;
+    for (int i = 0; args && args[i] && argc < 31; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int e = open(d->errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int o = open(keep_stdout ? d->outlog : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (e < 0 || o < 0)
+            _exit(126);
+        dup2(e, 2);
+        dup2(o, 1);
+        execv(path, (char *const *)argv);
+        fprintf(stderr, "cannot run %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    d->pid = pid;
+    /* wait for "listening on http://127.0.0.1:PORT" (no time limit but the daemon's life) */
+    for (;;) {
+        FILE *f = fopen(d->errlog, "r");
+        if (f) {
+            char line[512];
+            while (fgets(line, sizeof line, f)) {
+                const char *p = strstr(line, "listening on http://127.0.0.1:");
+                if (p) {
+                    d->port = (unsigned)atoi(p + strlen("listening on http://127.0.0.1:"));
+                    fclose(f);
+                    return d->port ? 0 : -1;
+                }
+            }
+            fclose(f);
+        }
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            fprintf(stderr, "the daemon exited before listening:\n");
+            yt_daemon_dump(d);
+            d->pid = 0;
+            return -1;
+        }
+        nap_ms(5);
+    }
+}
+
+static int exit_status(int st)
+{
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st);
+    return -1;
+}
+
+int yt_daemon_wait(yt_daemon *d)
+{
+    if (d->pid <= 0)
+        return -1;
+    int st;
+    while (waitpid(d->pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    d->pid = 0;
+    return exit_status(st);
+}
+
+int yt_daemon_stop(yt_daemon *d)
+{
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, SIGTERM);
+    return yt_daemon_wait(d);
+}
+
+void yt_daemon_dump(const yt_daemon *d)
+{
+    FILE *f = fopen(d->errlog, "r");
+    if (!f)
+        return;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        fwrite(buf, 1, n, stderr);
+    fclose(f);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Gates                                                                                */
+
+void yt_gate_init(yt_gate *g)
+{
+    memset(g, 0, sizeof *g);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+}
+
+void yt_gate_wait_started(yt_gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    while (!g->started)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+void yt_gate_release(yt_gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->released = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* HTTP                                                                                 */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} growbuf;
+
+static size_t grow_append(growbuf *b, const char *data, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return 0;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return n;
+}
+
+static size_t on_data(char *data, size_t size, size_t n, void *ud)
+{
+    return grow_append(ud, data, size * n);
+}
+
+static size_t on_read(char *buf, size_t size, size_t n, void *ud)
+{
+    const yt_req *req = ud;
+    yt_gate *g = req->gate;
+    pthread_mutex_lock(&g->mu);
+    if (!g->started) {
+        g->started = true;
+        pthread_cond_broadcast(&g->cv);
+    }
+    while (!g->released)
+        pthread_cond_wait(&g->cv, &g->mu);
+    size_t left = req->len - g->pos, k = size * n < left ? size * n : left;
+    memcpy(buf, (const char *)req->body + g->pos, k);
+    g->pos += k;
+    pthread_mutex_unlock(&g->mu);
+    return k;
+}
+
+long yt_http(const yt_daemon *d, const yt_req *req, yt_resp *resp)
+{
+    memset(resp, 0, sizeof *resp);
+    CURL *h = curl_easy_init();
+    if (!h) {
+        snprintf(resp->error, sizeof resp->error, "curl_easy_init failed");
+        return 0;
+    }
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", d->port, req->path);
+    growbuf body = {0}, headers = {0};
+    struct curl_slist *hl = NULL;
+    for (int i = 0; i < 8 && req->headers[i]; i++)
+        hl = curl_slist_append(hl, req->headers[i]);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &headers);
+    if (req->body || req->gate) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->len);
+        if (req->gate) {
+            curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+            curl_easy_setopt(h, CURLOPT_READDATA, req);
+            curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 3600000L);
+            hl = curl_slist_append(hl, "Expect: 100-continue");
+        } else {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+        }
+    }
+    if (req->method)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+    if (req->method && !strcmp(req->method, "HEAD"))
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    CURLcode rc = curl_easy_perform(h);
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+    } else {
+        snprintf(resp->error, sizeof resp->error, "%s", curl_easy_strerror(rc));
+        resp->status = 0;
+    }
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(h);
+    if (!body.p)
+        grow_append(&body, "", 0);
+    resp->body = body.p;
+    resp->len = body.len;
+    resp->headers = headers.p;
+    return resp->status;
+}
+
+long yt_get(const yt_daemon *d, const char *path, yt_resp *resp)
+{
+    yt_req req = {.path = path};
+    return yt_http(d, &req, resp);
+}
+
+const char *yt_header(const yt_resp *r, const char *name, char *buf, size_t len)
+{
+    if (!r->headers)
+        return NULL;
+    size_t n = strlen(name);
+    const char *p = r->headers;
+    const char *found = NULL;
+    while (*p) {
+        const char *eol = strstr(p, "\r\n");
+        if (!eol)
+            eol = p + strlen(p);
+        if ((size_t)(eol - p) > n && !strncasecmp(p, name, n) && p[n] == ':')
+            found = p; /* the last one wins: the final response after a 100 Continue */
+        if (strncmp(p, "HTTP/", 5) == 0)
+            found = NULL; /* a new response starts */
+        p = *eol ? eol + 2 : eol;
+    }
+    if (!found)
+        return NULL;
+    const char *v = found + n + 1;
+    while (*v == ' ')
+        v++;
+    const char *eol = strstr(v, "\r\n");
+    size_t vl = eol ? (size_t)(eol - v) : strlen(v);
+    if (vl >= len)
+        vl = len - 1;
+    memcpy(buf, v, vl);
+    buf[vl] = '\0';
+    return buf;
+}
+
+void yt_resp_free(yt_resp *r)
+{
+    free(r->body);
+    free(r->headers);
+    memset(r, 0, sizeof *r);
+}
+
+const char *yt_error_message(const yt_resp *r, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    json_t *j = r->body ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+    const char *e = json_string_value(json_object_get(j, "error"));
+    if (e)
+        snprintf(buf, len, "%s", e);
+    json_decref(j);
+    return buf;
+}

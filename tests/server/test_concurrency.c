@@ -1,0 +1,146 @@
+/*
+ * test_concurrency.c: many clients at once, of mixed sizes and encodings, all get exactly
+ * the core's answers; the bytes of an answer do not depend on the daemon's thread count.
+ */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define N_CASES 6
+#define N_THREADS 16
+#define N_PER_THREAD 6
+
+static const yt_spec specs[N_CASES] = {
+    {.num_anchors = 6, .B = 1, .H0 = 1, .W0 = 1, .C = 1, .out_dtype = YL_F32, .truth = YT_BOXES,
+     .truth_dtype = YL_F32, .T = 2, .seed = 101},
+    {.num_anchors = 9, .B = 4, .H0 = 2, .W0 = 2, .C = 3, .out_dtype = YL_F32, .truth = YT_BOXES,
+     .truth_dtype = YL_F64, .T = 5, .seed = 102},
+    {.num_anchors = 9, .B = 2, .H0 = 3, .W0 = 2, .C = 4, .out_dtype = YL_F16, .out5d = true,
+     .truth = YT_DENSE5, .truth_dtype = YL_F16, .T = 4, .seed = 103},
+    {.num_anchors = 6, .B = 6, .H0 = 2, .W0 = 3, .C = 2, .out_dtype = -1, .truth = YT_DENSE4,
+     .truth_dtype = YL_BF16, .T = 3, .seed = 104},
+    {.num_anchors = 9, .B = 1, .H0 = 4, .W0 = 4, .C = 20, .out_dtype = YL_F32, .truth = YT_BOXES,
+     .truth_dtype = YL_F32, .T = 8, .seed = 105},
+    {.num_anchors = 9, .B = 9, .H0 = 1, .W0 = 2, .C = 2, .out_dtype = YL_F64, .truth = YT_BOXES,
+     .truth_dtype = YL_F32, .T = 3, .seed = 106},
+};
+
+typedef struct {
+    int id;
+    const yt_case *cases;
+    int failures;
+    char why[512];
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    for (int k = 0; k < N_PER_THREAD && !w->failures; k++) {
+        int ci = (w->id * 5 + k) % N_CASES;
+        const yt_case *c = &w->cases[ci];
+        yt_send s = {.input_mode = (w->id + k) % 4, .output_binary = -1,
+                     .binary_data_output = (k % 2) == 0};
+        if (k % 3 == 1) {
+            s.outputs[0] = "loss";
+            s.outputs[1] = "image_terms";
+            s.outputs[2] = "grad_0";
+        }
+        yt_resp r;
+        long st = yt_infer(&yt_main, c, &s, &r);
+        yt_outputs o;
+        char err[256];
+        if (st != 200) {
+            char msg[256];
+            snprintf(w->why, sizeof w->why, "thread %d request %d (case %d): status %ld %s %s",
+                     w->id, k, ci, st, yt_error_message(&r, msg, sizeof msg), r.error);
+            w->failures++;
+        } else if (yt_parse_outputs(&r, &o, err, sizeof err) != 0) {
+            snprintf(w->why, sizeof w->why, "thread %d request %d: %s", w->id, k, err);
+            w->failures++;
+        } else {
+            const char *all[] = {"loss", "loss_terms", "layer_terms", "image_terms", "stats",
+                                 "grad_0", "grad_1", "grad_2"};
+            int n = s.outputs[0] ? 3 : 5 + c->L;
+            for (int i = 0; i < n && !w->failures; i++) {
+                const char *name = s.outputs[0] ? s.outputs[i] : all[i];
+                if (yt_compare_output(c, &o, name, err, sizeof err) != 0) {
+                    snprintf(w->why, sizeof w->why, "thread %d request %d (case %d): %s", w->id,
+                             k, ci, err);
+                    w->failures++;
+                }
+            }
+            if (!w->failures && o.n != n) {
+                snprintf(w->why, sizeof w->why, "thread %d request %d: %d outputs", w->id, k, o.n);
+                w->failures++;
+            }
+            yt_outputs_free(&o);
+        }
+        yt_resp_free(&r);
+    }
+    return NULL;
+}
+
+START_TEST(many_clients_mixed_sizes)
+{
+    yt_case cases[N_CASES];
+    for (int i = 0; i < N_CASES; i++)
+        yt_case_make(&cases[i], &specs[i]);
+    worker w[N_THREADS];
+    pthread_t th[N_THREADS];
+    for (int t = 0; t < N_THREADS; t++) {
+        w[t] = (worker){.id = t, .cases = cases};
+        ck_assert_int_eq(pthread_create(&th[t], NULL, work, &w[t]), 0);
+    }
+    for (int t = 0; t < N_THREADS; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < N_THREADS; t++)
+        ck_assert_msg(w[t].failures == 0, "%s", w[t].why);
+    for (int i = 0; i < N_CASES; i++)
+        yt_case_free(&cases[i]);
+}
+END_TEST
+
+START_TEST(same_bytes_for_any_thread_count)
+{
+    yt_daemon one;
+    const char *args[] = {"--threads", "1", NULL};
+    ck_assert_int_eq(yt_daemon_start(&one, args, false), 0);
+    yt_spec spec = {.num_anchors = 9, .B = 13, .H0 = 2, .W0 = 2, .C = 3, .out_dtype = YL_F32,
+                    .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 5, .seed = 111};
+    yt_case c;
+    yt_case_make(&c, &spec);
+    for (int mode = 0; mode < 2; mode++) {
+        yt_send s = {.input_mode = mode, .output_binary = -1, .binary_data_output = mode == 0,
+                     .id = "same"};
+        yt_resp a, b;
+        ck_assert_int_eq(yt_infer(&yt_main, &c, &s, &a), 200);
+        ck_assert_int_eq(yt_infer(&one, &c, &s, &b), 200);
+        ck_assert_uint_eq(a.len, b.len);
+        ck_assert(memcmp(a.body, b.body, a.len) == 0);
+        yt_outputs o;
+        char err[256];
+        ck_assert_msg(yt_parse_outputs(&a, &o, err, sizeof err) == 0, "%s", err);
+        yt_check_all(&c, &o);
+        yt_outputs_free(&o);
+        yt_resp_free(&a);
+        yt_resp_free(&b);
+    }
+    yt_case_free(&c);
+    ck_assert_int_eq(yt_daemon_stop(&one), 0);
+    unlink(one.errlog);
+}
+END_TEST
+
+Suite *yt_suite_concurrency(void)
+{
+    Suite *s = suite_create("concurrency");
+    TCase *tc = tcase_create("clients");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, many_clients_mixed_sizes);
+    tcase_add_test(tc, same_bytes_for_any_thread_count);
+    suite_add_tcase(s, tc);
+    return s;
+}

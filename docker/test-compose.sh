@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# make docker-compose-test: docker/compose.yaml brought up with podman-compose and checked.
+#  - nginx answers on the published port once the 3 replicas and PostgreSQL are up;
+#  - 3 clients in parallel send real batches through nginx (docker/check_service.py: every
+#    answer equal to the numpy reference), all tagged with one run;
+#  - the requests spread over the replicas: each replica's access log has some of them, and
+#    their sum is what was sent (nginx's log names the upstream of each);
+#  - shared history: every replica serves all the run's points (GET /v1/runs/{run}/steps),
+#    whichever replica computed them (skipped, saying so, until the image's yololossd
+#    accepts --history postgresql://...);
+#  - Prometheus has the 3 replicas as targets, each up once the daemon serves /metrics;
+#  - every replica exits 0 on SIGTERM; then everything is removed (volumes too).
+set -euo pipefail
+# podman without systemd has no timers for HEALTHCHECK and says so on every run/stop: drop
+# that line (the checks run explicitly, with `podman healthcheck run`).
+exec 2> >(grep --line-buffered -v 'unable to get systemd connection' >&2)
+DOCKER=${DOCKER:-podman}
+IMAGE=${DOCKER_IMAGE:-localhost/yololoss:latest}
+PYTHON=${PYTHON:-/usr/bin/python3}
+COMPOSE=${COMPOSE:-podman-compose}
+HERE=$(cd "$(dirname "$0")" && pwd)
+project=ylcompose$$
+run=compose-$$
+say() { printf 'docker-compose-test: %s\n' "$*"; }
+fail() { say "FAILED: $*"; exit 1; }
+free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+compose() { $COMPOSE -f "$HERE/compose.yaml" -p "$project" "$@"; }
+replicas=(yololossd-1 yololossd-2 yololossd-3)
+cname() { echo "${project}_$1_1"; }
+# GET inside a replica's container (the replicas publish no port): bash's /dev/tcp, body only.
+replica_get() {
+  $DOCKER exec "$(cname "$1")" bash -c 'exec 3<>/dev/tcp/127.0.0.1/8000 &&
+    printf "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n" "$1" >&3 && cat <&3' _ "$2" |
+    "$PYTHON" -c 'import sys; d=sys.stdin.buffer.read(); h,_,b=d.partition(b"\r\n\r\n");
+sys.exit("HTTP " + h.split(b"\r\n")[0].decode()) if b" 200 " not in h.split(b"\r\n")[0] else sys.stdout.buffer.write(b)'
+}
+cleanup() {
+  if [[ ${KEEP:-0} == 1 ]]; then say "KEEP=1: left running (project $project)"; return; fi
+  compose down -v >/dev/null 2>&1 || true
+  local v
+  for v in pgdata prometheus data-1 data-2 data-3; do
+    $DOCKER volume rm -f "${project}_$v" >/dev/null 2>&1 || true
+  done
+}
+trap cleanup EXIT
+
+help=$($DOCKER run --rm --pull=never --no-healthcheck --entrypoint /usr/local/bin/yololossd "$IMAGE" --help)
+shared=0
+if grep -q -- '--history' <<<"$help" && grep -qi 'postgres' <<<"$help"; then shared=1; else
+  export YOLOLOSSD_FLAGS="--threads 2"
+  say "SKIPPED shared history: this yololossd has no --history postgresql://... yet (flags: $YOLOLOSSD_FLAGS)"
+fi
+export YOLOLOSS_PORT=$(free_port) PROMETHEUS_PORT=$(free_port)
+compose up -d >/tmp/$project.up.log 2>&1 || { tail -n 30 /tmp/$project.up.log; fail "podman-compose up"; }
+url=http://127.0.0.1:$YOLOLOSS_PORT
+for i in $(seq 150); do
+  curl -sf "$url/v2/health/ready" >/dev/null 2>&1 && break
+  ((i < 150)) || { for s in "${replicas[@]}" nginx postgres; do
+                     say "--- $s"; $DOCKER logs "$(cname "$s")" 2>&1 | tail -n 8; done
+                   fail "nginx not ready on $url after 30 s"; }
+  sleep 0.2
+done
+for s in "${replicas[@]}"; do
+  for i in $(seq 50); do
+    $DOCKER healthcheck run "$(cname "$s")" >/dev/null 2>&1 && break
+    ((i < 50)) || fail "$s not healthy"
+    sleep 0.2
+  done
+done
+for i in $(seq 50); do
+  $DOCKER exec -e PGPASSWORD=yololoss "$(cname postgres)" \
+    psql -h postgres -U yololoss -d yololoss -tAc 'select 1' >/dev/null 2>&1 && break
+  ((i < 50)) || fail "PostgreSQL: no password login over TCP as yololoss"
+  sleep 0.2
+done
+say "up: nginx on $url, Prometheus on 127.0.0.1:$PROMETHEUS_PORT, 3 replicas healthy, PostgreSQL accepts yololoss"
+
+# Real batches through nginx, 3 clients at once, one run.
+pids=() outs=()
+for k in 0 1 2; do
+  outs+=("$(mktemp)")
+  "$PYTHON" "$HERE/check_service.py" "$url" --run "$run" --cases 10 --big 2 \
+    --step0 $((k * 1000)) --seed $((9300 + k * 50)) >"${outs[k]}" 2>/dev/null &
+  pids+=($!)
+done
+sent=0
+for k in 0 1 2; do
+  wait "${pids[k]}" || fail "client $k: $(cat "${outs[k]}")"
+  n=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["requests"])' "${outs[k]}")
+  sent=$((sent + n)); rm -f "${outs[k]}"
+done
+say "$sent batches through nginx, every answer equal to the numpy reference"
+
+# Spread over the replicas.
+total=0 spread=""
+for s in "${replicas[@]}"; do
+  c=$($DOCKER logs "$(cname "$s")" 2>/dev/null | grep -c "run=$run " || true)
+  ((c > 0)) || fail "$s computed none of the run's batches"
+  total=$((total + c)); spread+=" $s=$c"
+done
+((total == sent)) || fail "the replicas logged $total batches of the run, want $sent"
+ups=$($DOCKER logs "$(cname nginx)" 2>/dev/null | grep '/infer' | grep -o 'upstream=[^ ]*' | sort | uniq -c | tr -s ' ' | tr '\n' ';')
+say "spread:$spread (nginx:$ups)"
+
+# One history, visible through every replica.
+if ((shared)); then
+  for s in "${replicas[@]}"; do
+    got=$(replica_get "$s" "/v1/runs/$run/steps?limit=100000" |
+          "$PYTHON" -c 'import json,sys; d=json.load(sys.stdin); d=d.get("points",d) if isinstance(d,dict) else d; print(len(d))') ||
+      fail "$s: GET /v1/runs/$run/steps"
+    ((got == sent)) || fail "$s serves $got points of the run, want $sent"
+  done
+  say "shared history: each replica serves all $sent points of the run"
+fi
+
+# Prometheus scrapes every replica.
+metrics=0
+replica_get yololossd-1 /metrics >/dev/null 2>&1 && metrics=1
+for i in $(seq 60); do
+  t=$(curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" || true)
+  states=$("$PYTHON" -c 'import json,sys
+try: d=json.loads(sys.argv[1])
+except ValueError: sys.exit()
+print(" ".join(sorted("%s=%s" % (t["labels"]["instance"], t["health"]) for t in d["data"]["activeTargets"])))' "$t")
+  ups=$(grep -o '=up' <<<"$states" | wc -l || true)
+  nt=$(wc -w <<<"$states")
+  if ((nt == 3)) && { ((metrics == 0)) || ((ups == 3)); } && [[ $states != *unknown* ]]; then break; fi
+  ((i < 60)) || fail "Prometheus targets: $states"
+  sleep 0.5
+done
+if ((metrics)); then say "Prometheus: $states"; else
+  say "Prometheus: 3 targets ($states); SKIPPED 'up': the daemon has no /metrics yet"; fi
+
+# SIGTERM: each replica drains and exits 0.
+for s in "${replicas[@]}"; do
+  $DOCKER stop -t 60 "$(cname "$s")" >/dev/null
+  code=$($DOCKER inspect --format '{{.State.ExitCode}}' "$(cname "$s")")
+  [[ $code == 0 ]] || fail "$s exited $code after SIGTERM"
+done
+say "SIGTERM: the 3 replicas exited 0"
+say "ok"

@@ -81,7 +81,7 @@ TEST_RUNS += test-dashboard
 
 # The server benchmark (make bench): the standard workload end to end, binary and JSON,
 # 1/2/4 clients, against the core in-process in the same run.
-$(B)/bench_server: server/bench/bench_server.c $(CORE_LIB)
+$(B)/bench_server: bench/bench_server.c $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(shell pkg-config --cflags libcurl) -o $@ $< $(CORE_LIB) \
 	  $(shell pkg-config --libs libcurl) -lm -lpthread

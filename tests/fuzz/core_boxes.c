@@ -71,6 +71,10 @@ static expect first_bad_row(const yl_tensor *bx, int C, double in_w, double in_h
             float cx = floorf((x0 + x1) / 2.0f), cy = floorf((y0 + y1) / 2.0f);
             if (!(cx >= 0 && cx < in_w && cy >= 0 && cy < in_h))
                 return (expect){YL_EBOX, b, t};
+            /* a size float32 cannot hold, or that normalises to 0 (keras: log(0)) */
+            float nw = (float)((double)w / in_w), nh = (float)((double)h / in_h);
+            if (!(isfinite(nw) && nw > 0 && isfinite(nh) && nh > 0))
+                return (expect){YL_EBOX, b, t};
         }
     return (expect){YL_OK, -1, -1};
 }

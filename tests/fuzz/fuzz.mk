@@ -44,20 +44,23 @@ $(FUZZ_BINS): $(FUZZ_DIR)/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(FUZZ_CORE
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-ci
 fuzz-build: $(FUZZ_BINS)
 
-# Fuzz each target for FUZZ_SECONDS; stop at the first target that finds something.
+# Fuzz each target for FUZZ_SECONDS (all of them, even after one found something); fails
+# when any did, naming the input it saved.
 fuzz: fuzz-build
-	@set -e; for t in $(FUZZ_TARGETS); do \
+	@failed=""; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/artifacts/$$t; \
 	  echo "=== fuzz $$t for $(FUZZ_SECONDS) s"; \
-	  $(FUZZ_DIR)/$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t/ \
-	    $(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t 2>$(FUZZ_DIR)/$$t.log \
-	    || { tail -n 60 $(FUZZ_DIR)/$$t.log; \
-	         echo "fuzz: $$t failed, input in $(FUZZ_DIR)/artifacts/$$t/ (log $(FUZZ_DIR)/$$t.log)"; \
-	         exit 1; }; \
-	  grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|#[0-9]+.*DONE)' \
-	    $(FUZZ_DIR)/$$t.log || true; \
-	done
+	  if $(FUZZ_DIR)/$$t $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	       -artifact_prefix=$(FUZZ_DIR)/artifacts/$$t/ \
+	       $(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t >$(FUZZ_DIR)/$$t.log 2>&1; then \
+	    grep -E '^(#[0-9]+.*DONE|stat::average_exec_per_sec)' $(FUZZ_DIR)/$$t.log; \
+	  else \
+	    grep -E -A3 'INVARIANT|ERROR: |runtime error' $(FUZZ_DIR)/$$t.log | head -n 12; \
+	    grep -E '^artifact_prefix|Test unit written' $(FUZZ_DIR)/$$t.log; \
+	    echo "fuzz: $$t FAILED (log $(FUZZ_DIR)/$$t.log)"; failed="$$failed $$t"; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
 
 # Every checked-in input once, no fuzzing: the regression tests (tests/fuzz/regress.sh).
 fuzz-regress: fuzz-build

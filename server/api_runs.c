@@ -80,9 +80,11 @@ static enum MHD_Result reply_object(yls_request *r, json_t *o)
     return yls_reply_json(r, 200, text);
 }
 
+/* The backend failed (a database outage, say): the request was fine, so 503 with
+ * Retry-After tells the client to come back rather than that something is broken. */
 static enum MHD_Result reply_failed(yls_request *r, const yls_hop *op)
 {
-    return yls_reply_error(r, 500, "history: %s", op->err);
+    return yls_reply_error(r, 503, "history unavailable: %s", op->err);
 }
 
 static void runs_done(yls_hop *op)

@@ -166,6 +166,8 @@ int yls_history_open(yls_history **out, uv_loop_t *loop, const char *spec, char 
     const char *target = spec;
     if (!strncmp(spec, "sqlite:", 7))
         target = spec + 7;
+    else if (!strncmp(spec, "postgresql://", 13) || !strncmp(spec, "postgres://", 11))
+        be = &yls_history_pg; /* libpq takes the URL itself */
     yls_history *h = calloc(1, sizeof *h);
     char berr[YLS_HISTORY_ERR_MAX] = "";
     if (!h) {
@@ -174,7 +176,8 @@ int yls_history_open(yls_history **out, uv_loop_t *loop, const char *spec, char 
     }
     h->be = be;
     if (be->open(target, &h->db, berr)) {
-        snprintf(err, errlen, "--history %s: %s", spec, berr);
+        snprintf(err, errlen, "--history %s: %s", be == &yls_history_sqlite ? spec : be->name,
+                 berr); /* a PostgreSQL URL may hold a password */
         free(h);
         return -1;
     }

@@ -2,8 +2,8 @@
  * history.h: the recorded points of training runs, and the storage behind them.
  *
  * A request with the `run` parameter records one point (yls_point) when it succeeds. The
- * points are kept by a storage BACKEND (history_sqlite.c today; a PostgreSQL one can be
- * added beside it) behind the small table of functions below. The backend's functions are
+ * points are kept by a storage BACKEND (history_sqlite.c, the embedded default, or
+ * history_pg.c, PostgreSQL shared by replicas) behind the small table of functions below. The backend's functions are
  * blocking and are called from ONE thread only, the history thread of history.c, which
  * takes operations from a FIFO queue and hands each back to the loop thread (uv_async)
  * when it is done. So a backend needs no locking of its own, the compute threads never
@@ -71,6 +71,7 @@ typedef struct {
 } yls_history_backend;
 
 extern const yls_history_backend yls_history_sqlite;
+extern const yls_history_backend yls_history_pg; /* history_pg.c */
 
 /* ------------------------------------------------------------------------------------ */
 /* The history thread (history.c).                                                      */
@@ -96,7 +97,8 @@ struct yls_hop {
     yls_hop *next;
 };
 
-/* "none": *out = NULL; "sqlite:PATH" or PATH: SQLite. Opens the store and starts the
+/* "none": *out = NULL; "sqlite:PATH" or PATH: SQLite; "postgresql://..." or
+ * "postgres://...": PostgreSQL (history_pg.c). Opens the store and starts the
  * thread. 0 or -1 with err. */
 int yls_history_open(yls_history **out, uv_loop_t *loop, const char *spec, char *err,
                      size_t errlen);

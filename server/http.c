@@ -251,9 +251,20 @@ static enum MHD_Result on_headers(yls_request *r, const char *method, const char
 }
 
 /* false: close the connection (a refused body larger than we drain). */
+/* Bytes per second an upload must average once it is older than --timeout. */
+#define YLS_MIN_UPLOAD_RATE (64.0 * 1024)
+
 static bool on_body(yls_request *r, const char *data, size_t size)
 {
     r->bytes_in += size;
+    /* A body trickling in (a byte a second never leaves the connection idle) is cut once the
+     * request is older than --timeout and has averaged under YLS_MIN_UPLOAD_RATE; a slow but
+     * real upload (1 GiB over a modest link takes minutes) keeps going. */
+    unsigned timeout = r->srv->opt.timeout;
+    uint64_t age_ns = uv_hrtime() - r->t_start;
+    if (timeout && age_ns > (uint64_t)timeout * 1000000000u &&
+        (double)r->bytes_in < (double)YLS_MIN_UPLOAD_RATE * ((double)age_ns * 1e-9))
+        return false;
     if (!r->want_body || r->early.status)
         return r->bytes_in <= DRAIN_MAX || !r->early.status; /* dropped */
     yls_body *b = &r->body;

@@ -43,10 +43,14 @@ static void on_signal(uv_signal_t *h, int signum)
     yls_server_maybe_stop(s);
 }
 
+
 int main(int argc, char **argv)
 {
     static yls_server srv; /* static: zeroed, and its handles outlive every callback */
     yls_server *s = &srv;
+    /* --healthcheck [URL]: a client mode for container health checks, no server started */
+    if (argc >= 2 && !strcmp(argv[1], "--healthcheck"))
+        return argc > 3 ? 2 : yls_healthcheck(argc == 3 ? argv[2] : NULL);
     int rc = yls_options_parse(&s->opt, argc, argv);
     if (rc)
         return rc > 0 ? 0 : 2;
@@ -100,7 +104,8 @@ int main(int argc, char **argv)
     fprintf(stderr, YLS_NAME ": %zu models, %u threads, max %u infer requests in flight%s, "
             "history %s\n",
             s->models.n, s->opt.threads, s->opt.max_inflight, s->token ? ", token required" : "",
-            s->history ? s->opt.history : "off");
+            !s->history ? "off" : strncmp(s->opt.history, "postgres", 8) ? s->opt.history
+                                                                          : "postgresql");
     s->ready = true;
     uv_run(&s->loop, UV_RUN_DEFAULT);
     fprintf(stderr, YLS_NAME ": stopped\n");

@@ -344,4 +344,9 @@ enum MHD_Result yls_dashboard_serve(yls_request *r);
 /* Content-Security-Policy and friends, on every monitoring response. */
 void yls_safe_headers(struct MHD_Response *resp);
 
+/* ------------------------------------------------------------------------------------ */
+/* Healthcheck client mode (healthcheck.c): `yololossd --healthcheck [URL]` GETs URL
+ * (default http://127.0.0.1:8000/v2/health/ready) and returns the exit status: 0 on 200. */
+int yls_healthcheck(const char *url);
+
 #endif /* YLS_SERVER_H */

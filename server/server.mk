@@ -1,6 +1,6 @@
 # yololossd: the loss over HTTP (Open Inference Protocol v2), libmicrohttpd driven by libuv.
 # Builds $(B)/yololossd from server/*.c and $(B)/test_server from tests/server/*.c.
-SERVER_PKGS := libmicrohttpd jansson libuv zlib sqlite3
+SERVER_PKGS := libmicrohttpd jansson libuv zlib sqlite3 libpq
 SERVER_CFLAGS := $(shell pkg-config --cflags $(SERVER_PKGS) 2>/dev/null)
 SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null)
 SERVER_SRC := $(wildcard server/*.c)
@@ -60,10 +60,18 @@ run: deps
 	exec $(B)/yololossd --host 127.0.0.1 --port 8000
 
 # CK_FORK: each test in its own process; the daemon under test is the one of this build.
+# The history-pg suite (a real PostgreSQL server, started by the suite) runs in its own
+# target, test-history-pg: skipped, with a message, when PostgreSQL's binaries are missing.
 test-server: $(B)/yololossd $(B)/test_server
-	CK_FORK=yes YL_DAEMON=$(B)/yololossd $(B)/test_server
+	CK_FORK=yes CK_EXCLUDE_SUITE=history-pg YL_DAEMON=$(B)/yololossd $(B)/test_server
 
 TEST_RUNS += test-server
+
+.PHONY: test-history-pg
+test-history-pg: $(B)/yololossd $(B)/test_server
+	CK_FORK=yes CK_RUN_SUITE=history-pg YL_DAEMON=$(B)/yololossd $(B)/test_server
+
+TEST_RUNS += test-history-pg
 
 # /metrics of a live daemon that has recorded points, through `promtool check metrics`.
 .PHONY: test-metrics-promtool test-dashboard
@@ -123,6 +131,9 @@ fuzz-server: $(B)/fuzz/server_request
 	  -artifact_prefix=$(B)/fuzz/artifacts/server_request/ \
 	  $(B)/fuzz/corpus/server_request $(SERVER_FUZZ_CORPUS)
 
+# `make fuzz` (and so fuzz-ci, which make test runs) covers the server's parser too.
+fuzz: fuzz-server
+
 fuzz-server-regress: $(B)/fuzz/server_request
 	@n=$$(ls $(SERVER_FUZZ_CORPUS) | wc -l); \
 	if $(B)/fuzz/server_request $(FUZZ_OPTS) $(SERVER_FUZZ_CORPUS)/* \
@@ -132,3 +143,40 @@ fuzz-server-regress: $(B)/fuzz/server_request
 	     echo "fuzz-server-regress: FAILED (log $(B)/fuzz/server_request.regress.log)"; exit 1; fi
 
 TEST_RUNS += fuzz-server-regress
+
+# The soak test (make soak; not part of make test): a live daemon, 32 clients for
+# SOAK_SECONDS (default 120), every answer checked against the core; `soak-short` (10 s) runs
+# in make test. tests/soak/soak.c prints the summary and a "SOAK {json}" line.
+SOAK_SECONDS ?= 120
+SOAK_CLIENTS ?= 32
+$(B)/tests/soak/soak.o: tests/soak/soak.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(TEST_SERVER_CFLAGS) -c $< -o $@
+
+$(B)/soak: $(B)/tests/soak/soak.o $(B)/tests/server/harness.o $(B)/tests/server/cases.o $(CORE_LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_SERVER_LIBS) -lm -lpthread
+
+ALL_BINS += $(B)/soak
+.PHONY: soak soak-short
+soak: $(B)/yololossd $(B)/soak
+	$(B)/soak --daemon $(B)/yololossd --seconds $(SOAK_SECONDS) --clients $(SOAK_CLIENTS) \
+	  --json $(B)/soak.json
+
+soak-short: $(B)/yololossd $(B)/soak
+	$(B)/soak --daemon $(B)/yololossd --seconds 10 --clients $(SOAK_CLIENTS) \
+	  --json $(B)/soak-short.json
+
+TEST_RUNS += soak-short
+
+# The server suites under sanitizers (make test runs it): every suite under ASan and under
+# UBSan, the concurrency suite under TSan. Each build goes to build/<sanitizer>/.
+.PHONY: test-sanitize test-server-concurrency
+test-server-concurrency: $(B)/yololossd $(B)/test_server
+	CK_FORK=yes CK_RUN_SUITE=concurrency YL_DAEMON=$(B)/yololossd $(B)/test_server
+
+test-sanitize:
+	@$(MAKE) --no-print-directory SANITIZER=address test-server
+	@$(MAKE) --no-print-directory SANITIZER=undefined test-server
+	@$(MAKE) --no-print-directory SANITIZER=thread test-server-concurrency
+
+TEST_RUNS += test-sanitize

@@ -42,6 +42,10 @@ int main(void)
     srunner_add_suite(sr, yt_suite_features());
     srunner_add_suite(sr, yt_suite_concurrency());
     srunner_add_suite(sr, yt_suite_monitor());
+    srunner_add_suite(sr, yt_suite_faults());
+    srunner_add_suite(sr, yt_suite_security());
+    srunner_add_suite(sr, yt_suite_healthcheck());
+    srunner_add_suite(sr, yt_suite_history_pg());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

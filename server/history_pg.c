@@ -1,0 +1,456 @@
+/*
+ * history_pg.c: the PostgreSQL backend of history.h (libpq), for replicas sharing one
+ * history. The same table as the SQLite backend, one row per point keyed by (run, step).
+ *
+ * SHARED BY REPLICAS. Every daemon may write any run at any time, so the database decides:
+ *   - the schema is created under a transaction-scoped advisory lock (CREATE TABLE IF NOT
+ *     EXISTS alone races on the catalog when replicas start together);
+ *   - record() takes a transaction-scoped advisory lock per run it writes (in a fixed
+ *     order, so two replicas never deadlock), then computes a missing step as
+ *     coalesce(max(step) + 1, 0) in the INSERT itself. The lock is taken by a statement of
+ *     its own: under READ COMMITTED the INSERT's snapshot is taken after the lock is held,
+ *     so it sees every point committed by the replica that held the lock before. Steps
+ *     given by the client replace the stored point (ON CONFLICT DO UPDATE) as in SQLite.
+ *   - a point is acknowledged after COMMIT returned (synchronous_commit is the server's).
+ *
+ * LOST CONNECTIONS. A broken connection is reset at the start of the next operation; an
+ * operation whose first statement fails on a broken connection is retried once on a new
+ * one (nothing was done yet), anything else fails with the server's message (the daemon
+ * answers 503 to the recording request, and the client retries). open() waits up to
+ * PG_OPEN_WAIT seconds for the server (replicas may start before the database).
+ * Called from the history thread only.
+ */
+#include "history.h"
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PG_OPEN_WAIT 30
+#define PG_LOCK_CLASS 0x796c6c /* first key of the advisory locks: "yll" */
+
+typedef struct {
+    PGconn *conn;
+    char *target;
+} pgdb;
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS points ("
+    " run TEXT NOT NULL, step BIGINT NOT NULL, wall DOUBLE PRECISION NOT NULL,"
+    " batch BIGINT NOT NULL, total DOUBLE PRECISION, xy DOUBLE PRECISION,"
+    " wh DOUBLE PRECISION, confidence DOUBLE PRECISION, class DOUBLE PRECISION,"
+    " num_layers INTEGER NOT NULL, layer_terms TEXT NOT NULL, stats TEXT NOT NULL,"
+    " latency DOUBLE PRECISION NOT NULL, PRIMARY KEY (run, step))";
+
+static int fail_msg(char *err, const char *what, const char *msg)
+{
+    char m[YLS_HISTORY_ERR_MAX];
+    snprintf(m, sizeof m, "%s", msg ? msg : "?");
+    size_t len = strlen(m);
+    while (len && (m[len - 1] == '\n' || m[len - 1] == ' '))
+        m[--len] = '\0';
+    for (char *p = m; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    snprintf(err, YLS_HISTORY_ERR_MAX, "%s: %s", what, m);
+    return -1;
+}
+
+static int fail(pgdb *db, char *err, const char *what)
+{
+    return fail_msg(err, what, db->conn ? PQerrorMessage(db->conn) : "not connected");
+}
+
+static PGconn *connect_to(const char *target)
+{
+    /* connect_timeout first: one given in the URL overrides it */
+    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *const vals[] = {"5", YLS_NAME, target, NULL};
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+static void quiet_notice(void *arg, const PGresult *res)
+{
+    (void)arg;
+    (void)res;
+}
+
+/* A statement without parameters whose result is not needed: 0 or -1 with err. */
+static int exec_ok(pgdb *db, const char *sql, char *err, const char *what)
+{
+    PGresult *res = PQexec(db->conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : -1;
+    if (rc)
+        fail_msg(err, what, PQresultErrorMessage(res));
+    PQclear(res);
+    return rc;
+}
+
+/* Connected, reconnecting when the connection was lost. */
+static int ensure(pgdb *db, char *err)
+{
+    if (db->conn && PQstatus(db->conn) == CONNECTION_OK)
+        return 0;
+    if (db->conn)
+        PQreset(db->conn);
+    else
+        db->conn = connect_to(db->target);
+    if (!db->conn) {
+        snprintf(err, YLS_HISTORY_ERR_MAX, "connect: out of memory");
+        return -1;
+    }
+    if (PQstatus(db->conn) != CONNECTION_OK)
+        return fail(db, err, "connect");
+    PQsetNoticeReceiver(db->conn, quiet_notice, NULL);
+    return 0;
+}
+
+/* The connection broke during the last statement (worth one retry on a new one). */
+static bool broken(pgdb *db) { return !db->conn || PQstatus(db->conn) != CONNECTION_OK; }
+
+static int create_schema(pgdb *db, char *err)
+{
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "BEGIN; SELECT pg_advisory_xact_lock(%d, 0); %s; COMMIT", PG_LOCK_CLASS, schema);
+    if (exec_ok(db, sql, err, "schema")) {
+        exec_ok(db, "ROLLBACK", (char[YLS_HISTORY_ERR_MAX]){0}, "rollback");
+        return -1;
+    }
+    return 0;
+}
+
+static void pg_close(void *handle)
+{
+    pgdb *db = handle;
+    if (!db)
+        return;
+    PQfinish(db->conn);
+    free(db->target);
+    free(db);
+}
+
+static int pg_open(const char *target, void **out, char *err)
+{
+    *out = NULL;
+    pgdb *db = calloc(1, sizeof *db);
+    if (!db || !(db->target = strdup(target))) {
+        free(db);
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    time_t start = time(NULL);
+    bool told = false;
+    for (;;) {
+        if (ensure(db, err) == 0)
+            break;
+        /* a server that is not up yet: wait; anything else (bad URL, password): fail now */
+        if (!strstr(err, "Connection refused") && !strstr(err, "No such file") &&
+            !strstr(err, "starting up") && !strstr(err, "could not translate host"))
+            goto fail;
+        if (time(NULL) - start >= PG_OPEN_WAIT)
+            goto fail;
+        if (!told) {
+            fprintf(stderr, YLS_NAME ": waiting for PostgreSQL (%s)\n", err);
+            told = true;
+        }
+        PQfinish(db->conn);
+        db->conn = NULL;
+        struct timespec ts = {0, 500000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (create_schema(db, err))
+        goto fail;
+    *out = db;
+    return 0;
+fail:
+    pg_close(db);
+    return -1;
+}
+
+/* [[a,b,..],..]: rows x cols doubles (the SQLite backend's format). */
+static char *matrix_json(const double *v, int rows, int cols)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < rows; i++) {
+        json_t *row = json_array();
+        for (int j = 0; j < cols; j++)
+            json_array_append_new(row, json_real(isfinite(v[i * cols + j]) ? v[i * cols + j]
+                                                                           : 0.0));
+        json_array_append_new(a, row);
+    }
+    char *s = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return s;
+}
+
+static void matrix_parse(const char *text, double *v, int rows, int cols)
+{
+    json_t *a = text ? json_loads(text, 0, NULL) : NULL;
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++)
+            v[i * cols + j] = json_number_value(json_array_get(json_array_get(a, (size_t)i),
+                                                               (size_t)j));
+    json_decref(a);
+}
+
+/* A double as PostgreSQL's float8 input. */
+static void fmt_double(char *buf, size_t len, double v)
+{
+    if (isnan(v))
+        snprintf(buf, len, "NaN");
+    else if (isinf(v))
+        snprintf(buf, len, v > 0 ? "Infinity" : "-Infinity");
+    else
+        snprintf(buf, len, "%.17g", v);
+}
+
+static double get_double(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? 0.0 : strtod(PQgetvalue(res, row, col), NULL);
+}
+
+static int64_t get_int(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static int cmp_run(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* BEGIN, on a new connection when the old one is found broken. */
+static int begin(pgdb *db, char *err)
+{
+    for (int attempt = 0;; attempt++) {
+        if (ensure(db, err))
+            return -1;
+        if (exec_ok(db, "BEGIN", err, "begin") == 0)
+            return 0;
+        if (attempt > 0 || !broken(db))
+            return -1;
+    }
+}
+
+static int lock_runs(pgdb *db, const yls_point *pts, size_t n, char *err)
+{
+    const char **runs = malloc((n ? n : 1) * sizeof *runs);
+    if (!runs) {
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        runs[i] = pts[i].run;
+    qsort(runs, n, sizeof *runs, cmp_run);
+    int rc = 0;
+    char cls[16];
+    snprintf(cls, sizeof cls, "%d", PG_LOCK_CLASS);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (i && !strcmp(runs[i], runs[i - 1]))
+            continue;
+        const char *params[2] = {cls, runs[i]};
+        PGresult *res = PQexecParams(db->conn,
+                                     "SELECT pg_advisory_xact_lock($1::int, hashtext($2))", 2,
+                                     NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            rc = fail_msg(err, "lock", PQresultErrorMessage(res));
+        PQclear(res);
+    }
+    free(runs);
+    return rc;
+}
+
+static int pg_record(void *handle, yls_point *pts, size_t n, char *err)
+{
+    pgdb *db = handle;
+    int rc = -1;
+    bool in_tx = false;
+    int64_t *steps = malloc((n ? n : 1) * sizeof *steps);
+    if (!steps) {
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    if (begin(db, err))
+        goto cleanup;
+    in_tx = true;
+    if (lock_runs(db, pts, n, err))
+        goto cleanup;
+    for (size_t i = 0; i < n; i++) {
+        const yls_point *p = &pts[i];
+        char step[24], wall[32], batch[24], total[32], terms[4][32], nl[16], latency[32];
+        snprintf(step, sizeof step, "%lld", (long long)p->step);
+        fmt_double(wall, sizeof wall, p->wall);
+        snprintf(batch, sizeof batch, "%lld", (long long)p->batch);
+        fmt_double(total, sizeof total, p->total);
+        for (int t = 0; t < 4; t++)
+            fmt_double(terms[t], sizeof terms[t], p->terms[t]);
+        snprintf(nl, sizeof nl, "%d", p->num_layers);
+        fmt_double(latency, sizeof latency, p->latency);
+        char *lt = matrix_json(&p->layer_terms[0][0], p->num_layers, 4);
+        char *stt = matrix_json(&p->stats[0][0], p->num_layers, YL_NUM_STATS);
+        const char *params[13] = {p->run, step, wall, batch, total, terms[0], terms[1],
+                                  terms[2], terms[3], nl, lt ? lt : "[]", stt ? stt : "[]",
+                                  latency};
+        PGresult *res = PQexecParams(
+            db->conn,
+            "INSERT INTO points AS p VALUES ($1,"
+            " CASE WHEN $2::bigint < 0 THEN (SELECT coalesce(max(step) + 1, 0) FROM points"
+            "  WHERE run = $1) ELSE $2::bigint END,"
+            " $3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
+            " ON CONFLICT (run, step) DO UPDATE SET wall = EXCLUDED.wall,"
+            " batch = EXCLUDED.batch, total = EXCLUDED.total, xy = EXCLUDED.xy,"
+            " wh = EXCLUDED.wh, confidence = EXCLUDED.confidence, class = EXCLUDED.class,"
+            " num_layers = EXCLUDED.num_layers, layer_terms = EXCLUDED.layer_terms,"
+            " stats = EXCLUDED.stats, latency = EXCLUDED.latency RETURNING step",
+            13, NULL, params, NULL, NULL, 0);
+        free(lt);
+        free(stt);
+        bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+        if (ok)
+            steps[i] = get_int(res, 0, 0);
+        else
+            fail_msg(err, "insert", PQresultErrorMessage(res));
+        PQclear(res);
+        if (!ok)
+            goto cleanup;
+    }
+    in_tx = false; /* COMMIT ends it, successful or not */
+    if (exec_ok(db, "COMMIT", err, "commit"))
+        goto cleanup;
+    for (size_t i = 0; i < n; i++)
+        pts[i].step = steps[i];
+    rc = 0;
+cleanup:
+    if (in_tx && !broken(db))
+        exec_ok(db, "ROLLBACK", (char[YLS_HISTORY_ERR_MAX]){0}, "rollback");
+    free(steps);
+    return rc;
+}
+
+/* A read-only query, retried once on a new connection when the old one was broken. */
+static PGresult *query(pgdb *db, const char *sql, int nparams, const char *const *params,
+                       char *err, const char *what)
+{
+    for (int attempt = 0;; attempt++) {
+        if (ensure(db, err))
+            return NULL;
+        PGresult *res = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)
+            return res;
+        fail_msg(err, what, PQresultErrorMessage(res));
+        PQclear(res);
+        if (attempt > 0 || !broken(db))
+            return NULL;
+    }
+}
+
+static int pg_runs(void *handle, yls_run_info **out, size_t *n, char *err)
+{
+    pgdb *db = handle;
+    *out = NULL;
+    *n = 0;
+    PGresult *res = query(db,
+                          "SELECT run, min(step), max(step), count(*), max(wall),"
+                          " (SELECT total FROM points q WHERE q.run = p.run"
+                          "  ORDER BY step DESC LIMIT 1)"
+                          " FROM points p GROUP BY run ORDER BY max(wall) DESC,"
+                          " run COLLATE \"C\"",
+                          0, NULL, err, "runs");
+    if (!res)
+        return -1;
+    int rows = PQntuples(res);
+    yls_run_info *v = calloc(rows ? (size_t)rows : 1, sizeof *v);
+    if (!v) {
+        PQclear(res);
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < rows; i++) {
+        yls_run_info *r = &v[i];
+        snprintf(r->run, sizeof r->run, "%s", PQgetvalue(res, i, 0));
+        r->first_step = get_int(res, i, 1);
+        r->last_step = get_int(res, i, 2);
+        r->points = get_int(res, i, 3);
+        r->updated = get_double(res, i, 4);
+        r->last_loss = get_double(res, i, 5);
+    }
+    PQclear(res);
+    *out = v;
+    *n = (size_t)rows;
+    return 0;
+}
+
+static int pg_steps(void *handle, const char *run, int64_t after, int64_t limit,
+                    yls_point **out, size_t *n, char *err)
+{
+    pgdb *db = handle;
+    *out = NULL;
+    *n = 0;
+    char a[24], l[24];
+    snprintf(a, sizeof a, "%lld", (long long)after);
+    snprintf(l, sizeof l, "%lld", (long long)limit);
+    const char *params[3] = {run, a, limit < 0 ? NULL : l}; /* LIMIT NULL: all */
+    PGresult *res = query(db,
+                          "SELECT step, wall, batch, total, xy, wh, confidence, class,"
+                          " num_layers, layer_terms, stats, latency FROM points"
+                          " WHERE run = $1 AND step > $2::bigint ORDER BY step"
+                          " LIMIT $3::bigint",
+                          3, params, err, "steps");
+    if (!res)
+        return -1;
+    int rows = PQntuples(res);
+    yls_point *v = calloc(rows ? (size_t)rows : 1, sizeof *v);
+    if (!v) {
+        PQclear(res);
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < rows; i++) {
+        yls_point *p = &v[i];
+        snprintf(p->run, sizeof p->run, "%s", run);
+        p->step = get_int(res, i, 0);
+        p->wall = get_double(res, i, 1);
+        p->batch = get_int(res, i, 2);
+        p->total = get_double(res, i, 3);
+        for (int t = 0; t < 4; t++)
+            p->terms[t] = get_double(res, i, 4 + t);
+        int64_t L = get_int(res, i, 8);
+        p->num_layers = L < 0 ? 0 : L > YL_MAX_LAYERS ? YL_MAX_LAYERS : (int)L;
+        matrix_parse(PQgetvalue(res, i, 9), &p->layer_terms[0][0], p->num_layers, 4);
+        matrix_parse(PQgetvalue(res, i, 10), &p->stats[0][0], p->num_layers, YL_NUM_STATS);
+        p->latency = get_double(res, i, 11);
+    }
+    PQclear(res);
+    *out = v;
+    *n = (size_t)rows;
+    return 0;
+}
+
+static int pg_remove(void *handle, const char *run, int64_t *deleted, char *err)
+{
+    pgdb *db = handle;
+    const char *params[1] = {run};
+    *deleted = 0;
+    PGresult *res = query(db, "DELETE FROM points WHERE run = $1", 1, params, err, "delete");
+    if (!res)
+        return -1;
+    *deleted = strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return 0;
+}
+
+const yls_history_backend yls_history_pg = {
+    .name = "postgresql",
+    .open = pg_open,
+    .record = pg_record,
+    .runs = pg_runs,
+    .steps = pg_steps,
+    .remove = pg_remove,
+    .close = pg_close,
+};

@@ -1,0 +1,410 @@
+/*
+ * test_history_pg.c: the PostgreSQL history backend against a real PostgreSQL server that
+ * the suite starts itself (initdb + pg_ctl of Debian's postgresql package into a temporary
+ * directory, listening on a unix socket there only; as the `postgres` user, or `nobody`,
+ * when the tests run as root, since postgres refuses root). Skipped, with a message, only
+ * when the server's binaries are missing (YT_PG_BINDIR names them, default the newest
+ * /usr/lib/postgresql/N/bin).
+ *
+ * Covered: points recorded and read back through /v1 (steps given and not, runs, delete);
+ * two daemons on one database writing one run at once (steps unique and contiguous, both
+ * see every point); persistence across a restart of the daemon; an outage of the database
+ * (503 for a recording request, the daemon lives on) and the recovery after it.
+ */
+#include "harness.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <grp.h>
+#include <math.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char pg_bindir[256];
+static char pg_dir[64];     /* the temporary directory: data/, the socket, logs */
+static char pg_url[256];
+static bool pg_up;
+static char pg_skip[256];   /* why the suite is skipped ("" when it is not) */
+static uid_t pg_uid;
+static gid_t pg_gid;
+
+/* Run bindir/prog args... as the server's user, output appended to pg_dir/log. Exit status. */
+static int pg_run(const char *prog, const char *const *args)
+{
+    char path[512], log[128];
+    snprintf(path, sizeof path, "%s/%s", pg_bindir, prog);
+    snprintf(log, sizeof log, "%s/pg.log", pg_dir);
+    const char *argv[16] = {path};
+    int argc = 1;
+    for (int i = 0; args[i] && argc < 15; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int in = open("/dev/null", O_RDONLY);
+        if (fd < 0 || in < 0)
+            _exit(126);
+        dup2(in, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        if (geteuid() == 0 &&
+            (setgroups(0, NULL) || setgid(pg_gid) || setuid(pg_uid)))
+            _exit(126);
+        if (chdir(pg_dir))
+            _exit(126);
+        execv(path, (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void pg_log_dump(void)
+{
+    char log[128];
+    snprintf(log, sizeof log, "%s/pg.log", pg_dir);
+    FILE *f = fopen(log, "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        fputs(line, stderr);
+    fclose(f);
+}
+
+static int pg_start(void)
+{
+    char data[128], opts[160];
+    snprintf(data, sizeof data, "%s/data", pg_dir);
+    snprintf(opts, sizeof opts, "-k %s -c listen_addresses= -F", pg_dir);
+    const char *args[] = {"-D", data, "-o", opts, "-w", "-t", "20", "start", NULL};
+    return pg_run("pg_ctl", args);
+}
+
+static int pg_stop(void)
+{
+    char data[128];
+    snprintf(data, sizeof data, "%s/data", pg_dir);
+    const char *args[] = {"-D", data, "-m", "fast", "-w", "stop", NULL};
+    return pg_run("pg_ctl", args);
+}
+
+static bool find_bindir(void)
+{
+    const char *env = getenv("YT_PG_BINDIR");
+    if (env && *env) {
+        snprintf(pg_bindir, sizeof pg_bindir, "%s", env);
+    } else {
+        glob_t g;
+        if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) || g.gl_pathc == 0) {
+            globfree(&g);
+            return false;
+        }
+        /* the newest: the longest name, then the largest (15 > 9) */
+        const char *best = g.gl_pathv[0];
+        for (size_t i = 1; i < g.gl_pathc; i++) {
+            size_t a = strlen(g.gl_pathv[i]), b = strlen(best);
+            if (a > b || (a == b && strcmp(g.gl_pathv[i], best) > 0))
+                best = g.gl_pathv[i];
+        }
+        snprintf(pg_bindir, sizeof pg_bindir, "%.*s", (int)(strlen(best) - strlen("/initdb")),
+                 best);
+        globfree(&g);
+    }
+    char p[300];
+    snprintf(p, sizeof p, "%s/initdb", pg_bindir);
+    if (access(p, X_OK))
+        return false;
+    snprintf(p, sizeof p, "%s/pg_ctl", pg_bindir);
+    return access(p, X_OK) == 0;
+}
+
+static void pg_setup(void)
+{
+    pg_skip[0] = '\0';
+    pg_up = false;
+    if (!find_bindir()) {
+        snprintf(pg_skip, sizeof pg_skip,
+                 "no PostgreSQL server binaries (initdb, pg_ctl: Debian's postgresql package, "
+                 "or YT_PG_BINDIR)");
+        fprintf(stderr, "history-pg: SKIPPED: %s\n", pg_skip);
+        return;
+    }
+    snprintf(pg_dir, sizeof pg_dir, "/tmp/yololoss-pg-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(pg_dir));
+    pg_uid = geteuid();
+    pg_gid = getegid();
+    if (pg_uid == 0) {
+        struct passwd *pw = getpwnam("postgres");
+        if (!pw)
+            pw = getpwnam("nobody");
+        ck_assert_msg(pw != NULL, "running as root and no postgres or nobody user");
+        pg_uid = pw->pw_uid;
+        pg_gid = pw->pw_gid;
+        ck_assert_int_eq(chown(pg_dir, pg_uid, pg_gid), 0);
+    }
+    char data[128];
+    snprintf(data, sizeof data, "%s/data", pg_dir);
+    const char *initdb[] = {"-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                            "--no-sync", "--no-locale", NULL};
+    if (pg_run("initdb", initdb) || pg_start()) {
+        pg_log_dump();
+        ck_abort_msg("cannot start PostgreSQL from %s in %s", pg_bindir, pg_dir);
+    }
+    pg_up = true;
+    snprintf(pg_url, sizeof pg_url, "postgresql:///postgres?host=%s&user=postgres", pg_dir);
+}
+
+static void pg_teardown(void)
+{
+    if (!pg_dir[0])
+        return;
+    if (pg_up)
+        pg_stop();
+    pg_up = false;
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("rm", "rm", "-rf", pg_dir, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    pg_dir[0] = '\0';
+}
+
+#define SKIP_IF_NO_PG()                                                                    \
+    do {                                                                                   \
+        if (pg_skip[0]) {                                                                  \
+            fprintf(stderr, "history-pg: %s: SKIPPED: %s\n", __func__, pg_skip);            \
+            return;                                                                        \
+        }                                                                                  \
+    } while (0)
+
+/* One infer request recording a point of run (step < 0: none): its HTTP status, and its
+ * loss in *loss (when 200). Thread-safe: no ck_assert. */
+static long send_point(const yt_daemon *d, const char *run, int step, uint64_t seed,
+                       double *loss)
+{
+    yt_spec spec = {.num_anchors = 6, .B = 2, .H0 = 1, .W0 = 2, .C = 2, .out_dtype = YL_F32,
+                    .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 2, .seed = seed};
+    yt_case c;
+    yt_case_make(&c, &spec);
+    json_t *params = step >= 0 ? json_pack("{s:s,s:i}", "run", run, "step", step)
+                               : json_pack("{s:s}", "run", run);
+    yt_send s = {.input_mode = 0, .output_binary = -1, .outputs = {"loss"}, .params = params};
+    yt_resp r;
+    long status = yt_infer(d, &c, &s, &r);
+    if (loss)
+        *loss = c.res.loss;
+    yt_resp_free(&r);
+    json_decref(params);
+    yt_case_free(&c);
+    return status;
+}
+
+static json_t *get_json(const yt_daemon *d, const char *path)
+{
+    yt_resp r;
+    ck_assert_msg(yt_get(d, path, &r) == 200, "GET %s: %ld %s", path, r.status, r.body);
+    json_t *j = json_loads(r.body, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    yt_resp_free(&r);
+    return j;
+}
+
+static json_t *points_of(const yt_daemon *d, const char *run)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/v1/runs/%s/steps", run);
+    json_t *j = get_json(d, path);
+    json_t *pts = json_incref(json_object_get(j, "points"));
+    json_decref(j);
+    ck_assert(json_is_array(pts));
+    return pts;
+}
+
+static int64_t step_at(json_t *pts, size_t i)
+{
+    return json_integer_value(json_object_get(json_array_get(pts, i), "step"));
+}
+
+static void start_daemon(yt_daemon *d)
+{
+    const char *args[] = {"--threads", "2", "--history", pg_url, NULL};
+    ck_assert_int_eq(yt_daemon_start(d, args, false), 0);
+}
+
+START_TEST(pg_record_read_delete)
+{
+    SKIP_IF_NO_PG();
+    yt_daemon d;
+    start_daemon(&d);
+    double loss[4];
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(send_point(&d, "pg-basic", -1, 500 + (uint64_t)i, &loss[i]), 200);
+    ck_assert_int_eq(send_point(&d, "pg-basic", 10, 503, &loss[3]), 200);
+    ck_assert_int_eq(send_point(&d, "pg-basic", 10, 503, &loss[3]), 200); /* replaces */
+    json_t *pts = points_of(&d, "pg-basic");
+    ck_assert_int_eq(json_array_size(pts), 4);
+    const int64_t want[4] = {0, 1, 2, 10};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *p = json_array_get(pts, i);
+        ck_assert_int_eq(step_at(pts, i), want[i]);
+        ck_assert(fabs(json_real_value(json_object_get(p, "total")) - loss[i]) <=
+                  1e-5 * fabs(loss[i]) + 1e-6);
+        ck_assert_int_eq(json_integer_value(json_object_get(p, "batch")), 2);
+        ck_assert_int_eq(json_array_size(json_object_get(p, "layers")), 2);
+    }
+    json_decref(pts);
+    /* the next step follows the largest */
+    ck_assert_int_eq(send_point(&d, "pg-basic", -1, 504, NULL), 200);
+    json_t *j = get_json(&d, "/v1/runs/pg-basic/steps?after=2&limit=1");
+    ck_assert_int_eq(json_array_size(json_object_get(j, "points")), 1);
+    ck_assert_int_eq(step_at(json_object_get(j, "points"), 0), 10);
+    json_decref(j);
+    json_t *all = get_json(&d, "/v1/runs");
+    json_t *runs = json_object_get(all, "runs"), *ri = NULL;
+    for (size_t i = 0; i < json_array_size(runs); i++)
+        if (!strcmp(json_string_value(json_object_get(json_array_get(runs, i), "run")),
+                    "pg-basic"))
+            ri = json_array_get(runs, i);
+    ck_assert_ptr_nonnull(ri);
+    ck_assert_int_eq(json_integer_value(json_object_get(ri, "first_step")), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(ri, "last_step")), 11);
+    ck_assert_int_eq(json_integer_value(json_object_get(ri, "points")), 5);
+    json_decref(all);
+    yt_req del = {.method = "DELETE", .path = "/v1/runs/pg-basic"};
+    yt_resp r;
+    ck_assert_int_eq(yt_http(&d, &del, &r), 200);
+    ck_assert_msg(strstr(r.body, "\"deleted\":5") != NULL, "%s", r.body);
+    yt_resp_free(&r);
+    pts = points_of(&d, "pg-basic");
+    ck_assert_int_eq(json_array_size(pts), 0);
+    json_decref(pts);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+}
+END_TEST
+
+typedef struct {
+    const yt_daemon *d;
+    int n;
+    uint64_t seed;
+    int failures;
+} writer;
+
+static void *write_points(void *arg)
+{
+    writer *w = arg;
+    for (int i = 0; i < w->n; i++)
+        if (send_point(w->d, "pg-shared", -1, w->seed + (uint64_t)i, NULL) != 200)
+            w->failures++;
+    return NULL;
+}
+
+START_TEST(pg_two_daemons_one_run)
+{
+    SKIP_IF_NO_PG();
+    yt_daemon d[2];
+    start_daemon(&d[0]);
+    start_daemon(&d[1]);
+    enum { WRITERS = 4, EACH = 10 };
+    writer w[WRITERS];
+    pthread_t t[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        w[i] = (writer){.d = &d[i % 2], .n = EACH, .seed = 1000 + 100 * (uint64_t)i};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, write_points, &w[i]), 0);
+    }
+    for (int i = 0; i < WRITERS; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(w[i].failures, 0);
+    }
+    for (int k = 0; k < 2; k++) {
+        json_t *pts = points_of(&d[k], "pg-shared");
+        ck_assert_int_eq(json_array_size(pts), WRITERS * EACH);
+        for (size_t i = 0; i < WRITERS * EACH; i++)
+            ck_assert_int_eq(step_at(pts, i), (int64_t)i); /* unique and contiguous */
+        json_decref(pts);
+    }
+    ck_assert_int_eq(yt_daemon_stop(&d[0]), 0);
+    ck_assert_int_eq(yt_daemon_stop(&d[1]), 0);
+}
+END_TEST
+
+START_TEST(pg_survives_restart)
+{
+    SKIP_IF_NO_PG();
+    yt_daemon d;
+    start_daemon(&d);
+    double loss[2];
+    ck_assert_int_eq(send_point(&d, "pg-restart", -1, 700, &loss[0]), 200);
+    ck_assert_int_eq(send_point(&d, "pg-restart", -1, 701, &loss[1]), 200);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    start_daemon(&d);
+    json_t *pts = points_of(&d, "pg-restart");
+    ck_assert_int_eq(json_array_size(pts), 2);
+    for (size_t i = 0; i < 2; i++)
+        ck_assert(fabs(json_real_value(json_object_get(json_array_get(pts, i), "total")) -
+                       loss[i]) <= 1e-5 * fabs(loss[i]) + 1e-6);
+    json_decref(pts);
+    ck_assert_int_eq(send_point(&d, "pg-restart", -1, 702, NULL), 200);
+    pts = points_of(&d, "pg-restart");
+    ck_assert_int_eq(json_array_size(pts), 3);
+    ck_assert_int_eq(step_at(pts, 2), 2);
+    json_decref(pts);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+}
+END_TEST
+
+START_TEST(pg_outage_503_then_recovery)
+{
+    SKIP_IF_NO_PG();
+    yt_daemon d;
+    start_daemon(&d);
+    ck_assert_int_eq(send_point(&d, "pg-outage", -1, 800, NULL), 200);
+    ck_assert_int_eq(pg_stop(), 0);
+    pg_up = false;
+    yt_resp r;
+    ck_assert_int_eq(send_point(&d, "pg-outage", -1, 801, NULL), 503);
+    ck_assert_int_eq(send_point(&d, "pg-outage", -1, 802, NULL), 503);
+    long st = yt_get(&d, "/v1/runs/pg-outage/steps", &r);
+    ck_assert_msg(st == 503, "GET during the outage: %ld (want 503)", st);
+    yt_resp_free(&r);
+    ck_assert_int_eq(yt_get(&d, "/v2/health/live", &r), 200); /* still alive */
+    yt_resp_free(&r);
+    ck_assert_int_eq(pg_start(), 0);
+    pg_up = true;
+    ck_assert_int_eq(send_point(&d, "pg-outage", -1, 803, NULL), 200);
+    json_t *pts = points_of(&d, "pg-outage");
+    ck_assert_int_eq(json_array_size(pts), 2);
+    ck_assert_int_eq(step_at(pts, 1), 1);
+    json_decref(pts);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+}
+END_TEST
+
+Suite *yt_suite_history_pg(void)
+{
+    Suite *s = suite_create("history-pg");
+    TCase *tc = tcase_create("postgresql");
+    tcase_set_timeout(tc, 60);
+    tcase_add_unchecked_fixture(tc, pg_setup, pg_teardown);
+    tcase_add_test(tc, pg_record_read_delete);
+    tcase_add_test(tc, pg_two_daemons_one_run);
+    tcase_add_test(tc, pg_survives_restart);
+    tcase_add_test(tc, pg_outage_503_then_recovery);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,7 +1,8 @@
 /* bench_core: the core on the standard workload, with the memcpy floor measured in the same
- * run. One JSON line per configuration; no thresholds here, the numbers speak. x_memcpy is
- * the median over repetitions of (compute time / memcpy time of the same bytes), the two
- * timed back to back so that background load affects both alike.
+ * run. One JSON line per configuration; no thresholds here, the numbers speak. memcpy, the
+ * 1-thread and the N-thread runs are timed in rounds, back to back; x_memcpy (compute time /
+ * memcpy time of the same bytes) and speedup_vs_1_thread are medians of per-round ratios,
+ * so background load affects both sides of each ratio alike.
  *
  *   build/bench_core [--batch 16] [--size 416] [--classes 80] [--boxes 8] [--reps 15]
  *                    [--threads N (default: all cores)] [--dtype FP32]
@@ -78,30 +79,42 @@ static double time_compute(const yl_problem *p, int threads, float *const *grads
     return t;
 }
 
-/* Compute and memcpy timed in alternation, so background load hits both alike; the ratio
- * is the median of the per-pair ratios. */
+/* memcpy, 1 thread and N threads timed in alternation, so background load (this is often a
+ * shared VM) hits all three alike; ratios are medians of the per-round ratios. */
 typedef struct {
-    double compute_s, memcpy_s, ratio, loss;
+    double compute_s[2], memcpy_s, x_memcpy[2], speedup, loss;
 } measurement;
 
 static measurement measure(const yl_problem *p, int threads, float *const *grads,
                            copy_floor *f, int reps) {
-    double *tc = calloc((size_t)reps, sizeof *tc), *tm = calloc((size_t)reps, sizeof *tm);
-    double *ratio = calloc((size_t)reps, sizeof *ratio);
-    measurement m = {0, 0, 0, 0};
-    time_compute(p, threads, grads, &m.loss); /* warm-up: pages, caches */
+    double *t1 = calloc((size_t)reps, sizeof *t1), *tn = calloc((size_t)reps, sizeof *tn);
+    double *tm = calloc((size_t)reps, sizeof *tm), *r1 = calloc((size_t)reps, sizeof *r1);
+    double *rn = calloc((size_t)reps, sizeof *rn), *sp = calloc((size_t)reps, sizeof *sp);
+    measurement m;
+    memset(&m, 0, sizeof m);
+    time_compute(p, 1, grads, &m.loss); /* warm-up: pages, caches */
+    time_compute(p, threads, grads, &m.loss);
     time_memcpy(f);
     for (int r = 0; r < reps; r++) {
         tm[r] = time_memcpy(f);
-        tc[r] = time_compute(p, threads, grads, &m.loss);
-        ratio[r] = tc[r] / tm[r];
+        t1[r] = time_compute(p, 1, grads, &m.loss);
+        tn[r] = time_compute(p, threads, grads, &m.loss);
+        r1[r] = t1[r] / tm[r];
+        rn[r] = tn[r] / tm[r];
+        sp[r] = t1[r] / tn[r];
     }
-    m.compute_s = median(tc, reps);
+    m.compute_s[0] = median(t1, reps);
+    m.compute_s[1] = median(tn, reps);
     m.memcpy_s = median(tm, reps);
-    m.ratio = median(ratio, reps);
-    free(tc);
+    m.x_memcpy[0] = median(r1, reps);
+    m.x_memcpy[1] = median(rn, reps);
+    m.speedup = median(sp, reps);
+    free(t1);
+    free(tn);
     free(tm);
-    free(ratio);
+    free(r1);
+    free(rn);
+    free(sp);
     return m;
 }
 
@@ -195,23 +208,18 @@ int main(int argc, char **argv) {
     }
 
     copy_floor floor_in = make_floor(in_bytes), floor_in_grad = make_floor(in_bytes + grad_bytes);
-    int thread_counts[2] = {1, threads};
-    int nconf = threads > 1 ? 2 : 1;
     for (int with_grad = 0; with_grad <= 1; with_grad++) {
-        double base = 0;
         copy_floor *f = with_grad ? &floor_in_grad : &floor_in;
-        for (int c = 0; c < nconf; c++) {
-            measurement m = measure(&p, thread_counts[c], with_grad ? grad : NULL, f, reps);
-            if (c == 0)
-                base = m.compute_s;
+        measurement m = measure(&p, threads, with_grad ? grad : NULL, f, reps);
+        for (int c = 0; c < (threads > 1 ? 2 : 1); c++) {
             printf("{\"bench\":\"core\",\"mode\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,"
                    "\"batch\":%d,\"size\":%d,\"classes\":%d,\"boxes\":%d,"
                    "\"ms_per_batch\":%.3f,\"images_per_s\":%.1f,\"memcpy_bytes\":%zu,"
                    "\"memcpy_ms\":%.3f,\"x_memcpy\":%.3f,\"speedup_vs_1_thread\":%.3f,"
                    "\"loss\":%.9g}\n",
-                   with_grad ? "loss+grad" : "loss", yl_dtype_name(dtype), thread_counts[c],
-                   batch, size, classes, nboxes, m.compute_s * 1e3, batch / m.compute_s,
-                   f->bytes, m.memcpy_s * 1e3, m.ratio, base / m.compute_s, m.loss);
+                   with_grad ? "loss+grad" : "loss", yl_dtype_name(dtype), c ? threads : 1,
+                   batch, size, classes, nboxes, m.compute_s[c] * 1e3, batch / m.compute_s[c],
+                   f->bytes, m.memcpy_s * 1e3, m.x_memcpy[c], c ? m.speedup : 1.0, m.loss);
             fflush(stdout);
         }
     }

@@ -37,19 +37,8 @@ static double box_iou(box a, box b) {
     return iou == iou ? iou : 0.0;
 }
 
-/* A hint, not a load: bring [p, p + n) towards the cache ahead of use. */
-static void prefetch_range(const unsigned char *p, size_t n) {
-#if defined(__GNUC__)
-    for (size_t q = 0; q < n; q += 64)
-        __builtin_prefetch(p + q);
-#else
-    (void)p;
-    (void)n;
-#endif
-}
-
 /* sigmoid(x) given e = exp(-|x|), without overflow for any x. */
-static double sigmoid_e(double x, double e) { return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e); }
+static double sigmoid_e(double x, double e) { return (x >= 0 ? 1.0 : e) / (1.0 + e); }
 
 /* tf.nn.sigmoid_cross_entropy_with_logits(labels=z, logits=x), the stable form. */
 static double bce(double z, double x) { return max2(x, 0.0) - x * z + log1p(exp(-fabs(x))); }
@@ -245,8 +234,6 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s, fl
     const double thresh = p->cfg.ignore_thresh;
     const int64_t stride = 5 + c.C, row_elems = c.W * 3 * stride;
     const int64_t first = b * p->layer_elems[l];
-    const size_t esize = yl_dtype_size(c.out->dtype);
-    const size_t cell_bytes = (size_t)(3 * stride) * esize;
     const yl__truth *truth = s->truth, *next = truth, *end = truth + n_truth;
     if (n_truth)
         prepare_culling(&c, s->truth, n_truth, thresh, s->cell_near);
@@ -274,14 +261,8 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s, fl
                 s->row_to[i * 3 + k] = yl__load(c.out->data, c.out->dtype, cell + k * stride + 4);
         }
         yl__exp_neg_abs(s->row_to, s->row_e, 3 * c.W);
-        /* Second pass, from cache: the anchors in memory order, while the next row is
-         * prefetched a cell at a time, so memory and arithmetic overlap. */
-        const unsigned char *next_row = j + 1 < c.H ? (const unsigned char *)c.out->data +
-                                                          (row + row_elems) * esize
-                                                    : NULL;
+        /* Second pass, from cache: the anchors in memory order. */
         for (int64_t i = 0; i < c.W; i++) {
-            if (next_row)
-                prefetch_range(next_row + i * cell_bytes, cell_bytes);
             int near = n_truth && s->cell_near[j * c.W + i];
             for (int k = 0; k < 3; k++) {
                 int64_t anchor = (j * c.W + i) * 3 + k;

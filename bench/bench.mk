@@ -8,3 +8,9 @@ ALL_BINS += $(B)/bench_core
 bench-core: $(B)/bench_core
 	$(B)/bench_core
 BENCH_RUNS += bench-core
+
+# The framework baseline: the numpy float64 reference on the same workload, one thread.
+.PHONY: bench-reference
+bench-reference:
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PYTHON) bench/bench_reference.py
+BENCH_RUNS += bench-reference

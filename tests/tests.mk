@@ -5,16 +5,23 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 TEST_CORE_SRC := $(wildcard tests/core/*.c)
 TEST_CORE_OBJ := $(patsubst tests/core/%.c,$(B)/tests/core/%.o,$(TEST_CORE_SRC))
 
+# The golden cases are .npy files, read with the project's one .npy implementation, the C
+# client's (clients/c/npyfile.c), compiled here on its own: the client library is not needed.
+TEST_NPY_OBJ := $(B)/tests/core/npyfile.o
+$(TEST_NPY_OBJ): clients/c/npyfile.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Iclients/c -c $< -o $@
+
 $(B)/tests/core/%.o: tests/core/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(CHECK_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(CORE_INC) -Iclients/c $(CHECK_CFLAGS) -c $< -o $@
 
 # test_core: every Check suite of the core (golden cases, invariants, errors, gradients).
-$(B)/test_core: $(filter-out $(B)/tests/core/eval_case.o,$(TEST_CORE_OBJ)) $(CORE_LIB)
+$(B)/test_core: $(filter-out $(B)/tests/core/eval_case.o,$(TEST_CORE_OBJ)) $(TEST_NPY_OBJ) $(CORE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) -lm -lpthread
 
 # eval_case: runs the core on a case directory of .npy files, for the Python comparisons.
-$(B)/eval_case: $(B)/tests/core/eval_case.o $(B)/tests/core/npy.o $(CORE_LIB)
+$(B)/eval_case: $(B)/tests/core/eval_case.o $(B)/tests/core/golden_case.o $(TEST_NPY_OBJ) $(CORE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm -lpthread
 
 ALL_BINS += $(B)/test_core $(B)/eval_case

@@ -1,5 +1,5 @@
 /*
- * npyfile.c: .npy files (see npyfile.h); the format code of tests/core/npy.c.
+ * npyfile.c: NumPy .npy files (see npyfile.h), for the CLI and the core's tests.
  */
 #include "npyfile.h"
 
@@ -32,6 +32,14 @@ static const struct {
     {"<u2", NPYF_U16, 2},
 };
 #define NPYF_NTYPES (sizeof npyf_types / sizeof npyf_types[0])
+
+const char *npyf_descr(int dtype)
+{
+    for (size_t i = 0; i < NPYF_NTYPES; i++)
+        if (npyf_types[i].dtype == dtype)
+            return npyf_types[i].descr;
+    return "?";
+}
 
 void npyf_free(npyf_array *a)
 {

@@ -1,8 +1,8 @@
 /*
  * npyfile.h: read and write NumPy .npy files for the yololoss CLI: format 1.0, 2.0 and 3.0
  * headers, little-endian <f2 <f4 <f8 <u2 (bfloat16 bit patterns), C order, up to 5
- * dimensions. (The format code of tests/core/npy.c, without its golden-case loader, which
- * needs the core; the client does not link the core.)
+ * dimensions. The one .npy implementation of the project: the CLI ships it, and the core's
+ * tests (tests/core/golden_case.c) read and write their cases with it.
  *
  * Functions return 0, or -1 with a complete message in err (errlen bytes).
  */
@@ -25,6 +25,8 @@ typedef struct {
     void *data;                   /* count * elem_size bytes, malloc'd */
 } npyf_array;
 
+/* "<f2", "<f4", "<f8", "<u2", or "?" for an unknown dtype. */
+const char *npyf_descr(int dtype);
 int npyf_read(const char *path, npyf_array *out, char *err, size_t errlen);
 void npyf_free(npyf_array *a);
 /* descr: "<f2", "<f4", "<f8" or "<u2". */

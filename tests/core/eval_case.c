@@ -16,7 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "npy.h"
+#include "golden_case.h"
 #include "yololoss.h"
 
 static int usage(void)
@@ -30,7 +30,7 @@ static int write_f64(const char *dir, const char *name, int ndim, const int64_t 
 {
     char path[1024], err[512];
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    if (npy_write(path, "<f8", ndim, shape, data, err, sizeof err) != 0) {
+    if (npyf_write(path, "<f8", ndim, shape, data, err, sizeof err) != 0) {
         fprintf(stderr, "eval_case: %s\n", err);
         return -1;
     }
@@ -42,7 +42,7 @@ static int write_f32(const char *dir, const char *name, int ndim, const int64_t 
 {
     char path[1024], err[512];
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    if (npy_write(path, "<f4", ndim, shape, data, err, sizeof err) != 0) {
+    if (npyf_write(path, "<f4", ndim, shape, data, err, sizeof err) != 0) {
         fprintf(stderr, "eval_case: %s\n", err);
         return -1;
     }

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "npy.h"
+#include "golden_case.h"
 #include "suites.h"
 #include "yololoss.h"
 
@@ -111,7 +111,7 @@ static int close_grad(double got, double want)
 }
 
 /* "image 1, y 2, x 0, anchor 1, class 3" for flat index e of a (B,H,W,3*(5+C)) tensor. */
-static void describe(char *buf, size_t len, const npy_array *shape_of, int64_t e)
+static void describe(char *buf, size_t len, const npyf_array *shape_of, int64_t e)
 {
     int64_t H = shape_of->shape[1], W = shape_of->shape[2];
     int64_t K = shape_of->ndim == 5 ? shape_of->shape[4] : shape_of->shape[3] / 3;
@@ -128,22 +128,22 @@ static void describe(char *buf, size_t len, const npy_array *shape_of, int64_t e
              (long long)(cell / W), (long long)(cell % W), (long long)a, ch);
 }
 
-static int load_expect(const char *dir, const char *name, npy_array *a, report *r)
+static int load_expect(const char *dir, const char *name, npyf_array *a, report *r)
 {
     char path[1024], err[600];
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    if (npy_read(path, a, err, sizeof err) != 0) {
+    if (npyf_read(path, a, err, sizeof err) != 0) {
         mismatch(r, "%s", err);
         return -1;
     }
-    if (a->dtype != (strncmp(name, "expect_y_true", 13) == 0 ? NPY_F32 : NPY_F64)) {
-        mismatch(r, "%s: unexpected dtype %s", path, npy_descr(a->dtype));
+    if (a->dtype != (strncmp(name, "expect_y_true", 13) == 0 ? NPYF_F32 : NPYF_F64)) {
+        mismatch(r, "%s: unexpected dtype %s", path, npyf_descr(a->dtype));
         return -1;
     }
     return 0;
 }
 
-static void check_values(report *r, const char *what, const double *got, const npy_array *want,
+static void check_values(report *r, const char *what, const double *got, const npyf_array *want,
                          int64_t n, int counts_at_0_and_7)
 {
     if (want->count != n) {
@@ -162,27 +162,27 @@ static void check_values(report *r, const char *what, const double *got, const n
 
 static void check_expectations(const golden_case *c, const case_output *o, report *r)
 {
-    npy_array a;
+    npyf_array a;
     int L = c->num_layers;
     if (load_expect(c->dir, "expect_loss", &a, r) == 0) {
         check_values(r, "loss", &o->r.loss, &a, 1, 0);
-        npy_free(&a);
+        npyf_free(&a);
     }
     if (load_expect(c->dir, "expect_terms", &a, r) == 0) {
         check_values(r, "terms", o->r.terms, &a, 4, 0);
-        npy_free(&a);
+        npyf_free(&a);
     }
     if (load_expect(c->dir, "expect_layer_terms", &a, r) == 0) {
         check_values(r, "layer_terms (layer*4+term)", &o->r.layer_terms[0][0], &a, 4 * L, 0);
-        npy_free(&a);
+        npyf_free(&a);
     }
     if (load_expect(c->dir, "expect_image_terms", &a, r) == 0) {
         check_values(r, "image_terms (image*4+term)", o->image_terms, &a, 4 * o->batch, 0);
-        npy_free(&a);
+        npyf_free(&a);
     }
     if (load_expect(c->dir, "expect_stats", &a, r) == 0) {
         check_values(r, "stats (layer*8+stat)", &o->r.stats[0][0], &a, YL_NUM_STATS * L, 1);
-        npy_free(&a);
+        npyf_free(&a);
     }
     char name[64], where[160];
     for (int l = 0; l < L; l++) {
@@ -203,7 +203,7 @@ static void check_expectations(const golden_case *c, const case_output *o, repor
                 }
             }
         }
-        npy_free(&a);
+        npyf_free(&a);
     }
     if (!c->has_boxes)
         return;
@@ -231,7 +231,7 @@ static void check_expectations(const golden_case *c, const case_output *o, repor
                 }
             }
         }
-        npy_free(&a);
+        npyf_free(&a);
     }
 }
 

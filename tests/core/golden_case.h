@@ -1,58 +1,31 @@
 /*
- * npy.h: a small reader and writer of NumPy .npy files (format 1.0, 2.0 and 3.0 headers,
- * little-endian <f2 <f4 <f8 <u2, C order, up to 5 dimensions), and the loader and runner
- * of the golden case directories that tests/reference/make_golden.py writes (format
- * described there). Used by build/eval_case and by the Check suite in test_golden.c.
+ * golden_case.h: the loader and runner of the golden case directories that
+ * tests/reference/make_golden.py writes (format described there), on top of the project's
+ * one .npy reader and writer (clients/c/npyfile.h). Used by build/eval_case and by the
+ * Check suite in test_golden.c.
  *
  * Every function that can fail returns 0 on success or -1 with a complete message in
- * err (errlen bytes, may be NULL). Arrays own their data (malloc'd); npy_free and
+ * err (errlen bytes, may be NULL). Arrays own their data (malloc'd); npyf_free and
  * case_free release it and accept zeroed or already freed structs.
  */
-#ifndef YL_TESTS_NPY_H
-#define YL_TESTS_NPY_H
+#ifndef YL_TESTS_GOLDEN_CASE_H
+#define YL_TESTS_GOLDEN_CASE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "npyfile.h" /* clients/c: the .npy reader and writer */
 #include "yololoss.h"
-
-#define NPY_MAX_DIMS 5
-
-typedef enum { NPY_F16 = 0, NPY_F32 = 1, NPY_F64 = 2, NPY_U16 = 3 } npy_dtype;
-
-typedef struct {
-    int dtype;                    /* npy_dtype */
-    size_t elem_size;             /* 2, 4 or 8 */
-    int ndim;                     /* 0..NPY_MAX_DIMS */
-    int64_t shape[NPY_MAX_DIMS];
-    int64_t count;                /* product of shape (1 for ndim 0) */
-    void *data;                   /* count * elem_size bytes, malloc'd */
-} npy_array;
-
-/* "<f2", "<f4", "<f8", "<u2" for a dtype, NULL for anything else. */
-const char *npy_descr(int dtype);
-
-/* Read path into out (zeroed first). */
-int npy_read(const char *path, npy_array *out, char *err, size_t errlen);
-
-/* Release out->data; out is zeroed. */
-void npy_free(npy_array *a);
-
-/* Write a C-order array; descr is one of "<f2", "<f4", "<f8", "<u2". Format 1.0. */
-int npy_write(const char *path, const char *descr, int ndim, const int64_t *shape,
-              const void *data, char *err, size_t errlen);
-
-/* ---- golden case directories -------------------------------------------------------- */
 
 typedef struct {
     char dir[512];
     yl_config cfg;
     int num_layers;               /* num_anchors / 3 */
-    npy_array output[YL_MAX_LAYERS];
+    npyf_array output[YL_MAX_LAYERS];
     int output_bf16[YL_MAX_LAYERS];
     int has_boxes;
-    npy_array boxes;
-    npy_array y_true[YL_MAX_LAYERS];
+    npyf_array boxes;
+    npyf_array y_true[YL_MAX_LAYERS];
     int y_true_bf16[YL_MAX_LAYERS];
     yl_tensor t_output[YL_MAX_LAYERS]; /* views of the arrays above */
     yl_tensor t_boxes;
@@ -88,4 +61,4 @@ int case_run(const golden_case *c, int nthreads, int want_grad, case_output *out
              yl_error *err);
 void case_output_free(case_output *out);
 
-#endif /* YL_TESTS_NPY_H */
+#endif /* YL_TESTS_GOLDEN_CASE_H */

@@ -1,0 +1,259 @@
+/*
+ * golden_case.c: the golden case directories (see golden_case.h).
+ */
+#include "golden_case.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* ---- golden case directories -------------------------------------------------------- */
+
+static int file_exists(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 0;
+    fclose(f);
+    return 1;
+}
+
+static void strip(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+}
+
+static int read_config(golden_case *c, char *err, size_t errlen)
+{
+    char path[600], line[4096];
+    snprintf(path, sizeof path, "%s/config.txt", c->dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return fail(err, errlen, "%s: %s", path, strerror(errno));
+    int n_anchor_values = -1, have_thresh = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+        strip(line);
+        if (line[0] == '\0' || line[0] == '#')
+            continue;
+        if (strncmp(line, "anchors ", 8) == 0) {
+            char *p = line + 8, *q;
+            n_anchor_values = 0;
+            for (;;) {
+                double v = strtod(p, &q);
+                if (q == p)
+                    break;
+                if (n_anchor_values == 18) {
+                    rc = fail(err, errlen, "%s: more than 18 anchor values", path);
+                    break;
+                }
+                c->cfg.anchors[n_anchor_values++] = v;
+                p = q;
+            }
+        } else if (strncmp(line, "ignore_thresh ", 14) == 0) {
+            char *q;
+            c->cfg.ignore_thresh = strtod(line + 14, &q);
+            have_thresh = q != line + 14;
+        } else if (strncmp(line, "bf16 ", 5) == 0) {
+            int l;
+            char extra;
+            if (sscanf(line + 5, "output_%d%c", &l, &extra) == 1 && l >= 0 &&
+                l < YL_MAX_LAYERS)
+                c->output_bf16[l] = 1;
+            else if (sscanf(line + 5, "y_true_%d%c", &l, &extra) == 1 && l >= 0 &&
+                     l < YL_MAX_LAYERS)
+                c->y_true_bf16[l] = 1;
+            else
+                rc = fail(err, errlen, "%s: bad line '%s'", path, line);
+        } else {
+            rc = fail(err, errlen, "%s: unknown line '%s'", path, line);
+        }
+    }
+    fclose(f);
+    if (rc != 0)
+        return rc;
+    if (n_anchor_values != 12 && n_anchor_values != 18)
+        return fail(err, errlen, "%s: need 12 or 18 anchor values, got %d", path,
+                    n_anchor_values);
+    if (!have_thresh)
+        return fail(err, errlen, "%s: no ignore_thresh", path);
+    c->cfg.num_anchors = n_anchor_values / 2;
+    c->num_layers = c->cfg.num_anchors / 3;
+    return 0;
+}
+
+/* Read name.npy of the case and make a tensor view of it. */
+static int load_tensor(golden_case *c, const char *name, int bf16, npyf_array *a,
+                       yl_tensor *t, char *err, size_t errlen)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s.npy", c->dir, name);
+    if (npyf_read(path, a, err, errlen) != 0)
+        return -1;
+    if (a->dtype == NPYF_U16 && !bf16)
+        return fail(err, errlen, "%s: <u2 data but config.txt has no 'bf16 %s'", path, name);
+    if (bf16 && a->dtype != NPYF_U16)
+        return fail(err, errlen, "%s: config.txt says bf16 but the dtype is %s", path,
+                    npyf_descr(a->dtype));
+    memset(t, 0, sizeof *t);
+    t->data = a->data;
+    t->dtype = a->dtype == NPYF_F16 ? YL_F16
+             : a->dtype == NPYF_F32 ? YL_F32
+             : a->dtype == NPYF_F64 ? YL_F64
+                                   : YL_BF16;
+    t->ndim = a->ndim;
+    for (int d = 0; d < a->ndim; d++)
+        t->shape[d] = a->shape[d];
+    return 0;
+}
+
+int case_load(const char *dir, golden_case *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    if (strlen(dir) >= sizeof c->dir)
+        return fail(err, errlen, "%s: path too long", dir);
+    strcpy(c->dir, dir);
+    if (read_config(c, err, errlen) != 0)
+        goto bad;
+    char name[32], path[600];
+    for (int l = 0; l < c->num_layers; l++) {
+        snprintf(name, sizeof name, "output_%d", l);
+        if (load_tensor(c, name, c->output_bf16[l], &c->output[l], &c->t_output[l], err,
+                        errlen) != 0)
+            goto bad;
+    }
+    snprintf(path, sizeof path, "%s/boxes.npy", dir);
+    c->has_boxes = file_exists(path);
+    if (c->has_boxes) {
+        if (load_tensor(c, "boxes", 0, &c->boxes, &c->t_boxes, err, errlen) != 0)
+            goto bad;
+    } else {
+        for (int l = 0; l < c->num_layers; l++) {
+            snprintf(name, sizeof name, "y_true_%d", l);
+            if (load_tensor(c, name, c->y_true_bf16[l], &c->y_true[l], &c->t_y_true[l], err,
+                            errlen) != 0)
+                goto bad;
+        }
+    }
+    snprintf(path, sizeof path, "%s/expect_error.txt", dir);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        char line[512];
+        int ok = fgets(line, sizeof line, f) != NULL;
+        fclose(f);
+        if (ok)
+            strip(line);
+        char *sp = ok ? strchr(line, ' ') : NULL;
+        if (sp == NULL || (size_t)(sp - line) >= sizeof c->expect_code ||
+            strlen(sp + 1) >= sizeof c->expect_substr) {
+            fail(err, errlen, "%s: want 'YL_CODE substring'", path);
+            goto bad;
+        }
+        *sp = '\0';
+        strcpy(c->expect_code, line);
+        strcpy(c->expect_substr, sp + 1);
+        c->is_error = 1;
+    }
+    return 0;
+bad:
+    case_free(c);
+    return -1;
+}
+
+void case_free(golden_case *c)
+{
+    for (int l = 0; l < YL_MAX_LAYERS; l++) {
+        npyf_free(&c->output[l]);
+        npyf_free(&c->y_true[l]);
+    }
+    npyf_free(&c->boxes);
+}
+
+void case_output_free(case_output *out)
+{
+    free(out->image_terms);
+    for (int l = 0; l < YL_MAX_LAYERS; l++) {
+        free(out->grad[l]);
+        free(out->y_true[l]);
+    }
+    memset(out, 0, sizeof *out);
+}
+
+static int harness_oom(yl_error *err)
+{
+    err->code = YL_ENOMEM;
+    snprintf(err->msg, sizeof err->msg, "test harness: out of memory");
+    return YL_ENOMEM;
+}
+
+int case_run(const golden_case *c, int nthreads, int want_grad, case_output *out,
+             yl_error *err)
+{
+    yl_error local;
+    if (err == NULL)
+        err = &local;
+    memset(out, 0, sizeof *out);
+    memset(err, 0, sizeof *err);
+    yl_problem p;
+    int rc = yl_problem_init(&p, &c->cfg, c->t_output, c->num_layers,
+                             c->has_boxes ? &c->t_boxes : NULL,
+                             c->has_boxes ? NULL : c->t_y_true,
+                             c->has_boxes ? 0 : c->num_layers, err);
+    if (rc != YL_OK)
+        return rc;
+    out->num_layers = p.num_layers;
+    out->batch = p.batch;
+    out->image_terms = malloc((size_t)p.batch * 4 * sizeof(double) + 1);
+    if (out->image_terms == NULL)
+        return harness_oom(err);
+    memset(out->image_terms, 0xff, (size_t)p.batch * 4 * sizeof(double));
+    if (want_grad) {
+        for (int l = 0; l < c->num_layers; l++) {
+            out->grad_count[l] = c->output[l].count;
+            out->grad[l] = malloc((size_t)c->output[l].count * sizeof(float) + 1);
+            if (out->grad[l] == NULL)
+                return harness_oom(err);
+            /* 0xff bytes are NaNs: an element the core does not write cannot pass */
+            memset(out->grad[l], 0xff, (size_t)c->output[l].count * sizeof(float));
+        }
+    }
+    memset(&out->r, 0, sizeof out->r);
+    rc = yl_compute(&p, nthreads, want_grad ? out->grad : NULL, &out->r, out->image_terms,
+                    err);
+    if (rc != YL_OK)
+        return rc;
+    if (c->has_boxes) {
+        for (int l = 0; l < p.num_layers; l++) {
+            int64_t *s = out->y_true_shape[l];
+            s[0] = p.batch;
+            s[1] = p.grid_h[l];
+            s[2] = p.grid_w[l];
+            s[3] = 3;
+            s[4] = 5 + p.num_classes;
+            out->y_true_count[l] = s[0] * s[1] * s[2] * s[3] * s[4];
+            out->y_true[l] = malloc((size_t)out->y_true_count[l] * sizeof(float) + 1);
+            if (out->y_true[l] == NULL)
+                return harness_oom(err);
+            memset(out->y_true[l], 0xff, (size_t)out->y_true_count[l] * sizeof(float));
+        }
+        rc = yl_boxes_to_y_true(&p, out->y_true, err);
+        if (rc != YL_OK)
+            return rc;
+    }
+    return YL_OK;
+}

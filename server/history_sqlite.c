@@ -142,6 +142,23 @@ cleanup:
     return rc;
 }
 
+/* Room for element len of *v (result rows arrive one at a time): doubles the array when
+ * full. 0, or -1 with err set. */
+static int grow(void **v, size_t *cap, size_t len, size_t elem, char *err)
+{
+    if (len < *cap)
+        return 0;
+    size_t ncap = *cap ? 2 * *cap : 64;
+    void *nv = realloc(*v, ncap * elem);
+    if (!nv) {
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    *v = nv;
+    *cap = ncap;
+    return 0;
+}
+
 static int sq_runs(void *handle, yls_run_info **out, size_t *n, char *err)
 {
     sqlite3 *db = handle;
@@ -159,15 +176,8 @@ static int sq_runs(void *handle, yls_run_info **out, size_t *n, char *err)
         return fail(db, err, "runs");
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 16;
-            yls_run_info *nv = realloc(v, cap * sizeof *v);
-            if (!nv) {
-                snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
-                goto fail;
-            }
-            v = nv;
-        }
+        if (grow((void **)&v, &cap, len, sizeof *v, err))
+            goto fail;
         yls_run_info *r = &v[len++];
         memset(r, 0, sizeof *r);
         const unsigned char *name = sqlite3_column_text(st, 0);
@@ -212,15 +222,8 @@ static int sq_steps(void *handle, const char *run, int64_t after, int64_t limit,
     sqlite3_bind_int64(st, 3, limit);
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 64;
-            yls_point *nv = realloc(v, cap * sizeof *v);
-            if (!nv) {
-                snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
-                goto fail;
-            }
-            v = nv;
-        }
+        if (grow((void **)&v, &cap, len, sizeof *v, err))
+            goto fail;
         yls_point *p = &v[len++];
         memset(p, 0, sizeof *p);
         snprintf(p->run, sizeof p->run, "%s", run);

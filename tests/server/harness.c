@@ -1,6 +1,7 @@
 /*
  * harness.c: starting and stopping the daemon, and HTTP with libcurl.
  */
+#include <dirent.h>
 #include "harness.h"
 
 #include <curl/curl.h>
@@ -311,4 +312,59 @@ const char *yt_error_message(const yt_resp *r, char *buf, size_t len)
         snprintf(buf, len, "%s", e);
     json_decref(j);
     return buf;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* The daemon's process and its history API, shared by the fault, monitor, history and
+ * soak tests.                                                                           */
+
+long yt_rss_kb(pid_t pid)
+{
+    char p[64], line[256];
+    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(p, "r");
+    long kb = -1;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+int yt_open_fds(pid_t pid)
+{
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(p);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+json_t *yt_get_json(const yt_daemon *d, const char *path)
+{
+    yt_resp r;
+    ck_assert_msg(yt_get(d, path, &r) == 200, "GET %s: %ld %s", path, r.status, r.body);
+    json_t *j = json_loads(r.body, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    yt_resp_free(&r);
+    return j;
+}
+
+json_t *yt_run_points(const yt_daemon *d, const char *run)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/v1/runs/%s/steps", run);
+    json_t *j = yt_get_json(d, path);
+    json_t *pts = json_incref(json_object_get(j, "points"));
+    json_decref(j);
+    ck_assert(json_is_array(pts));
+    return pts;
 }

@@ -36,6 +36,9 @@ int yt_daemon_stop(yt_daemon *d);
 int yt_daemon_wait(yt_daemon *d);
 /* Print its stderr to ours (after a failure). */
 void yt_daemon_dump(const yt_daemon *d);
+/* A process's resident memory in kB (VmRSS) and its open fds, from /proc; -1 if unreadable. */
+long yt_rss_kb(pid_t pid);
+int yt_open_fds(pid_t pid);
 
 /* Shared daemons, started by main before the suites (fork-inherited by every test):
  * yt_main: defaults with --threads 3; yt_small: --max-body 1M --max-json 256K
@@ -79,6 +82,11 @@ typedef struct {
 /* One request on a new connection. Returns resp->status. */
 long yt_http(const yt_daemon *d, const yt_req *req, yt_resp *resp);
 long yt_get(const yt_daemon *d, const char *path, yt_resp *resp);
+/* GET path, which must answer 200 with JSON: the parsed body (json_decref it). */
+json_t *yt_get_json(const yt_daemon *d, const char *path);
+/* The "points" array of GET /v1/runs/{run}/steps (run already URL-escaped); json_decref it. */
+json_t *yt_run_points(const yt_daemon *d, const char *run);
+
 /* A response header's value (case-insensitive name) or NULL. */
 const char *yt_header(const yt_resp *r, const char *name, char *buf, size_t len);
 void yt_resp_free(yt_resp *r);

@@ -215,27 +215,6 @@ static long send_point(const yt_daemon *d, const char *run, int step, uint64_t s
     return status;
 }
 
-static json_t *get_json(const yt_daemon *d, const char *path)
-{
-    yt_resp r;
-    ck_assert_msg(yt_get(d, path, &r) == 200, "GET %s: %ld %s", path, r.status, r.body);
-    json_t *j = json_loads(r.body, 0, NULL);
-    ck_assert_ptr_nonnull(j);
-    yt_resp_free(&r);
-    return j;
-}
-
-static json_t *points_of(const yt_daemon *d, const char *run)
-{
-    char path[256];
-    snprintf(path, sizeof path, "/v1/runs/%s/steps", run);
-    json_t *j = get_json(d, path);
-    json_t *pts = json_incref(json_object_get(j, "points"));
-    json_decref(j);
-    ck_assert(json_is_array(pts));
-    return pts;
-}
-
 static int64_t step_at(json_t *pts, size_t i)
 {
     return json_integer_value(json_object_get(json_array_get(pts, i), "step"));
@@ -257,7 +236,7 @@ START_TEST(pg_record_read_delete)
         ck_assert_int_eq(send_point(&d, "pg-basic", -1, 500 + (uint64_t)i, &loss[i]), 200);
     ck_assert_int_eq(send_point(&d, "pg-basic", 10, 503, &loss[3]), 200);
     ck_assert_int_eq(send_point(&d, "pg-basic", 10, 503, &loss[3]), 200); /* replaces */
-    json_t *pts = points_of(&d, "pg-basic");
+    json_t *pts = yt_run_points(&d, "pg-basic");
     ck_assert_int_eq(json_array_size(pts), 4);
     const int64_t want[4] = {0, 1, 2, 10};
     for (size_t i = 0; i < 4; i++) {
@@ -271,11 +250,11 @@ START_TEST(pg_record_read_delete)
     json_decref(pts);
     /* the next step follows the largest */
     ck_assert_int_eq(send_point(&d, "pg-basic", -1, 504, NULL), 200);
-    json_t *j = get_json(&d, "/v1/runs/pg-basic/steps?after=2&limit=1");
+    json_t *j = yt_get_json(&d, "/v1/runs/pg-basic/steps?after=2&limit=1");
     ck_assert_int_eq(json_array_size(json_object_get(j, "points")), 1);
     ck_assert_int_eq(step_at(json_object_get(j, "points"), 0), 10);
     json_decref(j);
-    json_t *all = get_json(&d, "/v1/runs");
+    json_t *all = yt_get_json(&d, "/v1/runs");
     json_t *runs = json_object_get(all, "runs"), *ri = NULL;
     for (size_t i = 0; i < json_array_size(runs); i++)
         if (!strcmp(json_string_value(json_object_get(json_array_get(runs, i), "run")),
@@ -291,7 +270,7 @@ START_TEST(pg_record_read_delete)
     ck_assert_int_eq(yt_http(&d, &del, &r), 200);
     ck_assert_msg(strstr(r.body, "\"deleted\":5") != NULL, "%s", r.body);
     yt_resp_free(&r);
-    pts = points_of(&d, "pg-basic");
+    pts = yt_run_points(&d, "pg-basic");
     ck_assert_int_eq(json_array_size(pts), 0);
     json_decref(pts);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
@@ -332,7 +311,7 @@ START_TEST(pg_two_daemons_one_run)
         ck_assert_int_eq(w[i].failures, 0);
     }
     for (int k = 0; k < 2; k++) {
-        json_t *pts = points_of(&d[k], "pg-shared");
+        json_t *pts = yt_run_points(&d[k], "pg-shared");
         ck_assert_int_eq(json_array_size(pts), WRITERS * EACH);
         for (size_t i = 0; i < WRITERS * EACH; i++)
             ck_assert_int_eq(step_at(pts, i), (int64_t)i); /* unique and contiguous */
@@ -353,14 +332,14 @@ START_TEST(pg_survives_restart)
     ck_assert_int_eq(send_point(&d, "pg-restart", -1, 701, &loss[1]), 200);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
     start_daemon(&d);
-    json_t *pts = points_of(&d, "pg-restart");
+    json_t *pts = yt_run_points(&d, "pg-restart");
     ck_assert_int_eq(json_array_size(pts), 2);
     for (size_t i = 0; i < 2; i++)
         ck_assert(fabs(json_real_value(json_object_get(json_array_get(pts, i), "total")) -
                        loss[i]) <= 1e-5 * fabs(loss[i]) + 1e-6);
     json_decref(pts);
     ck_assert_int_eq(send_point(&d, "pg-restart", -1, 702, NULL), 200);
-    pts = points_of(&d, "pg-restart");
+    pts = yt_run_points(&d, "pg-restart");
     ck_assert_int_eq(json_array_size(pts), 3);
     ck_assert_int_eq(step_at(pts, 2), 2);
     json_decref(pts);
@@ -387,7 +366,7 @@ START_TEST(pg_outage_503_then_recovery)
     ck_assert_int_eq(pg_start(), 0);
     pg_up = true;
     ck_assert_int_eq(send_point(&d, "pg-outage", -1, 803, NULL), 200);
-    json_t *pts = points_of(&d, "pg-outage");
+    json_t *pts = yt_run_points(&d, "pg-outage");
     ck_assert_int_eq(json_array_size(pts), 2);
     ck_assert_int_eq(step_at(pts, 1), 1);
     json_decref(pts);

@@ -59,27 +59,6 @@ static double send_point(const yt_daemon *d, const char *run, int step, uint64_t
     return loss;
 }
 
-static json_t *get_json(const yt_daemon *d, const char *path)
-{
-    yt_resp r;
-    ck_assert_msg(yt_get(d, path, &r) == 200, "GET %s: %ld %s", path, r.status, r.body);
-    json_t *j = json_loads(r.body, 0, NULL);
-    ck_assert_ptr_nonnull(j);
-    yt_resp_free(&r);
-    return j;
-}
-
-static json_t *points_of(const yt_daemon *d, const char *run_path)
-{
-    char path[256];
-    snprintf(path, sizeof path, "/v1/runs/%s/steps", run_path);
-    json_t *j = get_json(d, path);
-    json_t *pts = json_incref(json_object_get(j, "points"));
-    json_decref(j);
-    ck_assert(json_is_array(pts));
-    return pts;
-}
-
 START_TEST(history_survives_restart_and_kill9)
 {
     char hist[256];
@@ -95,7 +74,7 @@ START_TEST(history_survives_restart_and_kill9)
     ck_assert_int_eq(yt_daemon_wait(&d), 128 + SIGKILL);
 
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
-    json_t *pts = points_of(&d, "train");
+    json_t *pts = yt_run_points(&d, "train");
     ck_assert_int_eq(json_array_size(pts), 3);
     for (int i = 0; i < 3; i++) {
         json_t *p = json_array_get(pts, (size_t)i);
@@ -110,7 +89,7 @@ START_TEST(history_survives_restart_and_kill9)
     loss[3] = send_point(&d, "train", -1, 103);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
-    pts = points_of(&d, "train");
+    pts = yt_run_points(&d, "train");
     ck_assert_int_eq(json_array_size(pts), 4);
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(pts, 3), "step")), 3);
     json_decref(pts);
@@ -135,7 +114,7 @@ START_TEST(api_returns_what_was_recorded)
     for (int i = 0; i < 5; i++)
         send_point(&d, run, 10 * i, 200 + (uint64_t)i);
     send_point(&d, "other", -1, 300);
-    json_t *all = get_json(&d, "/v1/runs");
+    json_t *all = yt_get_json(&d, "/v1/runs");
     json_t *runs = json_object_get(all, "runs");
     ck_assert_int_eq(json_array_size(runs), 2);
     json_t *ra = NULL;
@@ -149,7 +128,7 @@ START_TEST(api_returns_what_was_recorded)
     json_decref(all);
     char path[256];
     snprintf(path, sizeof path, "/v1/runs/%s/steps?after=10&limit=2", run_path);
-    json_t *j = get_json(&d, path);
+    json_t *j = yt_get_json(&d, path);
     json_t *pts = json_object_get(j, "points");
     ck_assert_int_eq(json_array_size(pts), 2);
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(pts, 0), "step")), 20);
@@ -176,7 +155,7 @@ START_TEST(api_returns_what_was_recorded)
     yt_resp_free(&r);
     ck_assert_int_eq(yt_get(&d, path, &r), 405);
     yt_resp_free(&r);
-    all = get_json(&d, "/v1/runs");
+    all = yt_get_json(&d, "/v1/runs");
     ck_assert_int_eq(json_array_size(json_object_get(all, "runs")), 1);
     json_decref(all);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);

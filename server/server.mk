@@ -1,19 +1,19 @@
 # yololossd: the loss over HTTP (Open Inference Protocol v2), libmicrohttpd driven by libuv.
-# Builds $(B)/yololossd from server/*.c and $(B)/test_server from tests/server/*.c.
+# Builds $(B)/yololossd from server/**/*.c (layers: http/, v2/, monitor/) and $(B)/test_server from tests/server/*.c.
 SERVER_PKGS := libmicrohttpd jansson libuv zlib sqlite3 libpq
 SERVER_CFLAGS := $(shell pkg-config --cflags $(SERVER_PKGS) 2>/dev/null)
 SERVER_LIBS := $(shell pkg-config --libs $(SERVER_PKGS) 2>/dev/null)
-SERVER_SRC := $(wildcard server/*.c)
+SERVER_SRC := $(wildcard server/*.c server/*/*.c)
 SERVER_OBJ := $(patsubst server/%.c,$(B)/server/%.o,$(SERVER_SRC))
 
 $(B)/server/%.o: server/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(SERVER_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS_ALL) $(CORE_INC) -Iserver $(SERVER_CFLAGS) -c $< -o $@
 
-# The dashboard (server/dashboard/): its files and npm's uPlot, embedded into the daemon as a
-# generated C file. `npm ci` installs the locked versions into server/dashboard/node_modules
+# The dashboard (server/monitor/dashboard/): its files and npm's uPlot, embedded into the daemon as a
+# generated C file. `npm ci` installs the locked versions into server/monitor/dashboard/node_modules
 # (ignored by git; the registry is needed once).
-DASH_DIR := server/dashboard
+DASH_DIR := server/monitor/dashboard
 DASH_NPM := $(DASH_DIR)/node_modules/.package-lock.json
 DASH_UPLOT := $(DASH_DIR)/node_modules/uplot/dist
 DASH_FILES := $(DASH_DIR)/index.html $(DASH_DIR)/app.js $(DASH_DIR)/style.css
@@ -22,16 +22,16 @@ $(DASH_NPM): $(DASH_DIR)/package.json $(DASH_DIR)/package-lock.json
 	cd $(DASH_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(B)/server/dashboard_assets.c: $(DASH_NPM) $(DASH_FILES) $(DASH_DIR)/embed.py
+$(B)/server/monitor/dashboard_assets.c: $(DASH_NPM) $(DASH_FILES) $(DASH_DIR)/embed.py
 	@mkdir -p $(dir $@)
 	$(PYTHON) $(DASH_DIR)/embed.py $@ index.html=$(DASH_DIR)/index.html app.js=$(DASH_DIR)/app.js \
 	  style.css=$(DASH_DIR)/style.css uPlot.iife.min.js=$(DASH_UPLOT)/uPlot.iife.min.js \
 	  uPlot.min.css=$(DASH_UPLOT)/uPlot.min.css
 
-$(B)/server/dashboard_assets.o: $(B)/server/dashboard_assets.c server/dashboard_assets.h
-	$(CC) $(filter-out -Wmissing-prototypes,$(CFLAGS_ALL)) -Iserver -c $< -o $@
+$(B)/server/monitor/dashboard_assets.o: $(B)/server/monitor/dashboard_assets.c server/monitor/dashboard_assets.h
+	$(CC) $(filter-out -Wmissing-prototypes,$(CFLAGS_ALL)) -Iserver/monitor -c $< -o $@
 
-SERVER_OBJ += $(B)/server/dashboard_assets.o
+SERVER_OBJ += $(B)/server/monitor/dashboard_assets.o
 
 $(B)/yololossd: $(SERVER_OBJ) $(CORE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(SERVER_LIBS) -lm -lpthread
@@ -120,15 +120,15 @@ TEST_RUNS += test-server-tritonclient
 # Encoding, anchors), with clang, ASan and UBSan; the core objects are tests/fuzz/fuzz.mk's.
 #   make fuzz-server [FUZZ_SECONDS=60]     fuzz it
 #   make fuzz-server-regress               replay tests/server/fuzz/corpus once (make test)
-SERVER_FUZZ_SRC := server/infer_request.c server/models.c server/encoding.c server/router.c \
-                   server/bufcache.c server/fail.c
+SERVER_FUZZ_SRC := server/v2/infer_request.c server/v2/models.c server/http/encoding.c \
+                   server/http/router.c server/http/bufcache.c server/http/fail.c
 SERVER_FUZZ_CORE := $(patsubst core/%.c,$(B)/fuzz/core/%.o,$(CORE_SRC))
 SERVER_FUZZ_CORPUS := tests/server/fuzz/corpus/server_request
 
 $(B)/fuzz/server_request: tests/server/fuzz/server_request.c $(SERVER_FUZZ_SRC) server/server.h \
-                          server/infer.h $(SERVER_FUZZ_CORE)
+                          server/v2/infer.h $(SERVER_FUZZ_CORE)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(WARN) -fsanitize=fuzzer $(CORE_INC) $(SERVER_CFLAGS) -o $@ \
+	$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(WARN) -fsanitize=fuzzer $(CORE_INC) -Iserver $(SERVER_CFLAGS) -o $@ \
 	  $< $(SERVER_FUZZ_SRC) $(SERVER_FUZZ_CORE) -ljansson -lz -lm -lpthread
 
 .PHONY: fuzz-server fuzz-server-regress

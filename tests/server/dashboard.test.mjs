@@ -1,5 +1,5 @@
 // make test-dashboard: the dashboard of a live daemon in headless Chromium (Debian's
-// /usr/bin/chromium) driven by playwright-core (npm, server/dashboard/package.json).
+// /usr/bin/chromium) driven by playwright-core (npm, server/monitor/dashboard/package.json).
 // Records points of two runs, loads GET /, checks that the charts show them, feeds more
 // steps and checks that they appear without a reload (< 2 s), then saves a screenshot (build/dashboard.png, or $YL_SCREENSHOT).
 import { spawn } from "node:child_process";
@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
 
-const require = createRequire(new URL("../../server/dashboard/package.json", import.meta.url));
+const require = createRequire(new URL("../../server/monitor/dashboard/package.json", import.meta.url));
 const { chromium } = require("playwright-core");
 const daemonPath = process.env.YL_DAEMON || "build/yololossd";
 const browserPath = process.env.CHROMIUM || "/usr/bin/chromium";

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../../server/infer.h"
+#include "../../../server/v2/infer.h"
 
 #define CHECK(cond, ...)                                                         \
     do {                                                                         \

@@ -1,7 +1,7 @@
 /*
  * dashboard_assets.h: the dashboard's files, embedded at build time (server/server.mk runs
- * server/dashboard/embed.py over server/dashboard/ and npm's uPlot into
- * $(B)/server/dashboard_assets.c).
+ * server/monitor/dashboard/embed.py over server/monitor/dashboard/ and npm's uPlot into
+ * $(B)/server/monitor/dashboard_assets.c).
  */
 #ifndef YLS_DASHBOARD_ASSETS_H
 #define YLS_DASHBOARD_ASSETS_H

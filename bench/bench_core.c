@@ -66,7 +66,8 @@ static double time_memcpy(copy_floor *f) {
     return t;
 }
 
-static double time_compute(const yl_problem *p, int threads, float *const *grads, double *loss) {
+static double time_compute(const yl_problem *p, int threads, const yl_grads *grads,
+                           double *loss) {
     yl_result r;
     yl_error err;
     double t0 = now_s();
@@ -85,7 +86,7 @@ typedef struct {
     double compute_s[2], memcpy_s, x_memcpy[2], speedup, loss;
 } measurement;
 
-static measurement measure(const yl_problem *p, int threads, float *const *grads,
+static measurement measure(const yl_problem *p, int threads, const yl_grads *grads,
                            copy_floor *f, int reps) {
     double *t1 = calloc((size_t)reps, sizeof *t1), *tn = calloc((size_t)reps, sizeof *tn);
     double *tm = calloc((size_t)reps, sizeof *tm), *r1 = calloc((size_t)reps, sizeof *r1);
@@ -161,12 +162,13 @@ int main(int argc, char **argv) {
     size_t esize = yl_dtype_size(dtype);
     yl_tensor out[3];
     float *grad[3];
+    yl_grads grads = {.dtype = YL_F32};
     size_t in_bytes = 0, grad_bytes = 0;
     for (int l = 0; l < L; l++) {
         int64_t g = (size / 32) << l;
         int64_t n = batch * g * g * 3 * (5 + classes);
         unsigned char *data = malloc((size_t)n * esize);
-        grad[l] = malloc((size_t)n * sizeof(float));
+        grads.layer[l] = grad[l] = malloc((size_t)n * sizeof(float));
         if (!data || !grad[l]) {
             fprintf(stderr, "bench_core: out of memory\n");
             return 1;
@@ -210,7 +212,7 @@ int main(int argc, char **argv) {
     copy_floor floor_in = make_floor(in_bytes), floor_in_grad = make_floor(in_bytes + grad_bytes);
     for (int with_grad = 0; with_grad <= 1; with_grad++) {
         copy_floor *f = with_grad ? &floor_in_grad : &floor_in;
-        measurement m = measure(&p, threads, with_grad ? grad : NULL, f, reps);
+        measurement m = measure(&p, threads, with_grad ? &grads : NULL, f, reps);
         for (int c = 0; c < (threads > 1 ? 2 : 1); c++) {
             printf("{\"bench\":\"core\",\"mode\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,"
                    "\"batch\":%d,\"size\":%d,\"classes\":%d,\"boxes\":%d,"

@@ -114,14 +114,15 @@ static double inprocess_ms(const workload *w, int threads, bool grads)
         exit(1);
     }
     float *g[3];
+    yl_grads gs = {.dtype = YL_F32};
     for (int l = 0; l < 3; l++)
-        g[l] = malloc(w->out_n[l] * sizeof(float));
+        gs.layer[l] = g[l] = malloc(w->out_n[l] * sizeof(float));
     double t[9];
     yl_result r;
-    yl_compute(&p, threads, grads ? g : NULL, &r, NULL, &err);
+    yl_compute(&p, threads, grads ? &gs : NULL, &r, NULL, &err);
     for (int i = 0; i < 9; i++) {
         double t0 = now_s();
-        yl_compute(&p, threads, grads ? g : NULL, &r, NULL, &err);
+        yl_compute(&p, threads, grads ? &gs : NULL, &r, NULL, &err);
         t[i] = (now_s() - t0) * 1e3;
     }
     for (int l = 0; l < 3; l++)

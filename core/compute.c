@@ -19,7 +19,7 @@ typedef thrd_t worker_thread;
 
 typedef struct {
     const yl_problem *p;
-    float *const *grads;
+    const yl_grads *grads;
     yl_image_result *images;
     int *status;
     yl_error *errors;
@@ -62,7 +62,7 @@ static int start_worker(worker_thread *t, worker *w) {
 static void join_worker(worker_thread t) { thrd_join(t, NULL); }
 #endif
 
-int yl_compute(const yl_problem *p, int nthreads, float *const *grads, yl_result *r,
+int yl_compute(const yl_problem *p, int nthreads, const yl_grads *grads, yl_result *r,
                double *image_terms, yl_error *err) {
     int64_t B = p->batch;
     if (nthreads < 1)

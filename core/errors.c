@@ -68,3 +68,11 @@ const char *yl__nonfinite_name(double v) {
         return "NaN";
     return v > 0 ? "+Inf" : "-Inf";
 }
+
+int yl__fail_nonfinite(yl_error *err, const char *name, const yl_tensor *t, int64_t b,
+                       int64_t flat) {
+    char where[96];
+    yl__format_index(t, flat, where, sizeof where);
+    return yl__fail(err, YL_ENONFINITE, name, b, flat, "%s%s is %s", name, where,
+                    yl__nonfinite_name(yl__load(t->data, t->dtype, flat)));
+}

@@ -12,6 +12,12 @@
  * when the prediction is narrower, so w_pred must lie in [t w, w / t]: as bounds on the raw
  * t_w = log(w_pred * input_w / anchor_w) they are two logarithms per truth and anchor, and
  * a prediction outside them is not decoded at all.
+ *
+ * Dense and compact problems run this one code path: an anchor is read through the layer
+ * context (base + anchor * stride: 5+C channels in a dense output, 5 in a compact box
+ * tensor; a truth anchor of a compact problem from its row), and gradients are stored
+ * through it (dense rows, or the compact t_o array plus the sent rows), so the two give the
+ * same bits.
  */
 #include <math.h>
 #include <stdio.h>
@@ -47,15 +53,37 @@ static double sigmoid(double x) { return sigmoid_e(x, exp(-fabs(x))); }
 
 static box truth_box(const yl__truth *t) { return (box){t->x, t->y, t->w, t->h}; }
 
+/* One layer of one image: where its anchors are read and its gradients written, and its
+ * truths. Anchor a (within the image) is read at src + (first + a) * src_stride. */
 typedef struct {
     const yl_problem *p;
-    const yl_tensor *out;
-    float *grad;        /* whole-layer gradient buffer, or NULL */
+    int64_t b;
+    int l;
+    const void *src;
+    int src_dtype;
+    int64_t src_stride; /* 5+C dense, 5 compact */
+    int64_t first;      /* b * anchors: the image's first anchor in the batch */
+    int64_t r0, r1;     /* compact: the image's rows [r0, r1) of p->rows[l] */
+    void *g_layer;      /* dense: d loss / d output; compact: d loss / d t_o; NULL: none */
+    void *g_rows;       /* compact: gradient rows */
+    int g_f64;          /* gradients are double, else float */
+    int64_t g_stride, g_ch; /* t_o gradient of anchor a at g_layer[(first + a)*g_stride + g_ch] */
     double inv_m;       /* 1 / batch */
-    double anchor_w[3], anchor_h[3]; /* in pixels */
+    double anchor_w[YL_NUM_ANCHORS_PER_LAYER], anchor_h[YL_NUM_ANCHORS_PER_LAYER]; /* pixels */
     int64_t H, W;
     int C;
+    const yl__truth *truth; /* the image's truths on this layer, by anchor */
+    int64_t n_truth;
+    yl__scratch *s;
 } layer_ctx;
+
+/* Gradients are computed in double and rounded (to float) once, here. */
+static void gstore(void *g, int f64, int64_t i, double v) {
+    if (f64)
+        ((double *)g)[i] = v;
+    else
+        ((float *)g)[i] = (float)v;
+}
 
 static box decode(const layer_ctx *c, const double t[4], int64_t i, int64_t j, int k) {
     return (box){(sigmoid(t[0]) + (double)i) / (double)c->W,
@@ -64,14 +92,13 @@ static box decode(const layer_ctx *c, const double t[4], int64_t i, int64_t j, i
                  exp(t[3]) * c->anchor_h[k] / c->p->input_h};
 }
 
-/* Does any truth reach IoU >= thresh with the prediction t of anchor k in cell (i, j)?
- * Only truths whose cell window and t_w, t_h bounds admit it are measured (see top). */
-static int reaches_thresh(const layer_ctx *c, const double t[4], int64_t i, int64_t j, int k,
-                          const yl__truth *truth, int64_t n, double thresh) {
+/* Does any truth reach IoU >= ignore_thresh with the prediction t of anchor k in cell
+ * (i, j)? Only truths whose cell window and t_w, t_h bounds admit it are measured (top). */
+static int reaches_thresh(const layer_ctx *c, const double t[4], int64_t i, int64_t j, int k) {
     int decoded = 0;
     box pred = {0, 0, 0, 0};
-    for (int64_t q = 0; q < n; q++) {
-        const yl__truth *tr = &truth[q];
+    for (int64_t q = 0; q < c->n_truth; q++) {
+        const yl__truth *tr = &c->truth[q];
         if (i < tr->near_i0 || i > tr->near_i1 || j < tr->near_j0 || j > tr->near_j1 ||
             t[2] < tr->tw_lo[k] || t[2] > tr->tw_hi[k] || t[3] < tr->th_lo[k] ||
             t[3] > tr->th_hi[k])
@@ -80,7 +107,7 @@ static int reaches_thresh(const layer_ctx *c, const double t[4], int64_t i, int6
             pred = decode(c, t, i, j, k);
             decoded = 1;
         }
-        if (box_iou(pred, truth_box(tr)) >= thresh)
+        if (box_iou(pred, truth_box(tr)) >= c->p->cfg.ignore_thresh)
             return 1;
     }
     return 0;
@@ -108,7 +135,7 @@ static void prepare_culling(const layer_ctx *c, yl__truth *truth, int64_t n, dou
             t->near_i0 = t->near_j0 = 0;
             t->near_i1 = (int32_t)(W - 1);
             t->near_j1 = (int32_t)(H - 1);
-            for (int k = 0; k < 3; k++) {
+            for (int k = 0; k < YL_NUM_ANCHORS_PER_LAYER; k++) {
                 t->tw_lo[k] = t->th_lo[k] = -INFINITY;
                 t->tw_hi[k] = t->th_hi[k] = INFINITY;
             }
@@ -123,7 +150,7 @@ static void prepare_culling(const layer_ctx *c, yl__truth *truth, int64_t n, dou
             t->near_j1 = (int32_t)clamp(floor((t->y + ry) * (double)H) + 1, -1, (double)(H - 1));
             /* 1e-9 of slack in log space absorbs the rounding of exp and log */
             double lt = log(thresh);
-            for (int k = 0; k < 3; k++) {
+            for (int k = 0; k < YL_NUM_ANCHORS_PER_LAYER; k++) {
                 double tw = log(t->w * c->p->input_w / c->anchor_w[k]);
                 double th = log(t->h * c->p->input_h / c->anchor_h[k]);
                 t->tw_lo[k] = tw + lt - 1e-9;
@@ -161,18 +188,30 @@ static void log1p_add(log1p_sum *a, double e) {
 
 static double log1p_total(const log1p_sum *a) { return a->logs + log(a->prod) + a->small; }
 
-static void load4(const yl_tensor *t, int64_t off, double v[4]) {
+static void load4(const void *data, int dtype, int64_t off, double v[4]) {
     for (int q = 0; q < 4; q++)
-        v[q] = yl__load(t->data, t->dtype, off + q);
+        v[q] = yl__load(data, dtype, off + q);
 }
 
-/* An anchor with a truth: keras's four terms, their gradients and the truth statistics. */
-static void truth_anchor(const layer_ctx *c, int64_t b, int l, const yl__truth *tr,
-                         const yl__truth *truth, int64_t n_truth, yl__scratch *s, int64_t i,
-                         int64_t j, int k, int64_t off, yl_layer_sums *sum) {
+/* An anchor with a truth: keras's four terms, their gradients and the truth statistics. Its
+ * 5+C values come from the dense output or, in a compact problem, from its row. */
+static void truth_anchor(const layer_ctx *c, const yl__truth *tr, int64_t i, int64_t j, int k,
+                         yl_layer_sums *sum) {
     const yl_problem *p = c->p;
-    double t[4], to = yl__load(c->out->data, c->out->dtype, off + 4);
-    load4(c->out, off, t);
+    const int64_t stride = 5 + c->C;
+    const void *data = c->src;
+    int dtype = c->src_dtype;
+    int64_t off = (c->first + tr->anchor) * stride;     /* its row in the input */
+    void *grow = c->g_layer;                             /* its gradient row */
+    int64_t goff = off;
+    if (p->compact) {
+        data = p->rows[c->l].data;
+        dtype = p->rows[c->l].dtype;
+        off = goff = tr->row * stride;
+        grow = c->g_rows;
+    }
+    double t[4], to = yl__load(data, dtype, off + 4);
+    load4(data, dtype, off, t);
     double obj = tr->obj, scale = 2 - tr->w * tr->h, g = obj * scale;
     double raw_xy[2] = {tr->x * (double)c->W - (double)i, tr->y * (double)c->H - (double)j};
     double raw_wh[2] = {log(tr->w / c->anchor_w[k] * p->input_w),
@@ -184,33 +223,36 @@ static void truth_anchor(const layer_ctx *c, int64_t b, int l, const yl__truth *
     box pred = decode(c, t, i, j, k);
     double own_iou = box_iou(pred, truth_box(tr));
     /* soft objectness (dense y_true) also pays (1 - obj) * BCE * ignore */
-    double ignore = obj != 1 && !(best_iou(pred, truth, n_truth) < p->cfg.ignore_thresh) ? 0 : 1;
+    double ignore =
+        obj != 1 && !(best_iou(pred, c->truth, c->n_truth) < p->cfg.ignore_thresh) ? 0 : 1;
     double conf_bce = bce(obj, to), s_o = sigmoid(to);
     sum->terms[2] += obj * conf_bce + (1 - obj) * conf_bce * ignore;
 
-    yl__class_targets(p, b, l, tr, s);
+    yl__class_targets(p, c->b, c->l, tr, c->s);
+    const double *target = c->s->class_target;
     double cls = 0;
-    float *gc = c->grad ? c->grad + off + 5 : NULL;
     for (int q = 0; q < c->C; q++) {
-        double x = yl__load(c->out->data, c->out->dtype, off + 5 + q), z = s->class_target[q];
+        double x = yl__load(data, dtype, off + 5 + q), z = target[q];
         double sx = sigmoid(x);
         cls += bce(z, x);
         if (z > 0.5) {
             sum->sum_class += sx;
             sum->n_class++;
         }
-        if (gc)
-            gc[q] = (float)(obj * (sx - z) * c->inv_m);
+        if (grow)
+            gstore(grow, c->g_f64, goff + 5 + q, obj * (sx - z) * c->inv_m);
     }
     sum->terms[3] += obj * cls;
 
-    if (c->grad) {
-        float *gr = c->grad + off;
-        gr[0] = (float)(g * (sigmoid(t[0]) - raw_xy[0]) * c->inv_m);
-        gr[1] = (float)(g * (sigmoid(t[1]) - raw_xy[1]) * c->inv_m);
-        gr[2] = (float)(g * (t[2] - raw_wh[0]) * c->inv_m);
-        gr[3] = (float)(g * (t[3] - raw_wh[1]) * c->inv_m);
-        gr[4] = (float)((obj + (1 - obj) * ignore) * (s_o - obj) * c->inv_m);
+    if (grow) {
+        double go = (obj + (1 - obj) * ignore) * (s_o - obj) * c->inv_m;
+        gstore(grow, c->g_f64, goff + 0, g * (sigmoid(t[0]) - raw_xy[0]) * c->inv_m);
+        gstore(grow, c->g_f64, goff + 1, g * (sigmoid(t[1]) - raw_xy[1]) * c->inv_m);
+        gstore(grow, c->g_f64, goff + 2, g * (t[2] - raw_wh[0]) * c->inv_m);
+        gstore(grow, c->g_f64, goff + 3, g * (t[3] - raw_wh[1]) * c->inv_m);
+        gstore(grow, c->g_f64, goff + 4, go);
+        if (p->compact)
+            gstore(c->g_layer, c->g_f64, c->first + tr->anchor, go);
     }
     sum->count++;
     sum->sum_iou += own_iou;
@@ -219,65 +261,137 @@ static void truth_anchor(const layer_ctx *c, int64_t b, int l, const yl__truth *
     sum->n_recall75 += own_iou > 0.75;
 }
 
-static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s, float *grad,
-                       yl_layer_sums *sum, yl_error *err) {
+/* First index in the sorted a[0, n) that is >= v. */
+static int64_t lower_bound(const int64_t *a, int64_t n, int64_t v) {
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Compact problems: the image's rows must be finite, and every truth anchor needs one. */
+static int find_rows(layer_ctx *c, yl__truth *truth, int64_t n_truth, yl_error *err) {
+    const yl_problem *p = c->p;
+    const int l = c->l;
+    const int64_t *index = p->row_index[l], stride = 5 + c->C;
+    c->r0 = lower_bound(index, p->n_rows[l], c->first);
+    c->r1 = lower_bound(index, p->n_rows[l], c->first + p->anchors[l]);
+    char name[24];
+    snprintf(name, sizeof name, "output_%d_rows", l);
+    int64_t bad = c->r1 > c->r0 ? yl__find_nonfinite(p->rows[l].data, p->rows[l].dtype,
+                                                     c->r0 * stride, (c->r1 - c->r0) * stride)
+                                : -1;
+    if (bad >= 0)
+        return yl__fail_nonfinite(err, name, &p->rows[l], c->b, c->r0 * stride + bad);
+    int64_t r = c->r0;
+    for (int64_t q = 0; q < n_truth; q++) {
+        int64_t want = c->first + truth[q].anchor;
+        while (r < c->r1 && index[r] < want)
+            r++;
+        if (r == c->r1 || index[r] != want) {
+            int64_t a = truth[q].anchor, cell = a / YL_NUM_ANCHORS_PER_LAYER;
+            return yl__fail(err, YL_ENOROW, name, c->b, want,
+                            "%s: no row for the truth anchor of image %lld, layer %d, cell "
+                            "(y %lld, x %lld), anchor %lld (index %lld)",
+                            name, (long long)c->b, l, (long long)(cell / c->W),
+                            (long long)(cell % c->W), (long long)(a % YL_NUM_ANCHORS_PER_LAYER),
+                            (long long)want);
+        }
+        truth[q].row = r;
+    }
+    return YL_OK;
+}
+
+/* Compact gradients: a sent row of an anchor without a truth is zero but its t_o channel. */
+static void fill_other_rows(const layer_ctx *c) {
+    const int64_t stride = 5 + c->C, *index = c->p->row_index[c->l];
+    const size_t esize = c->g_f64 ? sizeof(double) : sizeof(float);
+    unsigned char *rows = c->g_rows;
+    const unsigned char *to = c->g_layer;
+    const yl__truth *t = c->truth, *end = c->truth + c->n_truth;
+    for (int64_t r = c->r0; r < c->r1; r++) {
+        while (t < end && t->row < r)
+            t++;
+        if (t < end && t->row == r)
+            continue;
+        memset(rows + (size_t)(r * stride) * esize, 0, (size_t)stride * esize);
+        memcpy(rows + (size_t)(r * stride + 4) * esize, to + (size_t)index[r] * esize, esize);
+    }
+}
+
+static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
+                       const yl_grads *grads, yl_layer_sums *sum, yl_error *err) {
     int64_t n_truth = 0;
     int rc = yl__gather_truths(p, b, l, s, &n_truth, err);
     if (rc != YL_OK)
         return rc;
-    layer_ctx c = {.p = p, .out = &p->output[l], .grad = grad, .inv_m = 1.0 / (double)p->batch,
-                   .H = p->grid_h[l], .W = p->grid_w[l], .C = p->num_classes};
-    for (int k = 0; k < 3; k++) {
+    const int C = p->num_classes;
+    layer_ctx c = {.p = p, .b = b, .l = l, .src = p->output[l].data,
+                   .src_dtype = p->output[l].dtype, .src_stride = p->compact ? 5 : 5 + C,
+                   .first = b * p->anchors[l], .inv_m = 1.0 / (double)p->batch,
+                   .H = p->grid_h[l], .W = p->grid_w[l], .C = C, .truth = s->truth,
+                   .n_truth = n_truth, .s = s};
+    if (grads && grads->layer[l]) {
+        c.g_layer = grads->layer[l];
+        c.g_rows = p->compact ? grads->rows[l] : NULL;
+        c.g_f64 = grads->dtype == YL_F64;
+        c.g_stride = p->compact ? 1 : 5 + C;
+        c.g_ch = p->compact ? 0 : 4;
+    }
+    for (int k = 0; k < YL_NUM_ANCHORS_PER_LAYER; k++) {
         c.anchor_w[k] = p->cfg.anchors[2 * p->mask[l][k]];
         c.anchor_h[k] = p->cfg.anchors[2 * p->mask[l][k] + 1];
     }
+    if (p->compact && (rc = find_rows(&c, s->truth, n_truth, err)) != YL_OK)
+        return rc;
     const double thresh = p->cfg.ignore_thresh;
-    const int64_t stride = 5 + c.C, row_elems = c.W * 3 * stride;
-    const int64_t first = b * p->layer_elems[l];
-    const yl__truth *truth = s->truth, *next = truth, *end = truth + n_truth;
+    const int64_t A = YL_NUM_ANCHORS_PER_LAYER, cell_elems = A * c.src_stride;
+    const size_t gsize = c.g_f64 ? sizeof(double) : sizeof(float);
+    const yl__truth *next = s->truth, *end = s->truth + n_truth;
     if (n_truth)
         prepare_culling(&c, s->truth, n_truth, thresh, s->cell_near);
     double noobj_linear = 0; /* BCE(0, t_o) = max(t_o, 0) + log1p(exp(-|t_o|)) */
     log1p_sum noobj_log = {.prod = 1};
+    char name[24];
+    snprintf(name, sizeof name, p->compact ? "output_%d_box" : "output_%d", l);
 
     for (int64_t j = 0; j < c.H; j++) {
-        int64_t row = first + j * row_elems;
-        if (grad)
-            memset(grad + row, 0, (size_t)row_elems * sizeof(float));
+        int64_t row_anchor = c.first + j * c.W * A; /* first anchor of the grid row */
+        if (c.g_layer && !p->compact) /* box and class channels of most anchors are 0 */
+            memset((unsigned char *)c.g_layer + (size_t)(row_anchor * (5 + C)) * gsize, 0,
+                   (size_t)(c.W * A * (5 + C)) * gsize);
         /* First pass over the row: prove every value finite, a cell at a time so the
          * prefetcher streams the next cells meanwhile, and collect t_o for one vector exp. */
         for (int64_t i = 0; i < c.W; i++) {
-            int64_t cell = row + i * 3 * stride;
-            int64_t bad = yl__find_nonfinite(c.out->data, c.out->dtype, cell, 3 * stride);
-            if (bad >= 0) {
-                char name[24], where[96];
-                snprintf(name, sizeof name, "output_%d", l);
-                yl__format_index(c.out, cell + bad, where, sizeof where);
-                return yl__fail(err, YL_ENONFINITE, name, b, cell + bad, "%s%s is %s", name,
-                                where,
-                                yl__nonfinite_name(yl__load(c.out->data, c.out->dtype, cell + bad)));
-            }
-            for (int k = 0; k < 3; k++)
-                s->row_to[i * 3 + k] = yl__load(c.out->data, c.out->dtype, cell + k * stride + 4);
+            int64_t cell = (row_anchor + i * A) * c.src_stride;
+            int64_t bad = yl__find_nonfinite(c.src, c.src_dtype, cell, cell_elems);
+            if (bad >= 0)
+                return yl__fail_nonfinite(err, name, &p->output[l], b, cell + bad);
+            for (int k = 0; k < A; k++)
+                s->row_to[i * A + k] = yl__load(c.src, c.src_dtype, cell + k * c.src_stride + 4);
         }
-        yl__exp_neg_abs(s->row_to, s->row_e, 3 * c.W);
+        yl__exp_neg_abs(s->row_to, s->row_e, A * c.W);
         /* Second pass, from cache: the anchors in memory order. */
         for (int64_t i = 0; i < c.W; i++) {
             int near = n_truth && s->cell_near[j * c.W + i];
-            for (int k = 0; k < 3; k++) {
-                int64_t anchor = (j * c.W + i) * 3 + k;
-                int64_t off = row + (i * 3 + k) * stride;
+            for (int k = 0; k < A; k++) {
+                int64_t anchor = (j * c.W + i) * A + k;
                 if (next < end && next->anchor == anchor) {
-                    truth_anchor(&c, b, l, next++, truth, n_truth, s, i, j, k, off, sum);
+                    truth_anchor(&c, next++, i, j, k, sum);
                     continue;
                 }
                 double ignore = 1;
                 if (near) {
                     double t[4];
-                    load4(c.out, off, t);
-                    ignore = !reaches_thresh(&c, t, i, j, k, truth, n_truth, thresh);
+                    load4(c.src, c.src_dtype, (c.first + anchor) * c.src_stride, t);
+                    ignore = !reaches_thresh(&c, t, i, j, k);
                 }
-                double to = s->row_to[i * 3 + k], e = s->row_e[i * 3 + k];
+                double to = s->row_to[i * A + k], e = s->row_e[i * A + k];
                 double s_o = sigmoid_e(to, e);
                 if (ignore) {
                     noobj_linear += max2(to, 0.0);
@@ -287,28 +401,40 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s, fl
                 }
                 sum->sum_noobj += s_o;
                 sum->n_noobj++;
-                if (grad)
-                    grad[off + 4] = (float)(ignore * s_o * c.inv_m);
+                if (c.g_layer)
+                    gstore(c.g_layer, c.g_f64, (c.first + anchor) * c.g_stride + c.g_ch,
+                           ignore * s_o * c.inv_m);
             }
         }
     }
     sum->terms[2] += noobj_linear + log1p_total(&noobj_log);
+    if (c.g_rows)
+        fill_other_rows(&c);
     return YL_OK;
 }
 
-int yl_image(const yl_problem *p, int64_t b, void *scratch, float *const *grads,
+int yl_image(const yl_problem *p, int64_t b, void *scratch, const yl_grads *grads,
              yl_image_result *out, yl_error *err) {
     if (!p || !out || (!scratch && p->scratch_size))
         return yl__fail(err, YL_EINVAL, "", b, -1, "yl_image: problem, scratch and out are required");
     if (b < 0 || b >= p->batch)
         return yl__fail(err, YL_EINVAL, "", b, -1, "yl_image: image %lld is outside the batch of %lld",
                         (long long)b, (long long)p->batch);
+    if (grads && grads->dtype != YL_F32 && grads->dtype != YL_F64)
+        return yl__fail(err, YL_EDTYPE, "grads", b, -1,
+                        "grads: dtype %d, expected YL_F32 (float) or YL_F64 (double)",
+                        grads->dtype);
+    for (int l = 0; grads && p->compact && l < p->num_layers; l++)
+        if (grads->layer[l] && !grads->rows[l] && p->n_rows[l] > 0)
+            return yl__fail(err, YL_EINVAL, "grads", b, l,
+                            "grads: rows[%d] is NULL but output_%d_rows has %lld rows", l, l,
+                            (long long)p->n_rows[l]);
     memset(out, 0, sizeof *out);
     out->num_layers = p->num_layers;
     yl__scratch s;
     yl__scratch_carve(p, scratch, &s);
     for (int l = 0; l < p->num_layers; l++) {
-        int rc = image_layer(p, b, l, &s, grads ? grads[l] : NULL, &out->layer[l], err);
+        int rc = image_layer(p, b, l, &s, grads, &out->layer[l], err);
         if (rc != YL_OK)
             return rc;
     }

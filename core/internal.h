@@ -17,6 +17,9 @@ int yl__fail(yl_error *err, int code, const char *tensor, int64_t image, int64_t
 void yl__format_index(const yl_tensor *t, int64_t flat, char *buf, size_t size);
 /* "NaN", "+Inf" or "-Inf". */
 const char *yl__nonfinite_name(double v);
+/* YL_ENONFINITE for element `flat` of t (named `name`) in image b: "name[1][3][5][17] is NaN". */
+int yl__fail_nonfinite(yl_error *err, const char *name, const yl_tensor *t, int64_t b,
+                       int64_t flat);
 
 /* dtype.c: element access. */
 double yl__load(const void *base, int dtype, int64_t i);
@@ -29,6 +32,7 @@ void yl__exp_neg_abs(const double *x, double *out, int64_t n);
 /* truth.c: one truth anchor of one layer of one image, whichever way the truth came. */
 typedef struct {
     int64_t anchor;   /* (j*W + i)*3 + k within the layer */
+    int64_t row;      /* compact problems: its row in p->rows[l] */
     double x, y, w, h; /* normalised, as y_true holds them */
     double obj;       /* objectness (1 for boxes) */
     int32_t cls_head; /* boxes: first link of its class chain, -1 none */

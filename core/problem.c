@@ -78,61 +78,48 @@ static int layer_shape(const yl_tensor *t, const char *name, int64_t *bhw, int64
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-/* Scratch: the largest layer's truth list, anchor map and cell flags, plus class links and
- * one row of class targets. Laid out by yl__scratch_carve in the same order. */
-size_t yl__scratch_bytes(const yl_problem *p) {
-    int64_t max_anchors = 0, max_cells = 0, max_row = p->grid_w[p->num_layers - 1];
-    for (int l = 0; l < p->num_layers; l++) {
-        int64_t cells = p->grid_h[l] * p->grid_w[l];
-        if (cells * 3 > max_anchors)
-            max_anchors = cells * 3;
-        if (cells > max_cells)
-            max_cells = cells;
-    }
+/* The one scratch layout: the largest layer's truth list, anchor map and cell flags, plus
+ * class links and one row of class targets and of t_o. Returns its size in bytes; with a
+ * buffer, also points s's members into it. */
+static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s) {
+    int64_t max_anchors = 0, max_row = p->grid_w[p->num_layers - 1];
+    for (int l = 0; l < p->num_layers; l++)
+        if (p->anchors[l] > max_anchors)
+            max_anchors = p->anchors[l];
     int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
     int64_t truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
-    size_t n = align8((size_t)truth_cap * sizeof(yl__truth));
-    n += align8(p->has_boxes ? (size_t)max_anchors * sizeof(int32_t) : 0);
-    n += align8((size_t)rows * sizeof(yl__class_link));
-    n += align8((size_t)p->num_classes * sizeof(double));
-    n += align8((size_t)max_cells);
-    n += 2 * (size_t)max_row * 3 * sizeof(double);
+    size_t at[7], n = 0;
+    at[0] = n, n += align8((size_t)truth_cap * sizeof(yl__truth));
+    at[1] = n, n += align8(p->has_boxes ? (size_t)max_anchors * sizeof(int32_t) : 0);
+    at[2] = n, n += align8((size_t)rows * sizeof(yl__class_link));
+    at[3] = n, n += align8((size_t)p->num_classes * sizeof(double));
+    at[4] = n, n += align8((size_t)(max_anchors / YL_NUM_ANCHORS_PER_LAYER));
+    at[5] = n, n += (size_t)max_row * YL_NUM_ANCHORS_PER_LAYER * sizeof(double);
+    at[6] = n, n += (size_t)max_row * YL_NUM_ANCHORS_PER_LAYER * sizeof(double);
+    if (scratch) {
+        unsigned char *c = scratch;
+        s->truth_cap = truth_cap;
+        s->truth = (yl__truth *)(void *)(c + at[0]);
+        s->anchor_map = p->has_boxes ? (int32_t *)(void *)(c + at[1]) : NULL;
+        s->links = (yl__class_link *)(void *)(c + at[2]);
+        s->class_target = (double *)(void *)(c + at[3]);
+        s->cell_near = c + at[4];
+        s->row_to = (double *)(void *)(c + at[5]);
+        s->row_e = (double *)(void *)(c + at[6]);
+    }
     return n;
 }
 
+size_t yl__scratch_bytes(const yl_problem *p) { return scratch_layout(p, NULL, NULL); }
+
 void yl__scratch_carve(const yl_problem *p, void *scratch, yl__scratch *s) {
-    int64_t max_anchors = 0, max_cells = 0;
-    for (int l = 0; l < p->num_layers; l++) {
-        if (p->grid_h[l] * p->grid_w[l] * 3 > max_anchors)
-            max_anchors = p->grid_h[l] * p->grid_w[l] * 3;
-        if (p->grid_h[l] * p->grid_w[l] > max_cells)
-            max_cells = p->grid_h[l] * p->grid_w[l];
-    }
-    int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
-    unsigned char *c = scratch;
-    s->truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
-    s->truth = (yl__truth *)(void *)c;
-    c += align8((size_t)s->truth_cap * sizeof(yl__truth));
-    s->anchor_map = p->has_boxes ? (int32_t *)(void *)c : NULL;
-    c += align8(p->has_boxes ? (size_t)max_anchors * sizeof(int32_t) : 0);
-    s->links = (yl__class_link *)(void *)c;
-    c += align8((size_t)rows * sizeof(yl__class_link));
-    s->class_target = (double *)(void *)c;
-    c += align8((size_t)p->num_classes * sizeof(double));
-    s->cell_near = c;
-    c += align8((size_t)max_cells);
-    s->row_to = (double *)(void *)c;
-    s->row_e = s->row_to + 3 * p->grid_w[p->num_layers - 1];
+    scratch_layout(p, scratch, s);
 }
 
 size_t yl_scratch_size(const yl_problem *p) { return p->scratch_size; }
 
-int yl_problem_init(yl_problem *p, const yl_config *cfg, const yl_tensor *outputs,
-                    int n_outputs, const yl_tensor *boxes, const yl_tensor *y_true,
-                    int n_y_true, yl_error *err) {
-    if (!p || !cfg || !outputs)
-        return yl__fail(err, YL_EINVAL, "", -1, -1, "problem, config and outputs are required");
-    memset(p, 0, sizeof *p);
+/* Config, layer count and masks; n_given: how many per-layer outputs the caller passed. */
+static int init_config(yl_problem *p, const yl_config *cfg, int n_given, yl_error *err) {
     p->cfg = *cfg;
     if (cfg->num_anchors != 9 && cfg->num_anchors != 6)
         return yl__fail(err, YL_EINVAL, "anchors", -1, -1,
@@ -146,57 +133,65 @@ int yl_problem_init(yl_problem *p, const yl_config *cfg, const yl_tensor *output
     if (!isfinite(cfg->ignore_thresh))
         return yl__fail(err, YL_EINVAL, "ignore_thresh", -1, -1,
                         "ignore_thresh: %g is not a finite number", cfg->ignore_thresh);
-    p->num_layers = cfg->num_anchors / 3;
+    p->num_layers = cfg->num_anchors / YL_NUM_ANCHORS_PER_LAYER;
     int L = p->num_layers;
     for (int l = 0; l < L; l++)
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < YL_NUM_ANCHORS_PER_LAYER; k++)
             p->mask[l][k] = masks[L - 2][l][k];
-    if (n_outputs != L)
+    if (n_given != L)
         return yl__fail(err, YL_EINVAL, "output_0", -1, -1,
                         "%d raw outputs given, the %d anchors need %d (output_0..output_%d)",
-                        n_outputs, cfg->num_anchors, L, L - 1);
+                        n_given, cfg->num_anchors, L, L - 1);
+    return YL_OK;
+}
 
-    char name[24];
-    int64_t channels = 0;
-    for (int l = 0; l < L; l++) {
-        const yl_tensor *t = &outputs[l];
-        int64_t elems, bhw[3], ch;
-        snprintf(name, sizeof name, "output_%d", l);
-        int rc = check_dims(t, name, &elems, err);
-        if (rc == YL_OK)
-            rc = layer_shape(t, name, bhw, &ch, err);
-        if (rc != YL_OK)
-            return rc;
-        if (l == 0) {
-            p->batch = bhw[0];
-            channels = ch;
-        } else if (bhw[0] != p->batch) {
-            return yl__fail(err, YL_ESHAPE, name, -1, 0,
-                            "%s: batch size %lld differs from output_0's %lld", name,
-                            (long long)bhw[0], (long long)p->batch);
-        } else if (ch != channels) {
-            return yl__fail(err, YL_ESHAPE, name, -1, 3,
-                            "%s: %lld channels per anchor (C = %lld) differ from output_0's "
-                            "%lld (C = %lld)",
-                            name, (long long)ch, (long long)ch - 5, (long long)channels,
-                            (long long)channels - 5);
-        }
-        int64_t want_h = l == 0 ? bhw[1] : p->grid_h[0] << l;
-        int64_t want_w = l == 0 ? bhw[2] : p->grid_w[0] << l;
-        if (bhw[1] != want_h || bhw[2] != want_w)
-            return yl__fail(err, YL_ESHAPE, name, -1, 1,
-                            "%s: grid %lldx%lld, expected %lldx%lld (each layer doubles the "
-                            "previous grid)",
-                            name, (long long)bhw[1], (long long)bhw[2], (long long)want_h,
-                            (long long)want_w);
-        if (bhw[1] > (INT64_C(1) << 20) || bhw[2] > (INT64_C(1) << 20))
-            return yl__fail(err, YL_EOVERFLOW, name, -1, 1, "%s: grid %lldx%lld is too large",
-                            name, (long long)bhw[1], (long long)bhw[2]);
-        p->grid_h[l] = bhw[1];
-        p->grid_w[l] = bhw[2];
-        p->output[l] = *t;
-        p->layer_elems[l] = elems / p->batch;
+/* Layer l's batch, grid and channels (5+C) as one output tensor `name` states them: the
+ * same batch and channels as layer 0's, each grid twice the previous one. */
+static int accept_layer(yl_problem *p, int l, const char *name, const int64_t bhw[3],
+                        int64_t ch, int64_t *channels, yl_error *err) {
+    if (l == 0) {
+        p->batch = bhw[0];
+        *channels = ch;
+    } else if (bhw[0] != p->batch) {
+        return yl__fail(err, YL_ESHAPE, name, -1, 0,
+                        "%s: batch size %lld differs from output_0's %lld", name,
+                        (long long)bhw[0], (long long)p->batch);
+    } else if (ch != *channels) {
+        return yl__fail(err, YL_ESHAPE, name, -1, 3,
+                        "%s: %lld channels per anchor (C = %lld) differ from output_0's "
+                        "%lld (C = %lld)",
+                        name, (long long)ch, (long long)ch - 5, (long long)*channels,
+                        (long long)*channels - 5);
     }
+    int64_t want_h = l == 0 ? bhw[1] : p->grid_h[0] << l;
+    int64_t want_w = l == 0 ? bhw[2] : p->grid_w[0] << l;
+    if (bhw[1] != want_h || bhw[2] != want_w)
+        return yl__fail(err, YL_ESHAPE, name, -1, 1,
+                        "%s: grid %lldx%lld, expected %lldx%lld (each layer doubles the "
+                        "previous grid)",
+                        name, (long long)bhw[1], (long long)bhw[2], (long long)want_h,
+                        (long long)want_w);
+    if (bhw[1] > (INT64_C(1) << 20) || bhw[2] > (INT64_C(1) << 20))
+        return yl__fail(err, YL_EOVERFLOW, name, -1, 1, "%s: grid %lldx%lld is too large",
+                        name, (long long)bhw[1], (long long)bhw[2]);
+    p->grid_h[l] = bhw[1];
+    p->grid_w[l] = bhw[2];
+    p->anchors[l] = bhw[1] * bhw[2] * YL_NUM_ANCHORS_PER_LAYER;
+    if (ch > INT64_MAX / p->anchors[l] ||
+        p->anchors[l] * ch > (int64_t)(SIZE_MAX / sizeof(double) / 2))
+        return yl__fail(err, YL_EOVERFLOW, name, -1, 3,
+                        "%s: %lld anchors of %lld channels overflow a dense layer", name,
+                        (long long)p->anchors[l], (long long)ch);
+    p->layer_elems[l] = p->anchors[l] * ch;
+    return YL_OK;
+}
+
+/* The class count, the input size and the ground truth (exactly one of boxes and y_true);
+ * then the scratch size. Shared by both initialisers once the layers are accepted. */
+static int init_truth(yl_problem *p, int64_t channels, const yl_tensor *boxes,
+                      const yl_tensor *y_true, int n_y_true, yl_error *err) {
+    int L = p->num_layers;
+    char name[24];
     if (channels - 5 > INT32_MAX)
         return yl__fail(err, YL_EOVERFLOW, "output_0", -1, 3, "output_0: too many classes");
     p->num_classes = (int)(channels - 5);
@@ -256,4 +251,103 @@ int yl_problem_init(yl_problem *p, const yl_config *cfg, const yl_tensor *output
     }
     p->scratch_size = yl__scratch_bytes(p);
     return YL_OK;
+}
+
+int yl_problem_init(yl_problem *p, const yl_config *cfg, const yl_tensor *outputs,
+                    int n_outputs, const yl_tensor *boxes, const yl_tensor *y_true,
+                    int n_y_true, yl_error *err) {
+    if (!p || !cfg || !outputs)
+        return yl__fail(err, YL_EINVAL, "", -1, -1, "problem, config and outputs are required");
+    memset(p, 0, sizeof *p);
+    int rc = init_config(p, cfg, n_outputs, err);
+    if (rc != YL_OK)
+        return rc;
+    char name[24];
+    int64_t channels = 0;
+    for (int l = 0; l < p->num_layers; l++) {
+        const yl_tensor *t = &outputs[l];
+        int64_t elems, bhw[3], ch;
+        snprintf(name, sizeof name, "output_%d", l);
+        rc = check_dims(t, name, &elems, err);
+        if (rc == YL_OK)
+            rc = layer_shape(t, name, bhw, &ch, err);
+        if (rc == YL_OK)
+            rc = accept_layer(p, l, name, bhw, ch, &channels, err);
+        if (rc != YL_OK)
+            return rc;
+        p->output[l] = *t;
+    }
+    return init_truth(p, channels, boxes, y_true, n_y_true, err);
+}
+
+/* A compact layer: box (B,H,W,3,5), rows (N,5+C), index in range and strictly increasing. */
+static int compact_layer(yl_problem *p, int l, const yl_compact_layer *cl, int64_t *channels,
+                         yl_error *err) {
+    char name[24];
+    int64_t elems;
+    snprintf(name, sizeof name, "output_%d_box", l);
+    int rc = check_dims(&cl->box, name, &elems, err);
+    if (rc != YL_OK)
+        return rc;
+    if (cl->box.ndim != 5 || cl->box.shape[3] != YL_NUM_ANCHORS_PER_LAYER || cl->box.shape[4] != 5)
+        return yl__fail(err, YL_ESHAPE, name, -1, -1,
+                        "%s: expected shape (B, H, W, 3, 5) of t_x, t_y, t_w, t_h, t_o", name);
+    const yl_tensor *r = &cl->rows;
+    snprintf(name, sizeof name, "output_%d_rows", l);
+    if (r->ndim != 2 || r->shape[0] < 0 || r->shape[1] < 6)
+        return yl__fail(err, YL_ESHAPE, name, -1, -1,
+                        "%s: expected shape (N, 5+C) with N >= 0 and C >= 1", name);
+    if (r->shape[0] > 0) {
+        rc = check_dims(r, name, &elems, err);
+        if (rc != YL_OK)
+            return rc;
+    } else if (!yl_dtype_size(r->dtype)) {
+        return yl__fail(err, YL_EDTYPE, name, -1, -1, "%s: unknown dtype %d", name, r->dtype);
+    }
+    snprintf(name, sizeof name, "output_%d_box", l);
+    int64_t bhw[3] = {cl->box.shape[0], cl->box.shape[1], cl->box.shape[2]};
+    rc = accept_layer(p, l, name, bhw, r->shape[1], channels, err);
+    if (rc != YL_OK)
+        return rc;
+    int64_t N = r->shape[0], total = p->batch * p->anchors[l];
+    snprintf(name, sizeof name, "output_%d_index", l);
+    if (N > 0 && !cl->index)
+        return yl__fail(err, YL_EINVAL, name, -1, -1, "%s: NULL for %lld rows", name,
+                        (long long)N);
+    for (int64_t n = 0; n < N; n++) {
+        int64_t a = cl->index[n];
+        if (a < 0 || a >= total)
+            return yl__fail(err, YL_EINVAL, name, -1, n,
+                            "%s[%lld]: anchor index %lld is outside [0, %lld) (B*H*W*3)", name,
+                            (long long)n, (long long)a, (long long)total);
+        if (n > 0 && a <= cl->index[n - 1])
+            return yl__fail(err, YL_EINVAL, name, -1, n,
+                            "%s[%lld]: anchor index %lld does not exceed the previous one, "
+                            "%lld (indices must be strictly increasing)",
+                            name, (long long)n, (long long)a, (long long)cl->index[n - 1]);
+    }
+    p->output[l] = cl->box;
+    p->rows[l] = *r;
+    p->row_index[l] = cl->index;
+    p->n_rows[l] = N;
+    return YL_OK;
+}
+
+int yl_problem_init_compact(yl_problem *p, const yl_config *cfg, const yl_compact_layer *layers,
+                            int n_layers, const yl_tensor *boxes, const yl_tensor *y_true,
+                            int n_y_true, yl_error *err) {
+    if (!p || !cfg || !layers)
+        return yl__fail(err, YL_EINVAL, "", -1, -1, "problem, config and layers are required");
+    memset(p, 0, sizeof *p);
+    int rc = init_config(p, cfg, n_layers, err);
+    if (rc != YL_OK)
+        return rc;
+    p->compact = 1;
+    int64_t channels = 0;
+    for (int l = 0; l < p->num_layers; l++) {
+        rc = compact_layer(p, l, &layers[l], &channels, err);
+        if (rc != YL_OK)
+            return rc;
+    }
+    return init_truth(p, channels, boxes, y_true, n_y_true, err);
 }

@@ -28,7 +28,7 @@ static int best_anchor(const yl_config *cfg, float w, float h) {
 }
 
 static int mask_index(const yl_problem *p, int l, int n) {
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < YL_NUM_ANCHORS_PER_LAYER; k++)
         if (p->mask[l][k] == n)
             return k;
     return -1;
@@ -117,7 +117,7 @@ static int gather_boxes(const yl_problem *p, int64_t b, int l, yl__scratch *s, i
                             "boxes[%lld][%lld]: cell (%lld, %lld) is outside the %lldx%lld grid",
                             (long long)b, (long long)t, (long long)i, (long long)j,
                             (long long)W, (long long)H);
-        int64_t anchor = (j * W + i) * 3 + k;
+        int64_t anchor = (j * W + i) * YL_NUM_ANCHORS_PER_LAYER + k;
         int32_t slot = s->anchor_map[anchor];
         if (slot < 0) {
             slot = (int32_t)count++;
@@ -144,16 +144,13 @@ static int gather_dense(const yl_problem *p, int64_t b, int l, yl__scratch *s, i
                         yl_error *err) {
     const yl_tensor *t = &p->y_true[l];
     int64_t per_image = p->layer_elems[l], stride = 5 + p->num_classes;
-    int64_t first = b * per_image, W = p->grid_w[l];
+    int64_t first = b * per_image;
     char where[96], name[16];
     snprintf(name, sizeof name, "y_true_%d", l);
     int64_t bad = yl__find_nonfinite(t->data, t->dtype, first, per_image);
-    if (bad >= 0) {
-        yl__format_index(t, first + bad, where, sizeof where);
-        return yl__fail(err, YL_ENONFINITE, name, b, first + bad, "%s%s is %s", name, where,
-                        yl__nonfinite_name(yl__load(t->data, t->dtype, first + bad)));
-    }
-    int64_t count = 0, anchors = p->grid_h[l] * W * 3;
+    if (bad >= 0)
+        return yl__fail_nonfinite(err, name, t, b, first + bad);
+    int64_t count = 0, anchors = p->anchors[l];
     for (int64_t a = 0; a < anchors; a++) {
         int64_t off = first + a * stride;
         double obj = yl__load(t->data, t->dtype, off + 4);

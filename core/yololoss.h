@@ -9,7 +9,8 @@
  * OWNERSHIP. The library never allocates memory it hands back and never frees memory it
  * was given. Every buffer (tensors, gradients, scratch, results) belongs to the caller and
  * must stay valid for the duration of the call that uses it; a yl_problem borrows the
- * tensor pointers it was initialised with, so those must outlive the problem. Only the
+ * tensor pointers (and compact index arrays) it was initialised with, so those must outlive
+ * the problem. Only the
  * convenience function yl_compute allocates, and it frees everything before returning.
  * Nothing has global state: any function may run on any thread at any time, and calls
  * that share a yl_problem only read it.
@@ -30,16 +31,35 @@
  *         fprintf(stderr, "%s\n", err.msg);          // e.g. "boxes[1][3]: class id 80 ..."
  *         return 1;
  *     }
- *     float *grad[3] = {g13, g26, g52};              // same element count as out[l], or NULL
+ *     yl_grads g = {.dtype = YL_F32, .layer = {g13, g26, g52}}; // as many elements as out[l]
  *     yl_result r;
- *     if (yl_compute(&p, 4, grad, &r, NULL, &err) != YL_OK) { ... err.msg ... }
+ *     if (yl_compute(&p, 4, &g, &r, NULL, &err) != YL_OK) { ... err.msg ... }
  *     printf("loss %g = xy %g + wh %g + conf %g + class %g\n",
  *            r.loss, r.terms[0], r.terms[1], r.terms[2], r.terms[3]);
- *     // grad[l][i] is d loss / d out[l][i]; box and class channels of anchors without an
- *     // object are exactly 0 (keras's ignore mask carries no gradient either).
+ *     // g13[i] is d loss / d out[0][i] (float); box and class channels of anchors without
+ *     // an object are exactly 0 (keras's ignore mask carries no gradient either).
+ *     // .dtype = YL_F64 with double buffers gives the gradient without the float rounding;
+ *     // yl_compute(&p, 4, NULL, &r, NULL, &err) computes the loss only.
+ *
+ * COMPACT PROBLEMS. The loss reads the class logits only at anchors that hold a truth, and
+ * the gradient is zero everywhere except the objectness channel of the other anchors. So
+ * yl_problem_init_compact takes, per layer, the 5 box/objectness channels of every anchor
+ * (B, H, W, 3, 5) plus the full rows (N, 5+C) of chosen anchors with their flat indices
+ * ((b*H + j)*W + i)*3 + k, strictly increasing; the rows must include every truth anchor
+ * (yl_image fails with YL_ENOROW naming image, layer, cell and anchor otherwise), and
+ * extra rows are allowed and ignored. A truth anchor is read entirely from its row, every
+ * other anchor from the box tensor. The result is bit-identical to the dense problem built
+ * from the same values. Its gradient comes back compact too: yl_grads.layer[l] gets the
+ * objectness gradient of every anchor (B, H, W, 3), yl_grads.rows[l] the full gradient row
+ * of each sent row (zeros but channel 4 for rows of anchors without a truth):
+ *
+ *     yl_compact_layer cl[3] = {{.box = box13, .rows = rows13, .index = idx13}, ...};
+ *     yl_problem_init_compact(&p, &cfg, cl, 3, &boxes, NULL, 0, &err);
+ *     yl_grads g = {.dtype = YL_F32, .layer = {go13, go26, go52}, .rows = {gr13, gr26, gr52}};
+ *     yl_compute(&p, 4, &g, &r, NULL, &err);
  *
  * To run images on your own thread pool instead of yl_compute: give each worker a scratch
- * buffer of yl_scratch_size(&p) bytes, call yl_image(&p, b, scratch, grad, &img[b], &err)
+ * buffer of yl_scratch_size(&p) bytes, call yl_image(&p, b, scratch, &g, &img[b], &err)
  * for every image b in any order on any threads, then yl_reduce(&p, img, &r) on one
  * thread. yl_image is a pure function of its arguments and yl_reduce sums in image order,
  * so the result is bit-identical for every thread count and schedule. When several images
@@ -69,7 +89,8 @@ extern "C" {
     X(EBOX, -5, "invalid box")                                                    \
     X(ECLASS, -6, "class id out of range")                                        \
     X(EOVERFLOW, -7, "size overflow")                                             \
-    X(ENOMEM, -8, "out of memory")
+    X(ENOMEM, -8, "out of memory")                                                \
+    X(ENOROW, -9, "missing compact row")
 
 typedef enum {
     YL_OK = 0,
@@ -85,8 +106,9 @@ const char *yl_err_name(int code);
 
 /* An error with its context. msg is complete and self-contained, for example
  * "boxes[1][3]: class id 80 is not an integer in [0, 80)" or
- * "output_1: element 4711 (image 0) is NaN"; tensor is "output_1", "y_true_0", "boxes",
- * "anchors", "ignore_thresh" or "" and image/index are -1 where they do not apply. */
+ * "output_1[0][3][4][250] is NaN"; tensor is "output_1", "y_true_0", "boxes", "anchors",
+ * "ignore_thresh", "grads", for compact problems "output_1_box", "output_1_rows" or
+ * "output_1_index", or "", and image/index are -1 where they do not apply. */
 typedef struct {
     int code;
     char tensor[16];
@@ -122,7 +144,8 @@ typedef struct {
 int yl_config_default(yl_config *cfg, int num_anchors);
 
 /* A validated batch: shapes, dtypes and config checked, derived sizes computed. Values
- * (non-finite numbers, bad boxes) are checked per image by yl_image. Treat as read-only. */
+ * (non-finite numbers, bad boxes, missing compact rows) are checked per image by yl_image.
+ * Treat as read-only. */
 typedef struct {
     yl_config cfg;
     int num_layers;                    /* L */
@@ -132,11 +155,17 @@ typedef struct {
     int64_t grid_w[YL_MAX_LAYERS];     /* W_l */
     double input_h, input_w;           /* 32*H_0, 32*W_0 */
     int mask[YL_MAX_LAYERS][3];        /* anchor indices per layer */
-    yl_tensor output[YL_MAX_LAYERS];
+    yl_tensor output[YL_MAX_LAYERS];   /* dense: the raw output; compact: the box tensor */
     int has_boxes;                     /* 1: boxes, 0: y_true */
     yl_tensor boxes;                   /* (B, T, 5) */
     yl_tensor y_true[YL_MAX_LAYERS];   /* (B, H_l, W_l, 3, 5+C) or (B, H_l, W_l, 3*(5+C)) */
-    int64_t layer_elems[YL_MAX_LAYERS]; /* elements of output[l] per image */
+    int64_t layer_elems[YL_MAX_LAYERS]; /* H_l*W_l*3*(5+C): elements of a dense output_l
+                                           per image (compact problems too) */
+    int64_t anchors[YL_MAX_LAYERS];    /* H_l*W_l*3: anchors per image */
+    int compact;                       /* 1: made by yl_problem_init_compact */
+    yl_tensor rows[YL_MAX_LAYERS];     /* compact: (N_l, 5+C) */
+    const int64_t *row_index[YL_MAX_LAYERS]; /* compact: N_l flat anchor indices */
+    int64_t n_rows[YL_MAX_LAYERS];     /* compact: N_l */
     size_t scratch_size;
 } yl_problem;
 
@@ -147,6 +176,24 @@ typedef struct {
 int yl_problem_init(yl_problem *p, const yl_config *cfg, const yl_tensor *outputs,
                     int n_outputs, const yl_tensor *boxes, const yl_tensor *y_true,
                     int n_y_true, yl_error *err);
+
+/* Compact layout of one layer's raw output: the 5 box/objectness channels of every anchor plus
+   the full rows of chosen anchors (a superset of the truth anchors; extra rows are allowed and
+   ignored). A truth anchor is read entirely from its row, every other anchor from box. */
+typedef struct {
+    yl_tensor box;          /* (B, H, W, 3, 5): t_x, t_y, t_w, t_h, t_o; any float dtype */
+    yl_tensor rows;         /* (N, 5+C); any float dtype (may differ from box's); N may be 0
+                               (then data may be NULL; shape[1] still gives 5+C) */
+    const int64_t *index;   /* N flat anchor indices ((b*H + j)*W + i)*3 + k, strictly increasing */
+} yl_compact_layer;
+
+/* yl_problem_init for compact outputs (see the top of this file): n_layers = L layers, the
+ * ground truth as for yl_problem_init. Shapes, dtypes and the index (in range, strictly
+ * increasing) are checked here, naming output_<l>_box, output_<l>_rows, output_<l>_index[n];
+ * whether every truth anchor has a row is checked by yl_image (YL_ENOROW). */
+int yl_problem_init_compact(yl_problem *p, const yl_config *cfg, const yl_compact_layer *layers,
+                            int n_layers, const yl_tensor *boxes, const yl_tensor *y_true,
+                            int n_y_true, yl_error *err);
 
 /* Bytes of scratch one yl_image call needs (also p->scratch_size). */
 size_t yl_scratch_size(const yl_problem *p);
@@ -170,11 +217,23 @@ typedef struct {
     yl_layer_sums layer[YL_MAX_LAYERS];
 } yl_image_result;
 
+/* Where gradients go. dtype YL_F32 (float) or YL_F64 (double). A NULL layer[l] skips
+ * layer l's gradient. Gradients are computed in double; YL_F32 rounds them once on store. */
+typedef struct {
+    int dtype;                   /* YL_F32 or YL_F64 */
+    void *layer[YL_MAX_LAYERS];  /* dense problem: as many elements as output[l] (whole batch);
+                                    compact problem: (B, H_l, W_l, 3): d loss / d t_o of every anchor */
+    void *rows[YL_MAX_LAYERS];   /* compact problem only: (N_l, 5+C), the full gradient row of each sent row
+                                    (rows of anchors without a truth: zeros but channel 4 = that anchor's t_o gradient);
+                                    required when layer[l] is set and N_l > 0 */
+} yl_grads;
+
 /* Compute image b. scratch: yl_scratch_size(p) bytes, any alignment the caller's malloc
- * gives. grads: NULL for loss only, else L pointers to fp32 buffers with as many elements
- * as output[l] (the whole batch); only image b's slice is written. Pure: same arguments,
- * same bytes out. Errors name the tensor, image and row or element. */
-int yl_image(const yl_problem *p, int64_t b, void *scratch, float *const *grads,
+ * gives. grads: NULL for loss only; only image b's part is written (its slice of layer[l],
+ * the rows whose index lies in image b). Pure: same arguments, same bytes out. Errors name
+ * the tensor, image and row or element; after an error the image's gradient may be partly
+ * written, and out is unspecified. */
+int yl_image(const yl_problem *p, int64_t b, void *scratch, const yl_grads *grads,
              yl_image_result *out, yl_error *err);
 
 /* The batch result. */
@@ -199,13 +258,14 @@ typedef struct {
 /* Reduce per-image results (p->batch of them, image order) into r. */
 void yl_reduce(const yl_problem *p, const yl_image_result *images, yl_result *r);
 
-/* Per-image terms [B][4] (xy, wh, confidence, class of each image, not divided by B). */
+/* The four terms of one image (xy, wh, confidence, class; not divided by B). */
 void yl_image_terms(const yl_image_result *img, double out[4]);
 
 /* Whole batch on nthreads threads (<= 0: 1). grads as for yl_image (NULL: loss only).
- * image_terms: NULL or B*4 doubles. On error no result is written, and the error is that
- * of the lowest failing image. */
-int yl_compute(const yl_problem *p, int nthreads, float *const *grads, yl_result *r,
+ * image_terms: NULL or B*4 doubles, image b's terms at [4b]. On error r and image_terms
+ * are not written but gradients may be partly written, and the error is that of the lowest
+ * failing image. */
+int yl_compute(const yl_problem *p, int nthreads, const yl_grads *grads, yl_result *r,
                double *image_terms, yl_error *err);
 
 /* preprocess_true_boxes: write the dense y_true keras would build from p's boxes into L

@@ -145,7 +145,10 @@ static void chunk_work(uv_work_t *w)
         c->nomem = true;
         c->fail_b = c->b0;
     } else {
-        float *const *grads = job->in.want_grads ? job->grads : NULL;
+        yl_grads g = {.dtype = YL_F32};
+        for (int l = 0; l < job->prob.num_layers; l++)
+            g.layer[l] = job->grads[l];
+        const yl_grads *grads = job->in.want_grads ? &g : NULL;
         for (int64_t b = c->b0; b < c->b1; b++) {
             if (yl_image(&job->prob, b, scratch, grads, &job->images[b], &c->err) != YL_OK) {
                 c->fail_b = b;

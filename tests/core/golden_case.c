@@ -233,8 +233,10 @@ int case_run(const golden_case *c, int nthreads, int want_grad, case_output *out
         }
     }
     memset(&out->r, 0, sizeof out->r);
-    rc = yl_compute(&p, nthreads, want_grad ? out->grad : NULL, &out->r, out->image_terms,
-                    err);
+    yl_grads g = {.dtype = YL_F32};
+    for (int l = 0; l < c->num_layers; l++)
+        g.layer[l] = out->grad[l];
+    rc = yl_compute(&p, nthreads, want_grad ? &g : NULL, &out->r, out->image_terms, err);
     if (rc != YL_OK)
         return rc;
     if (c->has_boxes) {

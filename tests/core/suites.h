@@ -11,4 +11,7 @@ Suite *core_suite(void);
  * tests/reference/make_golden.py, run on 1 and 3 threads (test_golden.c). */
 Suite *golden_suite(void);
 
+/* Compact problems against dense ones, fp64 gradients against fp32 (test_compact.c). */
+Suite *compact_suite(void);
+
 #endif /* YL_TESTS_SUITES_H */

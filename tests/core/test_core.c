@@ -34,6 +34,7 @@ typedef struct {
     double *out_data[3];
     double *box_data;
     float *grad[3];
+    yl_grads g; /* fp32, layer[l] = grad[l] */
 } batch;
 
 static int64_t layer_elems(const batch *x, int l) {
@@ -56,7 +57,7 @@ static void make_batch(batch *x, int anchors, int B, int C, int64_t gh, int64_t 
     for (int l = 0; l < x->L; l++) {
         int64_t n = layer_elems(x, l);
         x->out_data[l] = malloc((size_t)n * sizeof(double));
-        x->grad[l] = malloc((size_t)n * sizeof(float));
+        x->g.layer[l] = x->grad[l] = malloc((size_t)n * sizeof(float));
         for (int64_t i = 0; i < n; i++)
             x->out_data[l][i] = sd * normal();
         x->out[l] = (yl_tensor){x->out_data[l], YL_F64, 4, {B, gh << l, gw << l, 3 * (5 + C)}};
@@ -90,7 +91,8 @@ static void init_boxes(yl_problem *p, batch *x) {
     ck_assert_msg(rc == YL_OK, "init: %s", err.msg);
 }
 
-static yl_result run(const yl_problem *p, int threads, float *const *grad, double *image_terms) {
+static yl_result run(const yl_problem *p, int threads, const yl_grads *grad,
+                     double *image_terms) {
     yl_result r;
     yl_error err;
     int rc = yl_compute(p, threads, grad, &r, image_terms, &err);
@@ -131,7 +133,7 @@ static void check_finite_differences(int anchors, int C, int64_t gh, int64_t gw,
     x.cfg.ignore_thresh = thresh;
     yl_problem p;
     init_boxes(&p, &x);
-    yl_result r = run(&p, 1, x.grad, NULL);
+    yl_result r = run(&p, 1, &x.g, NULL);
     /* the ignore mask must really be in play, or its gradient goes untested */
     double ignored = 0;
     for (int l = 0; l < x.L; l++)
@@ -171,7 +173,7 @@ START_TEST(gradient_matches_finite_differences_dense_soft) {
                 yt[l][a * 7 + 4] = 0.75f;
     yl_problem d;
     ck_assert_msg(yl_problem_init(&d, &x.cfg, x.out, 2, NULL, ytt, 2, &err) == YL_OK, "%s", err.msg);
-    run(&d, 1, x.grad, NULL);
+    run(&d, 1, &x.g, NULL);
     ck_assert_int_gt(compare_with_finite_differences(&d, &x, "dense, objectness 0.75"), 100);
     for (int l = 0; l < 2; l++)
         free(yt[l]);
@@ -194,7 +196,7 @@ START_TEST(threads_and_order_give_identical_bits) {
     yl_problem p;
     init_boxes(&p, &x);
     double it1[7 * 4], itn[7 * 4];
-    yl_result r1 = run(&p, 1, x.grad, it1);
+    yl_result r1 = run(&p, 1, &x.g, it1);
     float *g1[3];
     for (int l = 0; l < 3; l++) {
         g1[l] = malloc((size_t)layer_elems(&x, l) * sizeof(float));
@@ -202,7 +204,7 @@ START_TEST(threads_and_order_give_identical_bits) {
     }
     for (int threads = 2; threads <= 8; threads += 3) {
         memset(itn, 0, sizeof itn);
-        yl_result rn = run(&p, threads, x.grad, itn);
+        yl_result rn = run(&p, threads, &x.g, itn);
         ck_assert_msg(memcmp(&r1, &rn, sizeof r1) == 0, "%d threads: result differs", threads);
         ck_assert(memcmp(it1, itn, sizeof it1) == 0);
         for (int l = 0; l < 3; l++)
@@ -214,7 +216,7 @@ START_TEST(threads_and_order_give_identical_bits) {
     void *scratch = malloc(yl_scratch_size(&p));
     yl_error err;
     for (int b = 6; b >= 0; b--)
-        ck_assert_int_eq(yl_image(&p, b, scratch, x.grad, &img[b], &err), YL_OK);
+        ck_assert_int_eq(yl_image(&p, b, scratch, &x.g, &img[b], &err), YL_OK);
     yl_result rr;
     yl_reduce(&p, img, &rr);
     ck_assert(memcmp(&r1, &rr, sizeof r1) == 0);
@@ -231,7 +233,7 @@ START_TEST(loss_only_equals_gradient_run) {
     make_batch(&x, 9, 3, 4, 1, 1, 5, 1, 3.0, 22);
     yl_problem p;
     init_boxes(&p, &x);
-    yl_result a = run(&p, 1, NULL, NULL), b = run(&p, 2, x.grad, NULL);
+    yl_result a = run(&p, 1, NULL, NULL), b = run(&p, 2, &x.g, NULL);
     ck_assert(memcmp(&a, &b, sizeof a) == 0);
     free_batch(&x);
 }
@@ -243,22 +245,23 @@ static void check_box_path_equals_dense(int anchors, int ndim, uint64_t seed) {
     yl_problem p;
     init_boxes(&p, &x);
     float *yt[3], *g_box[3];
+    yl_grads gb = {.dtype = YL_F32};
     yl_tensor ytt[3];
     for (int l = 0; l < x.L; l++) {
         int64_t n = layer_elems(&x, l);
         yt[l] = malloc((size_t)n * sizeof(float));
-        g_box[l] = malloc((size_t)n * sizeof(float));
+        gb.layer[l] = g_box[l] = malloc((size_t)n * sizeof(float));
         ytt[l] = ndim == 5 ? (yl_tensor){yt[l], YL_F32, 5, {3, 2 << l, 1 << l, 3, 9}}
                            : (yl_tensor){yt[l], YL_F32, 4, {3, 2 << l, 1 << l, 27}};
     }
     yl_error err;
     ck_assert_int_eq(yl_boxes_to_y_true(&p, yt, &err), YL_OK);
     double it_box[12], it_dense[12];
-    yl_result rb = run(&p, 1, g_box, it_box);
+    yl_result rb = run(&p, 1, &gb, it_box);
     yl_problem d;
     ck_assert_msg(yl_problem_init(&d, &x.cfg, x.out, x.L, NULL, ytt, x.L, &err) == YL_OK, "%s",
                   err.msg);
-    yl_result rd = run(&d, 1, x.grad, it_dense);
+    yl_result rd = run(&d, 1, &x.g, it_dense);
     ck_assert_msg(memcmp(&rb, &rd, sizeof rb) == 0, "box %.17g vs dense %.17g", rb.loss, rd.loss);
     ck_assert(memcmp(it_box, it_dense, sizeof it_box) == 0);
     for (int l = 0; l < x.L; l++) {
@@ -371,7 +374,7 @@ START_TEST(culling_matches_brute_force) {
             yl_error err;
             ck_assert_msg(yl_problem_init(&p, &x.cfg, x.out, x.L, NULL, ytt, x.L, &err) == YL_OK,
                           "%s", err.msg);
-            yl_result r = run(&p, 2, x.grad, NULL);
+            yl_result r = run(&p, 2, &x.g, NULL);
             for (int l = 0; l < x.L; l++)
                 ck_assert_msg(r.stats[l][YL_STAT_IGNORED] ==
                                   (double)brute_force_ignored(&x, l, yt[l], thresholds[ti]),
@@ -546,7 +549,7 @@ static void expect_value_error(batch *x, int code, const char *needle) {
     ck_assert_int_eq(yl_problem_init(&p, &x->cfg, x->out, x->L, &x->boxes, NULL, 0, &err), YL_OK);
     yl_result r;
     for (int threads = 1; threads <= 2; threads++) {
-        int rc = yl_compute(&p, threads, x->grad, &r, NULL, &err);
+        int rc = yl_compute(&p, threads, &x->g, &r, NULL, &err);
         ck_assert_msg(rc == code, "expected %s, got %s: %s", yl_err_name(code), yl_err_name(rc),
                       err.msg);
         ck_assert_msg(strstr(err.msg, needle) != NULL, "message \"%s\" does not name \"%s\"",

@@ -272,7 +272,10 @@ static inline void ylf_compute(const yl_problem *p, int nthreads, int fill, ylf_
         }
     memset(&x->r, 0x5a, sizeof x->r);
     ylf_err_poison(&x->err);
-    x->rc = yl_compute(p, nthreads, fill >= 0 ? x->grad : NULL, &x->r, x->terms, &x->err);
+    yl_grads g = {.dtype = YL_F32};
+    for (int l = 0; l < p->num_layers; l++)
+        g.layer[l] = x->grad[l];
+    x->rc = yl_compute(p, nthreads, fill >= 0 ? &g : NULL, &x->r, x->terms, &x->err);
     ylf_check_err("yl_compute", x->rc, &x->err, p->batch);
     if (x->rc != YL_OK) {
         /* "On error no result is written" */

@@ -174,8 +174,10 @@ void yt_case_make(yt_case *c, const yt_spec *s)
         ck_assert_ptr_nonnull(c->grads[l]);
     }
     c->image_terms = calloc((size_t)B * 4, sizeof(double));
-    ck_assert_msg(yl_compute(&p, 1, c->grads, &c->res, c->image_terms, &err) == YL_OK, "%s",
-                  err.msg);
+    yl_grads g = {.dtype = YL_F32};
+    for (int l = 0; l < L; l++)
+        g.layer[l] = c->grads[l];
+    ck_assert_msg(yl_compute(&p, 1, &g, &c->res, c->image_terms, &err) == YL_OK, "%s", err.msg);
 }
 
 void yt_case_free(yt_case *c)

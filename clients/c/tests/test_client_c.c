@@ -217,7 +217,10 @@ static void batch_expect(batch_t *b)
             n *= b->c_out[l].shape[d];
         b->grads[l] = malloc((size_t)n * sizeof(float));
     }
-    rc = yl_compute(&p, 1, b->grads, &b->res, b->image_terms, &e);
+    yl_grads g = {.dtype = YL_F32};
+    for (int l = 0; l < b->L; l++)
+        g.layer[l] = b->grads[l];
+    rc = yl_compute(&p, 1, &g, &b->res, b->image_terms, &e);
     ck_assert_msg(rc == 0, "core: %s", e.msg);
 }
 

@@ -80,13 +80,13 @@ static void parse_body(const yls_model *m, const uint8_t *body, size_t len, int6
         for (int l = 0; l < L; l++)
             total += (size_t)(p.batch * p.layer_elems[l]);
         if (total <= (1u << 16)) {
-            float *g[YL_MAX_LAYERS] = {0};
+            yl_grads g = {.dtype = YL_F32};
             for (int l = 0; l < L; l++)
-                g[l] = malloc((size_t)(p.batch * p.layer_elems[l]) * sizeof(float) + 1);
+                g.layer[l] = malloc((size_t)(p.batch * p.layer_elems[l]) * sizeof(float) + 1);
             yl_result r;
-            yl_compute(&p, 1, g, &r, NULL, &err);
+            yl_compute(&p, 1, &g, &r, NULL, &err);
             for (int l = 0; l < L; l++)
-                free(g[l]);
+                free(g.layer[l]);
         }
     }
     yls_infer_input_free(&in);

@@ -1,12 +1,13 @@
 /*
  * eval_case: run the core on one case directory and write what it computed as .npy.
  *
- *     build/eval_case CASE_DIR OUT_DIR [--threads N] [--no-grad]
+ *     build/eval_case CASE_DIR OUT_DIR [--threads N] [--no-grad | --grad-f64]
  *
  * CASE_DIR holds config.txt, output_<l>.npy and boxes.npy or y_true_<l>.npy (the format
  * of tests/reference/make_golden.py). Writes OUT_DIR/loss.npy (1,), terms.npy (4,),
  * layer_terms.npy (L,4), image_terms.npy (B,4), stats.npy (L,8) as float64, grad_<l>.npy
- * (float32, the shape of output_<l>) unless --no-grad, and for boxes cases y_true_<l>.npy
+ * (float32, the shape of output_<l>; float64 with --grad-f64) unless --no-grad, and for
+ * boxes cases y_true_<l>.npy
  * (float32, (B,H,W,3,5+C)). Exit status 0 on success; 2 when the core refuses the input,
  * with `YL_XXX: message` on stderr and in OUT_DIR/error.txt; 1 for usage or I/O errors.
  */
@@ -21,7 +22,7 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: eval_case CASE_DIR OUT_DIR [--threads N] [--no-grad]\n");
+    fprintf(stderr, "usage: eval_case CASE_DIR OUT_DIR [--threads N] [--no-grad | --grad-f64]\n");
     return 1;
 }
 
@@ -62,11 +63,13 @@ static int write_results(const char *dir, const golden_case *c, const case_outpu
         return -1;
     char name[32];
     for (int l = 0; l < L; l++) {
-        if (o->grad[l] != NULL) {
-            snprintf(name, sizeof name, "grad_%d", l);
-            if (write_f32(dir, name, c->output[l].ndim, c->output[l].shape, o->grad[l]) != 0)
-                return -1;
-        }
+        snprintf(name, sizeof name, "grad_%d", l);
+        if (o->grad[l] != NULL &&
+            write_f32(dir, name, c->output[l].ndim, c->output[l].shape, o->grad[l]) != 0)
+            return -1;
+        if (o->grad64[l] != NULL &&
+            write_f64(dir, name, c->output[l].ndim, c->output[l].shape, o->grad64[l]) != 0)
+            return -1;
         if (o->y_true[l] != NULL) {
             snprintf(name, sizeof name, "y_true_%d", l);
             if (write_f32(dir, name, 5, o->y_true_shape[l], o->y_true[l]) != 0)
@@ -79,7 +82,7 @@ static int write_results(const char *dir, const golden_case *c, const case_outpu
 int main(int argc, char **argv)
 {
     const char *case_dir = NULL, *out_dir = NULL;
-    int nthreads = 1, want_grad = 1;
+    int nthreads = 1, want_grad = CASE_GRAD_F32;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             char *end;
@@ -88,7 +91,9 @@ int main(int argc, char **argv)
                 return usage();
             nthreads = (int)v;
         } else if (strcmp(argv[i], "--no-grad") == 0) {
-            want_grad = 0;
+            want_grad = CASE_GRAD_NONE;
+        } else if (strcmp(argv[i], "--grad-f64") == 0) {
+            want_grad = CASE_GRAD_F64;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
             return usage();
         } else if (case_dir == NULL) {

@@ -189,6 +189,7 @@ void case_output_free(case_output *out)
     free(out->image_terms);
     for (int l = 0; l < YL_MAX_LAYERS; l++) {
         free(out->grad[l]);
+        free(out->grad64[l]);
         free(out->y_true[l]);
     }
     memset(out, 0, sizeof *out);
@@ -222,20 +223,23 @@ int case_run(const golden_case *c, int nthreads, int want_grad, case_output *out
     if (out->image_terms == NULL)
         return harness_oom(err);
     memset(out->image_terms, 0xff, (size_t)p.batch * 4 * sizeof(double));
+    yl_grads g = {.dtype = want_grad == CASE_GRAD_F64 ? YL_F64 : YL_F32};
+    size_t es = yl_dtype_size(g.dtype);
     if (want_grad) {
         for (int l = 0; l < c->num_layers; l++) {
             out->grad_count[l] = c->output[l].count;
-            out->grad[l] = malloc((size_t)c->output[l].count * sizeof(float) + 1);
-            if (out->grad[l] == NULL)
+            g.layer[l] = malloc((size_t)c->output[l].count * es + 1);
+            if (g.layer[l] == NULL)
                 return harness_oom(err);
+            if (want_grad == CASE_GRAD_F64)
+                out->grad64[l] = g.layer[l];
+            else
+                out->grad[l] = g.layer[l];
             /* 0xff bytes are NaNs: an element the core does not write cannot pass */
-            memset(out->grad[l], 0xff, (size_t)c->output[l].count * sizeof(float));
+            memset(g.layer[l], 0xff, (size_t)c->output[l].count * es);
         }
     }
     memset(&out->r, 0, sizeof out->r);
-    yl_grads g = {.dtype = YL_F32};
-    for (int l = 0; l < c->num_layers; l++)
-        g.layer[l] = out->grad[l];
     rc = yl_compute(&p, nthreads, want_grad ? &g : NULL, &out->r, out->image_terms, err);
     if (rc != YL_OK)
         return rc;

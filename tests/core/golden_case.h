@@ -46,14 +46,20 @@ typedef struct {
     int64_t batch;
     yl_result r;
     double *image_terms;                  /* batch * 4 */
-    float *grad[YL_MAX_LAYERS];           /* same element count as output[l]; NULL: none */
+    float *grad[YL_MAX_LAYERS];           /* CASE_GRAD_F32: same element count as output[l] */
+    double *grad64[YL_MAX_LAYERS];        /* CASE_GRAD_F64: the same, in double */
     int64_t grad_count[YL_MAX_LAYERS];
     float *y_true[YL_MAX_LAYERS];         /* boxes cases: (B,H,W,3,5+C) fp32 */
     int64_t y_true_count[YL_MAX_LAYERS];
     int64_t y_true_shape[YL_MAX_LAYERS][5];
 } case_output;
 
-/* yl_problem_init + yl_compute on nthreads threads (with gradients when want_grad) and,
+/* Gradients: none, fp32 or fp64 (yl_grads.dtype). */
+#define CASE_GRAD_NONE 0
+#define CASE_GRAD_F32 1
+#define CASE_GRAD_F64 2
+
+/* yl_problem_init + yl_compute on nthreads threads (with want_grad gradients) and,
  * for boxes cases, yl_boxes_to_y_true. Returns YL_OK or the core's error code with err
  * filled; out is filled on success and must be released with case_output_free either way.
  * A failure of the harness itself (out of memory) returns YL_ENOMEM with a message. */

@@ -7,6 +7,8 @@
  *     relative 1e-6 (absolute 1e-12 near 0; counts exact), gradients to 1e-6 absolute
  *     (plus the fp32 storage rounding of large gradients, 1.2e-7 relative), dense y_true of
  *     boxes cases bit-exact; error cases: the code name and a message substring.
+ *   expect_fp64_grads: the same with fp64 gradients, held to 1e-9 absolute with no
+ *     relative allowance.
  *   threads_identical: 1 thread and 3 threads give the same bytes (results, per-image
  *     terms, gradients, y_true, error messages), and loss-only equals loss-with-gradients.
  * The golden directory is $YL_GOLDEN_DIR, else tests/golden relative to the current
@@ -27,6 +29,7 @@
 #define ABS_TOL_NEAR_ZERO 1e-12
 #define GRAD_ABS_TOL 1e-6
 #define GRAD_F32_REL 1.2e-7
+#define GRAD_F64_ABS_TOL 1e-9
 
 static char golden_root[512];
 static char **case_names;
@@ -108,6 +111,11 @@ static int close_grad(double got, double want)
     if (isnan(got))
         return 0;
     return fabs(got - want) <= GRAD_ABS_TOL + GRAD_F32_REL * fabs(want);
+}
+
+static int close_grad64(double got, double want)
+{
+    return fabs(got - want) <= GRAD_F64_ABS_TOL; /* false for NaN */
 }
 
 /* "image 1, y 2, x 0, anchor 1, class 3" for flat index e of a (B,H,W,3*(5+C)) tensor. */
@@ -196,10 +204,11 @@ static void check_expectations(const golden_case *c, const case_output *o, repor
         } else {
             const double *w = a.data;
             for (int64_t e = 0; e < a.count; e++) {
-                if (!close_grad(o->grad[l][e], w[e])) {
+                double got = o->grad64[l] ? o->grad64[l][e] : (double)o->grad[l][e];
+                if (!(o->grad64[l] ? close_grad64(got, w[e]) : close_grad(got, w[e]))) {
                     describe(where, sizeof where, &c->output[l], e);
-                    mismatch(r, "grad_%d[%lld] (%s): got %.9g, want %.17g", l, (long long)e,
-                             where, (double)o->grad[l][e], w[e]);
+                    mismatch(r, "grad_%d[%lld] (%s, %s): got %.17g, want %.17g", l,
+                             (long long)e, where, o->grad64[l] ? "fp64" : "fp32", got, w[e]);
                 }
             }
         }
@@ -244,16 +253,16 @@ static void load_case(int i, golden_case *c)
                   err);
 }
 
-static void run_against_expectations(int i, int nthreads)
+static void run_against_expectations(int i, int nthreads, int grad)
 {
     golden_case c;
     load_case(i, &c);
     case_output o;
     yl_error err;
-    int rc = case_run(&c, nthreads, 1, &o, &err);
+    int rc = case_run(&c, nthreads, grad, &o, &err);
     report r = {.count = 0};
-    snprintf(r.where, sizeof r.where, "golden %s, %d thread%s", case_names[i], nthreads,
-             nthreads == 1 ? "" : "s");
+    snprintf(r.where, sizeof r.where, "golden %s, %d thread%s, %s gradients", case_names[i],
+             nthreads, nthreads == 1 ? "" : "s", grad == CASE_GRAD_F64 ? "fp64" : "fp32");
     if (c.is_error) {
         ck_assert_msg(rc != YL_OK, "%s: succeeded (loss %.17g), want %s containing '%s'",
                       r.where, o.r.loss, c.expect_code, c.expect_substr);
@@ -275,13 +284,19 @@ static void run_against_expectations(int i, int nthreads)
 
 START_TEST(expect_1thread)
 {
-    run_against_expectations(_i, 1);
+    run_against_expectations(_i, 1, CASE_GRAD_F32);
+}
+END_TEST
+
+START_TEST(expect_fp64_grads)
+{
+    run_against_expectations(_i, 2, CASE_GRAD_F64);
 }
 END_TEST
 
 START_TEST(expect_3threads)
 {
-    run_against_expectations(_i, 3);
+    run_against_expectations(_i, 3, CASE_GRAD_F32);
 }
 END_TEST
 
@@ -371,6 +386,7 @@ Suite *golden_suite(void)
     tcase_add_test(tc, golden_dir_present);
     tcase_add_loop_test(tc, expect_1thread, 0, n_cases);
     tcase_add_loop_test(tc, expect_3threads, 0, n_cases);
+    tcase_add_loop_test(tc, expect_fp64_grads, 0, n_cases);
     tcase_add_loop_test(tc, threads_identical, 0, n_cases);
     suite_add_tcase(s, tc);
     return s;

@@ -6,8 +6,8 @@ reference itself (closed-form gradient vs central differences) and of invariance
 
 Seeds are fixed (YL_TEST_SEED moves the whole list, to explore other cases).
 Tolerances: loss, terms, layer/image terms, stats relative 1e-6 (absolute 1e-12 near 0),
-counts exact; gradients 1e-6 absolute plus 1.2e-7 relative (their fp32 storage); dense
-y_true bit-exact.
+counts exact; fp32 gradients 1e-6 absolute plus 1.2e-7 relative (their fp32 storage), fp64
+gradients 1e-9 absolute with no relative allowance; dense y_true bit-exact.
 """
 
 import os
@@ -34,9 +34,12 @@ needs_core = pytest.mark.skipif(not os.access(EVAL, os.X_OK),
 
 
 def run_core(case_dir, out_dir, threads=1, grad=True):
+    """grad: True (fp32), "f64" or False."""
     cmd = [EVAL, str(case_dir), str(out_dir), "--threads", str(threads)]
     if not grad:
         cmd.append("--no-grad")
+    elif grad == "f64":
+        cmd.append("--grad-f64")
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert p.returncode in (0, 2), "eval_case failed (%d): %s" % (p.returncode, p.stderr)
     return p.returncode, p.stderr.strip()
@@ -59,7 +62,7 @@ def assert_close(name, got, want, exact=None):
     assert not bad.any(), first_bad(name, got, want, bad)
 
 
-def assert_matches_reference(case, out_dir, label):
+def assert_matches_reference(case, out_dir, label, grad_dtype=np.float32):
     e = case["expect"]
     L = case["L"]
     assert_close(label + " loss", np.load(out_dir / "loss.npy"), [e["loss"]])
@@ -72,9 +75,12 @@ def assert_matches_reference(case, out_dir, label):
     for l in range(L):
         got = np.load(out_dir / ("grad_%d.npy" % l))
         want = e["grads"][l]
-        assert got.dtype == np.float32 and got.shape == want.shape, label + " grad shape"
-        got = got.astype(np.float64)
-        bad = ~(np.abs(got - want) <= 1e-6 + 1.2e-7 * np.abs(want))
+        assert got.dtype == grad_dtype and got.shape == want.shape, label + " grad shape"
+        if grad_dtype == np.float64:  # no storage rounding: no relative allowance
+            bad = ~(np.abs(got - want) <= 1e-9)
+        else:
+            got = got.astype(np.float64)
+            bad = ~(np.abs(got - want) <= 1e-6 + 1.2e-7 * np.abs(want))
         assert not bad.any(), first_bad(label + " grad_%d" % l, got, want, bad)
     if e["y_true"] is not None:
         for l in range(L):
@@ -102,6 +108,17 @@ def test_random_case_matches_reference(seed, tmp_path):
     label = "seed %d (%s, %d threads)" % (seed, describe(case), threads)
     assert rc == 0, "%s: core refused: %s" % (label, err)
     assert_matches_reference(case, tmp_path / "out", label)
+
+
+@needs_core
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_case_fp64_gradients_match_reference(seed, tmp_path):
+    case = mg.random_case(seed)
+    case_dir = mg.write_case(str(tmp_path), "case", case)
+    rc, err = run_core(case_dir, tmp_path / "out", threads=2, grad="f64")
+    label = "seed %d (%s, fp64 gradients)" % (seed, describe(case))
+    assert rc == 0, "%s: core refused: %s" % (label, err)
+    assert_matches_reference(case, tmp_path / "out", label, grad_dtype=np.float64)
 
 
 def break_one_row(rng, case):

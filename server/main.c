@@ -16,13 +16,16 @@
 #include <time.h>
 #include <unistd.h>
 
-void yls_server_maybe_stop(yls_server *s)
+/* The shutdown hook http calls after each libmicrohttpd run: once draining has nothing
+ * left in flight, stop the transport, the history (what is queued is written first) and
+ * the signal handles, so that the loop ends. */
+static void maybe_stop(yls_server *s)
 {
     if (!s->draining || s->inflight > 0 || s->pending > 0 || s->sse || s->stopping)
         return;
     s->stopping = true;
     yls_http_stop(s);
-    yls_history_close(s->history); /* what is queued is written first */
+    yls_history_close(s->history);
     s->history = NULL;
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
@@ -40,7 +43,7 @@ static void on_signal(uv_signal_t *h, int signum)
     yls_sse_close_all(s);
     fprintf(stderr, YLS_NAME ": %s: draining, %u infer request%s in flight\n", strsignal(signum),
             s->inflight, s->inflight == 1 ? "" : "s");
-    yls_server_maybe_stop(s);
+    maybe_stop(s);
 }
 
 
@@ -93,6 +96,8 @@ int main(int argc, char **argv)
     s->sigterm.data = s->sigint.data = s;
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
+    s->routes = yls_routes;
+    s->after_run = maybe_stop;
     if (yls_http_start(s)) {
         yls_history_close(s->history);
         s->history = NULL;

@@ -32,7 +32,7 @@ static void usage(FILE *out, unsigned threads)
             "  --timeout SECONDS    close connections idle this long, and uploads older than this\n"
             "                       that average under 64 KiB/s (default 60; 0: never)\n"
             "  --token-file PATH    require \"Authorization: Bearer <token>\" (the file's first\n"
-            "                       line) on everything but /v2/health/*\n"
+            "                       line) on everything but the public endpoints below\n"
             "  --models PATH        more models: a JSON array of {\"name\", \"anchors\",\n"
             "                       \"ignore_thresh\"} (see docs/server.md)\n"
             "  --history PATH|none  SQLite file of the points of runs (default\n"
@@ -48,6 +48,11 @@ static void usage(FILE *out, unsigned threads)
             "requests, finish those in flight, exit 0 (a second signal exits at once).\n"
             "One access-log line per request goes to stdout, everything else to stderr.\n",
             threads);
+    /* from the route table, so that --help and the token rule cannot disagree */
+    fprintf(out, "Public endpoints (no token even with --token-file):\n");
+    for (const yls_route_entry *e = yls_routes; e->method; e++)
+        if (!e->token)
+            fprintf(out, "  %-6s %s\n", e->method, e->pattern);
 }
 
 static void version(void)

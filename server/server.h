@@ -2,15 +2,15 @@
  * server.h: the internals of yololossd, shared by the files of server/ (not installed).
  *
  * LAYERS (a layer calls only the layers below it; docs/server.md has the source layout):
- *   main.c, options.c, healthcheck.c   wiring: flags, start and stop
+ *   main.c, routes.c, options.c, healthcheck.c   wiring: the route table, flags, start, stop
  *   v2/       the Open Inference Protocol: models, metadata, infer, statistics
  *   monitor/  history, /v1/runs, event streams, /metrics, the dashboard
  *   http/     transport: libmicrohttpd in the libuv loop, routing, encodings, auth, errors
  *
  * READING ORDER. main.c (startup, signals, shutdown) -> options.c (flags) -> v2/models.c (the
  * model table) -> http/http.c (libmicrohttpd driven by the libuv loop; one yls_request per
- * HTTP request; body collection and limits) -> http/router.c (method + path to an endpoint)
- * -> v2/endpoints.c (health, metadata, config, statistics) -> v2/infer.c (an infer request
+ * HTTP request; body collection and limits) -> routes.c (every endpoint, one line each) ->
+ * http/router.c (matching the table) -> http/reply.c (the reply helper) -> v2/endpoints.c (health, metadata, config, statistics) -> v2/infer.c (an infer request
  * as work items on the libuv pool) -> v2/infer_request.c (v2 JSON + binary body to
  * yl_tensors) -> v2/infer_response.c (results to a v2 response, binary blobs as iovecs) ->
  * http/encoding.c (gzip/deflate) -> http/errors.c (the one error reply) and http/fail.c
@@ -21,7 +21,8 @@
  * monitor/history_pg.c -> monitor/record.c (an infer request with `run` records a point,
  * answered after the commit) -> monitor/api_runs.c (/v1/runs...) -> monitor/sse.c
  * (/v1/runs/{run}/events) -> monitor/metrics.c (/metrics) -> monitor/dashboard.c (GET /,
- * the assets embedded at build time from server/monitor/dashboard/ and npm's uPlot).
+ * the assets embedded at build time from server/monitor/dashboard/ and npm's uPlot);
+ * monitor/point.c (a point as JSON) is shared by api_runs.c, record.c and the streams.
  *
  * THREADS. Everything here runs on the libuv loop thread except the work callbacks of
  * infer.c, which run on the libuv pool and touch only their own yls_infer (read-only
@@ -131,6 +132,8 @@ int yls_anchors_parse(yl_config *cfg, const char *s, yls_fail *f);
 
 typedef struct yls_server yls_server;
 typedef struct yls_request yls_request;
+typedef struct yls_route_entry yls_route_entry;
+typedef enum MHD_Result yls_handler(yls_request *r);
 typedef struct yls_infer yls_infer;
 typedef struct yls_history yls_history;
 typedef struct yls_metrics yls_metrics;
@@ -161,42 +164,56 @@ struct yls_server {
     yls_metrics *metrics;
     yls_sse *sse;         /* open event streams */
     uint64_t t_started;   /* wall clock, seconds since the epoch */
+
+    /* given by main: the route table, and the hook http calls after each libmicrohttpd
+     * run (main stops the server there once draining is done) */
+    const yls_route_entry *routes;
+    void (*after_run)(yls_server *s);
 };
 
-/* Endpoints (router.c). */
-typedef enum {
-    YLS_EP_NONE = 0,
-    YLS_EP_LIVE,
-    YLS_EP_READY,
-    YLS_EP_SERVER_META,
-    YLS_EP_MODEL_META,
-    YLS_EP_MODEL_READY,
-    YLS_EP_MODEL_CONFIG,
-    YLS_EP_MODEL_STATS,
-    YLS_EP_ALL_STATS,
-    YLS_EP_INFER,
-    YLS_EP_METRICS,    /* GET /metrics */
-    YLS_EP_DASHBOARD,  /* GET / and /assets/... */
-    YLS_EP_RUNS,       /* GET /v1/runs */
-    YLS_EP_RUN_STEPS,  /* GET /v1/runs/{run}/steps */
-    YLS_EP_RUN_CSV,    /* GET /v1/runs/{run}/steps.csv */
-    YLS_EP_RUN_EVENTS, /* GET /v1/runs/{run}/events */
-    YLS_EP_RUN_DELETE, /* DELETE /v1/runs/{run} */
-} yls_endpoint;
+/* Routing (http/router.c matches; the table itself is server/routes.c).
+ *
+ * ONE TABLE decides both dispatch and the token rule: yls_routes[] in server/routes.c, one
+ * line per {method, pattern, handler, token, upload}. To add an endpoint, write its handler
+ * (enum MHD_Result f(yls_request *r), called once the whole request is there; it answers
+ * with yls_reply*, or suspends r and answers later) and add one line to that table; the
+ * transport (http/) never names an endpoint. Patterns are literal text with captures:
+ *   {model}    one path segment, a model of the table (unknown: 404 naming it)
+ *   {version}  one path segment, "1" (else 404)
+ *   {run}      the rest of the path up to the pattern's literal suffix, 1 to YLS_RUN_MAX-1
+ *              bytes, '/' allowed (a run name)
+ *   {asset}    the rest of the path (a dashboard file name)
+ * The first entry whose pattern matches the path wins; the entries with the same pattern
+ * give its methods (405 with Allow otherwise; "GET" answers HEAD too). A request that
+ * matches no entry needs the token (401 before 404/405, so that unauthenticated clients
+ * learn nothing); --help lists the public patterns from the same table. */
+struct yls_route_entry {
+    const char *method;  /* "GET" (and HEAD), "POST", "DELETE", ... */
+    const char *pattern; /* "/v2/models/{model}/infer" */
+    yls_handler *serve;
+    bool token;          /* needs the bearer token when --token-file is set */
+    /* NULL: a body is read and dropped. Else the body is kept (--max-body/--max-json,
+     * Content-Encoding), the request counts against --max-inflight, and on_complete is
+     * called when the request ends, however it ends (statistics). */
+    void (*on_complete)(yls_request *r);
+};
 
+/* The entry that matched, and what its pattern captured. */
 typedef struct {
-    yls_endpoint ep;
-    yls_model *model; /* for the model endpoints */
-    char run[YLS_RUN_MAX]; /* for the /v1/runs/{run} endpoints */
-    const char *asset;     /* for YLS_EP_DASHBOARD: "index.html", "app.js", ... */
+    const yls_route_entry *entry; /* NULL: no match */
+    yls_model *model;             /* {model} */
+    char run[YLS_RUN_MAX];        /* {run} */
+    const char *asset;            /* {asset}: points into the URL */
+    char allow[48];               /* for a 405: the methods the path takes */
 } yls_route;
 
-/* Match method and path. 0, or -1 with f set (404 unknown path/model/version, 405 with
- * *allow set to the methods the path takes). */
-int yls_route_match(const yls_models *models, const char *method, const char *url,
-                    yls_route *out, const char **allow, yls_fail *f);
-/* Paths that need no token (health; monitoring reads: /, /assets/, /metrics, GET /v1/). */
-bool yls_route_is_public(const char *method, const char *url);
+/* server/routes.c: the table, ended by an entry with a NULL method. */
+extern const yls_route_entry yls_routes[];
+
+/* Match method and url against table. 0, or -1 with f set (404 unknown path, model or
+ * version, 405 with out->allow set); out->entry is the matched entry or NULL. */
+int yls_route_match(const yls_route_entry *table, const yls_models *models, const char *method,
+                    const char *url, yls_route *out, yls_fail *f);
 
 /* Content codings (encoding.c). */
 typedef enum { YLS_ENC_IDENTITY = 0, YLS_ENC_GZIP, YLS_ENC_DEFLATE } yls_encoding;
@@ -229,13 +246,11 @@ struct yls_request {
     char method[8];
     char *path;
     yls_route route;
-    const char *allow;      /* for a 405 */
-    yls_model *stats_model; /* an infer request for this model: counted in its statistics */
+    const char *allow;      /* for a 405: route.allow */
 
     /* body */
     bool want_body;        /* an infer request whose body we keep */
     bool counted;          /* counted in srv->inflight */
-    bool endpoint_pending; /* a non-infer endpoint, served when the request is complete */
     yls_body body;
     uint64_t bytes_in;     /* raw body bytes received */
     uint64_t body_limit;   /* raw bytes allowed */
@@ -256,40 +271,44 @@ struct yls_request {
     int64_t step; /* -1: none */
     bool has_step;
 
-    yls_infer *infer;
+    /* the handler's state (an infer job): freed with the request by work_free */
+    void *work;
+    void (*work_free)(void *work);
 };
 
-/* http.c */
+/* http.c: libmicrohttpd in the loop, one request's life */
 int yls_http_start(yls_server *s);
 void yls_http_stop(yls_server *s);
 /* Let libmicrohttpd do what is pending (after a resume) and re-arm its timer. */
 void yls_http_kick(yls_server *s);
 /* Have libmicrohttpd run soon (after resuming a connection outside its callbacks). */
 void yls_http_wake(yls_server *s);
-/* Queue resp (ownership taken) as the answer to r: now when r is inside the access handler,
- * or after resuming r when it is suspended. bytes: body size for the access log. */
+/* Suspend r while its work runs on the pool. */
+void yls_request_suspend(yls_request *r);
+const char *yls_header(const yls_request *r, const char *name);
+
+/* reply.c: the one reply helper. Queue resp (ownership taken) as the answer to r: now when
+ * r is inside the access handler, or after resuming r when it is suspended. bytes: body
+ * size for the access log. */
 enum MHD_Result yls_reply(yls_request *r, unsigned status, struct MHD_Response *resp,
                           uint64_t bytes);
 /* A JSON body (takes ownership of text, malloc'd) with Content-Type application/json. */
 enum MHD_Result yls_reply_json(yls_request *r, unsigned status, char *text);
-/* Suspend r while its work runs on the pool. */
-void yls_request_suspend(yls_request *r);
-const char *yls_header(const yls_request *r, const char *name);
-/* Called by main when draining may have ended. */
-void yls_server_maybe_stop(yls_server *s);
+/* Content-Security-Policy and friends, on every monitoring response. */
+void yls_safe_headers(struct MHD_Response *resp);
 
 /* errors.c: the one error reply, {"error": msg} with the status's extra headers. */
 enum MHD_Result yls_reply_error(yls_request *r, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 enum MHD_Result yls_reply_fail(yls_request *r, const yls_fail *f);
 
-/* endpoints.c: the endpoints that answer at once. */
-enum MHD_Result yls_endpoint_serve(yls_request *r);
+/* endpoints.c: the v2 endpoints that answer at once (handlers of the route table). */
+yls_handler yls_ep_live, yls_ep_ready, yls_ep_server_meta, yls_ep_model_meta,
+    yls_ep_model_ready, yls_ep_model_config, yls_ep_model_stats, yls_ep_all_stats;
 
-/* infer.c: parse and compute on the pool, then reply. */
+/* infer.c: parse and compute on the pool, then reply (the infer route's handler). */
 enum MHD_Result yls_infer_start(yls_request *r);
-void yls_infer_free(yls_infer *job);
-/* Add a finished infer request to its model's statistics (completion, loop thread). */
+/* Add a finished infer request to its model's statistics (its route's on_complete). */
 void yls_infer_account(yls_request *r);
 
 /* stats.c */
@@ -323,7 +342,7 @@ bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MH
                       uint64_t bytes);
 
 /* api_runs.c: the /v1/runs endpoints (but events). */
-enum MHD_Result yls_api_serve(yls_request *r);
+yls_handler yls_api_runs, yls_api_steps, yls_api_csv, yls_api_delete;
 /* Suspend/resume a non-infer request waiting on the history thread. */
 void yls_pending_begin(yls_request *r);
 void yls_pending_end(yls_request *r);
@@ -349,8 +368,6 @@ void yls_metrics_forget(yls_server *s, const char *run);
 
 /* dashboard.c: GET / and its assets. */
 enum MHD_Result yls_dashboard_serve(yls_request *r);
-/* Content-Security-Policy and friends, on every monitoring response. */
-void yls_safe_headers(struct MHD_Response *resp);
 
 /* ------------------------------------------------------------------------------------ */
 /* Healthcheck client mode (healthcheck.c): `yololossd --healthcheck [URL]` GETs URL

@@ -55,44 +55,7 @@ static bool parse_u64(const char *s, uint64_t *out)
     return *s == '\0';
 }
 
-/* --------------------------------------------------------------------------------------- */
-/* Replies                                                                                   */
-
 static void on_timer(uv_timer_t *t);
-
-enum MHD_Result yls_reply(yls_request *r, unsigned status, struct MHD_Response *resp,
-                          uint64_t bytes)
-{
-    r->status = status;
-    r->bytes_out = bytes;
-    r->t_reply = uv_hrtime();
-    if (r->suspended) {
-        /* from an after-work callback: the handler queues it when libmicrohttpd calls back */
-        r->response = resp;
-        r->suspended = false;
-        MHD_resume_connection(r->conn);
-        uv_timer_start(&r->srv->mhd_timer, on_timer, 0, 0);
-        return MHD_YES;
-    }
-    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-enum MHD_Result yls_reply_json(yls_request *r, unsigned status, char *text)
-{
-    if (!text)
-        return yls_reply_error(r, 500, "out of memory");
-    size_t len = strlen(text);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    return yls_reply(r, status, resp, len);
-}
 
 void yls_request_suspend(yls_request *r)
 {
@@ -128,7 +91,8 @@ static void request_free(yls_request *r)
     if (r->response)
         MHD_destroy_response(r->response);
     yls_big_free(r->body.base);
-    yls_infer_free(r->infer);
+    if (r->work_free)
+        r->work_free(r->work);
     free(r->path);
     free(r);
 }
@@ -168,9 +132,9 @@ static enum MHD_Result refuse(yls_request *r, const yls_fail *f)
     return yls_reply_fail(r, f);
 }
 
-/* Headers of an infer request: overload, draining, coding and size limits. 0 or -1 with f
- * set. */
-static int infer_headers(yls_request *r, yls_fail *f)
+/* Headers of a request whose body is kept (an infer request): overload, draining, coding and
+ * size limits. 0 or -1 with f set. */
+static int upload_headers(yls_request *r, yls_fail *f)
 {
     yls_server *s = r->srv;
     const yls_options *o = &s->opt;
@@ -235,16 +199,19 @@ static enum MHD_Result on_headers(yls_request *r, const char *method, const char
 {
     yls_server *s = r->srv;
     yls_fail f = {0};
-    if (s->token && !yls_route_is_public(method, url) &&
-        !yls_auth_ok(s, yls_header(r, MHD_HTTP_HEADER_AUTHORIZATION)))
+    /* one table decides the endpoint and the token rule; no match needs the token too */
+    int matched = yls_route_match(s->routes, &s->models, method, url, &r->route, &f);
+    r->allow = r->route.allow;
+    const yls_route_entry *e = r->route.entry;
+    if (s->token && (!e || e->token) &&
+        !yls_auth_ok(s, yls_header(r, MHD_HTTP_HEADER_AUTHORIZATION))) {
+        memset(&f, 0, sizeof f);
+        r->route.entry = NULL; /* not counted in any endpoint's statistics */
         yls_fail_set(&f, 401, "missing or wrong bearer token (send Authorization: Bearer <token>)");
-    else if (yls_route_match(&s->models, method, url, &r->route, &r->allow, &f) == 0) {
-        if (r->route.ep != YLS_EP_INFER) {
-            r->endpoint_pending = true; /* served on the final call, keeping the connection */
-            return MHD_YES;
-        }
-        r->stats_model = r->route.model;
-        if (infer_headers(r, &f) == 0)
+    } else if (matched == 0) {
+        if (!e->on_complete)
+            return MHD_YES; /* served on the final call, keeping the connection */
+        if (upload_headers(r, &f) == 0)
             return MHD_YES;
     }
     return refuse(r, &f);
@@ -326,9 +293,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     /* the whole request is there */
     if (r->early.status)
         return yls_reply_fail(r, &r->early);
-    if (r->endpoint_pending)
-        return yls_endpoint_serve(r);
-    return yls_infer_start(r);
+    return r->route.entry->serve(r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -353,8 +318,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
     r->completed_ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
     yls_access_log(r, client);
-    if (r->stats_model)
-        yls_infer_account(r);
+    if (r->route.entry && r->route.entry->on_complete)
+        r->route.entry->on_complete(r);
     if (r->counted)
         s->inflight--;
     request_free(r);
@@ -368,7 +333,8 @@ void yls_http_kick(yls_server *s)
     if (!s->mhd)
         return;
     MHD_run(s->mhd);
-    yls_server_maybe_stop(s);
+    if (s->after_run)
+        s->after_run(s); /* may stop the server */
     if (!s->mhd)
         return;
     MHD_UNSIGNED_LONG_LONG ms;

@@ -1,175 +1,173 @@
 /*
- * router.c: method and path to an endpoint (protocol.md's table).
+ * router.c: method and path to an entry of a route table (server.h says how patterns read;
+ * the daemon's table is server/routes.c). The transport calls this with the table main
+ * gave it, so it never names an endpoint.
  *
- *   GET  /v2/health/live | /v2/health/ready | /v2 | /v2/models/stats
- *   GET  /v2/models/{m}[/versions/{v}][/ready|/config|/stats]
- *   POST /v2/models/{m}[/versions/{v}]/infer
- *   GET  / | /assets/{name} | /metrics | /v1/runs
- *   GET  /v1/runs/{run}/steps | /v1/runs/{run}/steps.csv | /v1/runs/{run}/events
- *   DELETE /v1/runs/{run}
- * A run name is the (percent-decoded) rest of the path, so it may hold '/'; the endpoint
- * is told by the suffix.
+ * A pattern first matches the path's shape (literal text, one-segment captures, the
+ * rest-of-path captures and their literal suffix); the first entry whose shape matches
+ * claims the path, and only then are its captures checked (a model of the table, version
+ * "1", a run name's length), so that a bad capture is a 404 naming it rather than a fall
+ * through to a later pattern ("/v1/runs//steps" is not the run "/steps").
  */
 #include "server.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static bool is_get(const char *m) { return !strcmp(m, "GET") || !strcmp(m, "HEAD"); }
 
-bool yls_route_is_public(const char *method, const char *url)
+static bool method_ok(const char *want, const char *method)
 {
-    if (!strcmp(url, "/v2/health/live") || !strcmp(url, "/v2/health/ready"))
+    return !strcmp(want, "GET") ? is_get(method) : !strcmp(want, method);
+}
+
+typedef struct {
+    const char *s;
+    size_t len;
+} span;
+
+typedef struct {
+    span model, version, run, asset;
+    bool has_model, has_version, has_run, has_asset;
+} captures;
+
+/* The capture name at p ("{model}"): its kind and the pattern after it, or NULL. */
+static const char *capture_name(const char *p, span *name)
+{
+    const char *e = strchr(p, '}');
+    if (!e)
+        return NULL;
+    name->s = p + 1;
+    name->len = (size_t)(e - p - 1);
+    return e + 1;
+}
+
+static bool name_is(span n, const char *word) { return strlen(word) == n.len && !memcmp(n.s, word, n.len); }
+
+/* Whether url has the shape of pattern; the captures in c, unchecked. */
+static bool shape_match(const char *pattern, const char *url, captures *c)
+{
+    memset(c, 0, sizeof *c);
+    const char *p = pattern, *u = url;
+    while (*p) {
+        if (*p != '{') {
+            if (*p != *u)
+                return false;
+            p++;
+            u++;
+            continue;
+        }
+        span name;
+        const char *after = capture_name(p, &name);
+        if (!after)
+            return false;
+        if (name_is(name, "model") || name_is(name, "version")) {
+            size_t len = strcspn(u, "/");
+            if (len == 0)
+                return false;
+            span v = {u, len};
+            if (name_is(name, "model")) {
+                c->model = v;
+                c->has_model = true;
+            } else {
+                c->version = v;
+                c->has_version = true;
+            }
+            u += len;
+            p = after;
+            continue;
+        }
+        /* {run}, {asset}: the rest of the path but the pattern's literal suffix */
+        size_t ulen = strlen(u), slen = strlen(after);
+        if (strchr(after, '{') || ulen < slen || memcmp(u + ulen - slen, after, slen))
+            return false;
+        span v = {u, ulen - slen};
+        if (name_is(name, "run")) {
+            c->run = v;
+            c->has_run = true;
+        } else if (name_is(name, "asset")) {
+            c->asset = v;
+            c->has_asset = true;
+        } else {
+            return false;
+        }
         return true;
-    if (!is_get(method))
-        return false;
-    return !strcmp(url, "/") || !strncmp(url, "/assets/", 8) || !strcmp(url, "/metrics") ||
-           !strncmp(url, "/v1/", 4);
+    }
+    return *u == '\0';
 }
 
-/* The next path segment of *p (after a '/'): its start and length; *p moves past it. */
-static bool next_segment(const char **p, const char **seg, size_t *len)
+/* The captures of the claiming pattern into out: 0 or -1 with a 404 in f. */
+static int check_captures(const captures *c, const yls_models *models, yls_route *out,
+                          yls_fail *f)
 {
-    if (**p != '/')
-        return false;
-    const char *s = *p + 1;
-    const char *e = strchr(s, '/');
-    *seg = s;
-    *len = e ? (size_t)(e - s) : strlen(s);
-    *p = s + *len;
-    return true;
+    if (c->has_model) {
+        out->model = yls_models_find(models, c->model.s, c->model.len);
+        if (!out->model)
+            return yls_fail_set(f, 404, "unknown model '%.*s' (GET /v2/models/stats lists them)",
+                                (int)(c->model.len > 64 ? 64 : c->model.len), c->model.s);
+    }
+    if (c->has_version && !(c->version.len == 1 && c->version.s[0] == '1'))
+        return yls_fail_set(f, 404, "model '%s' has no version '%.*s' (only \"1\")",
+                            out->model ? out->model->name : "?",
+                            (int)(c->version.len > 32 ? 32 : c->version.len), c->version.s);
+    if (c->has_run) {
+        if (c->run.len == 0 || c->run.len >= sizeof out->run)
+            return yls_fail_set(f, 404, "no such run: the name must have 1 to %zu bytes",
+                                sizeof out->run - 1);
+        memcpy(out->run, c->run.s, c->run.len);
+        out->run[c->run.len] = '\0';
+    }
+    if (c->has_asset)
+        out->asset = c->asset.s;
+    return 0;
 }
 
-static bool seg_is(const char *seg, size_t len, const char *word)
+/* The first segment after "/v2/models/" when it is not a model: the 404 to give when no
+ * pattern has the path's shape (a typo in the model name is likelier than in the rest). */
+static int unknown_model(const yls_models *models, const char *url, yls_fail *f)
 {
-    return strlen(word) == len && !memcmp(seg, word, len);
-}
-
-static int method_check(const char *method, bool want_post, const char **allow, yls_fail *f)
-{
-    if (want_post ? !strcmp(method, "POST") : is_get(method))
+    static const char prefix[] = "/v2/models/";
+    if (strncmp(url, prefix, sizeof prefix - 1))
         return 0;
-    *allow = want_post ? "POST" : "GET, HEAD";
-    return yls_fail_set(f, 405, "method %s is not allowed here (use %s)", method, *allow);
+    const char *m = url + sizeof prefix - 1;
+    size_t len = strcspn(m, "/");
+    if (len == 0 || yls_models_find(models, m, len))
+        return 0;
+    return yls_fail_set(f, 404, "unknown model '%.*s' (GET /v2/models/stats lists them)",
+                        (int)(len > 64 ? 64 : len), m);
 }
 
-static bool ends_with(const char *s, size_t len, const char *suffix, size_t *stem)
-{
-    size_t n = strlen(suffix);
-    if (len < n || memcmp(s + len - n, suffix, n))
-        return false;
-    *stem = len - n;
-    return true;
-}
-
-/* /v1/runs... */
-static int route_v1(const char *method, const char *url, yls_route *out, const char **allow,
-                    yls_fail *f)
-{
-    if (!strcmp(url, "/v1/runs") || !strcmp(url, "/v1/runs/")) {
-        out->ep = YLS_EP_RUNS;
-        return method_check(method, false, allow, f);
-    }
-    if (strncmp(url, "/v1/runs/", 9) != 0)
-        return yls_fail_set(f, 404, "no such endpoint: %.200s", url);
-    const char *name = url + 9;
-    size_t len = strlen(name), stem = len;
-    bool del = false;
-    if (ends_with(name, len, "/steps", &stem))
-        out->ep = YLS_EP_RUN_STEPS;
-    else if (ends_with(name, len, "/steps.csv", &stem))
-        out->ep = YLS_EP_RUN_CSV;
-    else if (ends_with(name, len, "/events", &stem))
-        out->ep = YLS_EP_RUN_EVENTS;
-    else {
-        out->ep = YLS_EP_RUN_DELETE;
-        del = true;
-    }
-    if (stem == 0 || stem >= sizeof out->run) {
-        out->ep = YLS_EP_NONE;
-        return yls_fail_set(f, 404, "no such run: the name must have 1 to %zu bytes",
-                            sizeof out->run - 1);
-    }
-    memcpy(out->run, name, stem);
-    out->run[stem] = '\0';
-    if (del) {
-        if (!strcmp(method, "DELETE"))
-            return 0;
-        *allow = "DELETE";
-        return yls_fail_set(f, 405, "method %s is not allowed here (use DELETE)", method);
-    }
-    return method_check(method, false, allow, f);
-}
-
-int yls_route_match(const yls_models *models, const char *method, const char *url,
-                    yls_route *out, const char **allow, yls_fail *f)
+int yls_route_match(const yls_route_entry *table, const yls_models *models, const char *method,
+                    const char *url, yls_route *out, yls_fail *f)
 {
     memset(out, 0, sizeof *out);
-    const char *p = url, *seg;
-    size_t len;
-    if (!strcmp(url, "/v2") || !strcmp(url, "/v2/")) {
-        out->ep = YLS_EP_SERVER_META;
-        return method_check(method, false, allow, f);
+    const yls_route_entry *claim = NULL;
+    captures c;
+    for (const yls_route_entry *e = table; e->method; e++)
+        if (shape_match(e->pattern, url, &c)) {
+            claim = e;
+            break;
+        }
+    if (!claim) {
+        if (unknown_model(models, url, f))
+            return -1;
+        return yls_fail_set(f, 404, "no such endpoint: %.200s", url);
     }
-    if (!strcmp(url, "/v2/health/live") || !strcmp(url, "/v2/health/ready")) {
-        out->ep = url[11] == 'l' ? YLS_EP_LIVE : YLS_EP_READY;
-        return method_check(method, false, allow, f);
+    if (check_captures(&c, models, out, f))
+        return -1;
+    /* the methods of the claiming pattern */
+    size_t n = 0;
+    for (const yls_route_entry *e = claim; e->method; e++) {
+        if (strcmp(e->pattern, claim->pattern))
+            continue;
+        if (method_ok(e->method, method)) {
+            out->entry = e;
+            return 0;
+        }
+        const char *m = !strcmp(e->method, "GET") ? "GET, HEAD" : e->method;
+        int k = snprintf(out->allow + n, sizeof out->allow - n, "%s%s", n ? ", " : "", m);
+        if (k > 0 && (size_t)k < sizeof out->allow - n)
+            n += (size_t)k;
     }
-    if (!strcmp(url, "/v2/models/stats")) {
-        out->ep = YLS_EP_ALL_STATS;
-        return method_check(method, false, allow, f);
-    }
-    if (!strcmp(url, "/") || !strcmp(url, "/index.html") || !strncmp(url, "/assets/", 8)) {
-        out->ep = YLS_EP_DASHBOARD;
-        out->asset = url[1] == 'a' ? url + 8 : "index.html";
-        return method_check(method, false, allow, f);
-    }
-    if (!strcmp(url, "/metrics")) {
-        out->ep = YLS_EP_METRICS;
-        return method_check(method, false, allow, f);
-    }
-    if (!strncmp(url, "/v1/", 4))
-        return route_v1(method, url, out, allow, f);
-    if (strncmp(url, "/v2/models/", 11) != 0)
-        goto not_found;
-    p = url + 10;
-    if (!next_segment(&p, &seg, &len) || len == 0)
-        goto not_found;
-    out->model = yls_models_find(models, seg, len);
-    if (!out->model) {
-        return yls_fail_set(f, 404, "unknown model '%.*s' (GET /v2/models/stats lists them)",
-                            (int)(len > 64 ? 64 : len), seg);
-    }
-    const char *mname = out->model->name;
-    const char *save = p;
-    if (next_segment(&p, &seg, &len) && seg_is(seg, len, "versions")) {
-        if (!next_segment(&p, &seg, &len) || len == 0)
-            goto not_found;
-        if (!seg_is(seg, len, "1"))
-            return yls_fail_set(f, 404, "model '%s' has no version '%.*s' (only \"1\")", mname,
-                                (int)(len > 32 ? 32 : len), seg);
-    } else {
-        p = save;
-    }
-    if (*p == '\0') {
-        out->ep = YLS_EP_MODEL_META;
-        return method_check(method, false, allow, f);
-    }
-    if (!next_segment(&p, &seg, &len) || *p != '\0')
-        goto not_found;
-    if (seg_is(seg, len, "ready"))
-        out->ep = YLS_EP_MODEL_READY;
-    else if (seg_is(seg, len, "config"))
-        out->ep = YLS_EP_MODEL_CONFIG;
-    else if (seg_is(seg, len, "stats"))
-        out->ep = YLS_EP_MODEL_STATS;
-    else if (seg_is(seg, len, "infer"))
-        out->ep = YLS_EP_INFER;
-    else
-        goto not_found;
-    return method_check(method, out->ep == YLS_EP_INFER, allow, f);
-
-not_found:
-    out->ep = YLS_EP_NONE;
-    out->model = NULL;
-    return yls_fail_set(f, 404, "no such endpoint: %.200s", url);
+    return yls_fail_set(f, 405, "method %s is not allowed here (use %s)", method, out->allow);
 }

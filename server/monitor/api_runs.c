@@ -26,44 +26,7 @@
 #define STEPS_MAX 100000
 #define CSV_MAX 10000000
 
-static const char *stat_names[YL_NUM_STATS] = {"count",     "avg_iou",   "avg_class",
-                                                "avg_obj",   "avg_noobj", "recall50",
-                                                "recall75",  "ignored"};
-static const char *term_names[4] = {"xy", "wh", "confidence", "class"};
-
 static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-
-/* A run name (any bytes a JSON string holds; invalid UTF-8 cannot be stored at all: the
- * infer parser took it from a JSON string). */
-static json_t *name_json(const char *run)
-{
-    json_t *s = json_string(run);
-    return s ? s : json_string("?");
-}
-
-json_t *yls_point_json(const yls_point *p)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "run", name_json(p->run));
-    json_object_set_new(o, "step", json_integer(p->step));
-    json_object_set_new(o, "wall", num(p->wall));
-    json_object_set_new(o, "batch", json_integer(p->batch));
-    json_object_set_new(o, "total", num(p->total));
-    for (int t = 0; t < 4; t++)
-        json_object_set_new(o, term_names[t], num(p->terms[t]));
-    json_t *layers = json_array();
-    for (int l = 0; l < p->num_layers; l++) {
-        json_t *lo = json_object();
-        for (int t = 0; t < 4; t++)
-            json_object_set_new(lo, term_names[t], num(p->layer_terms[l][t]));
-        for (int k = 0; k < YL_NUM_STATS; k++)
-            json_object_set_new(lo, stat_names[k], num(p->stats[l][k]));
-        json_array_append_new(layers, lo);
-    }
-    json_object_set_new(o, "layers", layers);
-    json_object_set_new(o, "latency", num(p->latency));
-    return o;
-}
 
 void yls_pending_begin(yls_request *r)
 {
@@ -99,7 +62,7 @@ static void runs_done(yls_hop *op)
     for (size_t i = 0; i < op->n; i++) {
         const yls_run_info *ri = &op->runs[i];
         json_t *o = json_object();
-        json_object_set_new(o, "run", name_json(ri->run));
+        json_object_set_new(o, "run", yls_run_json(ri->run));
         json_object_set_new(o, "first_step", json_integer(ri->first_step));
         json_object_set_new(o, "last_step", json_integer(ri->last_step));
         json_object_set_new(o, "last_loss", num(ri->last_loss));
@@ -123,7 +86,7 @@ static void steps_done(yls_hop *op)
     json_t *a = json_array();
     for (size_t i = 0; i < op->n; i++)
         json_array_append_new(a, yls_point_json(&op->points[i]));
-    reply_object(r, json_pack("{s:o,s:o}", "run", name_json(op->run), "points", a));
+    reply_object(r, json_pack("{s:o,s:o}", "run", yls_run_json(op->run), "points", a));
 cleanup:
     yls_hop_free(op);
 }
@@ -174,9 +137,9 @@ static void csv_done(yls_hop *op)
     fputs("run,step,wall,batch,total,xy,wh,confidence,class,latency", f);
     for (int l = 0; l < L; l++) {
         for (int t = 0; t < 4; t++)
-            fprintf(f, ",layer%d_%s", l, term_names[t]);
+            fprintf(f, ",layer%d_%s", l, yls_term_names[t]);
         for (int k = 0; k < YL_NUM_STATS; k++)
-            fprintf(f, ",layer%d_%s", l, stat_names[k]);
+            fprintf(f, ",layer%d_%s", l, yls_stat_names[k]);
     }
     fputs("\r\n", f);
     for (size_t i = 0; i < op->n; i++) {
@@ -230,7 +193,7 @@ static void delete_done(yls_hop *op)
         reply_failed(r, op);
     else {
         yls_metrics_forget(r->srv, op->run);
-        reply_object(r, json_pack("{s:o,s:I}", "run", name_json(op->run), "deleted",
+        reply_object(r, json_pack("{s:o,s:I}", "run", yls_run_json(op->run), "deleted",
                                   (json_int_t)op->deleted));
     }
     yls_hop_free(op);
@@ -253,48 +216,73 @@ static int arg_int(yls_request *r, const char *name, int64_t lo, int64_t hi, int
     return 0;
 }
 
-enum MHD_Result yls_api_serve(yls_request *r)
+/* Hand op (NULL: out of memory) to the history thread; r waits, suspended. */
+static enum MHD_Result submit(yls_request *r, yls_hop *op)
 {
-    yls_server *s = r->srv;
-    if (!s->history)
-        return yls_reply_error(r, 404, "no history: the daemon runs with --history none");
-    if (s->draining)
-        return yls_reply_error(r, 503, "the server is shutting down");
-    yls_hop *op = NULL;
-    switch (r->route.ep) {
-    case YLS_EP_RUNS:
-        op = yls_hop_new(YLS_HOP_RUNS, runs_done, r);
-        break;
-    case YLS_EP_RUN_STEPS: {
-        int64_t after, limit;
-        if (arg_int(r, "after", INT64_MIN, INT64_MAX, -1, &after))
-            return yls_reply_error(r, 400, "after must be an integer (a step)");
-        if (arg_int(r, "limit", 1, STEPS_MAX, STEPS_DEFAULT, &limit))
-            return yls_reply_error(r, 400, "limit must be an integer from 1 to %d", STEPS_MAX);
-        op = yls_hop_new(YLS_HOP_STEPS, steps_done, r);
-        if (op) {
-            op->after = after;
-            op->limit = limit;
-        }
-        break;
-    }
-    case YLS_EP_RUN_CSV:
-        op = yls_hop_new(YLS_HOP_STEPS, csv_done, r);
-        if (op) {
-            op->after = INT64_MIN;
-            op->limit = CSV_MAX;
-        }
-        break;
-    case YLS_EP_RUN_DELETE:
-        op = yls_hop_new(YLS_HOP_DELETE, delete_done, r);
-        break;
-    default:
-        return yls_reply_error(r, 404, "no such endpoint");
-    }
     if (!op)
         return yls_reply_error(r, 503, "out of memory; retry later");
     snprintf(op->run, sizeof op->run, "%s", r->route.run);
     yls_pending_begin(r);
-    yls_history_submit(s->history, op);
+    yls_history_submit(r->srv->history, op);
     return MHD_YES;
+}
+
+/* 0, or -1 after the refusal of a daemon with no history or draining. */
+static int refused(yls_request *r, enum MHD_Result *ret)
+{
+    const yls_server *s = r->srv;
+    if (!s->history)
+        *ret = yls_reply_error(r, 404, "no history: the daemon runs with --history none");
+    else if (s->draining)
+        *ret = yls_reply_error(r, 503, "the server is shutting down");
+    else
+        return 0;
+    return -1;
+}
+
+enum MHD_Result yls_api_runs(yls_request *r)
+{
+    enum MHD_Result ret;
+    if (refused(r, &ret))
+        return ret;
+    return submit(r, yls_hop_new(YLS_HOP_RUNS, runs_done, r));
+}
+
+enum MHD_Result yls_api_steps(yls_request *r)
+{
+    enum MHD_Result ret;
+    if (refused(r, &ret))
+        return ret;
+    int64_t after, limit;
+    if (arg_int(r, "after", INT64_MIN, INT64_MAX, -1, &after))
+        return yls_reply_error(r, 400, "after must be an integer (a step)");
+    if (arg_int(r, "limit", 1, STEPS_MAX, STEPS_DEFAULT, &limit))
+        return yls_reply_error(r, 400, "limit must be an integer from 1 to %d", STEPS_MAX);
+    yls_hop *op = yls_hop_new(YLS_HOP_STEPS, steps_done, r);
+    if (op) {
+        op->after = after;
+        op->limit = limit;
+    }
+    return submit(r, op);
+}
+
+enum MHD_Result yls_api_csv(yls_request *r)
+{
+    enum MHD_Result ret;
+    if (refused(r, &ret))
+        return ret;
+    yls_hop *op = yls_hop_new(YLS_HOP_STEPS, csv_done, r);
+    if (op) {
+        op->after = INT64_MIN;
+        op->limit = CSV_MAX;
+    }
+    return submit(r, op);
+}
+
+enum MHD_Result yls_api_delete(yls_request *r)
+{
+    enum MHD_Result ret;
+    if (refused(r, &ret))
+        return ret;
+    return submit(r, yls_hop_new(YLS_HOP_DELETE, delete_done, r));
 }

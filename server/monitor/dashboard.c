@@ -1,8 +1,7 @@
 /*
  * dashboard.c: GET / (index.html) and GET /assets/{name}: the dashboard, served from the
  * files embedded at build time (dashboard_assets.h), so the daemon works offline with no
- * file beside it. Every monitoring response carries yls_safe_headers: a Content-Security-
- * Policy that allows only the daemon's own scripts, styles and connections.
+ * file beside it. Every monitoring response carries yls_safe_headers (http/reply.c).
  */
 #include "server.h"
 
@@ -10,20 +9,9 @@
 
 #include "dashboard_assets.h"
 
-void yls_safe_headers(struct MHD_Response *resp)
-{
-    MHD_add_response_header(resp, "Content-Security-Policy",
-                            "default-src 'none'; script-src 'self'; style-src 'self'; "
-                            "img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
-                            "form-action 'none'; frame-ancestors 'none'");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
-}
-
 enum MHD_Result yls_dashboard_serve(yls_request *r)
 {
-    const char *name = r->route.asset;
+    const char *name = r->route.asset ? r->route.asset : "index.html"; /* / and /index.html */
     for (const yls_asset *a = yls_assets; a->name; a++) {
         if (strcmp(a->name, name) != 0)
             continue;

@@ -109,8 +109,15 @@ void yls_history_close(yls_history *h);
 yls_hop *yls_hop_new(yls_hop_kind kind, void (*done)(yls_hop *), void *data);
 void yls_hop_free(yls_hop *op);
 
-/* The point as a JSON object (jansson), and the CSV header and row (monitor.c). */
+/* ------------------------------------------------------------------------------------ */
+/* A point's names and JSON (point.c), for the API, the event streams and the CSV.       */
+
+extern const char *const yls_term_names[4];            /* xy, wh, confidence, class */
+extern const char *const yls_stat_names[YL_NUM_STATS]; /* count, avg_iou, ... */
 struct json_t;
+/* The point as a JSON object (jansson): the body of GET .../steps and of an event. */
 struct json_t *yls_point_json(const yls_point *p);
+/* A run name as a JSON string. */
+struct json_t *yls_run_json(const char *run);
 
 #endif /* YLS_HISTORY_H */

@@ -86,9 +86,9 @@ void yls_metrics_infer(yls_server *s, const yls_request *r, double total_s, doub
                        double compute_s)
 {
     yls_metrics *m = s->metrics;
-    if (!m || !r->stats_model)
+    if (!m || !r->route.model)
         return;
-    size_t i = (size_t)(r->stats_model - s->models.v);
+    size_t i = (size_t)(r->route.model - s->models.v);
     if (i >= m->n_models)
         return;
     model_metrics *mm = &m->models[i];

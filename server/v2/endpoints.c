@@ -106,47 +106,38 @@ static enum MHD_Result model_config(yls_request *r, const yls_model *m)
                      "string_value", thresh, "num_layers", "string_value", layers));
 }
 
-enum MHD_Result yls_endpoint_serve(yls_request *r)
+enum MHD_Result yls_ep_live(yls_request *r) { return reply_empty(r, 200); }
+
+enum MHD_Result yls_ep_ready(yls_request *r)
 {
-    yls_server *s = r->srv;
-    const yls_model *m = r->route.model;
-    switch (r->route.ep) {
-    case YLS_EP_LIVE:
+    const yls_server *s = r->srv;
+    if (s->ready && !s->draining)
         return reply_empty(r, 200);
-    case YLS_EP_READY:
-        if (s->ready && !s->draining)
-            return reply_empty(r, 200);
-        return yls_reply_error(r, 400, s->draining ? "the server is shutting down"
-                                                   : "the server is starting");
-    case YLS_EP_SERVER_META:
-        return server_metadata(r);
-    case YLS_EP_MODEL_META:
-        return model_metadata(r, m);
-    case YLS_EP_MODEL_READY:
-        if (s->ready && !s->draining)
-            return reply_empty(r, 200);
-        return yls_reply_error(r, 400, "model '%s' is not ready: the server is %s", m->name,
-                               s->draining ? "shutting down" : "starting");
-    case YLS_EP_MODEL_CONFIG:
-        return model_config(r, m);
-    case YLS_EP_MODEL_STATS:
-        return yls_reply_json(r, 200, yls_stats_json(&s->models, m));
-    case YLS_EP_ALL_STATS:
-        return yls_reply_json(r, 200, yls_stats_json(&s->models, NULL));
-    case YLS_EP_METRICS:
-        return yls_metrics_serve(r);
-    case YLS_EP_DASHBOARD:
-        return yls_dashboard_serve(r);
-    case YLS_EP_RUN_EVENTS:
-        return yls_sse_serve(r);
-    case YLS_EP_RUNS:
-    case YLS_EP_RUN_STEPS:
-    case YLS_EP_RUN_CSV:
-    case YLS_EP_RUN_DELETE:
-        return yls_api_serve(r);
-    case YLS_EP_INFER:
-    case YLS_EP_NONE:
-        break;
-    }
-    return yls_reply_error(r, 404, "no such endpoint");
+    return yls_reply_error(r, 400, s->draining ? "the server is shutting down"
+                                               : "the server is starting");
+}
+
+enum MHD_Result yls_ep_server_meta(yls_request *r) { return server_metadata(r); }
+
+enum MHD_Result yls_ep_model_meta(yls_request *r) { return model_metadata(r, r->route.model); }
+
+enum MHD_Result yls_ep_model_ready(yls_request *r)
+{
+    const yls_server *s = r->srv;
+    if (s->ready && !s->draining)
+        return reply_empty(r, 200);
+    return yls_reply_error(r, 400, "model '%s' is not ready: the server is %s",
+                           r->route.model->name, s->draining ? "shutting down" : "starting");
+}
+
+enum MHD_Result yls_ep_model_config(yls_request *r) { return model_config(r, r->route.model); }
+
+enum MHD_Result yls_ep_model_stats(yls_request *r)
+{
+    return yls_reply_json(r, 200, yls_stats_json(&r->srv->models, r->route.model));
+}
+
+enum MHD_Result yls_ep_all_stats(yls_request *r)
+{
+    return yls_reply_json(r, 200, yls_stats_json(&r->srv->models, NULL));
 }

@@ -309,6 +309,8 @@ static void input_done(uv_work_t *w, int status)
 
 /* --------------------------------------------------------------------------------------- */
 
+static void infer_free(void *work);
+
 enum MHD_Result yls_infer_start(yls_request *r)
 {
     yls_infer *job = calloc(1, sizeof *job);
@@ -326,14 +328,16 @@ enum MHD_Result yls_infer_start(yls_request *r)
     job->inflate_limit = r->header_len >= 0 ? s->opt.max_body : s->opt.max_json;
     job->fail_image = -1;
     job->t_ready = uv_hrtime();
-    r->infer = job;
+    r->work = job;
+    r->work_free = infer_free;
     yls_request_suspend(r);
     uv_queue_work(&s->loop, &job->work, input_work, input_done);
     return MHD_YES;
 }
 
-void yls_infer_free(yls_infer *job)
+static void infer_free(void *work)
 {
+    yls_infer *job = work;
     if (!job)
         return;
     yls_big_free(job->body.base);
@@ -352,9 +356,9 @@ static uint64_t span(uint64_t from, uint64_t to) { return from && to > from ? to
 
 void yls_infer_account(yls_request *r)
 {
-    yls_model_stats *st = &r->stats_model->stats;
+    yls_model_stats *st = &r->route.model->stats;
     uint64_t total = span(r->t_start, r->t_reply ? r->t_reply : uv_hrtime());
-    const yls_infer *jm = r->infer;
+    const yls_infer *jm = r->work;
     if (jm)
         yls_metrics_infer(r->srv, r, (double)total / 1e9,
                           (double)(span(jm->t_ready, jm->t_input0) +
@@ -375,7 +379,7 @@ void yls_infer_account(yls_request *r)
     uv_timeval64_t now;
     if (uv_gettimeofday(&now) == 0)
         st->last_inference_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000;
-    const yls_infer *j = r->infer;
+    const yls_infer *j = r->work;
     if (!j)
         return;
     yls_stats_add(&st->queue, span(j->t_ready, j->t_input0) + span(j->t_chunks_queued, j->t_infer0) +

@@ -256,6 +256,84 @@ START_TEST(token_auth)
 }
 END_TEST
 
+/* One route table decides dispatch and the token rule, and --help prints the public routes
+ * from it: every route --help calls public answers without the token (/index.html was
+ * served by the dashboard route but refused by a second matcher), the rest is 401 (an
+ * unknown path too, so that unauthenticated clients learn nothing). */
+START_TEST(token_rule_is_the_route_table)
+{
+    char path[] = "/tmp/yololossd-token-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "tok\n", 4), 4);
+    close(fd);
+    yt_daemon d;
+    const char *args[] = {"--token-file", path, "--threads", "1", NULL};
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    yt_resp r;
+    ck_assert_int_eq(yt_get(&d, "/index.html", &r), 200);
+    yt_resp_free(&r);
+    const char *daemon = getenv("YL_DAEMON") ? getenv("YL_DAEMON") : "build/yololossd";
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s --help", daemon);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char help[8192];
+    size_t n = fread(help, 1, sizeof help - 1, p);
+    help[n] = '\0';
+    ck_assert_int_eq(pclose(p), 0);
+    const char *list = strstr(help, "Public endpoints");
+    ck_assert_msg(list != NULL, "--help lists no public endpoints");
+
+    int checked = 0;
+    bool saw_index = false, saw_metrics = false;
+    for (const char *line = strchr(list, '\n'); line && line[1] == ' '; line = strchr(line + 1, '\n')) {
+        char method[16], pat[256], url[300];
+        if (sscanf(line + 1, " %15s %255s", method, pat) != 2)
+            break;
+        if (strstr(pat, "/events"))
+            continue; /* a stream: it does not end (the streams suite covers its token rule) */
+        /* fill the captures: a run "x", the asset app.js */
+        char *b = strchr(pat, '{');
+        if (b) {
+            char *e = strchr(b, '}');
+            ck_assert_ptr_nonnull(e);
+            snprintf(url, sizeof url, "%.*s%s%s", (int)(b - pat), pat,
+                     !strncmp(b, "{asset}", 7) ? "app.js" : "x", e + 1);
+        } else {
+            snprintf(url, sizeof url, "%s", pat);
+        }
+        saw_index |= !strcmp(url, "/index.html");
+        saw_metrics |= !strcmp(url, "/metrics");
+        yt_req req = {.method = method, .path = url};
+        long st = yt_http(&d, &req, &r);
+        ck_assert_msg(st != 401 && st != 0, "public %s %s: status %ld", method, url, st);
+        yt_resp_free(&r);
+        checked++;
+    }
+    ck_assert_msg(saw_index && saw_metrics, "--help does not list /index.html and /metrics");
+    ck_assert_int_ge(checked, 6);
+    /* not public: the v2 protocol, DELETE, unknown paths and methods */
+    const char *priv[][2] = {{"GET", "/v2"}, {"GET", "/v2/models/stats"},
+                             {"DELETE", "/v1/runs/x"}, {"GET", "/no/such/path"},
+                             {"POST", "/metrics"}, {"GET", "/v2/models/nosuch"}};
+    for (size_t i = 0; i < sizeof priv / sizeof priv[0]; i++) {
+        yt_req req = {.method = priv[i][0], .path = priv[i][1]};
+        ck_assert_msg(yt_http(&d, &req, &r) == 401, "%s %s: %ld, want 401", priv[i][0],
+                      priv[i][1], r.status);
+        yt_resp_free(&r);
+        req.headers[0] = "Authorization: Bearer tok";
+        long st = yt_http(&d, &req, &r);
+        ck_assert_msg(st != 401 && st != 0, "%s %s with the token: %ld", priv[i][0], priv[i][1],
+                      st);
+        yt_resp_free(&r);
+    }
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    unlink(d.errlog);
+    unlink(path);
+}
+END_TEST
+
 typedef struct {
     const yt_daemon *d;
     yt_req req;
@@ -454,6 +532,7 @@ Suite *yt_suite_features(void)
     tcase_add_test(tc, compression_both_ways);
     tcase_add_test(tc, inflate_limits_and_corruption);
     tcase_add_test(tc, token_auth);
+    tcase_add_test(tc, token_rule_is_the_route_table);
     tcase_add_test(tc, max_inflight);
     tcase_add_test(tc, graceful_shutdown);
     tcase_add_test(tc, access_log_and_stats);

@@ -1,0 +1,42 @@
+/*
+ * routes.c: every endpoint of the daemon, one line each: the one place that decides both
+ * what serves a request and whether it needs the bearer token (server.h: how patterns read,
+ * how to add a route). Order matters: the first pattern with the path's shape claims it,
+ * so fixed paths come before the patterns that capture them ("/v2/models/stats" before
+ * "{model}", ".../steps" before the bare run).
+ *
+ * The token rule: the v2 protocol and DELETE need the token; health, the dashboard and the
+ * monitoring reads are public (docs/monitoring.md: a dashboard behind a load balancer's
+ * health checks and Prometheus scrapes need no secret, and they only read).
+ */
+#include "server.h"
+
+const yls_route_entry yls_routes[] = {
+    /* method    pattern                                          handler           token  upload */
+    {"GET",    "/v2/health/live",                               yls_ep_live,         false, NULL},
+    {"GET",    "/v2/health/ready",                              yls_ep_ready,        false, NULL},
+    {"GET",    "/v2",                                           yls_ep_server_meta,  true,  NULL},
+    {"GET",    "/v2/",                                          yls_ep_server_meta,  true,  NULL},
+    {"GET",    "/v2/models/stats",                              yls_ep_all_stats,    true,  NULL},
+    {"GET",    "/v2/models/{model}",                            yls_ep_model_meta,   true,  NULL},
+    {"GET",    "/v2/models/{model}/versions/{version}",         yls_ep_model_meta,   true,  NULL},
+    {"GET",    "/v2/models/{model}/ready",                      yls_ep_model_ready,  true,  NULL},
+    {"GET",    "/v2/models/{model}/versions/{version}/ready",   yls_ep_model_ready,  true,  NULL},
+    {"GET",    "/v2/models/{model}/config",                     yls_ep_model_config, true,  NULL},
+    {"GET",    "/v2/models/{model}/versions/{version}/config",  yls_ep_model_config, true,  NULL},
+    {"GET",    "/v2/models/{model}/stats",                      yls_ep_model_stats,  true,  NULL},
+    {"GET",    "/v2/models/{model}/versions/{version}/stats",   yls_ep_model_stats,  true,  NULL},
+    {"POST",   "/v2/models/{model}/infer",                      yls_infer_start,     true,  yls_infer_account},
+    {"POST",   "/v2/models/{model}/versions/{version}/infer",   yls_infer_start,     true,  yls_infer_account},
+    {"GET",    "/",                                             yls_dashboard_serve, false, NULL},
+    {"GET",    "/index.html",                                   yls_dashboard_serve, false, NULL},
+    {"GET",    "/assets/{asset}",                               yls_dashboard_serve, false, NULL},
+    {"GET",    "/metrics",                                      yls_metrics_serve,   false, NULL},
+    {"GET",    "/v1/runs",                                      yls_api_runs,        false, NULL},
+    {"GET",    "/v1/runs/",                                     yls_api_runs,        false, NULL},
+    {"GET",    "/v1/runs/{run}/steps",                          yls_api_steps,       false, NULL},
+    {"GET",    "/v1/runs/{run}/steps.csv",                      yls_api_csv,         false, NULL},
+    {"GET",    "/v1/runs/{run}/events",                         yls_sse_serve,       false, NULL},
+    {"DELETE", "/v1/runs/{run}",                                yls_api_delete,      true,  NULL},
+    {NULL, NULL, NULL, false, NULL},
+};

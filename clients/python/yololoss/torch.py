@@ -25,7 +25,7 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 
 import numpy as np
 
-from ._client import BF16
+from ._tensors import BF16
 
 __all__ = ["RemoteYoloLoss", "remote_yolo_loss"]
 

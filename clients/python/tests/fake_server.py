@@ -1,0 +1,85 @@
+"""A tiny scripted HTTP/1.1 server standing in for yololossd where the real one cannot be
+made to fail on cue: it answers the n-th infer with script[n], then a fixed good answer.
+
+Script entries: an HTTP status (502, 503, ...; with the server's retry_after as the
+Retry-After header when set), "reset" (read the request, then close with a TCP RST), or
+"hang" (answer 200 only after `release` is set or 10 s pass). .attempts counts infers.
+"""
+
+import http.server
+import json
+import socket
+import struct
+import threading
+
+GOOD = [("loss", [1], [2.5]), ("loss_terms", [4], [1, 0.5, 0.75, 0.25]),
+        ("layer_terms", [1, 4], [1, 0.5, 0.75, 0.25]),
+        ("image_terms", [1, 4], [1, 0.5, 0.75, 0.25]), ("stats", [1, 8], [0] * 8)]
+GOOD_BODY = json.dumps({"model_name": "yolov3", "model_version": "1", "outputs": [
+    {"name": n, "datatype": "FP32", "shape": s, "data": d} for n, s, d in GOOD]}).encode()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        srv = self.server
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with srv.lock:
+            n = srv.attempts
+            srv.attempts += 1
+        action = srv.script[n] if n < len(srv.script) else 200
+        if action == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return
+        if action == "hang":
+            srv.release.wait(10)
+            action = 200
+        if action == 200:
+            self._send(200, GOOD_BODY)
+        else:
+            self._send(action, json.dumps({"error": "scripted %d" % action}).encode(),
+                       srv.retry_after)
+
+    do_GET = do_POST
+
+    def _send(self, status, body, retry_after=None):
+        self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", str(retry_after))
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class FakeServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, script=(), retry_after=None):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.script = list(script)
+        self.retry_after = retry_after
+        self.attempts = 0
+        self.lock = threading.Lock()
+        self.release = threading.Event()
+        self.url = "http://127.0.0.1:%d" % self.server_port
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self.release.set()
+        self.shutdown()
+        self.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -23,7 +23,8 @@ $(CLIENT_LIB): $(B)/clients/c/yololoss_client.o
 $(B)/yololoss: $(B)/clients/c/yololoss_cli.o $(B)/clients/c/npyfile.o $(CLIENT_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CLIENT_LIBS) -lm
 
-$(B)/test_clients_c: $(B)/clients/c/tests/test_client_c.o $(B)/clients/c/npyfile.o \
+$(B)/test_clients_c: $(B)/clients/c/tests/test_client_c.o $(B)/clients/c/tests/fake_server.o \
+		$(B)/clients/c/npyfile.o \
 		$(CLIENT_LIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) $(CLIENT_LIBS) -lm -lpthread
 

@@ -39,7 +39,10 @@ static const char usage[] =
     "  --anchors W,H,...    override the model's anchors (12 or 18 numbers)\n"
     "  --run NAME           label for the server's monitoring\n"
     "  --step N             training step, for the server's monitoring\n"
-    "  --timeout SECONDS    for the whole call, 503 retries included (default 60)\n"
+    "  --timeout SECONDS    for the whole call, retries included (default 60)\n"
+    "  --max-attempts N     attempts in all when the connection is refused or reset or the\n"
+    "                       answer is 502/503/504 (default: as many as the timeout allows)\n"
+    "  --no-retry           one attempt only (--max-attempts 1)\n"
     "  --help, --version\n"
     "Exit status: 0 done, 1 refused by the server or no answer, 2 bad usage or file.\n";
 
@@ -154,7 +157,8 @@ static int parse_double(const char *flag, const char *s, double *out)
 
 int main(int argc, char **argv)
 {
-    ylc_options opt = {getenv("YOLOLOSS_URL"), "yolov3", getenv("YOLOLOSS_TOKEN"), 60};
+    ylc_options opt = {.url = getenv("YOLOLOSS_URL"), .model = "yolov3",
+                       .token = getenv("YOLOLOSS_TOKEN"), .timeout = 60};
     ylc_request req;
     memset(&req, 0, sizeof req);
     const char *out_paths[YLC_MAX_LAYERS], *yt_paths[YLC_MAX_LAYERS], *boxes_path = NULL;
@@ -172,7 +176,7 @@ int main(int argc, char **argv)
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool takes = strncmp(a, "--", 2) == 0 && strcmp(a, "--json") && strcmp(a, "--help") &&
-                     strcmp(a, "--version");
+                     strcmp(a, "--version") && strcmp(a, "--no-retry");
         if (takes && !v) {
             fprintf(stderr, "yololoss: %s needs a value\n%s", a, usage);
             goto out;
@@ -185,6 +189,9 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--json")) {
             req.json = 1;
+            continue;
+        } else if (!strcmp(a, "--no-retry")) {
+            opt.max_attempts = 1;
             continue;
         } else if (!strcmp(a, "--url")) {
             opt.url = v;
@@ -223,6 +230,15 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--timeout")) {
             if (parse_double(a, v, &opt.timeout))
                 goto out;
+        } else if (!strcmp(a, "--max-attempts")) {
+            char *e;
+            errno = 0;
+            long n = strtol(v, &e, 10);
+            if (errno || e == v || *e || n < 1 || n > 1000000) {
+                fprintf(stderr, "yololoss: --max-attempts: '%s' is not a count >= 1\n", v);
+                goto out;
+            }
+            opt.max_attempts = (int)n;
         } else if (strncmp(a, "--", 2) == 0) {
             fprintf(stderr, "yololoss: unknown option %s\n%s", a, usage);
             goto out;

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -29,6 +30,9 @@ struct ylc_client {
     char *model; /* URL-escaped */
     struct curl_slist *auth; /* the Authorization header, NULL: none */
     double timeout;
+    int max_attempts; /* 0: as many as the deadline allows */
+    double backoff_base, backoff_max;
+    uint64_t rng;     /* the backoff's jitter (xorshift64) */
     unsigned long retries;
 };
 
@@ -161,6 +165,15 @@ int ylc_client_new(ylc_client **out, const ylc_options *opt, ylc_error *err)
     if (!c)
         return fail(err, 0, "out of memory");
     c->timeout = opt && opt->timeout > 0 ? opt->timeout : 60.0;
+    c->max_attempts = opt && opt->max_attempts > 0 ? opt->max_attempts : 0;
+    c->backoff_base = opt && opt->backoff_base > 0 ? opt->backoff_base : 0.1;
+    c->backoff_max = opt && opt->backoff_max > 0 ? opt->backoff_max : 5.0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    c->rng = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^
+             ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
+    if (!c->rng)
+        c->rng = 1;
     c->curl = curl_easy_init();
     if (!c->curl)
         goto oom;
@@ -302,9 +315,18 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *userdata)
         long long x = strtoll(v, &e, 10);
         a->header_len = (errno || *e || x < 0) ? -2 : x;
     } else if (header_value(p, n, "Retry-After", v, sizeof v)) {
+        /* delay-seconds or an HTTP-date (RFC 9110 10.2.3); unreadable: as if absent */
         char *e;
         double x = strtod(v, &e);
-        a->retry_after = (e != v && *e == '\0' && x >= 0 && x < 86400) ? x : 1.0;
+        if (e != v && *e == '\0' && x >= 0) {
+            a->retry_after = x;
+        } else {
+            time_t when = curl_getdate(v, NULL);
+            if (when != (time_t)-1) {
+                double d = difftime(when, time(NULL));
+                a->retry_after = d > 0 ? d : 0;
+            }
+        }
     }
     return n;
 }
@@ -334,10 +356,32 @@ static int http_error(ylc_error *err, long status, const answer *a)
     return -1;
 }
 
+/* A uniform draw in [0, 1). */
+static double jitter(ylc_client *c)
+{
+    c->rng ^= c->rng << 13;
+    c->rng ^= c->rng >> 7;
+    c->rng ^= c->rng << 17;
+    return (double)(c->rng >> 11) / 9007199254740992.0;
+}
+
+/* Transport failures worth another attempt: the connection was refused, reset or closed
+ * without an answer (a daemon restarting, a proxy's backend going away). A timeout is
+ * not: the deadline is spent. */
+static bool retryable_transport(CURLcode rc)
+{
+    return rc == CURLE_COULDNT_CONNECT || rc == CURLE_GOT_NOTHING || rc == CURLE_SEND_ERROR ||
+           rc == CURLE_RECV_ERROR || rc == CURLE_PARTIAL_FILE;
+}
+
+static bool retryable_status(long status) { return status == 502 || status == 503 || status == 504; }
+
 /* method "GET" or "POST" (with the segments as body). Returns the status, 0 on a
- * transport failure (err filled). 503s are retried within the timeout. */
+ * transport failure (err filled). Retries as the header's RETRIES says, all within
+ * timeout seconds. */
 static long exchange(ylc_client *c, const char *method, const char *path, const segment *seg,
-                     int nseg, const char *const *extra, answer *a, ylc_error *err)
+                     int nseg, const char *const *extra, double timeout, answer *a,
+                     ylc_error *err)
 {
     char *url = malloc(strlen(c->base) + strlen(path) + 1);
     if (!url) {
@@ -360,14 +404,22 @@ static long exchange(ylc_client *c, const char *method, const char *path, const 
     for (int i = 0; i < nseg; i++)
         total += seg[i].len;
 
-    double deadline = now_s() + c->timeout;
+    if (timeout <= 0)
+        timeout = c->timeout;
+    double deadline = now_s() + timeout;
     long status = 0;
     CURL *k = c->curl;
-    for (;;) {
+    for (int attempt = 1;; attempt++) {
         body_reader rd = {seg, nseg, 0, 0};
         a->body.len = 0;
         a->header_len = -1;
         a->retry_after = -1;
+        double left = deadline - now_s();
+        if (left <= 0) {
+            fail(err, 0, "%s %s: no answer within the timeout (%gs)", method, url, timeout);
+            status = 0;
+            break;
+        }
         curl_easy_reset(k);
         curl_easy_setopt(k, CURLOPT_URL, url);
         curl_easy_setopt(k, CURLOPT_HTTPHEADER, hdrs);
@@ -378,7 +430,6 @@ static long exchange(ylc_client *c, const char *method, const char *path, const 
         curl_easy_setopt(k, CURLOPT_ACCEPT_ENCODING, ""); /* gzip/deflate answers, decoded */
         curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(k, CURLOPT_USERAGENT, "yololoss-c/" YLC_VERSION);
-        double left = deadline - now_s();
         curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, (long)(left > 0.001 ? left * 1000 : 1));
         if (strcmp(method, "POST") == 0) {
             curl_easy_setopt(k, CURLOPT_POST, 1L);
@@ -389,25 +440,32 @@ static long exchange(ylc_client *c, const char *method, const char *path, const 
             curl_easy_setopt(k, CURLOPT_SEEKDATA, &rd);
         }
         CURLcode rc = curl_easy_perform(k);
+        double asked = -1; /* Retry-After, -1: none */
         if (rc != CURLE_OK) {
-            fail(err, 0, "%s %s: %s", method, url,
-                 a->body.oom ? "out of memory for the answer" : curl_easy_strerror(rc));
             status = 0;
+            if (a->body.oom)
+                fail(err, 0, "%s %s: out of memory for the answer", method, url);
+            else if (rc == CURLE_OPERATION_TIMEDOUT)
+                fail(err, 0, "%s %s: no answer within the timeout (%gs)", method, url, timeout);
+            else
+                fail(err, 0, "%s %s: %s (%d attempt%s)", method, url, curl_easy_strerror(rc),
+                     attempt, attempt == 1 ? "" : "s");
+            if (a->body.oom || !retryable_transport(rc))
+                break;
+        } else {
+            curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &status);
+            if (!retryable_status(status))
+                break;
+            asked = a->retry_after;
+        }
+        if (c->max_attempts > 0 && attempt >= c->max_attempts)
             break;
-        }
-        curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &status);
-        if (status == 503) {
-            /* up to 10% more than asked, so that clients refused together spread out */
-            double t = now_s();
-            double wait = (a->retry_after >= 0 ? a->retry_after : 1.0) *
-                          (1.0 + 0.1 * (t * 1e6 - floor(t * 1e6 / 1000) * 1000) / 1000);
-            if (now_s() + wait < deadline) {
-                c->retries++;
-                sleep_s(wait);
-                continue;
-            }
-        }
-        break;
+        double cap = c->backoff_base * ldexp(1.0, attempt - 1 < 60 ? attempt - 1 : 60);
+        double wait = asked >= 0 ? asked : jitter(c) * (cap < c->backoff_max ? cap : c->backoff_max);
+        if (now_s() + wait >= deadline)
+            break;
+        c->retries++;
+        sleep_s(wait);
     }
     curl_slist_free_all(hdrs);
     free(url);
@@ -419,7 +477,7 @@ long ylc_get(ylc_client *c, const char *path, char **body, ylc_error *err)
     if (body)
         *body = NULL;
     answer a = {{0}, -1, -1};
-    long status = exchange(c, "GET", path, NULL, 0, NULL, &a, err);
+    long status = exchange(c, "GET", path, NULL, 0, NULL, 0, &a, err);
     if (status != 0 && body && a.body.p) {
         *body = a.body.p;
         a.body.p = NULL;
@@ -772,8 +830,8 @@ int ylc_compute(ylc_client *c, const ylc_request *req, ylc_result *res, ylc_erro
     snprintf(hl, sizeof hl, "Inference-Header-Content-Length: %zu", h.len);
     const char *binary_hdrs[] = {"Content-Type: application/octet-stream", hl, NULL};
     const char *json_hdrs[] = {"Content-Type: application/json", NULL};
-    long status = exchange(c, "POST", path, seg, nseg, nseg > 1 ? binary_hdrs : json_hdrs, &a,
-                           err);
+    long status = exchange(c, "POST", path, seg, nseg, nseg > 1 ? binary_hdrs : json_hdrs,
+                           req->timeout, &a, err);
     if (status == 0)
         goto out;
     if (status != 200) {

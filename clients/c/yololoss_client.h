@@ -13,8 +13,16 @@
  *
  * ERRORS. Functions return 0, or -1 with err->status (the HTTP status: 400, 401, 404, 413,
  * 503, ...; 0 when no answer came back or the call was refused before sending) and
- * err->msg (the server's {"error": ...} text or the client's own explanation). 503 answers
- * are retried after their Retry-After as long as the client's timeout allows.
+ * err->msg (the server's {"error": ...} text or the client's own explanation).
+ *
+ * RETRIES. A call is retried when the connection was refused, reset or closed without an
+ * answer, and when the answer is 502, 503 or 504 (a proxy during a rolling update, an
+ * overloaded or draining daemon). The wait before retry n (n = 0, 1, ...) is the answer's
+ * Retry-After when it has one, else a uniform draw in [0, min(backoff_max, backoff_base *
+ * 2^n)] ("full jitter", so that clients refused together spread out). Everything happens
+ * inside the call's one deadline (its timeout): a wait that would end past it is not
+ * started and the last failure is returned. Replaying an infer is safe: the loss is a pure
+ * function of the request, and a step logged with run/step is recorded once.
  *
  * WORKED EXAMPLE (yolov3-tiny, 2 layers, boxes as ground truth):
  *
@@ -71,14 +79,18 @@ typedef struct {
     const char *url;    /* "http://127.0.0.1:8000" (NULL: that); a path prefix is kept */
     const char *model;  /* "yolov3" (NULL: that), "yolov3-tiny", ... */
     const char *token;  /* bearer token, NULL: none */
-    double timeout;     /* seconds for a whole call, 503 retries included; <= 0: 60 */
+    double timeout;     /* seconds for a whole call, retries included; <= 0: 60 */
+    int max_attempts;   /* attempts per call, the first included: 0 = as many as the
+                           timeout allows, 1 = no retry */
+    double backoff_base; /* seconds before the first retry at most; <= 0: 0.1 */
+    double backoff_max;  /* the cap of the doubling wait; <= 0: 5 */
 } ylc_options;
 
 typedef struct ylc_client ylc_client;
 
 int ylc_client_new(ylc_client **out, const ylc_options *opt, ylc_error *err);
 void ylc_client_free(ylc_client *c);
-/* How many 503 answers this client retried so far. */
+/* How many retries this client made so far (all calls, all causes). */
 unsigned long ylc_client_retries(const ylc_client *c);
 
 /* One batch. outputs: L raw head outputs [B,H,W,3*(5+C)] or [B,H,W,3,5+C]; exactly one of
@@ -98,6 +110,8 @@ typedef struct {
     const char *run;       /* monitoring label or NULL */
     int has_step;
     int64_t step;
+    double timeout;        /* this call's deadline in seconds, retries included;
+                              <= 0: the client's */
 } ylc_request;
 
 /* The answer. Values are the server's FP32 outputs, widened. */

@@ -24,14 +24,16 @@ export const STAT_NAMES = Object.freeze(["count", "avg_iou", "avg_class", "avg_o
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const ELEMENT_SIZE = { FP32: 4, FP64: 8, FP16: 2, BF16: 2 };
 
-/** A failed request. status: the HTTP status, or null when no answer came back. */
+/** A failed request. status: the HTTP status, or null when no answer came back;
+ * attempts: how many attempts the call made (retries included). */
 export class YoloLossError extends Error {
-  constructor(status, message, headers = null) {
+  constructor(status, message, headers = null, attempts = 1) {
     super(status ? `HTTP ${status}: ${message}` : message);
     this.name = "YoloLossError";
     this.status = status;
     this.serverMessage = message;
     this.headers = headers;
+    this.attempts = attempts;
   }
 }
 
@@ -99,12 +101,61 @@ function jsonNumbers(t) {
   return out;
 }
 
+/** Milliseconds asked for by a Retry-After value (delay-seconds or an HTTP-date), or null
+ * when absent or unreadable. */
 function retryAfterMs(value) {
-  if (value == null) return 1000;
-  const s = Number(value);
-  if (Number.isFinite(s) && s >= 0) return s * 1000;
-  const when = Date.parse(value);
-  return Number.isNaN(when) ? 1000 : Math.max(0, when - Date.now());
+  if (value == null) return null;
+  const v = value.trim();
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v) * 1000;
+  const when = Date.parse(v);
+  return Number.isNaN(when) ? null : Math.max(0, when - Date.now());
+}
+
+// Transport failures worth another attempt: the connection was refused, reset or closed
+// without an answer (a daemon restarting, a proxy's backend going away). A timeout is not:
+// the deadline is spent.
+const RETRYABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EPIPE",
+  "UND_ERR_SOCKET", "UND_ERR_CLOSED"]);
+const RETRYABLE_STATUSES = new Set([502, 503, 504]);
+
+function causeCode(e) {
+  for (let c = e; c; c = c.cause) if (typeof c.code === "string") return c.code;
+  return null;
+}
+
+/** How a call is retried (the same policy as the Python and C clients).
+ *  maxAttempts: attempts in all, the first included (null: as many as the deadline allows;
+ *  1: no retry); backoffBase, backoffMax: seconds (0.1 doubling to 5). The wait before
+ *  retry n (0-based) is the answer's Retry-After when it has one, else a uniform draw in
+ *  [0, min(backoffMax, backoffBase * 2^n)] ("full jitter"). */
+export class Retry {
+  constructor({ maxAttempts = null, backoffBase = 0.1, backoffMax = 5 } = {}) {
+    if (maxAttempts != null && !(Number.isInteger(maxAttempts) && maxAttempts >= 1)) {
+      throw new RangeError("Retry maxAttempts must be an integer >= 1 (or null)");
+    }
+    if (!(backoffBase >= 0 && backoffMax >= 0)) {
+      throw new RangeError("Retry backoff times must not be negative");
+    }
+    this.maxAttempts = maxAttempts;
+    this.backoffBase = backoffBase;
+    this.backoffMax = backoffMax;
+    Object.freeze(this);
+  }
+
+  static off() { return new Retry({ maxAttempts: 1 }); }
+
+  /** Seconds of the full-jitter wait before retry n (0-based). */
+  backoff(n) {
+    return Math.random() * Math.min(this.backoffMax, this.backoffBase * 2 ** Math.min(n, 60));
+  }
+}
+
+function asRetry(value) {
+  if (value == null || value === true) return new Retry();
+  if (value === false) return Retry.off();
+  if (value instanceof Retry) return value;
+  if (typeof value === "object") return new Retry(value);
+  throw new TypeError(`retry must be a Retry, an options object, true or false, not ${value}`);
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -174,9 +225,10 @@ function parseAnswer(buf, headers) {
 export class YoloLossClient {
   /**
    * @param {string} url  "http://127.0.0.1:8000" (a path prefix is kept)
-   * @param {{model?: string, token?: string, timeout?: number, version?: string,
-   *          fetch?: typeof fetch}} options  timeout in seconds for a whole call,
-   *   503 retries included (default 60)
+   * @param {{model?: string, token?: string, timeout?: number, retry?: Retry|object|boolean,
+   *          version?: string, fetch?: typeof fetch}} options  timeout: the deadline of one
+   *   call in seconds, retries included (default 60; compute takes its own); retry: the
+   *   retry policy (a Retry, its options, true: the default, false: no retry)
    */
   constructor(url = "http://127.0.0.1:8000", options = {}) {
     if (!LITTLE_ENDIAN) throw new Error("yololoss.js needs a little-endian platform");
@@ -185,6 +237,7 @@ export class YoloLossClient {
     this.version = options.version ?? null;
     this.token = options.token ?? null;
     this.timeout = options.timeout ?? 60;
+    this.retry = asRetry(options.retry);
     this.retries = 0;
     this._fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   }
@@ -195,34 +248,45 @@ export class YoloLossClient {
     return p + suffix;
   }
 
-  /** One exchange with 503 retries: the fetch Response (body unread). */
-  async _request(method, path, body = null, headers = {}) {
+  /** One exchange with retries (see Retry), all within timeout seconds (default: the
+   * client's): the fetch Response (body unread). body must be replayable (a Blob or bytes). */
+  async _request(method, path, body = null, headers = {}, timeout = null) {
     const h = { ...headers };
     if (this.token) h.Authorization = `Bearer ${this.token}`;
-    const deadline = Date.now() + this.timeout * 1000;
-    for (;;) {
-      let resp;
+    const limit = timeout ?? this.timeout;
+    const deadline = Date.now() + limit * 1000;
+    const policy = this.retry;
+    for (let attempt = 1; ; attempt++) {
+      let resp = null, failure = null, asked = null;
       try {
         resp = await this._fetch(this.url + path, {
           method, headers: h, body,
           signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
         });
       } catch (e) {
-        const why = e.name === "TimeoutError" ? `no answer within ${this.timeout}s`
-          : (e.cause && e.cause.message) || e.message;
-        throw new YoloLossError(null, `${method} ${this.url}${path}: ${why}`);
-      }
-      if (resp.status === 503) {
-        // up to 10% more than asked, so that clients refused together spread out
-        const wait = retryAfterMs(resp.headers.get("retry-after")) * (1 + 0.1 * Math.random());
-        if (Date.now() + wait < deadline) {
-          await resp.arrayBuffer().catch(() => null);
-          this.retries++;
-          await sleep(wait);
-          continue;
+        if (e.name === "TimeoutError" || e.name === "AbortError") {
+          throw new YoloLossError(null, `${method} ${this.url}${path}: no answer within the ` +
+            `timeout (${limit}s)`, null, attempt);
         }
+        const why = (e.cause && e.cause.message) || e.message;
+        failure = new YoloLossError(null, `${method} ${this.url}${path}: ${why} (${attempt} ` +
+          `attempt${attempt === 1 ? "" : "s"})`, null, attempt);
+        if (!RETRYABLE_CODES.has(causeCode(e))) throw failure;
       }
-      return resp;
+      if (resp) {
+        resp.attempts = attempt;
+        if (!RETRYABLE_STATUSES.has(resp.status)) return resp;
+        asked = retryAfterMs(resp.headers.get("retry-after"));
+      }
+      const wait = asked ?? policy.backoff(attempt - 1) * 1000;
+      if ((policy.maxAttempts != null && attempt >= policy.maxAttempts) ||
+          Date.now() + wait >= deadline) {
+        if (resp) return resp;
+        throw failure;
+      }
+      if (resp) await resp.arrayBuffer().catch(() => null);
+      this.retries++;
+      await sleep(wait);
     }
   }
 
@@ -233,7 +297,7 @@ export class YoloLossClient {
       const j = JSON.parse(text);
       if (j && typeof j.error === "string") msg = j.error;
     } catch { /* not JSON */ }
-    return new YoloLossError(resp.status, msg, resp.headers);
+    return new YoloLossError(resp.status, msg, resp.headers, resp.attempts ?? 1);
   }
 
   async _getJSON(path) {
@@ -267,13 +331,14 @@ export class YoloLossClient {
    *   [B, H, W, 3*(5+C)] or [B, H, W, 3, 5+C], coarsest grid first
    * @param {{boxes?, yTrue?, grads?: boolean, ignoreThresh?: number,
    *          anchors?: string|number[], run?: string, step?: number, binary?: boolean,
-   *          requestId?: string}} options  exactly one of boxes [B, T, 5] (pixels:
-   *   x_min, y_min, x_max, y_max, class) or yTrue (L dense tensors)
+   *          requestId?: string, timeout?: number}} options  exactly one of boxes
+   *   [B, T, 5] (pixels: x_min, y_min, x_max, y_max, class) or yTrue (L dense tensors);
+   *   timeout: this call's deadline in seconds, retries included (default: the client's)
    * @returns {Promise<Result>}
    */
   async compute(outputs, options = {}) {
     const { boxes, yTrue, grads = false, ignoreThresh, anchors, run, step,
-      binary = true, requestId } = options;
+      binary = true, requestId, timeout = null } = options;
     if (!Array.isArray(outputs) || outputs.length === 0) {
       throw new TypeError("outputs must be a non-empty array of tensors");
     }
@@ -322,7 +387,8 @@ export class YoloLossClient {
       headers["Content-Type"] = "application/json";
       body = header;
     }
-    const resp = await this._request("POST", this._modelPath(null, "/infer"), body, headers);
+    const resp = await this._request("POST", this._modelPath(null, "/infer"), body, headers,
+      timeout);
     if (resp.status !== 200) throw await this._error(resp);
     const { header: h, outputs: outs } = parseAnswer(await resp.arrayBuffer(), resp.headers);
     return new Result(outs, h);

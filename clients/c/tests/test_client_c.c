@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fake_server.h"
 #include "npyfile.h"
 #include "yololoss.h"
 #include "yololoss_client.h"
@@ -314,7 +315,7 @@ static ylc_client *client_for(const daemon_t *d, const char *model, const char *
 {
     ylc_client *c;
     ylc_error err;
-    ylc_options o = {d->url, model, token, 20};
+    ylc_options o = {.url = d->url, .model = model, .token = token, .timeout = 20};
     ck_assert_msg(ylc_client_new(&c, &o, &err) == 0, "%s", err.msg);
     return c;
 }
@@ -472,8 +473,9 @@ START_TEST(test_local_refusals_and_no_server)
     ylc_client_free(c);
 
     daemon_t gone = {0};
-    snprintf(gone.url, sizeof gone.url, "http://127.0.0.1:9");
-    c = client_for(&gone, "yolov3-tiny", NULL);
+    fake_refusing_url(gone.url, sizeof gone.url);
+    ylc_options o = {.url = gone.url, .model = "yolov3-tiny", .max_attempts = 1};
+    ck_assert_msg(ylc_client_new(&c, &o, &err) == 0, "%s", err.msg);
     req = batch_request(&b, 0, 0);
     ck_assert_int_eq(ylc_compute(c, &req, &r, &err), -1);
     ck_assert_int_eq(err.status, 0);
@@ -568,6 +570,160 @@ START_TEST(test_overload_retries)
     fprintf(stderr, "test_overload_retries: %lu answers 503 retried\n", retries);
     daemon_stop(&busy);
     batch_free(&b);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------ */
+/* Retries, against the scripted fake server: attempts counted, never timed.               */
+
+static ylc_client *fake_client(const char *url, int max_attempts, double timeout)
+{
+    ylc_client *c;
+    ylc_error err;
+    ylc_options o = {.url = url, .model = "yolov3", .timeout = timeout,
+                     .max_attempts = max_attempts};
+    ck_assert_msg(ylc_client_new(&c, &o, &err) == 0, "%s", err.msg);
+    return c;
+}
+
+/* A one-layer request the fake server answers (it does not look at it). */
+static float fake_out[18], fake_boxes[5] = {10, 10, 20, 20, 0};
+
+static int fake_compute(ylc_client *c, double timeout, ylc_error *err)
+{
+    ylc_tensor out = {fake_out, YLC_F32, 4, {1, 1, 1, 18}};
+    ylc_tensor boxes = {fake_boxes, YLC_F32, 3, {1, 1, 5}};
+    ylc_request req = {.outputs = &out, .n_outputs = 1, .boxes = &boxes, .timeout = timeout};
+    ylc_result r;
+    int rc = ylc_compute(c, &req, &r, err);
+    if (rc == 0)
+        ck_assert_msg(r.loss == 2.5 && r.terms[3] == 0.25, "the fake answer, parsed");
+    ylc_result_free(&r);
+    return rc;
+}
+
+/* Every retryable failure in a row, then the answer: one call, seven attempts. */
+START_TEST(test_retry_transient_failures)
+{
+    static const fake_step script[] = {
+        {FAKE_CLOSE, 0, NULL},   {FAKE_RESET, 0, NULL},    {FAKE_STATUS, 502, NULL},
+        {FAKE_STATUS, 503, "0"}, {FAKE_STATUS, 504, NULL},
+        {FAKE_STATUS, 503, "Thu, 01 Jan 1970 00:00:00 GMT"}, /* an HTTP-date, passed */
+    };
+    fake_server *f = fake_start(script, 6, (fake_step){FAKE_OK, 0, NULL});
+    ck_assert_ptr_nonnull(f);
+    ylc_client *c = fake_client(fake_url(f), 0, 20);
+    ylc_error err;
+    ck_assert_msg(fake_compute(c, 0, &err) == 0, "HTTP %d: %s", err.status, err.msg);
+    ck_assert_int_eq(fake_requests(f), 7);
+    ck_assert_uint_eq(ylc_client_retries(c), 6);
+    ylc_client_free(c);
+    fake_stop(f);
+
+    /* ylc_get retries the same way */
+    static const fake_step twice[] = {{FAKE_STATUS, 503, "0"}, {FAKE_CLOSE, 0, NULL}};
+    f = fake_start(twice, 2, (fake_step){FAKE_OK, 0, NULL});
+    ck_assert_ptr_nonnull(f);
+    c = fake_client(fake_url(f), 0, 20);
+    char *body;
+    ck_assert_int_eq(ylc_get(c, "/v2/health/ready", &body, &err), 200);
+    free(body);
+    ck_assert_int_eq(fake_requests(f), 3);
+    ylc_client_free(c);
+    fake_stop(f);
+}
+END_TEST
+
+/* Statuses other than 502/503/504 are answers, not outages: one attempt. */
+START_TEST(test_retry_not_for_other_statuses)
+{
+    static const int statuses[] = {400, 401, 404, 413, 500};
+    for (int i = 0; i < 5; i++) {
+        fake_server *f = fake_start(NULL, 0, (fake_step){FAKE_STATUS, statuses[i], "0"});
+        ck_assert_ptr_nonnull(f);
+        ylc_client *c = fake_client(fake_url(f), 0, 20);
+        ylc_error err;
+        ck_assert_int_eq(fake_compute(c, 0, &err), -1);
+        ck_assert_int_eq(err.status, statuses[i]);
+        ck_assert_msg(strstr(err.msg, "retry later") != NULL, "%s", err.msg);
+        ck_assert_int_eq(fake_requests(f), 1);
+        ck_assert_uint_eq(ylc_client_retries(c), 0);
+        ylc_client_free(c);
+        fake_stop(f);
+    }
+}
+END_TEST
+
+/* max_attempts bounds the attempts; 1 turns retrying off. */
+START_TEST(test_retry_max_attempts_and_off)
+{
+    fake_server *f = fake_start(NULL, 0, (fake_step){FAKE_STATUS, 503, NULL});
+    ck_assert_ptr_nonnull(f);
+    ylc_client *c = fake_client(fake_url(f), 3, 20);
+    ylc_error err;
+    ck_assert_int_eq(fake_compute(c, 0, &err), -1);
+    ck_assert_int_eq(err.status, 503);
+    ck_assert_int_eq(fake_requests(f), 3);
+    ck_assert_uint_eq(ylc_client_retries(c), 2);
+    ylc_client_free(c);
+    fake_stop(f);
+
+    f = fake_start(NULL, 0, (fake_step){FAKE_CLOSE, 0, NULL});
+    ck_assert_ptr_nonnull(f);
+    c = fake_client(fake_url(f), 1, 20);
+    ck_assert_int_eq(fake_compute(c, 0, &err), -1);
+    ck_assert_int_eq(err.status, 0);
+    ck_assert_msg(strstr(err.msg, "(1 attempt)") != NULL, "%s", err.msg);
+    ck_assert_int_eq(fake_requests(f), 1);
+    ylc_client_free(c);
+    fake_stop(f);
+
+    /* connection refused: nothing listens, the client counts its own attempts */
+    char url[64];
+    fake_refusing_url(url, sizeof url);
+    c = fake_client(url, 4, 20);
+    ck_assert_int_eq(fake_compute(c, 0, &err), -1);
+    ck_assert_int_eq(err.status, 0);
+    ck_assert_msg(strstr(err.msg, "(4 attempts)") != NULL, "%s", err.msg);
+    ck_assert_uint_eq(ylc_client_retries(c), 3);
+    ylc_client_free(c);
+}
+END_TEST
+
+/* The deadline: a Retry-After past it is not waited for (one attempt, the 503 returned);
+ * a call that gets no answer ends at its own timeout, which overrides the client's. */
+START_TEST(test_retry_deadline_and_call_timeout)
+{
+    fake_server *f = fake_start(NULL, 0, (fake_step){FAKE_STATUS, 503, "30"});
+    ck_assert_ptr_nonnull(f);
+    ylc_client *c = fake_client(fake_url(f), 0, 5);
+    ylc_error err;
+    ck_assert_int_eq(fake_compute(c, 0, &err), -1);
+    ck_assert_int_eq(err.status, 503);
+    ck_assert_int_eq(fake_requests(f), 1);
+    ylc_client_free(c);
+    fake_stop(f);
+
+    f = fake_start(NULL, 0, (fake_step){FAKE_HANG, 0, NULL});
+    ck_assert_ptr_nonnull(f);
+    c = fake_client(fake_url(f), 0, 30);
+    ck_assert_int_eq(fake_compute(c, 0.3, &err), -1);
+    ck_assert_int_eq(err.status, 0);
+    ck_assert_msg(strstr(err.msg, "no answer within the timeout (0.3s)") != NULL, "%s", err.msg);
+    ck_assert_int_eq(fake_requests(f), 1); /* a timeout is not retried */
+    ylc_client_free(c);
+    fake_stop(f);
+
+    /* 503s without Retry-After until the deadline: the call ends with the last 503 */
+    f = fake_start(NULL, 0, (fake_step){FAKE_STATUS, 503, NULL});
+    ck_assert_ptr_nonnull(f);
+    c = fake_client(fake_url(f), 0, 30);
+    ck_assert_int_eq(fake_compute(c, 1.0, &err), -1);
+    ck_assert_int_eq(err.status, 503);
+    ck_assert_int_ge(fake_requests(f), 1);
+    ck_assert_uint_eq(ylc_client_retries(c), (unsigned long)fake_requests(f) - 1);
+    ylc_client_free(c);
+    fake_stop(f);
 }
 END_TEST
 
@@ -684,6 +840,21 @@ START_TEST(test_cli)
              "--boxes boxes.npy", guarded.url);
     ck_assert_int_eq(run_cli(dir, args), 0);
 
+    /* retry flags: nothing listens, the attempts are in the message */
+    char gone[64];
+    fake_refusing_url(gone, sizeof gone);
+    snprintf(args, sizeof args, "--url %s --max-attempts 3 out0.npy out1.npy out2.npy "
+             "--boxes boxes.npy", gone);
+    ck_assert_int_eq(run_cli(dir, args), 1);
+    ck_assert_msg(strstr(slurp(dir, "stderr.txt"), "(3 attempts)") != NULL, "%s",
+                  slurp(dir, "stderr.txt"));
+    snprintf(args, sizeof args, "--url %s --no-retry out0.npy out1.npy out2.npy "
+             "--boxes boxes.npy", gone);
+    ck_assert_int_eq(run_cli(dir, args), 1);
+    ck_assert_msg(strstr(slurp(dir, "stderr.txt"), "(1 attempt)") != NULL, "%s",
+                  slurp(dir, "stderr.txt"));
+    ck_assert_int_eq(run_cli(dir, "--max-attempts 0 out0.npy --boxes boxes.npy"), 2);
+
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     ck_assert_int_eq(system(cmd), 0);
@@ -708,6 +879,13 @@ static Suite *suite(void)
     tcase_add_test(t, test_token_and_metadata);
     tcase_add_test(t, test_overload_retries);
     suite_add_tcase(s, t);
+    TCase *retry = tcase_create("retry");
+    tcase_set_timeout(retry, 60);
+    tcase_add_test(retry, test_retry_transient_failures);
+    tcase_add_test(retry, test_retry_not_for_other_statuses);
+    tcase_add_test(retry, test_retry_max_attempts_and_off);
+    tcase_add_test(retry, test_retry_deadline_and_call_timeout);
+    suite_add_tcase(s, retry);
     TCase *cli = tcase_create("cli");
     tcase_set_timeout(cli, 60);
     tcase_add_test(cli, test_cli);

@@ -1,7 +1,7 @@
 // yololoss.js against a live yololossd (YL_DAEMON, default build/yololossd, started here on
 // a free port): answers equal the project's numpy reference (tests/reference, through
 // make_cases.py and Debian's python3), in binary and JSON modes and every dtype; errors,
-// the bearer token, metadata and 503 retries.
+// the bearer token, metadata. The retry policy is tested in retry.test.js.
 //
 //   YL_DAEMON=build/yololossd node --test clients/js/test/
 
@@ -9,7 +9,6 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
-import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -190,7 +189,7 @@ test("server errors carry the status and the server's message", async () => {
   await assert.rejects(client.compute([{ data: new Uint16Array(4), shape: [4] }], { boxes: ok }), TypeError);
   await assert.rejects(client.compute([{ data: new Float32Array(3), shape: [4] }], { boxes: ok }), TypeError);
   assert.ok((await client.compute(outs, { boxes: ok })).loss > 0); // still serving
-  await assert.rejects(new YoloLossClient("http://127.0.0.1:9", { timeout: 5 }).compute(outs, { boxes: ok }),
+  await assert.rejects(new YoloLossClient("http://127.0.0.1:9", { retry: false }).compute(outs, { boxes: ok }),
     (e) => e instanceof YoloLossError && e.status === null);
 });
 
@@ -221,49 +220,4 @@ test("metadata", async () => {
   assert.ok(cfg.parameters.anchors.string_value.startsWith("10,13,16,30"));
   const st = await client.statistics("*");
   assert.ok(st.model_stats.length >= 2);
-});
-
-// ---- 503 --------------------------------------------------------------------------------
-
-test("503 is retried after Retry-After, and given up at the timeout", async () => {
-  let n = 0, busy = 2;
-  const answer = JSON.stringify({ model_name: "yolov3", model_version: "1", outputs: [
-    { name: "loss", datatype: "FP32", shape: [1], data: [2.5] },
-    { name: "loss_terms", datatype: "FP32", shape: [4], data: [1, 0.5, 0.75, 0.25] },
-    { name: "layer_terms", datatype: "FP32", shape: [1, 4], data: [1, 0.5, 0.75, 0.25] },
-    { name: "image_terms", datatype: "FP32", shape: [1, 4], data: [1, 0.5, 0.75, 0.25] },
-    { name: "stats", datatype: "FP32", shape: [1, 8], data: [0, 0, 0, 0, 0, 0, 0, 0] }] });
-  const times = [];
-  const srv = createServer((req, res) => {
-    req.resume();
-    req.on("end", () => {
-      times.push(Date.now());
-      if (++n <= busy) {
-        res.writeHead(503, { "Retry-After": "1", "Content-Type": "application/json" });
-        res.end('{"error":"too many requests in flight; retry later"}');
-      } else {
-        res.writeHead(200, { "Content-Type": "application/json" });
-        res.end(answer);
-      }
-    });
-  });
-  await new Promise((ok) => srv.listen(0, "127.0.0.1", ok));
-  const url = `http://127.0.0.1:${srv.address().port}`;
-  const outs = [{ data: new Float32Array(18), shape: [1, 1, 1, 18] }];
-  const boxes = { data: new Float32Array(5), shape: [1, 1, 5] };
-  try {
-    const c = new YoloLossClient(url, { timeout: 10 });
-    const res = await c.compute(outs, { boxes });
-    assert.equal(res.loss, 2.5);
-    assert.equal(c.retries, 2);
-    assert.ok(times[1] - times[0] >= 950 && times[2] - times[1] >= 950);
-    n = 0; busy = 100; times.length = 0;
-    await assert.rejects(new YoloLossClient(url, { timeout: 1.5 }).compute(outs, { boxes }),
-      (e) => e.status === 503 && /retry later/.test(e.message));
-    // gave up at the timeout: 1.5 s leaves room for one retry, counted rather than timed
-    assert.equal(times.length, 2);
-  } finally {
-    srv.closeAllConnections();
-    await new Promise((ok) => srv.close(ok));
-  }
 });

@@ -73,14 +73,28 @@ uint16_t yl_double_to_half(double x) {
     return sign | (uint16_t)(biased << 10) | (uint16_t)((int)q - 1024);
 }
 
+/* Rounded once, from the double: going through float first would round twice
+ * (1 + 2^-8 + 2^-40 -> float 1 + 2^-8, a tie, -> 0x3f80 instead of 0x3f81). */
 uint16_t yl_double_to_bf16(double x) {
-    float f = (float)x; /* exact for the doubles we are given; bf16 rounds from fp32 */
-    uint32_t bits;
-    memcpy(&bits, &f, sizeof bits);
-    if (isnan(f))
-        return (uint16_t)((bits >> 16) | 0x40);
-    bits += 0x7fff + ((bits >> 16) & 1);
-    return (uint16_t)(bits >> 16);
+    uint16_t sign = signbit(x) ? 0x8000 : 0;
+    double a = fabs(x);
+    if (isnan(x))
+        return sign | 0x7fc0;
+    if (a < 0x1p-126) /* subnormal: units of 2^-133; 128 units carry into the exponent */
+        return sign | (uint16_t)nearbyint(a * 0x1p133);
+    int e;
+    double m = frexp(a, &e);        /* a = m * 2^e, m in [0.5, 1); inf: m = inf */
+    if (isinf(m) || e > 128)
+        return sign | 0x7f80;
+    double q = nearbyint(m * 256.0); /* 8 significant bits, ties to even */
+    if (q == 256.0) {
+        q = 128.0;
+        e++;
+    }
+    int biased = e - 1 + 127;
+    if (biased >= 255)
+        return sign | 0x7f80;
+    return sign | (uint16_t)(biased << 7) | (uint16_t)((int)q - 128);
 }
 
 double yl__load(const void *base, int dtype, int64_t i) {

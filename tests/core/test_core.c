@@ -502,6 +502,21 @@ START_TEST(dtype_conversions_round_to_nearest_even) {
     ck_assert(yl_bf16_to_double(0x3f80) == 1.0);
     ck_assert_uint_eq(yl_double_to_bf16(1.0 + ldexp(1, -8)), 0x3f80);
     ck_assert_uint_eq(yl_double_to_bf16(1.0 + 3 * ldexp(1, -8)), 0x3f82);
+    /* rounded once: the sticky bit beyond float's precision decides the tie */
+    ck_assert_uint_eq(yl_double_to_bf16(1.0 + ldexp(1, -8) + ldexp(1, -40)), 0x3f81);
+    ck_assert_uint_eq(yl_double_to_bf16(-(1.0 + ldexp(1, -8) + ldexp(1, -40))), 0xbf81);
+    ck_assert_uint_eq(yl_double_to_bf16(1.0 + 3 * ldexp(1, -8) - ldexp(1, -40)), 0x3f81);
+    ck_assert_uint_eq(yl_double_to_bf16(ldexp(1, -134)), 0x0000);      /* subnormal tie: even */
+    ck_assert_uint_eq(yl_double_to_bf16(3 * ldexp(1, -134)), 0x0002);
+    ck_assert_uint_eq(yl_double_to_bf16(ldexp(1, -134) + ldexp(1, -170)), 0x0001); /* sticky */
+    ck_assert_uint_eq(yl_double_to_bf16(ldexp(127, -133) + ldexp(1, -134)), 0x0080); /* carry */
+    ck_assert_uint_eq(yl_double_to_bf16(ldexp(255, 120)), 0x7f7f);     /* largest finite */
+    ck_assert_uint_eq(yl_double_to_bf16(ldexp(511, 119)), 0x7f80);     /* tie above: inf */
+    ck_assert_uint_eq(yl_double_to_bf16(ldexp(511, 119) - ldexp(1, 100)), 0x7f7f);
+    ck_assert_uint_eq(yl_double_to_bf16(1e300), 0x7f80);
+    ck_assert_uint_eq(yl_double_to_bf16(-INFINITY), 0xff80);
+    ck_assert_uint_eq(yl_double_to_bf16(NAN), 0x7fc0);
+    ck_assert_uint_eq(yl_double_to_bf16(-0.0), 0x8000);
     for (uint32_t h = 0; h < 0x7f80; h += 7)
         ck_assert_uint_eq(yl_double_to_bf16(yl_bf16_to_double((uint16_t)h)), h);
     ck_assert_str_eq(yl_dtype_name(YL_BF16), "BF16");

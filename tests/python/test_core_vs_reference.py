@@ -257,8 +257,27 @@ def test_4d_and_5d_layouts_agree(tmp_path):
         assert x.reshape(-1).tobytes() == y.reshape(-1).tobytes(), f
 
 
+# Freshness tolerances, relative: one unit in the last place of the stored dtype for
+# inputs (numpy's exp and log may differ by an ulp between CPUs and numpy builds, and a
+# logit made from them may then round the other way), 1e-9 for the float64 expectations
+# (which such an input ulp would move far more than that only with probability ~1e-13).
+FRESH_RTOL = {"f2": 2.0 ** -10, "f4": 2.0 ** -23, "f8": 1e-12, "bf16": 2.0 ** -7}
+FRESH_EXPECT_RTOL = 1e-9
+
+
+def golden_values(path, bf16_names):
+    a = np.load(path)
+    name = os.path.basename(path)[:-4]
+    if name in bf16_names:
+        return ref.bf16_bits_to_f64(a), "bf16"
+    if name.startswith("expect_y_true"):  # float32 bit patterns of keras's float32 steps
+        return a, "exact"
+    return a.astype(np.float64), ("expect" if name.startswith("expect_") else a.dtype.str[1:])
+
+
 def test_golden_files_are_current(tmp_path):
-    """tests/golden is exactly what make_golden.py writes (no hand edits, no drift)."""
+    """tests/golden is what make_golden.py writes (no hand edits, no drift), to a tolerance:
+    same files, shapes and dtypes, text files identical, values within FRESH_RTOL."""
     golden = os.path.join(ROOT, "tests", "golden")
     mg.main(["make_golden.py", str(tmp_path)])
     made = sorted(os.listdir(tmp_path))
@@ -266,7 +285,46 @@ def test_golden_files_are_current(tmp_path):
     for name in made:
         files = sorted(os.listdir(tmp_path / name))
         assert files == sorted(os.listdir(os.path.join(golden, name))), name
+        with open(os.path.join(golden, name, "config.txt")) as f:
+            bf16_names = {ln.split()[1] for ln in f if ln.startswith("bf16 ")}
         for f in files:
-            with open(tmp_path / name / f, "rb") as x, \
-                    open(os.path.join(golden, name, f), "rb") as y:
-                assert x.read() == y.read(), "%s/%s differs from make_golden.py" % (name, f)
+            new, old = str(tmp_path / name / f), os.path.join(golden, name, f)
+            label = "%s/%s differs from make_golden.py" % (name, f)
+            if not f.endswith(".npy"):
+                with open(new, "rb") as x, open(old, "rb") as y:
+                    assert x.read() == y.read(), label
+                continue
+            a, b = np.load(new), np.load(old)
+            assert a.dtype == b.dtype and a.shape == b.shape, label + " (dtype or shape)"
+            (x, kind), (y, _) = golden_values(new, bf16_names), golden_values(old, bf16_names)
+            if kind == "exact":
+                assert a.tobytes() == b.tobytes(), label
+                continue
+            rtol = FRESH_EXPECT_RTOL if kind == "expect" else FRESH_RTOL[kind]
+            with np.errstate(invalid="ignore"):  # inf - inf
+                same = (x == y) | (np.isnan(x) & np.isnan(y)) | \
+                    (np.abs(x - y) <= 1e-12 + rtol * np.abs(y))
+            assert same.all(), first_bad(label, x, y, ~same)
+
+
+def test_golden_freshness_sees_a_change(tmp_path):
+    """The tolerance is not blind: a relative change of 1e-7 in an expectation fails it."""
+    x = np.array([1.0, 2.0])
+    y = x * (1 + 1e-7)
+    assert not (np.abs(x - y) <= 1e-12 + FRESH_EXPECT_RTOL * np.abs(y)).all()
+
+
+def test_reference_bf16_rounds_once():
+    """float64 -> bf16 in one rounding, ties to even, sticky bits beyond float32 seen."""
+    cases = [(1 + 2.0 ** -8 + 2.0 ** -40, 0x3f81), (-(1 + 2.0 ** -8 + 2.0 ** -40), 0xbf81),
+             (1 + 2.0 ** -8, 0x3f80), (1 + 3 * 2.0 ** -8, 0x3f82),
+             (1 + 3 * 2.0 ** -8 - 2.0 ** -40, 0x3f81), (2.0 ** -134, 0x0000),
+             (3 * 2.0 ** -134, 0x0002), (2.0 ** -134 + 2.0 ** -170, 0x0001),
+             (127 * 2.0 ** -133 + 2.0 ** -134, 0x0080), (255 * 2.0 ** 120, 0x7f7f),
+             (511 * 2.0 ** 119, 0x7f80), (511 * 2.0 ** 119 - 2.0 ** 100, 0x7f7f),
+             (1e300, 0x7f80), (-np.inf, 0xff80), (np.nan, 0x7fc0), (-0.0, 0x8000)]
+    got = ref.f64_to_bf16_bits(np.array([v for v, _ in cases]))
+    for (v, want), g in zip(cases, got):
+        assert int(g) == want, "%r -> %#06x, want %#06x" % (v, int(g), want)
+    h = np.arange(0, 0x7f80, dtype=np.uint16)  # every finite positive bf16 round-trips
+    assert (ref.f64_to_bf16_bits(ref.bf16_bits_to_f64(h)) == h).all()

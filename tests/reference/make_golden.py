@@ -183,9 +183,22 @@ def quantize_outputs(outs5, dtypes, ndims):
     return res
 
 
+def plant_nan_ious(outs5, yt, n):
+    """Decoded boxes of area inf * 0 (t_w = +-800, t_h = -+800): their IoU is NaN, which
+    the project counts as 0. The first n truth anchors of each layer get one, and so does
+    one anchor without a truth in the cell of each."""
+    for l, (o, y) in enumerate(zip(outs5, yt)):
+        for b, j, i, k in list(zip(*np.nonzero(y[..., 4] != 0)))[:n]:
+            o[b, j, i, k, 2:4] = [800.0, -800.0]
+            for k2 in range(3):
+                if y[b, j, i, k2, 4] == 0:
+                    o[b, j, i, k2, 2:4] = [-800.0, 800.0]
+                    break
+
+
 def make_case(rng, model, H0, W0, C, B, anchors, thresh=0.5, out_dtypes="f4",
               out_ndim=4, boxes=None, boxes_dtype="f4", dense=None, extreme=False,
-              plant_prob=0.7):
+              plant_prob=0.7, nan_ious=0):
     """Build one case (a dict) with its expectations.
     boxes: (B,T,5) float64 array (stored as boxes_dtype), or dense: dict with y_true
     (list of float64 5-D arrays), dtypes (list), ndims (list)."""
@@ -216,6 +229,8 @@ def make_case(rng, model, H0, W0, C, B, anchors, thresh=0.5, out_dtypes="f4",
         case["y_true"] = stored
         case["y_true_dtypes"] = list(dense["dtypes"])
     outs5 = gen_outputs(rng, yt, anchors, input_hw, extreme=extreme, plant_prob=plant_prob)
+    if nan_ious:
+        plant_nan_ious(outs5, yt, nan_ious)
     stored_outs = quantize_outputs(outs5, out_dtypes, out_ndim)
     stored_outs = fix_thresholds(rng, stored_outs, out_dtypes, yt, anchors, thresh)
     case["outputs"] = stored_outs
@@ -448,6 +463,23 @@ def golden_cases():
     yield "full_b5_c20_mixed", make_case(rng, "full", 2, 3, 20, 5, SCALED9,
                                          out_dtypes=["f4", "f2", "f4"], out_ndim=[4, 4, 5],
                                          boxes=boxes), None
+
+    # 18. full, fp32: NaN IoUs (decoded area inf * 0) at truth anchors and beside them,
+    #     counted as IoU 0 (avg_iou, recall, ignore mask)
+    boxes = random_boxes(rng, 2, 6, (64, 96), SCALED9, 3)
+    case = make_case(rng, "full", 2, 3, 3, 2, SCALED9, boxes=boxes, nan_ious=2)
+    assert np.isfinite(case["expect"]["stats"]).all()
+    yield "full_nan_iou_f32", case, None
+
+    # 19. tiny, dense y_true with soft objectness (the ignore term of truth anchors reads
+    #     their best IoU), NaN IoUs, ignore_thresh 0.3
+    boxes = random_boxes(rng, 2, 6, (64, 64), SCALED6, 2)
+    yt = [y.astype(np.float64) for y in
+          ref.preprocess_true_boxes(boxes, (64, 64), SCALED6, 2)]
+    soften(yt, [0.6, 0.4])
+    yield "tiny_nan_iou_dense_soft_t03", make_case(
+        rng, "tiny", 2, 2, 2, 2, SCALED6, 0.3, out_dtypes="f4", nan_ious=2,
+        dense={"y_true": yt, "dtypes": ["f4", "f4"], "ndims": [5, 5]}), None
 
     # ---- error cases ------------------------------------------------------------
     def err_case(name, boxes, C=3, model="full", out_nan=None, dtype="f4", bdt="f4"):

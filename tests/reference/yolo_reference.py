@@ -47,15 +47,20 @@ def anchor_mask(num_layers):
 # Storage conversions (numpy has no bf16: bf16 tensors are uint16 bit patterns)
 # ------------------------------------------------------------------------------------
 
-def f32_to_bf16_bits(x):
-    """float values -> bf16 bit patterns (uint16), round to nearest even from the float32
-    bits; NaN stays a (quiet) NaN."""
-    f = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-    u = f.view(np.uint32).astype(np.uint64)
-    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint32)
-    nan = np.isnan(f)
-    rounded[nan] = ((u[nan] >> 16) | 0x40).astype(np.uint32)
-    return rounded.astype(np.uint16)
+def f64_to_bf16_bits(x):
+    """float64 values -> bf16 bit patterns (uint16), rounded once to nearest even (not
+    through float32, which would round twice); NaN -> 0x7fc0 with its sign."""
+    x = np.asarray(x, dtype=np.float64)
+    a = np.abs(x)
+    m, e = np.frexp(a)                              # a = m * 2^e, m in [0.5, 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        normal = np.ldexp(np.rint(m * 256.0), e - 8)  # 8 significant bits, ties to even
+        sub = np.rint(a * 2.0 ** 133) * 2.0 ** -133   # units of the smallest subnormal
+        v = np.where(a < 2.0 ** -126, sub, normal)
+        v = np.where(v >= 2.0 ** 128, np.inf, v)      # includes the tie above the largest
+    bits = (v.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    bits = np.where(np.isnan(x), np.uint16(0x7fc0), bits)
+    return (bits | np.where(np.signbit(x), np.uint16(0x8000), np.uint16(0))).astype(np.uint16)
 
 
 def bf16_bits_to_f64(bits):
@@ -67,7 +72,7 @@ def quantize(x, dtype):
     """float64 values -> the array stored for dtype in ("f2", "f4", "f8", "bf16")."""
     x = np.asarray(x, dtype=np.float64)
     if dtype == "bf16":
-        return f32_to_bf16_bits(x)
+        return f64_to_bf16_bits(x)
     return x.astype({"f2": np.float16, "f4": np.float32, "f8": np.float64}[dtype])
 
 
@@ -201,9 +206,14 @@ def box_iou(b1, b2):
     intersect_maxes = np.minimum(b1_maxes, b2_maxes)
     intersect_wh = np.maximum(intersect_maxes - intersect_mins, 0.)
     intersect_area = intersect_wh[..., 0] * intersect_wh[..., 1]
-    b1_area = b1_wh[..., 0] * b1_wh[..., 1]
-    b2_area = b2_wh[..., 0] * b2_wh[..., 1]
-    return intersect_area / (b1_area + b2_area - intersect_area)
+    with np.errstate(invalid="ignore"):
+        b1_area = b1_wh[..., 0] * b1_wh[..., 1]
+        b2_area = b2_wh[..., 0] * b2_wh[..., 1]
+        iou = intersect_area / (b1_area + b2_area - intersect_area)
+    # A decoded box of width inf (t_w > ~709) and height 0 (t_h < ~-745) has area inf * 0:
+    # the IoU is NaN, and keras would let that NaN decide the ignore mask by accident
+    # (NaN < thresh is false). The project's rule (docs/core.md, decisions): such an IoU is 0.
+    return np.where(np.isnan(iou), 0.0, iou)
 
 
 def yolo_head(feats, anchors, input_shape):
@@ -214,8 +224,9 @@ def yolo_head(feats, anchors, input_shape):
     grid_x = np.tile(np.arange(W, dtype=np.float64).reshape(1, -1, 1, 1), [H, 1, 1, 1])
     grid = np.concatenate([grid_x, grid_y], axis=-1)
     box_xy = (sigmoid(feats[..., :2]) + grid) / np.array([W, H], dtype=np.float64)
-    box_wh = (np.exp(feats[..., 2:4]) * anchors.reshape(1, 1, 1, 3, 2)
-              / np.array([input_shape[1], input_shape[0]], dtype=np.float64))
+    with np.errstate(over="ignore"):  # t_w > ~709 decodes to an infinite width, as in C
+        box_wh = (np.exp(feats[..., 2:4]) * anchors.reshape(1, 1, 1, 3, 2)
+                  / np.array([input_shape[1], input_shape[0]], dtype=np.float64))
     return grid, box_xy, box_wh
 
 

@@ -244,6 +244,7 @@ struct yls_request {
     struct MHD_Connection *conn;
     uint64_t t_start; /* uv_hrtime() at the first call */
     char method[8];
+    bool http11; /* HTTP/1.1 (Expect: 100-continue means something) */
     char *path;
     yls_route route;
     const char *allow;      /* for a 405: route.allow */

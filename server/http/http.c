@@ -67,7 +67,7 @@ void yls_request_suspend(yls_request *r)
 /* The access handler                                                                        */
 
 static yls_request *request_new(yls_server *s, struct MHD_Connection *c, const char *method,
-                                const char *url)
+                                const char *url, const char *version)
 {
     yls_request *r = calloc(1, sizeof *r);
     if (!r)
@@ -76,6 +76,7 @@ static yls_request *request_new(yls_server *s, struct MHD_Connection *c, const c
     r->conn = c;
     r->t_start = uv_hrtime();
     snprintf(r->method, sizeof r->method, "%s", method);
+    r->http11 = !strcmp(version, MHD_HTTP_VERSION_1_1);
     r->path = strdup(url);
     r->header_len = -1;
     r->step = -1;
@@ -99,21 +100,28 @@ static void request_free(yls_request *r)
 
 /*
  * Refusing a request before its body is read. A client that sent "Expect: 100-continue"
- * waits for our answer and can have it at once. Any other client is writing its body:
- * answering and closing then makes the kernel reset the connection under the unread data,
- * and the client may lose the answer. So the body is read and dropped (never kept) and
- * the answer is sent after it, unless the body is larger than DRAIN_MAX.
+ * (HTTP/1.1) waits for our answer before it sends the body: it gets the refusal on the
+ * headers call, so libmicrohttpd sends it instead of "100 Continue" and no body byte
+ * travels for nothing (the connection then closes, as the unsent body cannot be skipped).
+ * Any other client is writing its body: answering and closing then makes the kernel reset
+ * the connection under the unread data, and the client may lose the answer. So the body is
+ * read and dropped (never kept) and the answer is sent after it, unless the body is larger
+ * than DRAIN_MAX. A request without a body is answered on the final call too, which keeps
+ * the connection.
  */
 #define DRAIN_MAX (64ull * 1024 * 1024)
+
+static bool expects_continue(const yls_request *r)
+{
+    const char *ex = yls_header(r, MHD_HTTP_HEADER_EXPECT);
+    return r->http11 && ex && !strcasecmp(ex, "100-continue");
+}
 
 static bool body_follows(const yls_request *r, uint64_t *len)
 {
     const char *cl = yls_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     const char *te = yls_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-    const char *ex = yls_header(r, MHD_HTTP_HEADER_EXPECT);
     *len = 0;
-    if (ex && !strcasecmp(ex, "100-continue"))
-        return false;
     if (cl && parse_u64(cl, len))
         return *len > 0;
     return te != NULL;
@@ -121,15 +129,13 @@ static bool body_follows(const yls_request *r, uint64_t *len)
 
 static enum MHD_Result refuse(yls_request *r, const yls_fail *f)
 {
-    /* Answered on the final call, once the request (and any small body) is read: a reply
-     * queued on the headers call makes libmicrohttpd close the connection. */
     uint64_t len;
-    if (!body_follows(r, &len) || len <= DRAIN_MAX) {
-        r->early = *f;
-        r->want_body = false;
-        return MHD_YES;
-    }
-    return yls_reply_fail(r, f);
+    bool body = body_follows(r, &len);
+    if (body && (expects_continue(r) || len > DRAIN_MAX))
+        return yls_reply_fail(r, f); /* now, on the headers call */
+    r->early = *f;
+    r->want_body = false;
+    return MHD_YES;
 }
 
 /* Headers of a request whose body is kept (an infer request): overload, draining, coding and
@@ -266,12 +272,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
                                  const char *method, const char *version,
                                  const char *upload_data, size_t *upload_size, void **con_cls)
 {
-    (void)version;
     yls_server *s = cls;
     yls_request *r = *con_cls;
     if (!r) {
         /* the headers */
-        r = request_new(s, c, method, url);
+        r = request_new(s, c, method, url, version);
         if (!r)
             return MHD_NO;
         *con_cls = r;

@@ -187,6 +187,7 @@ Suite *yt_suite_monitor(void);
 Suite *yt_suite_faults(void);
 Suite *yt_suite_security(void);
 Suite *yt_suite_healthcheck(void);
+Suite *yt_suite_hardening(void);
 Suite *yt_suite_history_pg(void); /* make test-history-pg; needs PostgreSQL's binaries */
 
 #endif /* YT_HARNESS_H */

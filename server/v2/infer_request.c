@@ -454,12 +454,47 @@ static int flatten(const input_desc *d, const json_t *a, int depth, void *buf, i
     return 0;
 }
 
+/* Count the values (non-array leaves) of a data array into *n, stopping past limit, and
+ * check its nesting: before the shape's buffer is allocated, so that a small body cannot
+ * declare a huge shape. 0 or -1 with f set. */
+static int count_values(const input_desc *d, const json_t *a, int depth, int64_t limit,
+                        int64_t *n, yls_fail *f)
+{
+    size_t i;
+    const json_t *v;
+    json_array_foreach(a, i, v) {
+        if (*n > limit)
+            break;
+        if (!json_is_array(v)) {
+            (*n)++;
+            continue;
+        }
+        if (depth + 1 >= d->ndim)
+            return yls_fail_set(f, 400, "input '%s': data is nested deeper than its %d-D shape",
+                                d->name, d->ndim);
+        if (count_values(d, v, depth + 1, limit, n, f))
+            return -1;
+    }
+    return 0;
+}
+
 static int convert_json_data(yls_infer_input *in, const input_desc *d, yl_tensor *t,
                              yls_fail *f)
 {
     if (!json_is_array(d->data))
         return yls_fail_set(f, 400, "input '%s': \"data\" must be an array, not %s", d->name,
                             json_type_name(d->data));
+    int64_t have = 0;
+    if (count_values(d, d->data, 0, d->count, &have, f))
+        return -1;
+    if (have != d->count) {
+        char s[160];
+        format_shape(d->shape, d->ndim, s, sizeof s);
+        return yls_fail_set(f, 400,
+                            "input '%s': data has %s%" PRId64 " values, shape %s needs %" PRId64,
+                            d->name, have > d->count ? "more than " : "",
+                            have > d->count ? d->count : have, s, d->count);
+    }
     void *buf = yls_big_alloc((size_t)d->count * d->esize);
     if (!buf)
         return yls_fail_set(f, 500, "out of memory for input '%s'", d->name);

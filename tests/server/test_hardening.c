@@ -199,6 +199,52 @@ START_TEST(expect_continue_401_on_headers)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------------------ */
+/* Item 4: shapes are bounded by the data present before anything is allocated           */
+
+/* POST body (JSON only) to yolov3's infer: the status and the error message. */
+static long post_json(const char *body, char *msg, size_t cap)
+{
+    yt_req req = {.path = "/v2/models/yolov3/infer", .body = body, .len = strlen(body)};
+    yt_resp r;
+    long st = yt_http(&yt_main, &req, &r);
+    yt_error_message(&r, msg, cap);
+    yt_resp_free(&r);
+    return st;
+}
+
+START_TEST(json_shape_bounded_by_data)
+{
+    char msg[512];
+    /* a ~400-byte body declaring 2.8e14 elements per layer: 400 naming the mismatch */
+    const char *huge =
+        "{\"inputs\":[{\"name\":\"output_0\",\"datatype\":\"FP32\",\"shape\":[1,1048576,1048576,255],"
+        "\"data\":[0.5]},{\"name\":\"output_1\",\"datatype\":\"FP32\",\"shape\":[1,1048576,1048576,"
+        "255],\"data\":[0.5]},{\"name\":\"output_2\",\"datatype\":\"FP32\",\"shape\":[1,1048576,"
+        "1048576,255],\"data\":[0.5]},{\"name\":\"boxes\",\"datatype\":\"FP32\",\"shape\":[1,1,5],"
+        "\"data\":[0.5,0.5,0.1,0.1,0]}]}";
+    long st = post_json(huge, msg, sizeof msg);
+    ck_assert_msg(st == 400, "status %ld (%s)", st, msg);
+    ck_assert_msg(strstr(msg, "output_0") && strstr(msg, "data has 1 values") &&
+                      strstr(msg, "[1,1048576,1048576,255]"),
+                  "message: %s", msg);
+    /* more values than the shape holds, nested: named too */
+    const char *more =
+        "{\"inputs\":[{\"name\":\"output_0\",\"datatype\":\"FP32\",\"shape\":[1,1,1,2],"
+        "\"data\":[[[[1,2,3]]]]},{\"name\":\"output_1\",\"datatype\":\"FP32\",\"shape\":[1],"
+        "\"data\":[1]},{\"name\":\"output_2\",\"datatype\":\"FP32\",\"shape\":[1],"
+        "\"data\":[1]},{\"name\":\"boxes\",\"datatype\":\"FP32\",\"shape\":[1,1,5],"
+        "\"data\":[0.5,0.5,0.1,0.1,0]}]}";
+    st = post_json(more, msg, sizeof msg);
+    ck_assert_msg(st == 400 && strstr(msg, "output_0") && strstr(msg, "more than 2 values"),
+                  "status %ld (%s)", st, msg);
+    /* the daemon is fine */
+    yt_resp r;
+    ck_assert_int_eq(yt_get(&yt_main, "/v2/health/ready", &r), 200);
+    yt_resp_free(&r);
+}
+END_TEST
+
 Suite *yt_suite_hardening(void)
 {
     Suite *s = suite_create("hardening");
@@ -206,6 +252,7 @@ Suite *yt_suite_hardening(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, expect_continue_refused_on_headers);
     tcase_add_test(tc, expect_continue_401_on_headers);
+    tcase_add_test(tc, json_shape_bounded_by_data);
     suite_add_tcase(s, tc);
     return s;
 }

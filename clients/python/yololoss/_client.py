@@ -14,7 +14,7 @@ import http.client
 import socket
 import threading
 import time
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote, urlsplit
 
 import numpy as np
@@ -33,6 +33,8 @@ _CONNECTION_LOST = (http.client.RemoteDisconnected, http.client.BadStatusLine,
                     http.client.IncompleteRead, ConnectionRefusedError, ConnectionResetError,
                     ConnectionAbortedError, BrokenPipeError)
 
+
+RUN_PAGE = 100000          # the server's largest page of points
 
 # The waits between attempts (a name of its own so that tests can record them).
 _sleep = time.sleep
@@ -249,6 +251,35 @@ class YoloLossClient:
         if model in ("", "*"):
             return self._get_json(self._path("v2", "models", "stats"), timeout)
         return self._get_json(self._path("v2", "models", model or self.model, "stats"), timeout)
+
+    # -- the run history (docs/monitoring.md) --
+
+    def runs(self, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
+        """The recorded runs, most recently updated first: dicts with run, first_step,
+        last_step, last_loss, points, updated."""
+        return list(self._get_json(self._path("v1", "runs"), timeout).get("runs", []))
+
+    def steps(self, run: str, after: int = -1, limit: Optional[int] = None,
+              timeout: Optional[float] = None) -> List[Dict[str, Any]]:
+        """The points of a run with step > after, in step order: every one (fetched page
+        by page), or at most limit. A point: run, step, wall, batch, total, xy, wh,
+        confidence, class, layers (per layer terms and statistics), latency."""
+        out: List[Dict[str, Any]] = []
+        while limit is None or len(out) < limit:
+            page = RUN_PAGE if limit is None else min(RUN_PAGE, limit - len(out))
+            path = self._path("v1", "runs", run, "steps") + "?after=%d&limit=%d" % (after, page)
+            pts = self._get_json(path, timeout).get("points", [])
+            out += pts
+            if len(pts) < page:
+                break
+            after = int(pts[-1]["step"])
+        return out
+
+    def delete_run(self, run: str, timeout: Optional[float] = None) -> int:
+        """Delete a run's points (needs the token when the server has one); how many."""
+        status, rh, data = self._request("DELETE", self._path("v1", "runs", run),
+                                         timeout=timeout)
+        return int(parse_json(status, rh, data).get("deleted", 0))
 
     # -- the loss --
 

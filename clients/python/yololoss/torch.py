@@ -10,12 +10,18 @@
 
 forward sends the detached head outputs (any device; float16, bfloat16, float32 or float64,
 each sent as it is) to the server and asks for the gradient only when one of them requires
-grad; backward hands that gradient back to autograd on each head's device and in its
-dtype, times the incoming gradient. One request per forward, none in backward.
+grad. The gradient is kept as the server sent it (float32, or float64 with
+grad_datatype="FP64") until backward has multiplied it by the incoming gradient (a
+GradScaler's 65536 included); only that product is cast to the head's dtype, so fp16
+heads neither overflow nor lose small gradients. One request per forward, none in backward.
 
 Requires torch; importing this module without it raises an ImportError that says so. The
 rest of the package never imports torch.
 """
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 try:
     import torch
@@ -25,12 +31,19 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 
 import numpy as np
 
+from ._client import YoloLossClient
+from ._result import Result
 from ._tensors import BF16
+from .layouts import boxes_from_ultralytics, heads_from_ultralytics, input_size_of
 
 __all__ = ["RemoteYoloLoss", "remote_yolo_loss"]
 
+LAYOUTS = ("NHWC", "NCHW", "ultralytics")
+REDUCTIONS = ("mean", "sum", "none")
+DISTRIBUTED_LOGGING = ("rank0", "per_rank")
 
-def _to_wire(t, what):
+
+def _to_wire(t: Any, what: str) -> Any:
     """A tensor (or array) -> what YoloLossClient.compute accepts, without copies where
     the tensor is already a contiguous CPU tensor."""
     if not isinstance(t, torch.Tensor):
@@ -45,30 +58,57 @@ def _to_wire(t, what):
     return t.contiguous().cpu().numpy()
 
 
+def _rank() -> Optional[int]:
+    """This process's rank in the default torch.distributed group, or None outside one."""
+    dist = getattr(torch, "distributed", None)
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank())
+    return None
+
+
 class _RemoteLoss(torch.autograd.Function):
-    """apply(module, truth, step, *heads) -> the loss as a 0-dim tensor."""
+    """apply(module, truth, log, *heads) -> the loss (0-dim, or [B] for reduction none)."""
 
     @staticmethod
-    def forward(ctx, module, truth, step, *heads):
+    def forward(ctx: Any, module: "RemoteYoloLoss", truth: Tuple[Any, Any],
+                log: Tuple[Optional[str], Optional[int]], *heads: torch.Tensor) -> torch.Tensor:
         want = any(ctx.needs_input_grad[3:])
-        res = module._compute([_to_wire(h, "output") for h in heads], truth, want, step)
+        res = module._compute(list(heads), truth, want, log)
         module.last_result = res
+        B = int(heads[0].shape[0])
+        ctx.batch = B
+        ctx.reduction = module.reduction
         if want:
-            ctx.grads = [torch.from_numpy(np.asarray(g)).to(device=h.device, dtype=h.dtype)
+            assert res.grads is not None
+            # float32 (or float64) as sent: cast to the head's dtype only in backward,
+            # after the multiplication by the incoming gradient
+            ctx.grads = [torch.from_numpy(np.asarray(g)).to(device=h.device)
                          for g, h in zip(res.grads, heads)]
+            ctx.dtypes = [h.dtype for h in heads]
         dtype = torch.float64 if heads[0].dtype == torch.float64 else torch.float32
-        return torch.tensor(res.loss, dtype=dtype, device=heads[0].device)
+        if module.reduction == "none":
+            per_image = np.asarray(res.image_terms, dtype=np.float64).sum(axis=1)
+            return torch.tensor(per_image, dtype=dtype, device=heads[0].device)
+        value = res.loss * B if module.reduction == "sum" else res.loss
+        return torch.tensor(value, dtype=dtype, device=heads[0].device)
 
     @staticmethod
-    def backward(ctx, grad_loss):
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
         grads = getattr(ctx, "grads", None)
-        out = [None, None, None]
+        out: List[Optional[torch.Tensor]] = [None, None, None]
         for i, need in enumerate(ctx.needs_input_grad[3:]):
-            if need and grads is not None:
-                g = grads[i]
-                out.append(g * grad_loss.to(device=g.device, dtype=g.dtype))
-            else:
+            if not need or grads is None:
                 out.append(None)
+                continue
+            g = grads[i]
+            s = grad_loss.to(device=g.device, dtype=g.dtype)
+            if ctx.reduction == "mean":
+                prod = g * s
+            elif ctx.reduction == "sum":
+                prod = g * (s * ctx.batch)
+            else:       # per image b: d loss_b / d out = B x the batch gradient's rows of b
+                prod = g * (s * ctx.batch).reshape((-1,) + (1,) * (g.dim() - 1))
+            out.append(prod.to(ctx.dtypes[i]))
         return tuple(out)
 
 
@@ -76,56 +116,120 @@ class RemoteYoloLoss(torch.nn.Module):
     """The keras-yolo3 YOLOv3 loss, computed by yololossd.
 
     client: a yololoss.YoloLossClient (it names the model: yolov3 or yolov3-tiny).
-    layout: "NHWC" (default; keras's [B, H, W, 3*(5+C)] heads) or "NCHW" (PyTorch conv
-      heads [B, 3*(5+C), H, W], permuted to NHWC on the way; the gradient follows).
-    ignore_thresh, anchors: override the model's. run: a label for the server's
-      monitoring; with run set, step counts the forward calls unless given to forward.
+    layout: "NHWC" (default; keras's [B, H, W, 3*(5+C)] or [B, H, W, 3, 5+C] heads,
+      coarsest grid first), "NCHW" (PyTorch conv heads [B, 3*(5+C), H, W], coarsest
+      first), or "ultralytics" ([B, 3, H, W, 5+C] heads, FINEST grid first, as yolov5 and
+      ultralytics lay out YOLOv3; see yololoss.layouts). The permutes are part of the graph.
+    reduction: "mean" (default: keras's loss, the sum over the batch divided by B), "sum"
+      (B x that), or "none" (the per-image losses [B]; their gradients are exact: image b's
+      rows of the batch gradient times B).
+    ignore_thresh, anchors: override the model's. grad_datatype: "FP32" (default) or
+      "FP64" (the server computes and sends the gradient in double).
+    run: a label for the server's monitoring; each logged forward is the next step unless
+      forward is given step=. Logged are forwards with autograd enabled only: under
+      torch.no_grad() / inference_mode (validation) nothing is logged and the step does not
+      advance, unless log_no_grad=True. Under torch.distributed, distributed_logging
+      "rank0" (default) logs rank 0's forwards only (every rank still counts steps);
+      "per_rank" logs each rank as run "<run>.rank<r>".
     binary, compress: as for YoloLossClient.compute.
 
-    forward(outputs, boxes=None, y_true=None, step=None) -> 0-dim tensor (float32, or
-    float64 for float64 heads) on the device of the first head. Exactly one of boxes
-    [B, T, 5] (pixels) or y_true (list of dense tensors), as tensors or numpy arrays.
+    forward(outputs, boxes=None, y_true=None, step=None, targets=None) -> the loss on the
+    device of the first head: float32 (float64 for float64 heads), 0-dim, or [B] for
+    reduction="none". Exactly one of boxes [B, T, 5] (pixels), y_true (list of dense
+    tensors) or, with layout="ultralytics", targets [N, 6] (image, class, x, y, w, h
+    normalised), as tensors or numpy arrays.
     last_result: the full yololoss.Result of the latest forward (terms, stats, ...).
+
+    The module pickles and deep-copies (model EMA, torch.save(model), mp.spawn): the copy
+    has the same settings and opens its own connection when first used.
     """
 
-    def __init__(self, client, layout="NHWC", ignore_thresh=None, anchors=None, run=None,
-                 binary=True, compress=None):
+    def __init__(self, client: YoloLossClient, layout: str = "NHWC",
+                 ignore_thresh: Optional[float] = None,
+                 anchors: Union[str, Sequence[float], np.ndarray, None] = None,
+                 run: Optional[str] = None, binary: bool = True,
+                 compress: Optional[str] = None, reduction: str = "mean",
+                 grad_datatype: Optional[str] = None, log_no_grad: bool = False,
+                 distributed_logging: str = "rank0") -> None:
         super().__init__()
-        if layout not in ("NHWC", "NCHW"):
-            raise ValueError("layout must be 'NHWC' or 'NCHW'")
+        if layout not in LAYOUTS:
+            raise ValueError("layout must be one of %s" % ", ".join(map(repr, LAYOUTS)))
+        if reduction not in REDUCTIONS:
+            raise ValueError("reduction must be one of %s" % ", ".join(map(repr, REDUCTIONS)))
+        if distributed_logging not in DISTRIBUTED_LOGGING:
+            raise ValueError("distributed_logging must be 'rank0' or 'per_rank'")
+        if grad_datatype not in (None, "FP32", "FP64"):
+            raise ValueError("grad_datatype must be 'FP32' or 'FP64'")
         self.client = client
         self.layout = layout
+        self.reduction = reduction
         self.ignore_thresh = ignore_thresh
         self.anchors = anchors
         self.run = run
         self.binary = binary
         self.compress = compress
+        self.grad_datatype = grad_datatype
+        self.log_no_grad = log_no_grad
+        self.distributed_logging = distributed_logging
         self.step = 0
-        self.last_result = None
+        self.last_result: Optional[Result] = None
 
-    def _compute(self, heads, truth, grads, step):
+    def _compute(self, heads: List[torch.Tensor], truth: Tuple[Any, Any], grads: bool,
+                 log: Tuple[Optional[str], Optional[int]]) -> Result:
         boxes, y_true = truth
-        return self.client.compute(heads, boxes=boxes, y_true=y_true, grads=grads,
+        run, step = log
+        return self.client.compute([_to_wire(h, "output") for h in heads], boxes=boxes,
+                                   y_true=y_true, grads=grads,
                                    ignore_thresh=self.ignore_thresh, anchors=self.anchors,
-                                   run=self.run, step=step, binary=self.binary,
-                                   compress=self.compress)
+                                   run=run, step=step, binary=self.binary,
+                                   compress=self.compress, grad_datatype=self.grad_datatype)
 
-    def forward(self, outputs, boxes=None, y_true=None, step=None):
+    def _log_target(self, step: Optional[int]) -> Tuple[Optional[str], Optional[int]]:
+        """(run, step) to send with this forward, advancing the step counter, or
+        (None, None) when this forward is not logged."""
+        if not (torch.is_grad_enabled() or self.log_no_grad):
+            return None, None
+        if step is None:
+            step = self.step
+        self.step = int(step) + 1
+        if self.run is None:
+            return None, None
+        rank = _rank()
+        if rank is None:
+            return self.run, step
+        if self.distributed_logging == "per_rank":
+            return "%s.rank%d" % (self.run, rank), step
+        return (self.run, step) if rank == 0 else (None, None)
+
+    def forward(self, outputs: Sequence[torch.Tensor], boxes: Any = None, y_true: Any = None,
+                step: Optional[int] = None, targets: Any = None) -> torch.Tensor:
         heads = list(outputs)
         if not heads or not all(isinstance(h, torch.Tensor) for h in heads):
             raise TypeError("outputs must be a non-empty list of tensors")
         if self.layout == "NCHW":
             heads = [h.permute(0, 2, 3, 1) for h in heads]
+        elif self.layout == "ultralytics":
+            heads = heads_from_ultralytics(heads)
+        if targets is not None:
+            if self.layout != "ultralytics":
+                raise ValueError("targets [N, 6] go with layout='ultralytics'; give boxes "
+                                 "or y_true otherwise")
+            if boxes is not None or y_true is not None:
+                raise ValueError("give exactly one of boxes, y_true and targets")
+            boxes = boxes_from_ultralytics(targets, int(heads[0].shape[0]),
+                                           input_size_of(heads))
         if boxes is not None:
             boxes = _to_wire(boxes, "boxes")
         if y_true is not None:
             y_true = [_to_wire(y, "y_true") for y in y_true]
-        if step is None and self.run is not None:
-            step = self.step
-        self.step = (step if step is not None else self.step) + 1
-        return _RemoteLoss.apply(self, (boxes, y_true), step, *heads)
+        return _RemoteLoss.apply(self, (boxes, y_true), self._log_target(step), *heads)
+
+    def extra_repr(self) -> str:
+        return "client=%r, layout=%r, reduction=%r, run=%r" % (
+            self.client, self.layout, self.reduction, self.run)
 
 
-def remote_yolo_loss(client, outputs, boxes=None, y_true=None, **kw):
+def remote_yolo_loss(client: YoloLossClient, outputs: Sequence[torch.Tensor], boxes: Any = None,
+                     y_true: Any = None, **kw: Any) -> torch.Tensor:
     """Functional form: RemoteYoloLoss(client, **kw)(outputs, boxes, y_true)."""
     return RemoteYoloLoss(client, **kw)(outputs, boxes=boxes, y_true=y_true)

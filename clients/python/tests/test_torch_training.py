@@ -6,7 +6,6 @@ independent numpy reference (tests/reference/yolo_reference.py)."""
 import copy
 import io
 import json
-import os
 import pickle
 
 import numpy as np

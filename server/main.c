@@ -91,6 +91,8 @@ int main(int argc, char **argv)
         uv_run(&s->loop, UV_RUN_DEFAULT);
         goto out;
     }
+    if (s->history)
+        yls_history_set_image_steps(s->history, s->opt.image_history_steps);
     uv_signal_init(&s->loop, &s->sigterm);
     uv_signal_init(&s->loop, &s->sigint);
     s->sigterm.data = s->sigint.data = s;

@@ -40,6 +40,11 @@ static void usage(FILE *out, unsigned threads)
             "                       postgresql://USER:PASS@HOST:PORT/DB (also postgres://):\n"
             "                       a PostgreSQL database shared by replicas\n"
             "  --metrics-max-runs N runs with loss gauges in /metrics (default 100)\n"
+            "  --image-history-steps N\n"
+            "                       keep a run's per-image terms (image_ids) of its last N\n"
+            "                       steps (default 10000; 0: store none)\n"
+            "  --image-url TEMPLATE link of an image in the dashboard, {id} replaced by its id,\n"
+            "                       e.g. 'http://host/images/{id}.jpg' (http://, https:// or /)\n"
             "  --healthcheck [URL]  (first and only flag) GET URL (default http://127.0.0.1:8000\n"
             "                       /v2/health/ready), exit 0 on 200, else 1, within 3 s\n"
             "  --help               this text\n"
@@ -106,9 +111,10 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         .timeout = 60,
         .history = "yololossd-history.sqlite",
         .metrics_max_runs = 100,
+        .image_history_steps = 10000,
     };
     enum { O_HOST = 256, O_PORT, O_THREADS, O_INFLIGHT, O_BODY, O_JSON, O_TIMEOUT, O_TOKEN,
-           O_MODELS, O_HISTORY, O_MAXRUNS, O_HELP, O_VERSION };
+           O_MODELS, O_HISTORY, O_MAXRUNS, O_IMAGE_STEPS, O_IMAGE_URL, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -121,6 +127,8 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         {"models", required_argument, NULL, O_MODELS},
         {"history", required_argument, NULL, O_HISTORY},
         {"metrics-max-runs", required_argument, NULL, O_MAXRUNS},
+        {"image-history-steps", required_argument, NULL, O_IMAGE_STEPS},
+        {"image-url", required_argument, NULL, O_IMAGE_URL},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -158,6 +166,17 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         case O_MAXRUNS:
             ok = parse_uint(optarg, 100000, &v, false);
             o->metrics_max_runs = (unsigned)v;
+            break;
+        case O_IMAGE_STEPS:
+            ok = parse_uint(optarg, (uint64_t)1 << 40, &v, false);
+            o->image_history_steps = (int64_t)v;
+            break;
+        case O_IMAGE_URL:
+            /* an operator's template, but still only a web link (never javascript:) */
+            ok = strstr(optarg, "{id}") &&
+                 (!strncmp(optarg, "http://", 7) || !strncmp(optarg, "https://", 8) ||
+                  optarg[0] == '/');
+            o->image_url = optarg;
             break;
         case 'h':
         case O_HELP: usage(stdout, cores); return 1;

@@ -19,7 +19,9 @@
  * Monitoring (docs/monitoring.md): monitor/history.h (points and the storage backend
  * interface) -> monitor/history.c (the history thread) -> monitor/history_sqlite.c,
  * monitor/history_pg.c -> monitor/record.c (an infer request with `run` records a point,
- * answered after the commit) -> monitor/api_runs.c (/v1/runs...) -> monitor/sse.c
+ * answered after the commit) -> monitor/api_runs.c (/v1/runs...) -> monitor/api_images.c
+ * and monitor/image_rank.c (the per-image table and its ranking) -> monitor/api_config.c
+ * (a run's configuration and scalars) -> monitor/sse.c
  * (/v1/runs/{run}/events) -> monitor/metrics.c (/metrics) -> monitor/dashboard.c (GET /,
  * the assets embedded at build time from server/monitor/dashboard/ and npm's uPlot);
  * monitor/point.c (a point as JSON) is shared by api_runs.c, record.c and the streams.
@@ -82,6 +84,8 @@ typedef struct {
     const char *models_file;  /* extra models, NULL: only the built-in ones */
     const char *history;      /* "none", PATH or sqlite:PATH */
     unsigned metrics_max_runs; /* runs with loss gauges in /metrics */
+    int64_t image_history_steps; /* per-image rows kept: a run's last N steps (0: none) */
+    const char *image_url;     /* link template of an image, "{id}" replaced; NULL: none */
 } yls_options;
 
 /* 0: run; 1: exit 0 (--help, --version printed); -1: exit 2 (message printed). */
@@ -183,6 +187,7 @@ struct yls_server {
  *   {run}      the rest of the path up to the pattern's literal suffix, 1 to YLS_RUN_MAX-1
  *              bytes, '/' allowed (a run name)
  *   {asset}    the rest of the path (a dashboard file name)
+ *   {image}    the last path segment, after a {run}: an image id, 0 to 2^63 - 1 (else 404)
  * The first entry whose pattern matches the path wins; the entries with the same pattern
  * give its methods (405 with Allow otherwise; "GET" answers HEAD too). A request that
  * matches no entry needs the token (401 before 404/405, so that unauthenticated clients
@@ -196,7 +201,12 @@ struct yls_route_entry {
      * Content-Encoding), the request counts against --max-inflight, and on_complete is
      * called when the request ends, however it ends (statistics). */
     void (*on_complete)(yls_request *r);
+    /* a small JSON body (at most YLS_API_BODY_MAX bytes, uncompressed) is kept, without
+     * counting against --max-inflight: the /v1 writes (PUT config, POST scalars) */
+    bool json_body;
 };
+
+#define YLS_API_BODY_MAX (64 * 1024)
 
 /* The entry that matched, and what its pattern captured. */
 typedef struct {
@@ -204,6 +214,7 @@ typedef struct {
     yls_model *model;             /* {model} */
     char run[YLS_RUN_MAX];        /* {run} */
     const char *asset;            /* {asset}: points into the URL */
+    int64_t image;                /* {image} */
     char allow[48];               /* for a 405: the methods the path takes */
 } yls_route;
 
@@ -338,12 +349,18 @@ void yls_access_log(const yls_request *r, const char *client);
 struct yls_point_src {
     const yl_result *res;
     int64_t batch;
+    const yl_image_result *images; /* [batch] */
+    const int64_t *image_ids;      /* [batch], or NULL: no per-image rows */
 };
 bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MHD_Response *resp,
                       uint64_t bytes);
 
 /* api_runs.c: the /v1/runs endpoints (but events). */
 yls_handler yls_api_runs, yls_api_steps, yls_api_csv, yls_api_delete;
+/* api_images.c: the images ranking and one image's rows. */
+yls_handler yls_api_images, yls_api_image;
+/* api_config.c: a run's configuration and scalars. */
+yls_handler yls_api_config_get, yls_api_config_put, yls_api_scalars_get, yls_api_scalars_post;
 /* Suspend/resume a non-infer request waiting on the history thread. */
 void yls_pending_begin(yls_request *r);
 void yls_pending_end(yls_request *r);

@@ -49,7 +49,8 @@ $(B)/tests/server/%.o: tests/server/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(TEST_SERVER_CFLAGS) -c $< -o $@
 
-$(B)/test_server: $(TEST_SERVER_OBJ) $(CORE_LIB)
+# image_rank.o: the images ranking, a pure file of the daemon checked against numbers by hand
+$(B)/test_server: $(TEST_SERVER_OBJ) $(B)/server/monitor/image_rank.o $(CORE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_SERVER_LIBS) -lm -lpthread
 
 ALL_BINS += $(B)/test_server

@@ -200,6 +200,31 @@ static int upload_headers(yls_request *r, yls_fail *f)
     return 0;
 }
 
+/* Headers of a request with a small JSON body (the /v1 writes): kept whole, up to
+ * YLS_API_BODY_MAX bytes, uncompressed; not counted against --max-inflight (the history
+ * thread's FIFO is their queue). 0 or -1 with f set. */
+static int json_body_headers(yls_request *r, yls_fail *f)
+{
+    const char *ce = yls_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING);
+    if (ce && strcasecmp(ce, "identity"))
+        return yls_fail_set(f, 415, "Content-Encoding '%.100s' is not taken here (send plain JSON)",
+                            ce);
+    const char *cl = yls_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t clen = 0;
+    bool has_cl = cl && parse_u64(cl, &clen);
+    if (has_cl && clen > YLS_API_BODY_MAX)
+        return yls_fail_set(f, 413, "the request body is %" PRIu64 " bytes, over the limit of %d",
+                            clen, YLS_API_BODY_MAX);
+    r->body.cap = has_cl ? (size_t)clen : 4096;
+    r->body.base = yls_big_alloc(r->body.cap + 1);
+    if (!r->body.base)
+        return yls_fail_set(f, 503, "out of memory for a %zu-byte body; retry later", r->body.cap);
+    r->body.data = r->body.base;
+    r->body_limit = YLS_API_BODY_MAX;
+    r->want_body = true;
+    return 0;
+}
+
 /* The first call: the headers are there. */
 static enum MHD_Result on_headers(yls_request *r, const char *method, const char *url)
 {
@@ -215,9 +240,9 @@ static enum MHD_Result on_headers(yls_request *r, const char *method, const char
         r->route.entry = NULL; /* not counted in any endpoint's statistics */
         yls_fail_set(&f, 401, "missing or wrong bearer token (send Authorization: Bearer <token>)");
     } else if (matched == 0) {
-        if (!e->on_complete)
+        if (!e->on_complete && !e->json_body)
             return MHD_YES; /* served on the final call, keeping the connection */
-        if (upload_headers(r, &f) == 0)
+        if ((e->json_body ? json_body_headers(r, &f) : upload_headers(r, &f)) == 0)
             return MHD_YES;
     }
     return refuse(r, &f);
@@ -242,8 +267,11 @@ static bool on_body(yls_request *r, const char *data, size_t size)
         return r->bytes_in <= DRAIN_MAX || !r->early.status; /* dropped */
     yls_body *b = &r->body;
     if (r->bytes_in > r->body_limit) {
-        yls_fail_set(&r->early, 413, "the request body is over the limit of %" PRIu64 " bytes (%s)",
-                     r->body_limit, r->header_len >= 0 ? "--max-body" : "--max-json");
+        yls_fail_set(&r->early, 413, "the request body is over the limit of %" PRIu64 " bytes%s",
+                     r->body_limit,
+                     r->route.entry && r->route.entry->json_body ? ""
+                     : r->header_len >= 0                       ? " (--max-body)"
+                                                                : " (--max-json)");
         goto drop;
     }
     if (b->len + size > b->cap) {

@@ -27,8 +27,8 @@ typedef struct {
 } span;
 
 typedef struct {
-    span model, version, run, asset;
-    bool has_model, has_version, has_run, has_asset;
+    span model, version, run, asset, image;
+    bool has_model, has_version, has_run, has_asset, has_image;
 } captures;
 
 /* The capture name at p ("{model}"): its kind and the pattern after it, or NULL. */
@@ -77,6 +77,20 @@ static bool shape_match(const char *pattern, const char *url, captures *c)
             p = after;
             continue;
         }
+        /* {run}/literal/{image}: the last segment is the image, the run what precedes the
+         * literal (so a run name may hold '/' here too) */
+        const char *img = strstr(after, "{image}");
+        if (name_is(name, "run") && img && !strcmp(img, "{image}")) {
+            size_t lit = (size_t)(img - after);
+            const char *last = strrchr(u, '/');
+            if (memchr(after, '{', lit) || !last || last[1] == '\0' ||
+                (size_t)(last + 1 - u) < lit || memcmp(last + 1 - lit, after, lit))
+                return false;
+            c->run = (span){u, (size_t)(last + 1 - lit - u)};
+            c->image = (span){last + 1, strlen(last + 1)};
+            c->has_run = c->has_image = true;
+            return true;
+        }
         /* {run}, {asset}: the rest of the path but the pattern's literal suffix */
         size_t ulen = strlen(u), slen = strlen(after);
         if (strchr(after, '{') || ulen < slen || memcmp(u + ulen - slen, after, slen))
@@ -119,6 +133,19 @@ static int check_captures(const captures *c, const yls_models *models, yls_route
     }
     if (c->has_asset)
         out->asset = c->asset.s;
+    if (c->has_image) {
+        uint64_t id = 0;
+        bool ok = c->image.len >= 1 && c->image.len <= 19; /* 19 digits: below 2^64 */
+        for (size_t i = 0; ok && i < c->image.len; i++) {
+            ok = c->image.s[i] >= '0' && c->image.s[i] <= '9';
+            id = id * 10 + (uint64_t)(c->image.s[i] - '0');
+        }
+        if (!ok || id > (uint64_t)INT64_MAX)
+            return yls_fail_set(f, 404, "no such image '%.*s': ids are integers from 0 to "
+                                        "2^63 - 1",
+                                (int)(c->image.len > 32 ? 32 : c->image.len), c->image.s);
+        out->image = (int64_t)id;
+    }
     return 0;
 }
 

@@ -2,7 +2,7 @@
  * api_runs.c: the history over HTTP, answered from the history thread's results.
  *
  *   GET    /v1/runs                         [{run, first_step, last_step, last_loss,
- *                                             points, updated}], most recent first
+ *                                             points, updated, config}], most recent first
  *   GET    /v1/runs/{run}/steps?after=N&limit=M
  *                                           {run, points: [point...]}, step > N (default
  *                                             -1), at most M (default 1000, max 100000)
@@ -12,7 +12,7 @@
  * The request is suspended while its operation waits in the history thread's FIFO (behind
  * the points submitted before it, so a client reads what it has written).
  */
-#include "history.h"
+#include "api.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -26,7 +26,7 @@
 #define STEPS_MAX 100000
 #define CSV_MAX 10000000
 
-static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+json_t *yls_api_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 void yls_pending_begin(yls_request *r)
 {
@@ -36,7 +36,7 @@ void yls_pending_begin(yls_request *r)
 
 void yls_pending_end(yls_request *r) { r->srv->pending--; }
 
-static enum MHD_Result reply_object(yls_request *r, json_t *o)
+enum MHD_Result yls_api_reply_object(yls_request *r, json_t *o)
 {
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
@@ -45,7 +45,7 @@ static enum MHD_Result reply_object(yls_request *r, json_t *o)
 
 /* The backend failed (a database outage, say): the request was fine, so 503 with
  * Retry-After tells the client to come back rather than that something is broken. */
-static enum MHD_Result reply_failed(yls_request *r, const yls_hop *op)
+enum MHD_Result yls_api_reply_failed(yls_request *r, const yls_hop *op)
 {
     return yls_reply_error(r, 503, "history unavailable: %s", op->err);
 }
@@ -55,7 +55,7 @@ static void runs_done(yls_hop *op)
     yls_request *r = op->data;
     yls_pending_end(r);
     if (op->rc) {
-        reply_failed(r, op);
+        yls_api_reply_failed(r, op);
         goto cleanup;
     }
     json_t *a = json_array();
@@ -65,12 +65,14 @@ static void runs_done(yls_hop *op)
         json_object_set_new(o, "run", yls_run_json(ri->run));
         json_object_set_new(o, "first_step", json_integer(ri->first_step));
         json_object_set_new(o, "last_step", json_integer(ri->last_step));
-        json_object_set_new(o, "last_loss", num(ri->last_loss));
+        json_object_set_new(o, "last_loss", yls_api_num(ri->last_loss));
         json_object_set_new(o, "points", json_integer(ri->points));
-        json_object_set_new(o, "updated", num(ri->updated));
+        json_object_set_new(o, "updated", yls_api_num(ri->updated));
+        json_t *cfg = ri->config ? json_loads(ri->config, 0, NULL) : NULL;
+        json_object_set_new(o, "config", cfg ? cfg : json_null());
         json_array_append_new(a, o);
     }
-    reply_object(r, json_pack("{s:o}", "runs", a));
+    yls_api_reply_object(r, json_pack("{s:o}", "runs", a));
 cleanup:
     yls_hop_free(op);
 }
@@ -80,13 +82,13 @@ static void steps_done(yls_hop *op)
     yls_request *r = op->data;
     yls_pending_end(r);
     if (op->rc) {
-        reply_failed(r, op);
+        yls_api_reply_failed(r, op);
         goto cleanup;
     }
     json_t *a = json_array();
     for (size_t i = 0; i < op->n; i++)
         json_array_append_new(a, yls_point_json(&op->points[i]));
-    reply_object(r, json_pack("{s:o,s:o}", "run", yls_run_json(op->run), "points", a));
+    yls_api_reply_object(r, json_pack("{s:o,s:o}", "run", yls_run_json(op->run), "points", a));
 cleanup:
     yls_hop_free(op);
 }
@@ -122,7 +124,7 @@ static void csv_done(yls_hop *op)
     size_t len = 0;
     FILE *f = NULL;
     if (op->rc) {
-        reply_failed(r, op);
+        yls_api_reply_failed(r, op);
         goto cleanup;
     }
     int L = 0;
@@ -190,18 +192,18 @@ static void delete_done(yls_hop *op)
     yls_request *r = op->data;
     yls_pending_end(r);
     if (op->rc)
-        reply_failed(r, op);
+        yls_api_reply_failed(r, op);
     else {
         yls_metrics_forget(r->srv, op->run);
-        reply_object(r, json_pack("{s:o,s:I}", "run", yls_run_json(op->run), "deleted",
+        yls_api_reply_object(r, json_pack("{s:o,s:I}", "run", yls_run_json(op->run), "deleted",
                                   (json_int_t)op->deleted));
     }
     yls_hop_free(op);
 }
 
 /* A query argument as an integer in [lo, hi]; absent: def. */
-static int arg_int(yls_request *r, const char *name, int64_t lo, int64_t hi, int64_t def,
-                   int64_t *out)
+int yls_api_arg_int(yls_request *r, const char *name, int64_t lo, int64_t hi, int64_t def,
+                    int64_t *out)
 {
     const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
     *out = def;
@@ -227,8 +229,7 @@ static enum MHD_Result submit(yls_request *r, yls_hop *op)
     return MHD_YES;
 }
 
-/* 0, or -1 after the refusal of a daemon with no history or draining. */
-static int refused(yls_request *r, enum MHD_Result *ret)
+int yls_api_refused(yls_request *r, enum MHD_Result *ret)
 {
     const yls_server *s = r->srv;
     if (!s->history)
@@ -243,7 +244,7 @@ static int refused(yls_request *r, enum MHD_Result *ret)
 enum MHD_Result yls_api_runs(yls_request *r)
 {
     enum MHD_Result ret;
-    if (refused(r, &ret))
+    if (yls_api_refused(r, &ret))
         return ret;
     return submit(r, yls_hop_new(YLS_HOP_RUNS, runs_done, r));
 }
@@ -251,12 +252,12 @@ enum MHD_Result yls_api_runs(yls_request *r)
 enum MHD_Result yls_api_steps(yls_request *r)
 {
     enum MHD_Result ret;
-    if (refused(r, &ret))
+    if (yls_api_refused(r, &ret))
         return ret;
     int64_t after, limit;
-    if (arg_int(r, "after", INT64_MIN, INT64_MAX, -1, &after))
+    if (yls_api_arg_int(r, "after", INT64_MIN, INT64_MAX, -1, &after))
         return yls_reply_error(r, 400, "after must be an integer (a step)");
-    if (arg_int(r, "limit", 1, STEPS_MAX, STEPS_DEFAULT, &limit))
+    if (yls_api_arg_int(r, "limit", 1, STEPS_MAX, STEPS_DEFAULT, &limit))
         return yls_reply_error(r, 400, "limit must be an integer from 1 to %d", STEPS_MAX);
     yls_hop *op = yls_hop_new(YLS_HOP_STEPS, steps_done, r);
     if (op) {
@@ -269,7 +270,7 @@ enum MHD_Result yls_api_steps(yls_request *r)
 enum MHD_Result yls_api_csv(yls_request *r)
 {
     enum MHD_Result ret;
-    if (refused(r, &ret))
+    if (yls_api_refused(r, &ret))
         return ret;
     yls_hop *op = yls_hop_new(YLS_HOP_STEPS, csv_done, r);
     if (op) {
@@ -282,7 +283,17 @@ enum MHD_Result yls_api_csv(yls_request *r)
 enum MHD_Result yls_api_delete(yls_request *r)
 {
     enum MHD_Result ret;
-    if (refused(r, &ret))
+    if (yls_api_refused(r, &ret))
         return ret;
     return submit(r, yls_hop_new(YLS_HOP_DELETE, delete_done, r));
+}
+
+enum MHD_Result yls_api_submit(yls_request *r, yls_hop *op)
+{
+    enum MHD_Result ret;
+    if (yls_api_refused(r, &ret)) {
+        yls_hop_free(op);
+        return ret;
+    }
+    return submit(r, op);
 }

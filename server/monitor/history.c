@@ -25,6 +25,7 @@ struct yls_history {
     yls_hop *queue, **queue_tail; /* submitted */
     yls_hop *done, **done_tail;   /* finished, for the loop thread */
     bool quit;
+    int64_t image_steps; /* retention of the per-image rows */
     uv_async_t async;
 };
 
@@ -45,8 +46,17 @@ void yls_hop_free(yls_hop *op)
 {
     if (!op)
         return;
+    if (op->runs)
+        for (size_t i = 0; i < op->n; i++)
+            free(op->runs[i].config);
     free(op->runs);
     free(op->points);
+    free(op->rows);
+    free(op->scalars);
+    free(op->in_scalars);
+    free(op->text);
+    free(op->point.image_ids);
+    free(op->point.image_terms);
     free(op);
 }
 
@@ -62,6 +72,18 @@ static void run_one(yls_history *h, yls_hop *op)
     case YLS_HOP_DELETE:
         op->rc = h->be->remove(h->db, op->run, &op->deleted, op->err);
         break;
+    case YLS_HOP_IMAGES:
+        op->rc = h->be->images(h->db, op->run, &op->rows, &op->n, op->err);
+        break;
+    case YLS_HOP_PUT_CONFIG:
+        op->rc = h->be->put_config(h->db, op->run, op->text, op->err);
+        break;
+    case YLS_HOP_PUT_SCALARS:
+        op->rc = h->be->put_scalars(h->db, op->run, op->in_scalars, op->n_in, op->err);
+        break;
+    case YLS_HOP_SCALARS:
+        op->rc = h->be->scalars(h->db, op->run, &op->scalars, &op->n, op->err);
+        break;
     case YLS_HOP_RECORD:
         break; /* grouped by the caller */
     }
@@ -74,7 +96,7 @@ static void record_group(yls_history *h, yls_hop **ops, size_t n)
     for (size_t i = 0; i < n; i++)
         pts[i] = ops[i]->point;
     char err[YLS_HISTORY_ERR_MAX] = "";
-    int rc = h->be->record(h->db, pts, n, err);
+    int rc = h->be->record(h->db, pts, n, h->image_steps, err);
     for (size_t i = 0; i < n; i++) {
         ops[i]->rc = rc;
         if (rc)
@@ -196,6 +218,8 @@ int yls_history_open(yls_history **out, uv_loop_t *loop, const char *spec, char 
     *out = h;
     return 0;
 }
+
+void yls_history_set_image_steps(yls_history *h, int64_t n) { h->image_steps = n; }
 
 void yls_history_submit(yls_history *h, yls_hop *op)
 {

@@ -13,17 +13,29 @@
  *   open(target, &db, err)         target is what follows the scheme (a file path for
  *                                  SQLite, a connection string for PostgreSQL); creates the
  *                                  schema when missing.
- *   record(db, pts, n, err)        store n points in ONE transaction, durably: when it
+ *   record(db, pts, n, image_steps, err)
+ *                                  store n points in ONE transaction, durably: when it
  *                                  returns 0 the points survive a crash of the process. A
  *                                  point with step < 0 gets the next step of its run (1 +
  *                                  the largest stored or earlier in pts, 0 for a new run),
  *                                  written back into pts[i].step. A point with the step of
- *                                  a stored one replaces it.
- *   runs(db, &runs, &n, err)       every run, most recently updated first (malloc'd array).
+ *                                  a stored one replaces it, its image rows included. A
+ *                                  point's image rows (n_images of them) go to the images
+ *                                  table; then the run's image rows with step <= (its
+ *                                  largest image step - image_steps) are deleted (retention).
+ *   runs(db, &runs, &n, err)       every run, most recently updated first (malloc'd array),
+ *                                  with its configuration (malloc'd JSON text or NULL).
  *   steps(db, run, after, limit, &pts, &n, err)
  *                                  the points of run with step > after, by step, at most
  *                                  limit of them (malloc'd array).
- *   remove(db, run, &deleted, err) delete a run's points; *deleted: how many.
+ *   remove(db, run, &deleted, err) delete a run's points, image rows, configuration and
+ *                                  scalars; *deleted: how many points.
+ *   images(db, run, &rows, &n, err)
+ *                                  every image row of run, by step then image.
+ *   put_config(db, run, json, err) store (replace) the run's configuration, a JSON object.
+ *   put_scalars(db, run, v, n, err) store n scalars in one transaction (replacing those
+ *                                  with the same run, name and step).
+ *   scalars(db, run, &v, &n, err)  the run's scalars, by name then step.
  *   close(db)                      NULL is fine.
  * Every function returns 0, or -1 with a message in err (YLS_HISTORY_ERR_MAX bytes).
  *
@@ -34,6 +46,7 @@
 #ifndef YLS_HISTORY_H
 #define YLS_HISTORY_H
 
+#include "image_rank.h" /* yls_image_row */
 #include "server.h"
 
 #define YLS_HISTORY_ERR_MAX 256
@@ -50,23 +63,42 @@ typedef struct {
     double stats[YL_MAX_LAYERS][YL_NUM_STATS]; /* count, avg_iou, avg_class, avg_obj,
                                                    avg_noobj, recall50, recall75, ignored */
     double latency; /* seconds from the first byte of the request to the answer */
+    /* RECORD only: the per-image rows to store with the point (0: none); both arrays are
+     * malloc'd and owned by the hop (yls_hop_free), image_terms is [n_images][4], the
+     * terms of each image not divided by the batch (yl_image_terms). */
+    int64_t n_images;
+    int64_t *image_ids;
+    double *image_terms;
 } yls_point;
+
+/* A scalar a training loop logged next to the loss (learning rate, validation mAP...). */
+#define YLS_SCALAR_NAME_MAX 64
+typedef struct {
+    char name[YLS_SCALAR_NAME_MAX];
+    int64_t step;
+    double wall, value;
+} yls_scalar;
 
 typedef struct {
     char run[YLS_RUN_MAX];
     int64_t first_step, last_step, points;
     double last_loss; /* total at last_step */
     double updated;   /* largest wall time, seconds since the epoch */
+    char *config;     /* its configuration, JSON object text (malloc'd), or NULL */
 } yls_run_info;
 
 typedef struct {
     const char *name; /* "sqlite" */
     int (*open)(const char *target, void **db, char *err);
-    int (*record)(void *db, yls_point *pts, size_t n, char *err);
+    int (*record)(void *db, yls_point *pts, size_t n, int64_t image_steps, char *err);
     int (*runs)(void *db, yls_run_info **runs, size_t *n, char *err);
     int (*steps)(void *db, const char *run, int64_t after, int64_t limit, yls_point **pts,
                  size_t *n, char *err);
     int (*remove)(void *db, const char *run, int64_t *deleted, char *err);
+    int (*images)(void *db, const char *run, yls_image_row **rows, size_t *n, char *err);
+    int (*put_config)(void *db, const char *run, const char *json, char *err);
+    int (*put_scalars)(void *db, const char *run, const yls_scalar *v, size_t n, char *err);
+    int (*scalars)(void *db, const char *run, yls_scalar **v, size_t *n, char *err);
     void (*close)(void *db);
 } yls_history_backend;
 
@@ -76,7 +108,16 @@ extern const yls_history_backend yls_history_pg; /* history_pg.c */
 /* ------------------------------------------------------------------------------------ */
 /* The history thread (history.c).                                                      */
 
-typedef enum { YLS_HOP_RECORD, YLS_HOP_RUNS, YLS_HOP_STEPS, YLS_HOP_DELETE } yls_hop_kind;
+typedef enum {
+    YLS_HOP_RECORD,
+    YLS_HOP_RUNS,
+    YLS_HOP_STEPS,
+    YLS_HOP_DELETE,
+    YLS_HOP_IMAGES,
+    YLS_HOP_PUT_CONFIG,
+    YLS_HOP_PUT_SCALARS,
+    YLS_HOP_SCALARS,
+} yls_hop_kind;
 
 typedef struct yls_hop yls_hop;
 struct yls_hop {
@@ -85,13 +126,18 @@ struct yls_hop {
     void *data;
     /* in */
     yls_point point;           /* RECORD (its step is set when done) */
-    char run[YLS_RUN_MAX];     /* STEPS, DELETE */
+    char run[YLS_RUN_MAX];     /* STEPS, DELETE, IMAGES, PUT_CONFIG, (PUT_)SCALARS */
     int64_t after, limit;      /* STEPS */
+    char *text;                /* PUT_CONFIG: the JSON object (malloc'd, freed with the op) */
+    yls_scalar *in_scalars;    /* PUT_SCALARS (malloc'd, freed with the op) */
+    size_t n_in;
     /* out */
     int rc;                    /* 0 or -1 with err */
     char err[YLS_HISTORY_ERR_MAX];
     yls_run_info *runs;        /* RUNS */
     yls_point *points;         /* STEPS */
+    yls_image_row *rows;       /* IMAGES */
+    yls_scalar *scalars;       /* SCALARS */
     size_t n;
     int64_t deleted;           /* DELETE */
     yls_hop *next;
@@ -102,6 +148,9 @@ struct yls_hop {
  * thread. 0 or -1 with err. */
 int yls_history_open(yls_history **out, uv_loop_t *loop, const char *spec, char *err,
                      size_t errlen);
+/* Image rows older than n steps behind a run's newest are deleted (0: none are stored).
+ * Call before submitting anything. */
+void yls_history_set_image_steps(yls_history *h, int64_t n);
 /* Queue op (taken over); op->done is called on the loop thread once it is done. */
 void yls_history_submit(yls_history *h, yls_hop *op);
 /* Finish what is queued, stop the thread, close the store and the async handle. */

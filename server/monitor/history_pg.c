@@ -44,7 +44,19 @@ static const char schema[] =
     " batch BIGINT NOT NULL, total DOUBLE PRECISION, xy DOUBLE PRECISION,"
     " wh DOUBLE PRECISION, confidence DOUBLE PRECISION, class DOUBLE PRECISION,"
     " num_layers INTEGER NOT NULL, layer_terms TEXT NOT NULL, stats TEXT NOT NULL,"
-    " latency DOUBLE PRECISION NOT NULL, PRIMARY KEY (run, step))";
+    " latency DOUBLE PRECISION NOT NULL, PRIMARY KEY (run, step));"
+    "CREATE TABLE IF NOT EXISTS images ("
+    " run TEXT NOT NULL, step BIGINT NOT NULL, image BIGINT NOT NULL,"
+    " xy DOUBLE PRECISION NOT NULL, wh DOUBLE PRECISION NOT NULL,"
+    " confidence DOUBLE PRECISION NOT NULL, class DOUBLE PRECISION NOT NULL,"
+    " PRIMARY KEY (run, step, image));"
+    "CREATE TABLE IF NOT EXISTS configs ("
+    " run TEXT NOT NULL PRIMARY KEY, config TEXT NOT NULL,"
+    " updated DOUBLE PRECISION NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS scalars ("
+    " run TEXT NOT NULL, name TEXT NOT NULL, step BIGINT NOT NULL,"
+    " wall DOUBLE PRECISION NOT NULL, value DOUBLE PRECISION NOT NULL,"
+    " PRIMARY KEY (run, name, step))";
 
 static int fail_msg(char *err, const char *what, const char *msg)
 {
@@ -115,7 +127,7 @@ static bool broken(pgdb *db) { return !db->conn || PQstatus(db->conn) != CONNECT
 
 static int create_schema(pgdb *db, char *err)
 {
-    char sql[1024];
+    char sql[2048];
     snprintf(sql, sizeof sql,
              "BEGIN; SELECT pg_advisory_xact_lock(%d, 0); %s; COMMIT", PG_LOCK_CLASS, schema);
     if (exec_ok(db, sql, err, "schema")) {
@@ -266,7 +278,82 @@ static int lock_runs(pgdb *db, const yls_point *pts, size_t n, char *err)
     return rc;
 }
 
-static int pg_record(void *handle, yls_point *pts, size_t n, char *err)
+/* A statement with parameters whose result is not needed: 0 or -1 with err. */
+static int exec_params(pgdb *db, const char *sql, int n, const char *const *params, char *err,
+                       const char *what)
+{
+    PGresult *res = PQexecParams(db->conn, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : -1;
+    if (rc)
+        fail_msg(err, what, PQresultErrorMessage(res));
+    PQclear(res);
+    return rc;
+}
+
+/* "{a,b,...}": n values of v (stride apart), as a PostgreSQL array literal; malloc'd. */
+static char *array_text(const int64_t *ids, const double *v, int64_t n, int stride)
+{
+    size_t cap = 2 + (size_t)n * 26, len = 0;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    s[len++] = '{';
+    for (int64_t i = 0; i < n; i++) {
+        if (i)
+            s[len++] = ',';
+        if (ids)
+            len += (size_t)snprintf(s + len, cap - len, "%lld", (long long)ids[i]);
+        else
+            len += (size_t)snprintf(s + len, cap - len, "%.17g", v[i * stride]);
+    }
+    s[len++] = '}';
+    s[len] = '\0';
+    return s;
+}
+
+/* The point's image rows (one statement: arrays unnested), the step's old rows out first
+ * (a replaced point), then the rows out of the retention window. */
+static int record_images(pgdb *db, const yls_point *p, int64_t step, bool step_given,
+                         int64_t image_steps, char *err)
+{
+    char st[24], keep[24];
+    snprintf(st, sizeof st, "%lld", (long long)step);
+    snprintf(keep, sizeof keep, "%lld", (long long)image_steps);
+    const char *del[2] = {p->run, st};
+    if (step_given && exec_params(db, "DELETE FROM images WHERE run = $1 AND step = $2::bigint",
+                                  2, del, err, "images"))
+        return -1;
+    if (p->n_images == 0 || image_steps <= 0)
+        return 0;
+    char *arr[5] = {array_text(p->image_ids, NULL, p->n_images, 0), NULL, NULL, NULL, NULL};
+    for (int t = 0; t < 4; t++)
+        arr[1 + t] = array_text(NULL, p->image_terms + t, p->n_images, 4);
+    int rc = -1;
+    if (arr[0] && arr[1] && arr[2] && arr[3] && arr[4]) {
+        const char *params[7] = {p->run, st, arr[0], arr[1], arr[2], arr[3], arr[4]};
+        rc = exec_params(db,
+                         "INSERT INTO images SELECT $1, $2::bigint, * FROM unnest($3::bigint[],"
+                         " $4::float8[], $5::float8[], $6::float8[], $7::float8[])"
+                         " ON CONFLICT (run, step, image) DO UPDATE SET xy = EXCLUDED.xy,"
+                         " wh = EXCLUDED.wh, confidence = EXCLUDED.confidence,"
+                         " class = EXCLUDED.class",
+                         7, params, err, "images");
+    } else {
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+    }
+    for (int k = 0; k < 5; k++)
+        free(arr[k]);
+    const char *ret[2] = {p->run, keep};
+    if (rc == 0)
+        rc = exec_params(db,
+                         "DELETE FROM images WHERE run = $1 AND step <= (SELECT max(step)"
+                         " FROM images WHERE run = $1) - $2::bigint",
+                         2, ret, err, "images");
+    return rc;
+}
+
+static int pg_record(void *handle, yls_point *pts, size_t n, int64_t image_steps, char *err)
 {
     pgdb *db = handle;
     int rc = -1;
@@ -317,7 +404,7 @@ static int pg_record(void *handle, yls_point *pts, size_t n, char *err)
         else
             fail_msg(err, "insert", PQresultErrorMessage(res));
         PQclear(res);
-        if (!ok)
+        if (!ok || record_images(db, p, steps[i], p->step >= 0, image_steps, err))
             goto cleanup;
     }
     in_tx = false; /* COMMIT ends it, successful or not */
@@ -358,7 +445,8 @@ static int pg_runs(void *handle, yls_run_info **out, size_t *n, char *err)
     PGresult *res = query(db,
                           "SELECT run, min(step), max(step), count(*), max(wall),"
                           " (SELECT total FROM points q WHERE q.run = p.run"
-                          "  ORDER BY step DESC LIMIT 1)"
+                          "  ORDER BY step DESC LIMIT 1),"
+                          " (SELECT config FROM configs c WHERE c.run = p.run)"
                           " FROM points p GROUP BY run ORDER BY max(wall) DESC,"
                           " run COLLATE \"C\"",
                           0, NULL, err, "runs");
@@ -379,6 +467,14 @@ static int pg_runs(void *handle, yls_run_info **out, size_t *n, char *err)
         r->points = get_int(res, i, 3);
         r->updated = get_double(res, i, 4);
         r->last_loss = get_double(res, i, 5);
+        if (!PQgetisnull(res, i, 6) && !(r->config = strdup(PQgetvalue(res, i, 6)))) {
+            for (int k = 0; k < i; k++)
+                free(v[k].config);
+            free(v);
+            PQclear(res);
+            snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+            return -1;
+        }
     }
     PQclear(res);
     *out = v;
@@ -437,11 +533,137 @@ static int pg_remove(void *handle, const char *run, int64_t *deleted, char *err)
     pgdb *db = handle;
     const char *params[1] = {run};
     *deleted = 0;
-    PGresult *res = query(db, "DELETE FROM points WHERE run = $1", 1, params, err, "delete");
+    if (begin(db, err))
+        return -1;
+    PGresult *res = PQexecParams(db->conn, "DELETE FROM points WHERE run = $1", 1, NULL, params,
+                                 NULL, NULL, 0);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0
+                                                      : fail_msg(err, "delete",
+                                                                 PQresultErrorMessage(res));
+    int64_t n = rc ? 0 : strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    if (rc == 0)
+        rc = exec_params(db, "DELETE FROM images WHERE run = $1", 1, params, err, "delete");
+    if (rc == 0)
+        rc = exec_params(db, "DELETE FROM configs WHERE run = $1", 1, params, err, "delete");
+    if (rc == 0)
+        rc = exec_params(db, "DELETE FROM scalars WHERE run = $1", 1, params, err, "delete");
+    if (rc == 0)
+        rc = exec_ok(db, "COMMIT", err, "commit");
+    else if (!broken(db))
+        exec_ok(db, "ROLLBACK", (char[YLS_HISTORY_ERR_MAX]){0}, "rollback");
+    if (rc == 0)
+        *deleted = n;
+    return rc;
+}
+
+static int pg_images(void *handle, const char *run, yls_image_row **out, size_t *n, char *err)
+{
+    pgdb *db = handle;
+    *out = NULL;
+    *n = 0;
+    const char *params[1] = {run};
+    PGresult *res = query(db,
+                          "SELECT image, step, xy, wh, confidence, class FROM images"
+                          " WHERE run = $1 ORDER BY step, image",
+                          1, params, err, "images");
     if (!res)
         return -1;
-    *deleted = strtoll(PQcmdTuples(res), NULL, 10);
+    int rows = PQntuples(res);
+    yls_image_row *v = calloc(rows ? (size_t)rows : 1, sizeof *v);
+    if (!v) {
+        PQclear(res);
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < rows; i++) {
+        v[i].image = get_int(res, i, 0);
+        v[i].step = get_int(res, i, 1);
+        for (int t = 0; t < 4; t++)
+            v[i].terms[t] = get_double(res, i, 2 + t);
+    }
     PQclear(res);
+    *out = v;
+    *n = (size_t)rows;
+    return 0;
+}
+
+static double now_wall(void)
+{
+    uv_timeval64_t tv;
+    return uv_gettimeofday(&tv) == 0 ? (double)tv.tv_sec + (double)tv.tv_usec / 1e6 : 0.0;
+}
+
+static int pg_put_config(void *handle, const char *run, const char *json, char *err)
+{
+    pgdb *db = handle;
+    char wall[32];
+    fmt_double(wall, sizeof wall, now_wall());
+    const char *params[3] = {run, json, wall};
+    PGresult *res = query(db,
+                          "INSERT INTO configs VALUES ($1, $2, $3) ON CONFLICT (run) DO UPDATE"
+                          " SET config = EXCLUDED.config, updated = EXCLUDED.updated",
+                          3, params, err, "config");
+    if (!res)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+static int pg_put_scalars(void *handle, const char *run, const yls_scalar *v, size_t n,
+                          char *err)
+{
+    pgdb *db = handle;
+    if (begin(db, err))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char step[24], wall[32], value[32];
+        snprintf(step, sizeof step, "%lld", (long long)v[i].step);
+        fmt_double(wall, sizeof wall, v[i].wall);
+        fmt_double(value, sizeof value, v[i].value);
+        const char *params[5] = {run, v[i].name, step, wall, value};
+        rc = exec_params(db,
+                         "INSERT INTO scalars VALUES ($1, $2, $3, $4, $5)"
+                         " ON CONFLICT (run, name, step) DO UPDATE SET wall = EXCLUDED.wall,"
+                         " value = EXCLUDED.value",
+                         5, params, err, "scalars");
+    }
+    if (rc == 0)
+        return exec_ok(db, "COMMIT", err, "commit");
+    if (!broken(db))
+        exec_ok(db, "ROLLBACK", (char[YLS_HISTORY_ERR_MAX]){0}, "rollback");
+    return -1;
+}
+
+static int pg_scalars(void *handle, const char *run, yls_scalar **out, size_t *n, char *err)
+{
+    pgdb *db = handle;
+    *out = NULL;
+    *n = 0;
+    const char *params[1] = {run};
+    PGresult *res = query(db,
+                          "SELECT name, step, wall, value FROM scalars WHERE run = $1"
+                          " ORDER BY name COLLATE \"C\", step",
+                          1, params, err, "scalars");
+    if (!res)
+        return -1;
+    int rows = PQntuples(res);
+    yls_scalar *v = calloc(rows ? (size_t)rows : 1, sizeof *v);
+    if (!v) {
+        PQclear(res);
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < rows; i++) {
+        snprintf(v[i].name, sizeof v[i].name, "%s", PQgetvalue(res, i, 0));
+        v[i].step = get_int(res, i, 1);
+        v[i].wall = get_double(res, i, 2);
+        v[i].value = get_double(res, i, 3);
+    }
+    PQclear(res);
+    *out = v;
+    *n = (size_t)rows;
     return 0;
 }
 
@@ -452,5 +674,9 @@ const yls_history_backend yls_history_pg = {
     .runs = pg_runs,
     .steps = pg_steps,
     .remove = pg_remove,
+    .images = pg_images,
+    .put_config = pg_put_config,
+    .put_scalars = pg_put_scalars,
+    .scalars = pg_scalars,
     .close = pg_close,
 };

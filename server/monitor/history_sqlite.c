@@ -20,7 +20,18 @@ static const char schema[] =
     " run TEXT NOT NULL, step INTEGER NOT NULL, wall REAL NOT NULL, batch INTEGER NOT NULL,"
     " total REAL, xy REAL, wh REAL, confidence REAL, class REAL,"
     " num_layers INTEGER NOT NULL, layer_terms TEXT NOT NULL, stats TEXT NOT NULL,"
-    " latency REAL NOT NULL, PRIMARY KEY (run, step)) WITHOUT ROWID;";
+    " latency REAL NOT NULL, PRIMARY KEY (run, step)) WITHOUT ROWID;"
+    /* per-image terms: keyed by step first, so that retention (a range of steps) and the
+     * batch means (one step's rows) are range scans; an image's history reads the run */
+    "CREATE TABLE IF NOT EXISTS images ("
+    " run TEXT NOT NULL, step INTEGER NOT NULL, image INTEGER NOT NULL,"
+    " xy REAL NOT NULL, wh REAL NOT NULL, confidence REAL NOT NULL, class REAL NOT NULL,"
+    " PRIMARY KEY (run, step, image)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS configs ("
+    " run TEXT NOT NULL PRIMARY KEY, config TEXT NOT NULL, updated REAL NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS scalars ("
+    " run TEXT NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL, wall REAL NOT NULL,"
+    " value REAL NOT NULL, PRIMARY KEY (run, name, step)) WITHOUT ROWID;";
 
 static int fail(sqlite3 *db, char *err, const char *what)
 {
@@ -90,21 +101,61 @@ static int next_step(sqlite3 *db, const char *run, int64_t *step)
     return rc;
 }
 
-static int sq_record(void *handle, yls_point *pts, size_t n, char *err)
+/* A statement with (run, a) bound, run to completion. 0 or -1. */
+static int exec_run_i(sqlite3_stmt *st, const char *run, int64_t a)
+{
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, a);
+    return sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+}
+
+/* The point's image rows: the step's old rows out (a replaced point), the new ones in, and
+ * the rows that fell out of the retention window. */
+static int record_images(sqlite3_stmt *const st[3], const yls_point *p,
+                         bool step_given, int64_t image_steps)
+{
+    if (step_given && exec_run_i(st[0], p->run, p->step))
+        return -1;
+    if (p->n_images == 0 || image_steps <= 0)
+        return 0;
+    for (int64_t i = 0; i < p->n_images; i++) {
+        sqlite3_reset(st[1]);
+        sqlite3_bind_text(st[1], 1, p->run, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st[1], 2, p->step);
+        sqlite3_bind_int64(st[1], 3, p->image_ids[i]);
+        for (int t = 0; t < 4; t++)
+            sqlite3_bind_double(st[1], 4 + t, p->image_terms[i * 4 + t]);
+        if (sqlite3_step(st[1]) != SQLITE_DONE)
+            return -1;
+    }
+    return exec_run_i(st[2], p->run, image_steps);
+}
+
+static int sq_record(void *handle, yls_point *pts, size_t n, int64_t image_steps, char *err)
 {
     sqlite3 *db = handle;
-    sqlite3_stmt *ins = NULL;
+    sqlite3_stmt *ins = NULL, *img[3] = {NULL, NULL, NULL};
     int rc = -1;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return fail(db, err, "begin");
     if (sqlite3_prepare_v2(db,
                            "INSERT OR REPLACE INTO points VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                           -1, &ins, NULL) != SQLITE_OK) {
+                           -1, &ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "DELETE FROM images WHERE run = ?1 AND step = ?2", -1,
+                           &img[0], NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO images VALUES (?,?,?,?,?,?,?)", -1,
+                           &img[1], NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db,
+                           "DELETE FROM images WHERE run = ?1 AND step <= (SELECT max(step)"
+                           " FROM images WHERE run = ?1) - ?2",
+                           -1, &img[2], NULL) != SQLITE_OK) {
         fail(db, err, "prepare");
         goto cleanup;
     }
     for (size_t i = 0; i < n; i++) {
         yls_point *p = &pts[i];
+        bool step_given = p->step >= 0;
         if (p->step < 0 && next_step(db, p->run, &p->step)) {
             fail(db, err, "next step");
             goto cleanup;
@@ -129,6 +180,10 @@ static int sq_record(void *handle, yls_point *pts, size_t n, char *err)
             fail(db, err, "insert");
             goto cleanup;
         }
+        if (record_images(img, p, step_given, image_steps)) {
+            fail(db, err, "images");
+            goto cleanup;
+        }
     }
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         fail(db, err, "commit");
@@ -137,6 +192,8 @@ static int sq_record(void *handle, yls_point *pts, size_t n, char *err)
     rc = 0;
 cleanup:
     sqlite3_finalize(ins);
+    for (int k = 0; k < 3; k++)
+        sqlite3_finalize(img[k]);
     if (rc)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
@@ -170,7 +227,8 @@ static int sq_runs(void *handle, yls_run_info **out, size_t *n, char *err)
     if (sqlite3_prepare_v2(db,
                            "SELECT run, min(step), max(step), count(*), max(wall),"
                            " (SELECT total FROM points q WHERE q.run = p.run"
-                           "  ORDER BY step DESC LIMIT 1)"
+                           "  ORDER BY step DESC LIMIT 1),"
+                           " (SELECT config FROM configs c WHERE c.run = p.run)"
                            " FROM points p GROUP BY run ORDER BY max(wall) DESC, run",
                            -1, &st, NULL) != SQLITE_OK)
         return fail(db, err, "runs");
@@ -187,6 +245,11 @@ static int sq_runs(void *handle, yls_run_info **out, size_t *n, char *err)
         r->points = sqlite3_column_int64(st, 3);
         r->updated = sqlite3_column_double(st, 4);
         r->last_loss = sqlite3_column_double(st, 5);
+        const unsigned char *cfg = sqlite3_column_text(st, 6);
+        if (cfg && !(r->config = strdup((const char *)cfg))) {
+            snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+            goto fail;
+        }
     }
     if (s != SQLITE_DONE) {
         fail(db, err, "runs");
@@ -198,6 +261,8 @@ static int sq_runs(void *handle, yls_run_info **out, size_t *n, char *err)
     return 0;
 fail:
     sqlite3_finalize(st);
+    for (size_t i = 0; i < len; i++)
+        free(v[i].config);
     free(v);
     return -1;
 }
@@ -255,17 +320,172 @@ fail:
     return -1;
 }
 
+/* DELETE FROM table WHERE run = ?: 0 with *changes, or -1. */
+static int delete_run(sqlite3 *db, const char *table, const char *run, int64_t *changes)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE run = ?", table);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    if (rc == 0 && changes)
+        *changes = sqlite3_changes(db);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int sq_remove(void *handle, const char *run, int64_t *deleted, char *err)
 {
     sqlite3 *db = handle;
+    *deleted = 0;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return fail(db, err, "begin");
+    if (delete_run(db, "points", run, deleted) || delete_run(db, "images", run, NULL) ||
+        delete_run(db, "configs", run, NULL) || delete_run(db, "scalars", run, NULL) ||
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        fail(db, err, "delete");
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        *deleted = 0;
+        return -1;
+    }
+    return 0;
+}
+
+static int sq_images(void *handle, const char *run, yls_image_row **out, size_t *n, char *err)
+{
+    sqlite3 *db = handle;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "DELETE FROM points WHERE run = ?", -1, &st, NULL) != SQLITE_OK)
-        return fail(db, err, "delete");
+    yls_image_row *v = NULL;
+    size_t len = 0, cap = 0;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT image, step, xy, wh, confidence, class FROM images"
+                           " WHERE run = ? ORDER BY step, image",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(db, err, "images");
     sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : fail(db, err, "delete");
-    *deleted = rc ? 0 : sqlite3_changes(db);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&v, &cap, len, sizeof *v, err))
+            goto fail;
+        yls_image_row *r = &v[len++];
+        r->image = sqlite3_column_int64(st, 0);
+        r->step = sqlite3_column_int64(st, 1);
+        for (int t = 0; t < 4; t++)
+            r->terms[t] = sqlite3_column_double(st, 2 + t);
+    }
+    if (s != SQLITE_DONE) {
+        fail(db, err, "images");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = v;
+    *n = len;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    free(v);
+    return -1;
+}
+
+static double now_wall(void)
+{
+    uv_timeval64_t tv;
+    return uv_gettimeofday(&tv) == 0 ? (double)tv.tv_sec + (double)tv.tv_usec / 1e6 : 0.0;
+}
+
+static int sq_put_config(void *handle, const char *run, const char *json, char *err)
+{
+    sqlite3 *db = handle;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO configs VALUES (?,?,?)", -1, &st,
+                           NULL) != SQLITE_OK)
+        return fail(db, err, "config");
+    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, json, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, now_wall());
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : fail(db, err, "config");
     sqlite3_finalize(st);
     return rc;
+}
+
+static int sq_put_scalars(void *handle, const char *run, const yls_scalar *v, size_t n,
+                          char *err)
+{
+    sqlite3 *db = handle;
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return fail(db, err, "begin");
+    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO scalars VALUES (?,?,?,?,?)", -1, &st,
+                           NULL) != SQLITE_OK) {
+        fail(db, err, "scalars");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, v[i].name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, v[i].step);
+        sqlite3_bind_double(st, 4, v[i].wall);
+        sqlite3_bind_double(st, 5, v[i].value);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            fail(db, err, "scalars");
+            goto cleanup;
+        }
+    }
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        fail(db, err, "commit");
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    sqlite3_finalize(st);
+    if (rc)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int sq_scalars(void *handle, const char *run, yls_scalar **out, size_t *n, char *err)
+{
+    sqlite3 *db = handle;
+    sqlite3_stmt *st = NULL;
+    yls_scalar *v = NULL;
+    size_t len = 0, cap = 0;
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT name, step, wall, value FROM scalars WHERE run = ?"
+                           " ORDER BY name, step",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(db, err, "scalars");
+    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&v, &cap, len, sizeof *v, err))
+            goto fail;
+        yls_scalar *r = &v[len++];
+        const unsigned char *name = sqlite3_column_text(st, 0);
+        snprintf(r->name, sizeof r->name, "%s", name ? (const char *)name : "");
+        r->step = sqlite3_column_int64(st, 1);
+        r->wall = sqlite3_column_double(st, 2);
+        r->value = sqlite3_column_double(st, 3);
+    }
+    if (s != SQLITE_DONE) {
+        fail(db, err, "scalars");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = v;
+    *n = len;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    free(v);
+    return -1;
 }
 
 const yls_history_backend yls_history_sqlite = {
@@ -275,5 +495,9 @@ const yls_history_backend yls_history_sqlite = {
     .runs = sq_runs,
     .steps = sq_steps,
     .remove = sq_remove,
+    .images = sq_images,
+    .put_config = sq_put_config,
+    .put_scalars = sq_put_scalars,
+    .scalars = sq_scalars,
     .close = sq_close,
 };

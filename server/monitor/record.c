@@ -48,6 +48,21 @@ static void record_done(yls_hop *op)
     yls_hop_free(op);
 }
 
+/* The batch's image ids and terms into p (owned by its hop). 0, or -1: out of memory. */
+static int add_image_rows(yls_point *p, const struct yls_point_src *src)
+{
+    size_t B = (size_t)src->batch;
+    p->image_ids = malloc((B ? B : 1) * sizeof *p->image_ids);
+    p->image_terms = malloc((B ? B : 1) * 4 * sizeof *p->image_terms);
+    if (!p->image_ids || !p->image_terms)
+        return -1;
+    memcpy(p->image_ids, src->image_ids, B * sizeof *p->image_ids);
+    for (size_t b = 0; b < B; b++)
+        yl_image_terms(&src->images[b], &p->image_terms[b * 4]);
+    p->n_images = (int64_t)B;
+    return 0;
+}
+
 bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MHD_Response *resp,
                       uint64_t bytes)
 {
@@ -79,6 +94,10 @@ bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MH
     }
     held_reply *h = calloc(1, sizeof *h);
     yls_hop *op = h ? yls_hop_new(YLS_HOP_RECORD, record_done, h) : NULL;
+    if (op && src->image_ids && add_image_rows(&op->point, src)) {
+        yls_hop_free(op);
+        op = NULL;
+    }
     if (!op) {
         free(h);
         MHD_destroy_response(resp);
@@ -88,6 +107,9 @@ bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MH
     h->r = r;
     h->resp = resp;
     h->bytes = bytes;
+    pt.n_images = op->point.n_images;
+    pt.image_ids = op->point.image_ids;
+    pt.image_terms = op->point.image_terms;
     op->point = pt;
     yls_history_submit(s->history, op);
     return true;

@@ -127,7 +127,7 @@ static void output_done(uv_work_t *w, int status)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
                                 yls_encoding_name(p->enc));
     MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
-    struct yls_point_src src = {&job->result, job->prob.batch};
+    struct yls_point_src src = {&job->result, job->prob.batch, job->images, job->in.image_ids};
     if (!yls_record_reply(job->req, &src, resp, p->total)) /* else sent after the commit */
         yls_reply(job->req, 200, resp, p->total);
 }
@@ -266,6 +266,8 @@ static void input_work(uv_work_t *w)
     }
     job->problem_ok = true;
     int64_t B = job->prob.batch;
+    if (yls_image_ids_check(in, B, f))
+        goto done;
     job->images = calloc((size_t)B, sizeof *job->images);
     if (!job->images) {
         yls_fail_set(f, 503, "out of memory for %" PRId64 " images; retry later", B);

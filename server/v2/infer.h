@@ -19,7 +19,7 @@ typedef enum {
 } yls_output_kind;
 
 #define YLS_MAX_OUTPUTS (YLS_OUT_GRAD + YL_MAX_LAYERS)
-#define YLS_MAX_INPUTS (2 * YL_MAX_LAYERS + 1)
+#define YLS_MAX_INPUTS (2 * YL_MAX_LAYERS + 2) /* outputs, truth, image_ids */
 
 typedef struct {
     yls_output_kind kind;
@@ -47,6 +47,13 @@ typedef struct {
     char run[64];
     int64_t step;
     bool has_step;
+
+    /* The images' identities (input image_ids, or the parameter image_ids for JSON users):
+     * n_image_ids ids in [0, 2^63), no two equal, malloc'd; NULL when the request has none.
+     * Checked against the batch after yl_problem_init (yls_image_ids_check). */
+    int64_t *image_ids;
+    int64_t n_image_ids;
+    bool image_ids_param; /* from the parameter (names it in messages) */
 } yls_infer_input;
 
 /* Parse body[0..len): the JSON header is the first header_len bytes (-1: all of it), then
@@ -56,6 +63,8 @@ typedef struct {
 int yls_infer_parse(yls_infer_input *in, const yls_model *m, const uint8_t *body, size_t len,
                     int64_t header_len, yls_fail *f);
 void yls_infer_input_free(yls_infer_input *in);
+/* The image ids against the batch size: 0, or -1 with f set (400 naming the input). */
+int yls_image_ids_check(const yls_infer_input *in, int64_t batch, yls_fail *f);
 
 /* A response body: iov[0] the JSON, then one blob per binary output (or, compressed, one
  * buffer). Owns everything it points to. */

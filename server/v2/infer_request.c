@@ -23,7 +23,9 @@
 /* --------------------------------------------------------------------------------------- */
 /* Names                                                                                     */
 
-enum { IN_OUTPUT, IN_BOXES, IN_Y_TRUE };
+enum { IN_OUTPUT, IN_BOXES, IN_Y_TRUE, IN_IMAGE_IDS };
+
+#define IMAGE_IDS "image_ids"
 
 const char *yls_output_name(yls_output_kind kind, int layer, char *buf, size_t len)
 {
@@ -153,6 +155,81 @@ static bool param_bool(const json_t *v, bool *out)
     return false;
 }
 
+/* Image ids                                                                                 */
+
+#define ID_RANGE "an integer from 0 to 9223372036854775807"
+
+/* "1,2,3" (spaces around the numbers allowed) into in->image_ids. */
+static int parse_image_ids_param(yls_infer_input *in, const char *s, yls_fail *f)
+{
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
+    in->image_ids = malloc(n * sizeof *in->image_ids);
+    if (!in->image_ids)
+        return yls_fail_set(f, 500, "out of memory for parameter image_ids");
+    in->image_ids_param = true;
+    const char *p = s;
+    for (size_t i = 0; i < n; i++) {
+        while (*p == ' ')
+            p++;
+        char *end;
+        errno = 0;
+        long long v = *p >= '0' && *p <= '9' ? strtoll(p, &end, 10) : (end = (char *)p, -1);
+        while (*end == ' ')
+            end++;
+        if (errno || v < 0 || end == p || (*end != ',' && *end != '\0'))
+            return yls_fail_set(f, 400, "parameter image_ids: element %zu is not " ID_RANGE, i);
+        in->image_ids[i] = v;
+        p = *end ? end + 1 : end;
+    }
+    in->n_image_ids = (int64_t)n;
+    return 0;
+}
+
+typedef struct {
+    int64_t id, index;
+} id_at;
+
+static int cmp_id_at(const void *a, const void *b)
+{
+    const id_at *x = a, *y = b;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Two images with one id would be one row of the per-image table: say which. */
+static int image_ids_unique(const yls_infer_input *in, yls_fail *f)
+{
+    int64_t n = in->n_image_ids;
+    id_at *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    if (!v)
+        return yls_fail_set(f, 500, "out of memory checking image_ids");
+    for (int64_t i = 0; i < n; i++)
+        v[i] = (id_at){in->image_ids[i], i};
+    qsort(v, (size_t)n, sizeof *v, cmp_id_at);
+    int rc = 0;
+    for (int64_t i = 1; i < n && rc == 0; i++)
+        if (v[i].id == v[i - 1].id)
+            rc = yls_fail_set(f, 400,
+                              "%s image_ids: id %" PRId64 " is given twice (images %" PRId64
+                              " and %" PRId64 "); each image of a batch needs its own id",
+                              in->image_ids_param ? "parameter" : "input", v[i].id,
+                              v[i - 1].index, v[i].index);
+    free(v);
+    return rc;
+}
+
+int yls_image_ids_check(const yls_infer_input *in, int64_t batch, yls_fail *f)
+{
+    if (!in->image_ids || in->n_image_ids == batch)
+        return 0;
+    return yls_fail_set(f, 400, "%s image_ids has %" PRId64 " ids but the batch has %" PRId64
+                        " images (one id per image)",
+                        in->image_ids_param ? "parameter" : "input", in->n_image_ids, batch);
+}
+
 static int parse_request_parameters(yls_infer_input *in, const json_t *params,
                                     bool *binary_output, yls_fail *f)
 {
@@ -195,6 +272,14 @@ static int parse_request_parameters(yls_infer_input *in, const json_t *params,
                 return yls_fail_set(f, 400, "parameter step must be an integer");
             }
             in->has_step = true;
+        } else if (!strcmp(key, IMAGE_IDS)) {
+            if (!json_is_string(v))
+                return yls_fail_set(f, 400,
+                                    "parameter image_ids must be a string of comma-separated "
+                                    "integers \"1,2,3\" (one per image), not %s",
+                                    json_type_name(v));
+            if (parse_image_ids_param(in, json_string_value(v), f))
+                return -1;
         } else if (!strcmp(key, "sequence_id") || !strcmp(key, "sequence_start") ||
                    !strcmp(key, "sequence_end") || !strcmp(key, "priority") ||
                    !strcmp(key, "timeout")) {
@@ -205,7 +290,7 @@ static int parse_request_parameters(yls_infer_input *in, const json_t *params,
         } else {
             return yls_fail_set(f, 400,
                                 "unknown request parameter '%s' (known: ignore_thresh, anchors, "
-                                "run, step, binary_data_output)",
+                                "run, step, image_ids, binary_data_output)",
                                 key);
         }
     }
@@ -325,6 +410,7 @@ typedef struct {
     int64_t count;        /* elements */
     const json_t *data;   /* JSON data, or */
     int64_t binary_size;  /* -1 when not binary */
+    bool ids_unsigned;    /* image_ids given as UINT64 */
     size_t offset;        /* of the blob in the body */
 } input_desc;
 
@@ -513,6 +599,94 @@ static int convert_json_data(yls_infer_input *in, const input_desc *d, yl_tensor
     return 0;
 }
 
+/* binary_data_size, when given, against the shape; or the data. */
+static int check_binary_size(const input_desc *d, yls_fail *f)
+{
+    if (d->binary_size >= 0) {
+        if (d->data)
+            return yls_fail_set(f, 400,
+                                "input '%s' has both \"data\" and binary_data_size; give one",
+                                d->name);
+        if ((uint64_t)d->binary_size != (uint64_t)d->count * d->esize) {
+            char s[160];
+            format_shape(d->shape, d->ndim, s, sizeof s);
+            return yls_fail_set(f, 400,
+                                "input '%s': binary_data_size %" PRId64 " is not shape %s x %zu "
+                                "bytes (%s) = %" PRIu64,
+                                d->name, d->binary_size, s, d->esize,
+                                d->kind == IN_IMAGE_IDS ? (d->ids_unsigned ? "UINT64" : "INT64")
+                                                        : yl_dtype_name(d->dtype),
+                                (uint64_t)d->count * d->esize);
+        }
+    } else if (!d->data) {
+        return yls_fail_set(f, 400,
+                            "input '%s' has neither \"data\" nor a binary_data_size parameter",
+                            d->name);
+    }
+    return 0;
+}
+
+/* The image_ids input: INT64 or UINT64, shape [B] (B is checked once the batch is known). */
+static int describe_image_ids(input_desc *d, const char *datatype, const json_t *shape,
+                              const json_t *params, const json_t *data, yls_fail *f)
+{
+    if (strcmp(datatype, "INT64") && strcmp(datatype, "UINT64"))
+        return yls_fail_set(f, 400, "input 'image_ids': datatype must be INT64 or UINT64, not '%s'",
+                            datatype);
+    d->ids_unsigned = datatype[0] == 'U';
+    d->dtype = -1;
+    d->esize = 8;
+    if (parse_shape(d, shape, f) || parse_input_parameters(d, params, f))
+        return -1;
+    if (d->ndim != 1) {
+        char s[160];
+        format_shape(d->shape, d->ndim, s, sizeof s);
+        return yls_fail_set(f, 400, "input 'image_ids': shape %s must be [B], one id per image", s);
+    }
+    d->data = data;
+    return check_binary_size(d, f);
+}
+
+/* The ids, from JSON integers or the little-endian blob, each in [0, 2^63). */
+static int convert_image_ids(yls_infer_input *in, const input_desc *d, const uint8_t *body,
+                             yls_fail *f)
+{
+    int64_t n = d->count;
+    in->image_ids = malloc((size_t)n * sizeof *in->image_ids);
+    if (!in->image_ids)
+        return yls_fail_set(f, 500, "out of memory for input 'image_ids'");
+    in->n_image_ids = n;
+    if (d->binary_size < 0) {
+        if (!json_is_array(d->data))
+            return yls_fail_set(f, 400, "input 'image_ids': \"data\" must be an array, not %s",
+                                json_type_name(d->data));
+        if ((int64_t)json_array_size(d->data) != n)
+            return yls_fail_set(f, 400,
+                                "input 'image_ids': data has %zu values, shape [%" PRId64
+                                "] needs %" PRId64,
+                                json_array_size(d->data), n, n);
+        for (int64_t i = 0; i < n; i++) {
+            const json_t *v = json_array_get(d->data, (size_t)i);
+            if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return yls_fail_set(f, 400, "input 'image_ids': element %" PRId64 " is not " ID_RANGE,
+                                    i);
+            in->image_ids[i] = json_integer_value(v);
+        }
+        return 0;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t u;
+        memcpy(&u, body + d->offset + (size_t)i * 8, 8);
+        if (u > (uint64_t)INT64_MAX)
+            return yls_fail_set(f, 400,
+                                "input 'image_ids': element %" PRId64 " (%s%" PRIu64 ") is not "
+                                ID_RANGE,
+                                i, d->ids_unsigned ? "" : "-", d->ids_unsigned ? u : -u);
+        in->image_ids[i] = (int64_t)u;
+    }
+    return 0;
+}
+
 /* One entry of "inputs": name, datatype, shape, parameters, data. */
 static int describe_input(yls_infer_input *in, const yls_model *m, const json_t *o, size_t idx,
                           input_desc *descs, int n_desc, input_desc *d, yls_fail *f)
@@ -553,10 +727,13 @@ static int describe_input(yls_infer_input *in, const yls_model *m, const json_t 
     } else if ((l = layer_suffix(d->name, "y_true_", L)) >= 0) {
         d->kind = IN_Y_TRUE;
         d->layer = l;
+    } else if (!strcmp(d->name, IMAGE_IDS)) {
+        d->kind = IN_IMAGE_IDS;
+        d->layer = 0;
     } else {
         return yls_fail_set(f, 400,
-                            "unknown input '%s' (model '%s' takes output_0..output_%d and either "
-                            "boxes or y_true_0..y_true_%d)",
+                            "unknown input '%s' (model '%s' takes output_0..output_%d, either "
+                            "boxes or y_true_0..y_true_%d, and optionally image_ids)",
                             d->name, m->name, L - 1, L - 1);
     }
     for (int j = 0; j < n_desc; j++)
@@ -565,6 +742,8 @@ static int describe_input(yls_infer_input *in, const yls_model *m, const json_t 
 
     if (!json_is_string(datatype))
         return yls_fail_set(f, 400, "input '%s' needs a \"datatype\" string", d->name);
+    if (d->kind == IN_IMAGE_IDS)
+        return describe_image_ids(d, json_string_value(datatype), shape, params, data, f);
     d->dtype = yl_dtype_from_name(json_string_value(datatype));
     if (d->dtype < 0)
         return yls_fail_set(f, 400,
@@ -574,25 +753,9 @@ static int describe_input(yls_infer_input *in, const yls_model *m, const json_t 
     if (parse_shape(d, shape, f) || parse_input_parameters(d, params, f))
         return -1;
     d->data = data;
-    if (d->binary_size >= 0) {
-        if (data)
-            return yls_fail_set(f, 400,
-                                "input '%s' has both \"data\" and binary_data_size; give one",
-                                d->name);
-        if ((uint64_t)d->binary_size != (uint64_t)d->count * d->esize) {
-            char s[160];
-            format_shape(d->shape, d->ndim, s, sizeof s);
-            return yls_fail_set(f, 400,
-                                "input '%s': binary_data_size %" PRId64 " is not shape %s x %zu "
-                                "bytes (%s) = %" PRIu64,
-                                d->name, d->binary_size, s, d->esize, yl_dtype_name(d->dtype),
-                                (uint64_t)d->count * d->esize);
-        }
-    } else {
-        if (!data)
-            return yls_fail_set(f, 400,
-                                "input '%s' has neither \"data\" nor a binary_data_size parameter",
-                                d->name);
+    if (check_binary_size(d, f))
+        return -1;
+    if (d->binary_size < 0) {
         if (d->dtype == YL_BF16)
             return yls_fail_set(f, 400,
                                 "input '%s': BF16 is accepted only as binary data "
@@ -662,6 +825,8 @@ static int parse_inputs(yls_infer_input *in, const yls_model *m, const json_t *i
     const input_desc *by_slot[YLS_MAX_INPUTS] = {0};
     for (size_t i = 0; i < n; i++) {
         const input_desc *d = &descs[i];
+        if (d->kind == IN_IMAGE_IDS)
+            continue;
         int slot = d->kind == IN_OUTPUT ? d->layer : d->kind == IN_BOXES ? L : L + 1 + d->layer;
         by_slot[slot] = d;
     }
@@ -690,6 +855,14 @@ static int parse_inputs(yls_infer_input *in, const yls_model *m, const json_t *i
     /* tensors */
     for (size_t i = 0; i < n; i++) {
         const input_desc *d = &descs[i];
+        if (d->kind == IN_IMAGE_IDS) {
+            if (in->image_ids)
+                return yls_fail_set(f, 400, "image_ids is given both as an input and as a "
+                                            "parameter; give one");
+            if (convert_image_ids(in, d, body, f))
+                return -1;
+            continue;
+        }
         yl_tensor *t = d->kind == IN_OUTPUT  ? &in->outputs[d->layer]
                        : d->kind == IN_BOXES ? &in->boxes
                                              : &in->y_true[d->layer];
@@ -762,6 +935,16 @@ int yls_infer_parse(yls_infer_input *in, const yls_model *m, const uint8_t *body
     if (parse_outputs(in, m, outputs, binary_output, f) ||
         parse_inputs(in, m, inputs, body, len, json_len, header_len >= 0, f))
         goto out;
+    if (in->image_ids) {
+        if (!in->run[0]) {
+            yls_fail_set(f, 400, "%s image_ids needs the parameter run (the ids are recorded "
+                                 "with the run's steps)",
+                         in->image_ids_param ? "parameter" : "input");
+            goto out;
+        }
+        if (image_ids_unique(in, f))
+            goto out;
+    }
     rc = 0;
 out:
     json_decref(root);
@@ -777,4 +960,6 @@ void yls_infer_input_free(yls_infer_input *in)
     in->n_owned = 0;
     free(in->id);
     in->id = NULL;
+    free(in->image_ids);
+    in->image_ids = NULL;
 }

@@ -282,8 +282,8 @@ uint8_t *yt_request_body(const yt_case *c, const yt_send *s, size_t *len, size_t
     else
         json_decref(params);
     json_t *inputs = json_array();
-    const void *blob[2 * YL_MAX_LAYERS + 1];
-    size_t blob_len[2 * YL_MAX_LAYERS + 1];
+    const void *blob[2 * YL_MAX_LAYERS + 2];
+    size_t blob_len[2 * YL_MAX_LAYERS + 2];
     int nblob = 0;
     for (int i = 0; i < n; i++) {
         const yl_tensor *t = ins[i].t;
@@ -310,6 +310,12 @@ uint8_t *yt_request_body(const yt_case *c, const yt_send *s, size_t *len, size_t
             json_object_set_new(in, "data", data);
         }
         json_array_append_new(inputs, in);
+    }
+    if (s->extra_input)
+        json_array_append(inputs, s->extra_input);
+    if (s->extra_blob) {
+        blob[nblob] = s->extra_blob;
+        blob_len[nblob++] = s->extra_blob_len;
     }
     json_object_set_new(root, "inputs", inputs);
     if (s->outputs[0]) {

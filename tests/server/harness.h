@@ -140,6 +140,9 @@ typedef struct {
     const char *id;
     const char *model;          /* NULL: from the case */
     json_t *params;             /* extra request parameters (borrowed) */
+    json_t *extra_input;        /* one more entry of "inputs", as is (borrowed), e.g. image_ids */
+    const void *extra_blob;     /* its binary data, sent after the other blobs (binary_data_size */
+    size_t extra_blob_len;      /* in extra_input's parameters is the test's business) */
 } yt_send;
 
 /* The request body for c; *header_len 0 when the body is JSON only. malloc'd. */
@@ -188,6 +191,14 @@ Suite *yt_suite_faults(void);
 Suite *yt_suite_security(void);
 Suite *yt_suite_healthcheck(void);
 Suite *yt_suite_hardening(void);
+Suite *yt_suite_images(void);
+/* test_images.c's checks, also run against PostgreSQL (test_history_pg.c): records 4 steps
+ * of run with image_ids given every way and checks the ranking and an image's history; a
+ * run's configuration and scalars (auth: an "Authorization: ..." header or NULL). */
+void yt_check_images_roundtrip(const yt_daemon *d, const char *run);
+void yt_check_config_and_scalars(const yt_daemon *d, const char *run, const char *auth);
+/* With --image-history-steps 2: 4 steps keep the last 2; a replaced step's rows go. */
+void yt_check_images_retention(const yt_daemon *d, const char *run);
 Suite *yt_suite_history_pg(void); /* make test-history-pg; needs PostgreSQL's binaries */
 
 #endif /* YT_HARNESS_H */

@@ -374,6 +374,23 @@ START_TEST(pg_outage_503_then_recovery)
 }
 END_TEST
 
+/* The per-image table, the configuration and the scalars: test_images.c's checks. */
+START_TEST(pg_images_config_scalars)
+{
+    SKIP_IF_NO_PG();
+    yt_daemon d;
+    start_daemon(&d);
+    yt_check_images_roundtrip(&d, "pg-images");
+    yt_check_config_and_scalars(&d, "pg-config", NULL);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    const char *args[] = {"--threads", "1", "--history", pg_url, "--image-history-steps", "2",
+                          NULL};
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    yt_check_images_retention(&d, "pg-keep2");
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+}
+END_TEST
+
 Suite *yt_suite_history_pg(void)
 {
     Suite *s = suite_create("history-pg");
@@ -384,6 +401,7 @@ Suite *yt_suite_history_pg(void)
     tcase_add_test(tc, pg_two_daemons_one_run);
     tcase_add_test(tc, pg_survives_restart);
     tcase_add_test(tc, pg_outage_503_then_recovery);
+    tcase_add_test(tc, pg_images_config_scalars);
     suite_add_tcase(s, tc);
     return s;
 }

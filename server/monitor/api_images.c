@@ -1,0 +1,189 @@
+/*
+ * api_images.c: the per-image table of a run over HTTP (docs/monitoring.md "Images").
+ *
+ *   GET /v1/runs/{run}/images?order=loss&limit=N&window=K
+ *       the images ranked by score, highest first (image_rank.h says how the score is
+ *       computed): {run, order, window, images_total, rows, image_url, images: [{rank,
+ *       image, score, appearances, used, last_step, last_value, mean_value, url}]}
+ *   GET /v1/runs/{run}/images/{id}
+ *       one image's rows: {run, image, url, history: [{step, xy, wh, confidence, class,
+ *       loss, batch_mean, relative}]} by step; 404 when the run has no row of it
+ *
+ * The rows are read on the history thread (every row of the run: the table is bounded by
+ * --image-history-steps) and ranked here, on the loop thread.
+ */
+#include "api.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RANK_DEFAULT 100
+#define RANK_MAX 100000
+#define WINDOW_DEFAULT 5
+#define WINDOW_MAX 100000
+
+static const char *const order_names[5] = {"xy", "wh", "confidence", "class", "loss"};
+
+typedef struct {
+    yls_request *r;
+    int term; /* 0..3 or YLS_RANK_LOSS */
+    int64_t limit, window;
+} images_query;
+
+/* The --image-url template with every {id} replaced, or null. */
+static json_t *image_url(const yls_server *s, int64_t id)
+{
+    const char *t = s->opt.image_url;
+    if (!t)
+        return json_null();
+    char ids[24], buf[2048];
+    snprintf(ids, sizeof ids, "%" PRId64, id);
+    size_t o = 0;
+    for (const char *p = t; *p && o + sizeof ids < sizeof buf;) {
+        if (!strncmp(p, "{id}", 4)) {
+            o += (size_t)snprintf(buf + o, sizeof buf - o, "%s", ids);
+            p += 4;
+        } else {
+            buf[o++] = *p++;
+        }
+    }
+    buf[o] = '\0';
+    json_t *v = json_string(buf);
+    return v ? v : json_null();
+}
+
+static void rank_done(yls_hop *op)
+{
+    images_query *q = op->data;
+    yls_request *r = q->r;
+    yls_pending_end(r);
+    yls_image_score *sc = NULL;
+    size_t m = 0;
+    if (op->rc) {
+        yls_api_reply_failed(r, op);
+        goto cleanup;
+    }
+    if (yls_images_rank(op->rows, op->n, q->term, q->window, &sc, &m)) {
+        yls_reply_error(r, 503, "out of memory ranking %zu rows; retry later", op->n);
+        goto cleanup;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; i < m && (int64_t)i < q->limit; i++) {
+        const yls_image_score *s = &sc[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "rank", json_integer((json_int_t)i + 1));
+        json_object_set_new(o, "image", json_integer(s->image));
+        json_object_set_new(o, "score", yls_api_num(s->score));
+        json_object_set_new(o, "appearances", json_integer(s->appearances));
+        json_object_set_new(o, "used", json_integer(s->used));
+        json_object_set_new(o, "last_step", json_integer(s->last_step));
+        json_object_set_new(o, "last_value", yls_api_num(s->last_value));
+        json_object_set_new(o, "mean_value", yls_api_num(s->mean_value));
+        json_object_set_new(o, "url", image_url(r->srv, s->image));
+        json_array_append_new(a, o);
+    }
+    const char *tmpl = r->srv->opt.image_url;
+    yls_api_reply_object(
+        r, json_pack("{s:o,s:s,s:I,s:I,s:I,s:o,s:o}", "run", yls_run_json(op->run), "order",
+                     order_names[q->term], "window", (json_int_t)q->window, "images_total",
+                     (json_int_t)m, "rows", (json_int_t)op->n, "image_url",
+                     tmpl ? json_string(tmpl) : json_null(), "images", a));
+cleanup:
+    free(sc);
+    free(q);
+    yls_hop_free(op);
+}
+
+static void history_done(yls_hop *op)
+{
+    images_query *q = op->data;
+    yls_request *r = q->r;
+    yls_pending_end(r);
+    double *mean = NULL, *rel = NULL;
+    if (op->rc) {
+        yls_api_reply_failed(r, op);
+        goto cleanup;
+    }
+    mean = malloc((op->n ? op->n : 1) * sizeof *mean);
+    rel = malloc((op->n ? op->n : 1) * sizeof *rel);
+    if (!mean || !rel || yls_images_relative(op->rows, op->n, YLS_RANK_LOSS, mean, rel)) {
+        yls_reply_error(r, 503, "out of memory reading %zu rows; retry later", op->n);
+        goto cleanup;
+    }
+    int64_t id = r->route.image;
+    json_t *a = json_array();
+    for (size_t i = 0; i < op->n; i++) { /* by step: the backend's order */
+        const yls_image_row *row = &op->rows[i];
+        if (row->image != id)
+            continue;
+        json_array_append_new(
+            a, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "step", (json_int_t)row->step,
+                         "xy", yls_api_num(row->terms[0]), "wh", yls_api_num(row->terms[1]),
+                         "confidence", yls_api_num(row->terms[2]), "class",
+                         yls_api_num(row->terms[3]), "loss",
+                         yls_api_num(yls_image_value(row, YLS_RANK_LOSS)), "batch_mean",
+                         yls_api_num(mean[i]), "relative", yls_api_num(rel[i])));
+    }
+    if (json_array_size(a) == 0) {
+        json_decref(a);
+        yls_reply_error(r, 404, "run '%s' has no rows of image %" PRId64
+                                " (never given in image_ids, or older than --image-history-steps)",
+                        op->run, id);
+        goto cleanup;
+    }
+    yls_api_reply_object(r, json_pack("{s:o,s:I,s:o,s:o}", "run", yls_run_json(op->run),
+                                      "image", (json_int_t)id, "url", image_url(r->srv, id),
+                                      "history", a));
+cleanup:
+    free(mean);
+    free(rel);
+    free(q);
+    yls_hop_free(op);
+}
+
+static enum MHD_Result images_serve(yls_request *r, bool ranking)
+{
+    enum MHD_Result ret;
+    if (yls_api_refused(r, &ret))
+        return ret;
+    images_query *q = calloc(1, sizeof *q);
+    if (!q)
+        return yls_reply_error(r, 503, "out of memory; retry later");
+    q->r = r;
+    q->term = YLS_RANK_LOSS;
+    if (ranking) {
+        const char *order = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "order");
+        if (order && *order) {
+            q->term = -1;
+            for (int t = 0; t < 5; t++)
+                if (!strcmp(order, order_names[t]))
+                    q->term = t;
+            if (q->term < 0) {
+                free(q);
+                return yls_reply_error(r, 400, "order must be loss, xy, wh, confidence or class, "
+                                               "not '%.64s'",
+                                       order);
+            }
+        }
+        if (yls_api_arg_int(r, "limit", 1, RANK_MAX, RANK_DEFAULT, &q->limit)) {
+            free(q);
+            return yls_reply_error(r, 400, "limit must be an integer from 1 to %d", RANK_MAX);
+        }
+        if (yls_api_arg_int(r, "window", 1, WINDOW_MAX, WINDOW_DEFAULT, &q->window)) {
+            free(q);
+            return yls_reply_error(r, 400, "window must be an integer from 1 to %d (the last "
+                                           "appearances of an image that its score averages)",
+                                   WINDOW_MAX);
+        }
+    }
+    yls_hop *op = yls_hop_new(YLS_HOP_IMAGES, ranking ? rank_done : history_done, q);
+    if (!op)
+        free(q);
+    return yls_api_submit(r, op);
+}
+
+enum MHD_Result yls_api_images(yls_request *r) { return images_serve(r, true); }
+
+enum MHD_Result yls_api_image(yls_request *r) { return images_serve(r, false); }

@@ -1,0 +1,660 @@
+/*
+ * test_images.c: image identity and the per-image table (docs/monitoring.md "Images").
+ *
+ *   - the ranking function against numbers worked out by hand (image_rank.c, linked in);
+ *   - image_ids as an INT64 or UINT64 input (binary or JSON) or a string parameter: the
+ *     stored rows are the core's per-image terms bit for bit, and the ranking over HTTP
+ *     equals the ranking computed here from the core's terms (a second, plain
+ *     implementation of the rule);
+ *   - every malformed image_ids is a 400 that names it;
+ *   - retention (--image-history-steps) and a replaced step;
+ *   - a run's configuration and scalars.
+ * yt_check_images_roundtrip is also run against PostgreSQL (test_history_pg.c).
+ */
+#include "harness.h"
+
+#include "../../server/monitor/image_rank.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------------------ */
+/* The rule, by hand                                                                    */
+
+/* Three images over three steps, window 2 (terms chosen so every quotient is exact):
+ *   step 0: images 7, 8, 9 with losses 1, 2, 3    batch mean 2  relative 0.5, 1, 1.5
+ *   step 1: images 7, 8    with losses 4, 4       batch mean 4  relative 1, 1
+ *   step 2: images 7, 9    with losses 6, 2       batch mean 4  relative 1.5, 0.5
+ * last two appearances: 7: steps 2, 1 -> (1.5 + 1) / 2 = 1.25
+ *                       8: steps 1, 0 -> (1 + 1) / 2   = 1
+ *                       9: steps 2, 0 -> (0.5 + 1.5) / 2 = 1 (tie with 8: smaller id first)
+ * By the xy term alone (step 1 has xy 0 for both images: relative 1 each):
+ *   step 0: xy 1, 1, 1 (all 1)   step 2: xy 1 (7), 0 (9) -> mean 0.5: 2, 0
+ *   7: steps 2, 1 -> (2 + 1) / 2 = 1.5;  8: (1 + 1) / 2 = 1;  9: steps 2, 0 -> (0 + 1) / 2 = 0.5
+ * Mean raw losses would put 8 (3) above 9 (2.5) only because 8 was in the batch of higher
+ * losses; relative to their batches they tie: each was once above and once at or below. */
+static const yls_image_row hand_rows[] = {
+    {9, 2, {0, 1, 1, 0}}, /* backend order does not matter: shuffled on purpose */
+    {7, 0, {1, 0, 0, 0}}, {8, 0, {1, 1, 0, 0}}, {9, 0, {1, 1, 1, 0}},
+    {8, 1, {0, 2, 2, 0}}, {7, 1, {0, 1, 1, 2}}, {7, 2, {1, 2, 2, 1}},
+};
+
+START_TEST(rank_matches_hand_computation)
+{
+    size_t n = sizeof hand_rows / sizeof hand_rows[0], m;
+    yls_image_score *s;
+    ck_assert_int_eq(yls_images_rank(hand_rows, n, YLS_RANK_LOSS, 2, &s, &m), 0);
+    ck_assert_uint_eq(m, 3);
+    ck_assert_int_eq(s[0].image, 7);
+    ck_assert(s[0].score == 1.25);
+    ck_assert_int_eq(s[0].appearances, 3);
+    ck_assert_int_eq(s[0].used, 2);
+    ck_assert_int_eq(s[0].last_step, 2);
+    ck_assert(s[0].last_value == 6);
+    ck_assert(s[0].mean_value == 5);
+    ck_assert_int_eq(s[1].image, 8);
+    ck_assert(s[1].score == 1);
+    ck_assert(s[1].mean_value == 3);
+    ck_assert_int_eq(s[2].image, 9);
+    ck_assert(s[2].score == 1);
+    ck_assert(s[2].mean_value == 2.5);
+    free(s);
+
+    ck_assert_int_eq(yls_images_rank(hand_rows, n, 0, 2, &s, &m), 0);
+    ck_assert_int_eq(s[0].image, 7);
+    ck_assert(s[0].score == 1.5);
+    ck_assert_int_eq(s[1].image, 8);
+    ck_assert(s[1].score == 1);
+    ck_assert_int_eq(s[2].image, 9);
+    ck_assert(s[2].score == 0.5);
+    free(s);
+
+    /* window 1: the last appearance only: 7 -> 1.5, 8 -> 1, 9 -> 0.5 */
+    ck_assert_int_eq(yls_images_rank(hand_rows, n, YLS_RANK_LOSS, 1, &s, &m), 0);
+    ck_assert(s[0].image == 7 && s[0].score == 1.5 && s[0].used == 1);
+    ck_assert(s[1].image == 8 && s[1].score == 1);
+    ck_assert(s[2].image == 9 && s[2].score == 0.5);
+    free(s);
+
+    double mean[7], rel[7];
+    ck_assert_int_eq(yls_images_relative(hand_rows, n, YLS_RANK_LOSS, mean, rel), 0);
+    ck_assert(mean[0] == 4 && rel[0] == 0.5);  /* 9 at step 2 */
+    ck_assert(mean[1] == 2 && rel[1] == 0.5);  /* 7 at step 0 */
+    ck_assert(mean[4] == 4 && rel[4] == 1);    /* 8 at step 1 */
+    ck_assert_int_eq(yls_images_rank(hand_rows, 0, YLS_RANK_LOSS, 5, &s, &m), 0);
+    ck_assert_uint_eq(m, 0);
+    free(s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------ */
+/* Over HTTP                                                                            */
+
+#define NREQ 4
+#define NB 3
+
+/* The batches: ids per request, and how each request gives them. */
+static const int64_t batch_ids[NREQ][NB] = {{10, 20, 30}, {20, 30, 40}, {10, 40, 50}, {30, 10, 60}};
+enum { AS_INT64_BINARY, AS_PARAM, AS_UINT64_JSON, AS_INT64_JSON };
+
+static void make_case(yt_case *c, uint64_t seed)
+{
+    yt_spec spec = {.num_anchors = 6, .B = NB, .H0 = 1, .W0 = 2, .C = 2, .out_dtype = YL_F32,
+                    .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 2, .seed = seed};
+    yt_case_make(c, &spec);
+}
+
+/* POST case c of run (step given) with ids given the way `as` says; the status. */
+static long send_ids(const yt_daemon *d, const yt_case *c, const char *run, int step,
+                     const int64_t *ids, int as, yt_resp *r)
+{
+    json_t *params = json_pack("{s:s,s:i}", "run", run, "step", step);
+    yt_send s = {.input_mode = 0, .output_binary = -1, .outputs = {"loss"}, .params = params};
+    json_t *shape = json_pack("[i]", NB), *data = json_array();
+    char list[128] = "";
+    for (int b = 0; b < NB; b++) {
+        json_array_append_new(data, json_integer(ids[b]));
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%lld", b ? ", " : "",
+                 (long long)ids[b]);
+    }
+    switch (as) {
+    case AS_INT64_BINARY:
+        s.extra_input = json_pack("{s:s,s:s,s:O,s:{s:i}}", "name", "image_ids", "datatype",
+                                  "INT64", "shape", shape, "parameters", "binary_data_size", 8 * NB);
+        s.extra_blob = ids;
+        s.extra_blob_len = 8 * NB;
+        break;
+    case AS_PARAM:
+        json_object_set_new(params, "image_ids", json_string(list));
+        break;
+    default:
+        s.extra_input = json_pack("{s:s,s:s,s:O,s:O}", "name", "image_ids", "datatype",
+                                  as == AS_UINT64_JSON ? "UINT64" : "INT64", "shape", shape,
+                                  "data", data);
+        s.input_mode = 1; /* all JSON */
+    }
+    long st = yt_infer(d, c, &s, r);
+    json_decref(s.extra_input);
+    json_decref(shape);
+    json_decref(data);
+    json_decref(params);
+    return st;
+}
+
+static double loss_of(const double *t) { return t[0] + t[1] + t[2] + t[3]; }
+
+/* The score of image id as the rule says, from the core's terms (a plain second
+ * implementation: appearances newest first, each divided by its batch's mean). */
+static double expected_score(yt_case *cs, int64_t id, int window, int term, int *appearances)
+{
+    double sum = 0;
+    int used = 0;
+    *appearances = 0;
+    for (int q = NREQ - 1; q >= 0; q--)
+        for (int b = 0; b < NB; b++) {
+            if (batch_ids[q][b] != id)
+                continue;
+            double mean = 0;
+            for (int k = 0; k < NB; k++) {
+                const double *t = &cs[q].image_terms[k * 4];
+                mean += term < 4 ? t[term] : loss_of(t);
+            }
+            mean /= NB;
+            const double *t = &cs[q].image_terms[b * 4];
+            double v = term < 4 ? t[term] : loss_of(t);
+            (*appearances)++;
+            if (used < window) {
+                sum += mean > 0 ? v / mean : 1.0;
+                used++;
+            }
+        }
+    return used ? sum / used : NAN;
+}
+
+static void check_ranking(const yt_daemon *d, const char *run, yt_case *cs, int window,
+                          const char *order, int term)
+{
+    static const int64_t all_ids[] = {10, 20, 30, 40, 50, 60};
+    char path[256];
+    snprintf(path, sizeof path, "/v1/runs/%s/images?order=%s&window=%d&limit=100", run, order,
+             window);
+    json_t *j = yt_get_json(d, path);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "rows")), NREQ * NB);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "images_total")), 6);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "order")), order);
+    json_t *imgs = json_object_get(j, "images");
+    ck_assert_uint_eq(json_array_size(imgs), 6);
+    double prev = INFINITY;
+    for (size_t i = 0; i < 6; i++) {
+        json_t *o = json_array_get(imgs, i);
+        int64_t id = json_integer_value(json_object_get(o, "image"));
+        int app;
+        double want = expected_score(cs, id, window, term, &app);
+        double got = json_real_value(json_object_get(o, "score"));
+        ck_assert_msg(fabs(got - want) <= 1e-12 * fabs(want), "image %lld: score %.17g, want %.17g",
+                      (long long)id, got, want);
+        ck_assert_int_eq(json_integer_value(json_object_get(o, "appearances")), app);
+        ck_assert_int_eq(json_integer_value(json_object_get(o, "rank")), (json_int_t)i + 1);
+        ck_assert_msg(got <= prev, "not ordered by score at rank %zu", i + 1);
+        prev = got;
+        bool known = false;
+        for (int k = 0; k < 6; k++)
+            known |= all_ids[k] == id;
+        ck_assert(known);
+    }
+    json_decref(j);
+}
+
+void yt_check_images_roundtrip(const yt_daemon *d, const char *run)
+{
+    yt_case cs[NREQ];
+    static const int as[NREQ] = {AS_INT64_BINARY, AS_PARAM, AS_UINT64_JSON, AS_INT64_JSON};
+    for (int q = 0; q < NREQ; q++) {
+        make_case(&cs[q], 7000 + (uint64_t)q);
+        yt_resp r;
+        ck_assert_msg(send_ids(d, &cs[q], run, q, batch_ids[q], as[q], &r) == 200, "request %d: %s",
+                      q, r.body);
+        yt_resp_free(&r);
+    }
+    check_ranking(d, run, cs, 2, "loss", 4);
+    check_ranking(d, run, cs, 5, "loss", 4);
+    check_ranking(d, run, cs, 1, "class", 3);
+    check_ranking(d, run, cs, 3, "xy", 0);
+
+    /* one image's history: the core's terms, bit for bit, at each step it was in */
+    char path[256];
+    snprintf(path, sizeof path, "/v1/runs/%s/images/10", run);
+    json_t *j = yt_get_json(d, path);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "image")), 10);
+    json_t *h = json_object_get(j, "history");
+    static const int steps10[3] = {0, 2, 3}, pos10[3] = {0, 0, 1};
+    ck_assert_uint_eq(json_array_size(h), 3);
+    static const char *const names[4] = {"xy", "wh", "confidence", "class"};
+    for (int i = 0; i < 3; i++) {
+        json_t *o = json_array_get(h, (size_t)i);
+        ck_assert_int_eq(json_integer_value(json_object_get(o, "step")), steps10[i]);
+        const double *t = &cs[steps10[i]].image_terms[pos10[i] * 4];
+        for (int k = 0; k < 4; k++)
+            ck_assert_msg(json_real_value(json_object_get(o, names[k])) == t[k],
+                          "step %d %s: %.17g != %.17g", steps10[i], names[k],
+                          json_real_value(json_object_get(o, names[k])), t[k]);
+        double mean = 0;
+        for (int b = 0; b < NB; b++)
+            mean += loss_of(&cs[steps10[i]].image_terms[b * 4]);
+        mean /= NB;
+        ck_assert(fabs(json_real_value(json_object_get(o, "batch_mean")) - mean) <= 1e-12 * mean);
+        ck_assert(fabs(json_real_value(json_object_get(o, "relative")) - loss_of(t) / mean) <=
+                  1e-12 * (loss_of(t) / mean));
+    }
+    json_decref(j);
+    yt_resp r;
+    snprintf(path, sizeof path, "/v1/runs/%s/images/11", run);
+    ck_assert_int_eq(yt_get(d, path, &r), 404);
+    yt_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/runs/%s/images?limit=2", run);
+    j = yt_get_json(d, path);
+    ck_assert_uint_eq(json_array_size(json_object_get(j, "images")), 2);
+    json_decref(j);
+    for (int q = 0; q < NREQ; q++)
+        yt_case_free(&cs[q]);
+}
+
+static void temp_history(char *path, size_t len)
+{
+    static int n;
+    snprintf(path, len, "/tmp/yololossd-test-images-%d-%d.sqlite", (int)getpid(), n++);
+    unlink(path);
+}
+
+static void remove_history(const char *path)
+{
+    char p[300];
+    unlink(path);
+    snprintf(p, sizeof p, "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", path);
+    unlink(p);
+}
+
+START_TEST(images_ranked_over_http)
+{
+    char hist[256];
+    temp_history(hist, sizeof hist);
+    const char *args[] = {"--threads", "2", "--history", hist, "--image-url",
+                          "http://img.example/a/{id}.jpg?v={id}", NULL};
+    yt_daemon d;
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    yt_check_images_roundtrip(&d, "imgs");
+    json_t *j = yt_get_json(&d, "/v1/runs/imgs/images?limit=1");
+    json_t *first = json_array_get(json_object_get(j, "images"), 0);
+    char want[128];
+    snprintf(want, sizeof want, "http://img.example/a/%lld.jpg?v=%lld",
+             (long long)json_integer_value(json_object_get(first, "image")),
+             (long long)json_integer_value(json_object_get(first, "image")));
+    ck_assert_str_eq(json_string_value(json_object_get(first, "url")), want);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "image_url")),
+                     "http://img.example/a/{id}.jpg?v={id}");
+    json_decref(j);
+    yt_resp r;
+    ck_assert_int_eq(yt_get(&d, "/v1/runs/imgs/images?order=nope", &r), 400);
+    yt_resp_free(&r);
+    ck_assert_int_eq(yt_get(&d, "/v1/runs/imgs/images?window=0", &r), 400);
+    yt_resp_free(&r);
+    ck_assert_int_eq(yt_get(&d, "/v1/runs/imgs/images/9223372036854775808", &r), 404); /* 2^63 */
+    yt_resp_free(&r);
+    /* an unknown run: no rows, not an error */
+    j = yt_get_json(&d, "/v1/runs/nobody/images");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "rows")), 0);
+    ck_assert_uint_eq(json_array_size(json_object_get(j, "images")), 0);
+    json_decref(j);
+    /* deleting the run deletes its rows */
+    yt_req del = {.method = "DELETE", .path = "/v1/runs/imgs"};
+    ck_assert_int_eq(yt_http(&d, &del, &r), 200);
+    yt_resp_free(&r);
+    j = yt_get_json(&d, "/v1/runs/imgs/images");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "rows")), 0);
+    json_decref(j);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    remove_history(hist);
+}
+END_TEST
+
+/* A request whose image_ids is bad in one way: 400, and the message names image_ids. */
+static void expect_bad(const char *what, json_t *input, const void *blob, size_t blob_len,
+                       json_t *params, const char *needle)
+{
+    yt_case c;
+    make_case(&c, 7100);
+    json_t *p = params ? params : json_pack("{s:s}", "run", "bad-ids");
+    yt_send s = {.input_mode = blob ? 0 : 1, .output_binary = -1, .outputs = {"loss"},
+                 .params = p, .extra_input = input, .extra_blob = blob,
+                 .extra_blob_len = blob_len};
+    yt_resp r;
+    long st = yt_infer(&yt_main, &c, &s, &r);
+    char msg[512];
+    yt_error_message(&r, msg, sizeof msg);
+    ck_assert_msg(st == 400, "%s: status %ld (%s)", what, st, r.body);
+    ck_assert_msg(strstr(msg, "image_ids") && strstr(msg, needle), "%s: '%s' lacks '%s'", what,
+                  msg, needle);
+    yt_resp_free(&r);
+    json_decref(input);
+    json_decref(p);
+    yt_case_free(&c);
+}
+
+START_TEST(bad_image_ids_are_400_naming_them)
+{
+    static const int64_t neg[3] = {1, -5, 3};
+    static const uint64_t big[3] = {1, 2, 0x8000000000000000ull};
+    expect_bad("FP32", json_pack("{s:s,s:s,s:[i],s:[i,i,i]}", "name", "image_ids", "datatype",
+                                 "FP32", "shape", 3, "data", 1, 2, 3),
+               NULL, 0, NULL, "datatype must be INT64 or UINT64");
+    expect_bad("2-D", json_pack("{s:s,s:s,s:[i,i],s:[i,i,i]}", "name", "image_ids", "datatype",
+                                "INT64", "shape", 3, 1, "data", 1, 2, 3),
+               NULL, 0, NULL, "shape [3,1] must be [B]");
+    expect_bad("count", json_pack("{s:s,s:s,s:[i],s:[i,i]}", "name", "image_ids", "datatype",
+                                  "INT64", "shape", 2, "data", 1, 2),
+               NULL, 0, NULL, "has 2 ids but the batch has 3 images");
+    expect_bad("data vs shape", json_pack("{s:s,s:s,s:[i],s:[i,i]}", "name", "image_ids",
+                                          "datatype", "INT64", "shape", 3, "data", 1, 2),
+               NULL, 0, NULL, "data has 2 values, shape [3] needs 3");
+    expect_bad("twice", json_pack("{s:s,s:s,s:[i],s:[i,i,i]}", "name", "image_ids", "datatype",
+                                  "INT64", "shape", 3, "data", 4, 5, 4),
+               NULL, 0, NULL, "id 4 is given twice (images 0 and 2)");
+    expect_bad("real", json_pack("{s:s,s:s,s:[i],s:[i,f,i]}", "name", "image_ids", "datatype",
+                                 "INT64", "shape", 3, "data", 1, 2.5, 3),
+               NULL, 0, NULL, "element 1 is not an integer from 0");
+    expect_bad("negative", json_pack("{s:s,s:s,s:[i],s:{s:i}}", "name", "image_ids", "datatype",
+                                     "INT64", "shape", 3, "parameters", "binary_data_size", 24),
+               neg, sizeof neg, NULL, "element 1 (-5) is not an integer from 0");
+    expect_bad("2^63", json_pack("{s:s,s:s,s:[i],s:{s:i}}", "name", "image_ids", "datatype",
+                                 "UINT64", "shape", 3, "parameters", "binary_data_size", 24),
+               big, sizeof big, NULL, "element 2 (9223372036854775808) is not an integer");
+    expect_bad("binary size", json_pack("{s:s,s:s,s:[i],s:{s:i}}", "name", "image_ids",
+                                        "datatype", "INT64", "shape", 3, "parameters",
+                                        "binary_data_size", 16),
+               neg, 16, NULL, "binary_data_size 16 is not shape [3] x 8 bytes (INT64) = 24");
+    expect_bad("no run", json_pack("{s:s,s:s,s:[i],s:[i,i,i]}", "name", "image_ids", "datatype",
+                                   "INT64", "shape", 3, "data", 1, 2, 3),
+               NULL, 0, json_object(), "needs the parameter run");
+    expect_bad("both", json_pack("{s:s,s:s,s:[i],s:[i,i,i]}", "name", "image_ids", "datatype",
+                                 "INT64", "shape", 3, "data", 1, 2, 3),
+               NULL, 0, json_pack("{s:s,s:s}", "run", "x", "image_ids", "1,2,3"),
+               "both as an input and as a parameter");
+    expect_bad("param text", NULL, NULL, 0, json_pack("{s:s,s:s}", "run", "x", "image_ids", "1,x,3"),
+               "parameter image_ids: element 1 is not an integer");
+    expect_bad("param count", NULL, NULL, 0, json_pack("{s:s,s:s}", "run", "x", "image_ids", "1,2"),
+               "parameter image_ids has 2 ids but the batch has 3");
+    expect_bad("param type", NULL, NULL, 0, json_pack("{s:s,s:[i]}", "run", "x", "image_ids", 1),
+               "parameter image_ids must be a string");
+}
+END_TEST
+
+void yt_check_images_retention(const yt_daemon *d, const char *run)
+{
+    yt_case c;
+    make_case(&c, 7200);
+    yt_resp r;
+    for (int q = 0; q < NREQ; q++) {
+        ck_assert_int_eq(send_ids(d, &c, run, q, batch_ids[q], AS_PARAM, &r), 200);
+        yt_resp_free(&r);
+    }
+    /* steps 2 and 3 are kept: 6 rows; image 20 was in steps 0 and 1 only */
+    char path[256];
+    snprintf(path, sizeof path, "/v1/runs/%s/images", run);
+    json_t *j = yt_get_json(d, path);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "rows")), 2 * NB);
+    json_decref(j);
+    snprintf(path, sizeof path, "/v1/runs/%s/images/20", run);
+    ck_assert_int_eq(yt_get(d, path, &r), 404);
+    yt_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/runs/%s/images/10", run);
+    j = yt_get_json(d, path);
+    ck_assert_uint_eq(json_array_size(json_object_get(j, "history")), 2);
+    json_decref(j);
+    /* step 3 again, other images: its old rows go */
+    static const int64_t other[NB] = {100, 101, 102};
+    ck_assert_int_eq(send_ids(d, &c, run, 3, other, AS_PARAM, &r), 200);
+    yt_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/runs/%s/images/60", run);
+    ck_assert_int_eq(yt_get(d, path, &r), 404); /* only in the old step 3 */
+    yt_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/runs/%s/images/100", run);
+    j = yt_get_json(d, path);
+    ck_assert_uint_eq(json_array_size(json_object_get(j, "history")), 1);
+    json_decref(j);
+    yt_case_free(&c);
+}
+
+START_TEST(retention_and_replaced_steps)
+{
+    char hist[256];
+    temp_history(hist, sizeof hist);
+    const char *args[] = {"--threads", "1", "--history", hist, "--image-history-steps", "2", NULL};
+    yt_daemon d;
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    yt_check_images_retention(&d, "keep2");
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    remove_history(hist);
+    yt_case c;
+    make_case(&c, 7201);
+    yt_resp r;
+    json_t *j;
+
+    /* 0: none stored, the requests still succeed */
+    const char *args0[] = {"--threads", "1", "--history", hist, "--image-history-steps", "0", NULL};
+    ck_assert_int_eq(yt_daemon_start(&d, args0, false), 0);
+    ck_assert_int_eq(send_ids(&d, &c, "keep0", 0, batch_ids[0], AS_INT64_BINARY, &r), 200);
+    yt_resp_free(&r);
+    j = yt_get_json(&d, "/v1/runs/keep0/images");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "rows")), 0);
+    json_decref(j);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    remove_history(hist);
+    yt_case_free(&c);
+}
+END_TEST
+
+/* The bytes one image-step adds to the SQLite file: the same steps recorded with the
+ * per-image rows kept and not, batch 32; printed (docs/monitoring.md quotes it) and
+ * bounded, and the retention bound checked on the row count. */
+#define SZ_STEPS 60
+#define SZ_B 32
+
+static long file_size(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+static long history_bytes(const char *keep)
+{
+    char hist[256];
+    temp_history(hist, sizeof hist);
+    const char *args[] = {"--threads", "1", "--history", hist, "--image-history-steps", keep, NULL};
+    yt_daemon d;
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    yt_spec spec = {.num_anchors = 6, .B = SZ_B, .H0 = 1, .W0 = 2, .C = 2, .out_dtype = YL_F32,
+                    .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 2, .seed = 7400};
+    yt_case c;
+    yt_case_make(&c, &spec);
+    for (int q = 0; q < SZ_STEPS; q++) {
+        char list[SZ_B * 12] = "";
+        for (int b = 0; b < SZ_B; b++) /* 10000 images, 32 a step, as an epoch would go */
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d", b ? "," : "",
+                     (q * SZ_B + b) % 10000);
+        json_t *params = json_pack("{s:s,s:s}", "run", "size", "image_ids", list);
+        yt_send s = {.input_mode = 0, .output_binary = -1, .outputs = {"loss"}, .params = params};
+        yt_resp r;
+        ck_assert_int_eq(yt_infer(&d, &c, &s, &r), 200);
+        yt_resp_free(&r);
+        json_decref(params);
+    }
+    json_t *j = yt_get_json(&d, "/v1/runs/size/images");
+    int64_t rows = json_integer_value(json_object_get(j, "rows"));
+    long want = atol(keep) < SZ_STEPS ? atol(keep) * SZ_B : SZ_STEPS * SZ_B;
+    ck_assert_int_eq(rows, want);
+    json_decref(j);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0); /* the last connection: WAL checkpointed */
+    long n = file_size(hist);
+    remove_history(hist);
+    yt_case_free(&c);
+    return n;
+}
+
+START_TEST(bytes_per_image_step)
+{
+    long none = history_bytes("0"), all = history_bytes("1000"), ten = history_bytes("10");
+    double per = (double)(all - none) / (SZ_STEPS * SZ_B);
+    printf("images: %.1f bytes per image-step in SQLite (%d steps x %d images: %ld bytes with "
+           "the rows, %ld without; --image-history-steps 10: %ld)\n",
+           per, SZ_STEPS, SZ_B, all, none, ten);
+    ck_assert_msg(per > 0 && per < 120, "%.1f bytes per image-step", per);
+    ck_assert(ten < all);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------ */
+/* Configuration and scalars                                                            */
+
+static long put(const yt_daemon *d, const char *method, const char *path, const char *body,
+                const char *auth, yt_resp *r)
+{
+    yt_req q = {.method = method, .path = path, .body = body, .len = strlen(body)};
+    q.headers[0] = "Content-Type: application/json";
+    q.headers[1] = auth;
+    return yt_http(d, &q, r);
+}
+
+void yt_check_config_and_scalars(const yt_daemon *d, const char *run, const char *auth)
+{
+    yt_case c;
+    make_case(&c, 7300);
+    yt_resp r;
+    ck_assert_int_eq(send_ids(d, &c, run, 0, batch_ids[0], AS_PARAM, &r), 200);
+    yt_resp_free(&r);
+    char path[256];
+    snprintf(path, sizeof path, "/v1/runs/%s/config", run);
+    ck_assert_int_eq(yt_get(d, path, &r), 404);
+    yt_resp_free(&r);
+    ck_assert_int_eq(put(d, "PUT", path, "{\"lr\":0.001,\"batch\":16,\"note\":\"<b>x</b>\"}", auth,
+                         &r), 200);
+    yt_resp_free(&r);
+    ck_assert_int_eq(put(d, "PUT", path, "{\"lr\":0.002,\"batch\":16,\"note\":\"<b>x</b>\"}", auth,
+                         &r), 200); /* replaces */
+    yt_resp_free(&r);
+    ck_assert_int_eq(put(d, "PUT", path, "[1,2]", auth, &r), 400);
+    ck_assert(strstr(r.body, "must be a JSON object") != NULL);
+    yt_resp_free(&r);
+    ck_assert_int_eq(put(d, "PUT", path, "{\"lr\":", auth, &r), 400);
+    yt_resp_free(&r);
+    json_t *all = yt_get_json(d, "/v1/runs"), *cfg = NULL;
+    size_t i;
+    json_t *ri;
+    json_array_foreach(json_object_get(all, "runs"), i, ri)
+        if (!strcmp(json_string_value(json_object_get(ri, "run")), run))
+            cfg = json_object_get(ri, "config");
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert(json_real_value(json_object_get(cfg, "lr")) == 0.002);
+    ck_assert_int_eq(json_integer_value(json_object_get(cfg, "batch")), 16);
+    ck_assert_str_eq(json_string_value(json_object_get(cfg, "note")), "<b>x</b>");
+    json_decref(all);
+    json_t *j = yt_get_json(d, path);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "config"), "batch")), 16);
+    json_decref(j);
+
+    snprintf(path, sizeof path, "/v1/runs/%s/scalars", run);
+    ck_assert_int_eq(put(d, "POST", path, "{\"step\":4,\"lr\":0.005}", auth, &r), 200);
+    yt_resp_free(&r);
+    ck_assert_int_eq(put(d, "POST", path, "{\"step\":3,\"lr\":0.01,\"val_map\":0.5}", auth, &r), 200);
+    ck_assert(strstr(r.body, "\"stored\":2") != NULL);
+    yt_resp_free(&r);
+    ck_assert_int_eq(put(d, "POST", path, "{\"lr\":0.01}", auth, &r), 400);
+    ck_assert(strstr(r.body, "\\\"step\\\"") != NULL);
+    yt_resp_free(&r);
+    ck_assert_int_eq(put(d, "POST", path, "{\"step\":1,\"lr\":\"high\"}", auth, &r), 400);
+    ck_assert(strstr(r.body, "scalar 'lr' must be a finite number") != NULL);
+    yt_resp_free(&r);
+    ck_assert_int_eq(put(d, "POST", path, "{\"step\":1}", auth, &r), 400);
+    yt_resp_free(&r);
+    j = yt_get_json(d, path);
+    json_t *lr = json_object_get(json_object_get(j, "scalars"), "lr");
+    ck_assert_uint_eq(json_array_size(json_object_get(lr, "steps")), 2);
+    ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(lr, "steps"), 0)), 3);
+    ck_assert(json_real_value(json_array_get(json_object_get(lr, "values"), 0)) == 0.01);
+    ck_assert(json_real_value(json_array_get(json_object_get(lr, "values"), 1)) == 0.005);
+    ck_assert(json_real_value(json_array_get(json_object_get(lr, "walls"), 0)) > 1.6e9);
+    json_t *map = json_object_get(json_object_get(j, "scalars"), "val_map");
+    ck_assert_uint_eq(json_array_size(json_object_get(map, "values")), 1);
+    json_decref(j);
+
+    snprintf(path, sizeof path, "/v1/runs/%s", run);
+    ck_assert_int_eq(put(d, "DELETE", path, "", auth, &r), 200);
+    yt_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/runs/%s/scalars", run);
+    j = yt_get_json(d, path);
+    ck_assert_uint_eq(json_object_size(json_object_get(j, "scalars")), 0);
+    json_decref(j);
+    yt_case_free(&c);
+}
+
+START_TEST(config_and_scalars)
+{
+    char run[64];
+    snprintf(run, sizeof run, "cfg-%d", (int)getpid());
+    yt_check_config_and_scalars(&yt_main, run, NULL);
+    yt_resp r;
+    ck_assert_int_eq(put(&yt_main, "PATCH", "/v1/runs/x/config", "{}", NULL, &r), 405);
+    yt_resp_free(&r);
+}
+END_TEST
+
+START_TEST(config_writes_need_the_token)
+{
+    char hist[256], tokpath[] = "/tmp/yololossd-token-XXXXXX";
+    temp_history(hist, sizeof hist);
+    int fd = mkstemp(tokpath);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "tok\n", 4), 4);
+    close(fd);
+    const char *args[] = {"--threads", "1", "--history", hist, "--token-file", tokpath, NULL};
+    yt_daemon d;
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    yt_resp r;
+    ck_assert_int_eq(put(&d, "PUT", "/v1/runs/x/config", "{}", NULL, &r), 401);
+    yt_resp_free(&r);
+    ck_assert_int_eq(put(&d, "POST", "/v1/runs/x/scalars", "{\"step\":1,\"a\":1}", NULL, &r), 401);
+    yt_resp_free(&r);
+    ck_assert_int_eq(yt_get(&d, "/v1/runs/x/scalars", &r), 200); /* reads are public */
+    yt_resp_free(&r);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    unlink(tokpath);
+    remove_history(hist);
+}
+END_TEST
+
+Suite *yt_suite_images(void)
+{
+    Suite *s = suite_create("images");
+    TCase *tc = tcase_create("images");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, rank_matches_hand_computation);
+    tcase_add_test(tc, images_ranked_over_http);
+    tcase_add_test(tc, bad_image_ids_are_400_naming_them);
+    tcase_add_test(tc, retention_and_replaced_steps);
+    tcase_add_test(tc, bytes_per_image_step);
+    tcase_add_test(tc, config_and_scalars);
+    tcase_add_test(tc, config_writes_need_the_token);
+    suite_add_tcase(s, tc);
+    return s;
+}

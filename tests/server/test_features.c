@@ -293,16 +293,20 @@ START_TEST(token_rule_is_the_route_table)
             break;
         if (strstr(pat, "/events"))
             continue; /* a stream: it does not end (the streams suite covers its token rule) */
-        /* fill the captures: a run "x", the asset app.js */
-        char *b = strchr(pat, '{');
-        if (b) {
-            char *e = strchr(b, '}');
+        /* fill the captures: a run "x", the asset app.js, the image 1 */
+        size_t o = 0;
+        for (const char *q = pat; *q && o < sizeof url - 8;) {
+            if (*q != '{') {
+                url[o++] = *q++;
+                continue;
+            }
+            const char *e = strchr(q, '}');
             ck_assert_ptr_nonnull(e);
-            snprintf(url, sizeof url, "%.*s%s%s", (int)(b - pat), pat,
-                     !strncmp(b, "{asset}", 7) ? "app.js" : "x", e + 1);
-        } else {
-            snprintf(url, sizeof url, "%s", pat);
+            const char *v = !strncmp(q, "{asset}", 7) ? "app.js" : !strncmp(q, "{image}", 7) ? "1" : "x";
+            o += (size_t)snprintf(url + o, sizeof url - o, "%s", v);
+            q = e + 1;
         }
+        url[o] = '\0';
         saw_index |= !strcmp(url, "/index.html");
         saw_metrics |= !strcmp(url, "/metrics");
         yt_req req = {.method = method, .path = url};

@@ -1,0 +1,268 @@
+"""yololoss.aio: the asyncio client, for async training loops and servers.
+
+    from yololoss.aio import AsyncYoloLossClient
+
+    async with AsyncYoloLossClient("http://127.0.0.1:8000", model="yolov3") as client:
+        res = await client.compute([out13, out26, out52], boxes=boxes, grads=True)
+
+The same API as yololoss.YoloLossClient with every call awaited: the same arguments,
+Result, exceptions (YoloLossHTTPError, YoloLossConnectionError, YoloLossTimeoutError, all
+YoloLossError), Retry policy and per-call timeout. Requests are built and answers read by
+the code the blocking client uses (_infer.py); only the transport differs: aiohttp (Debian's
+python3-aiohttp), one connection pool per event loop, created on first use. Many computes
+may run concurrently on one client (asyncio.gather); the pool keeps their connections
+alive. Picklable: a copy has the settings and no session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from urllib.parse import quote, urlsplit
+
+try:
+    import aiohttp
+except ImportError as e:  # pragma: no cover - depends on the machine
+    raise ImportError("yololoss.aio needs aiohttp (Debian: apt-get install python3-aiohttp);"
+                      " the blocking yololoss.YoloLossClient works without it") from e
+
+import numpy as np
+
+from ._errors import YoloLossConnectionError, YoloLossTimeoutError
+from ._infer import InferCall, decode_body, parse_json
+from ._result import Result
+from ._retry import Attempts, Retry, RetryLike, as_retry
+from ._tensors import ArrayLike
+
+__all__ = ["AsyncYoloLossClient"]
+
+RUN_PAGE = 100000
+
+# The waits between attempts (a name of its own so that tests can record them).
+_sleep = asyncio.sleep
+
+# Failures after which the request may be sent again (the connection was refused, or broke
+# before the whole answer arrived).
+_RETRIED_OS_ERRORS = (ConnectionRefusedError, ConnectionResetError, ConnectionAbortedError,
+                      BrokenPipeError)
+
+
+def _lost(e: BaseException) -> bool:
+    """True for a failure the retry policy covers (refused, reset, aborted, cut short)."""
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return isinstance(e.os_error, _RETRIED_OS_ERRORS)
+    return isinstance(e, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,
+                          aiohttp.ClientOSError) + _RETRIED_OS_ERRORS)
+
+
+class AsyncYoloLossClient:
+    """The asyncio client of one yololossd model; arguments as YoloLossClient's."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "yolov3",
+                 token: Optional[str] = None, timeout: float = 60.0,
+                 version: Optional[Union[str, int]] = None, retry: RetryLike = True) -> None:
+        u = urlsplit(url if "://" in url else "http://" + url)
+        if u.scheme not in ("http", "https"):
+            raise ValueError("url: scheme must be http or https, not %r" % u.scheme)
+        if not u.hostname:
+            raise ValueError("url: no host in %r" % url)
+        if not timeout > 0:
+            raise ValueError("timeout must be positive")
+        self.url = url
+        self.model = model
+        self.version = None if version is None else str(version)
+        self.token = token
+        self.timeout = float(timeout)
+        self.retry: Retry = as_retry(retry)
+        self.retries = 0
+        self._base = "%s://%s" % (u.scheme, u.netloc)
+        self._host: str = u.hostname
+        self._port = u.port or (443 if u.scheme == "https" else 80)
+        self._prefix = u.path.rstrip("/")
+        self._session: Optional[aiohttp.ClientSession] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_session"] = None
+        state["_loop"] = None
+        return state
+
+    def __repr__(self) -> str:
+        return "AsyncYoloLossClient(%r, model=%r)" % (self.url, self.model)
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            # bodies are decoded by _infer.decode_body, as in the blocking client
+            self._session = aiohttp.ClientSession(auto_decompress=False)
+            self._loop = loop
+        return self._session
+
+    async def close(self) -> None:
+        """Close the connection pool (a later call opens a new one)."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def __aenter__(self) -> "AsyncYoloLossClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def _path(self, *parts: Any) -> str:
+        return self._prefix + "/" + "/".join(quote(str(p), safe="") for p in parts)
+
+    def _model_path(self, model: Optional[str], *rest: str) -> str:
+        p = ["v2", "models", model or self.model]
+        if self.version is not None:
+            p += ["versions", self.version]
+        return self._path(*p, *rest)
+
+    async def _request(self, method: str, path: str, body: Sequence[Any] = (),
+                       headers: Optional[Mapping[str, str]] = None,
+                       timeout: Optional[float] = None) -> Tuple[int, Dict[str, str], Any]:
+        hdrs = {"Accept-Encoding": "identity"}
+        if self.token:
+            hdrs["Authorization"] = "Bearer " + self.token
+        hdrs.update(headers or {})
+        data = b"".join(memoryview(c).cast("B") for c in body) if body else None
+        limit = self.timeout if timeout is None else float(timeout)
+        att = Attempts(self.retry, limit)
+        what = "%s %s" % (method, path)
+        session = self._get_session()
+        while True:
+            remaining = att.remaining()
+            if remaining <= 0:
+                raise YoloLossTimeoutError(None, "%s: no answer within the timeout (%gs)"
+                                           % (what, limit))
+            try:
+                async with session.request(method, self._base + path, data=data, headers=hdrs,
+                                           timeout=aiohttp.ClientTimeout(total=remaining),
+                                           allow_redirects=False) as resp:
+                    status = resp.status
+                    rh = {k.lower(): v for k, v in resp.headers.items()}
+                    raw = await resp.read()
+            except asyncio.TimeoutError as e:
+                raise YoloLossTimeoutError(None, "%s: no answer within the timeout (%gs)"
+                                           % (what, limit)) from e
+            except (aiohttp.ClientError, OSError) as e:
+                if not _lost(e):
+                    raise YoloLossConnectionError(None, "%s: cannot reach %s:%d: %s"
+                                                  % (what, self._host, self._port,
+                                                     str(e) or type(e).__name__)) from e
+                if isinstance(e, aiohttp.ServerDisconnectedError) and not att.stale_reopened:
+                    # most likely a pooled keep-alive connection the server closed while
+                    # idle: reopen once, at once
+                    att.stale_reopened = True
+                    continue
+                wait = att.wait_after_connection_error()
+                if wait is None:
+                    raise YoloLossConnectionError(
+                        None, "%s: cannot reach %s:%d: %s (%d attempt%s)"
+                        % (what, self._host, self._port, str(e) or type(e).__name__,
+                           att.made, "" if att.made == 1 else "s")) from e
+                self.retries += 1
+                await _sleep(wait)
+                continue
+            wait = att.wait_after_status(status, rh.get("retry-after"))
+            if wait is not None:
+                self.retries += 1
+                await _sleep(wait)
+                continue
+            return status, rh, _body(raw, rh)
+
+    async def _get_json(self, path: str, timeout: Optional[float] = None) -> Any:
+        return parse_json(*await self._request("GET", path, timeout=timeout))
+
+    # -- metadata --
+
+    async def live(self, timeout: Optional[float] = None) -> bool:
+        return (await self._request("GET", self._path("v2", "health", "live"),
+                                    timeout=timeout))[0] == 200
+
+    async def ready(self, timeout: Optional[float] = None) -> bool:
+        return (await self._request("GET", self._path("v2", "health", "ready"),
+                                    timeout=timeout))[0] == 200
+
+    async def model_ready(self, model: Optional[str] = None,
+                          timeout: Optional[float] = None) -> bool:
+        return (await self._request("GET", self._model_path(model, "ready"),
+                                    timeout=timeout))[0] == 200
+
+    async def server_metadata(self, timeout: Optional[float] = None) -> Dict[str, Any]:
+        return await self._get_json(self._path("v2"), timeout)
+
+    async def model_metadata(self, model: Optional[str] = None,
+                             timeout: Optional[float] = None) -> Dict[str, Any]:
+        return await self._get_json(self._model_path(model), timeout)
+
+    async def model_config(self, model: Optional[str] = None,
+                           timeout: Optional[float] = None) -> Dict[str, Any]:
+        return await self._get_json(self._path("v2", "models", model or self.model, "config"),
+                                    timeout)
+
+    async def statistics(self, model: Optional[str] = None,
+                         timeout: Optional[float] = None) -> Dict[str, Any]:
+        if model in ("", "*"):
+            return await self._get_json(self._path("v2", "models", "stats"), timeout)
+        return await self._get_json(self._path("v2", "models", model or self.model, "stats"),
+                                    timeout)
+
+    # -- the run history --
+
+    async def runs(self, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
+        return list((await self._get_json(self._path("v1", "runs"), timeout)).get("runs", []))
+
+    async def steps(self, run: str, after: int = -1, limit: Optional[int] = None,
+                    timeout: Optional[float] = None) -> List[Dict[str, Any]]:
+        out: List[Dict[str, Any]] = []
+        while limit is None or len(out) < limit:
+            page = RUN_PAGE if limit is None else min(RUN_PAGE, limit - len(out))
+            path = self._path("v1", "runs", run, "steps") + "?after=%d&limit=%d" % (after, page)
+            pts = (await self._get_json(path, timeout)).get("points", [])
+            out += pts
+            if len(pts) < page:
+                break
+            after = int(pts[-1]["step"])
+        return out
+
+    async def delete_run(self, run: str, timeout: Optional[float] = None) -> int:
+        status, rh, data = await self._request("DELETE", self._path("v1", "runs", run),
+                                               timeout=timeout)
+        return int(parse_json(status, rh, data).get("deleted", 0))
+
+    # -- the loss --
+
+    async def compute(self, outputs: Sequence[ArrayLike], boxes: Optional[ArrayLike] = None,
+                      y_true: Optional[Sequence[ArrayLike]] = None, grads: bool = False,
+                      ignore_thresh: Optional[float] = None,
+                      anchors: Union[str, Sequence[float], np.ndarray, None] = None,
+                      run: Optional[str] = None, step: Optional[int] = None,
+                      binary: bool = True, compress: Optional[str] = None,
+                      request_id: Optional[str] = None, timeout: Optional[float] = None,
+                      grad_datatype: Optional[str] = None) -> Result:
+        """As YoloLossClient.compute, awaited."""
+        call = InferCall(outputs, boxes, y_true, grads, ignore_thresh, anchors, run, step,
+                         binary, compress, request_id, grad_datatype)
+        status, rh, data = await self._request("POST", self._model_path(None, "infer"),
+                                               call.body, call.headers, timeout)
+        return call.result(status, rh, data)
+
+
+def _body(raw: bytes, rh: Mapping[str, str]) -> Any:
+    """The body decoded; uncompressed, copied once into a buffer whose binary part starts
+    16-byte aligned, so the arrays made on it are aligned and writable (as the blocking
+    client's)."""
+    enc = rh.get("content-encoding", "identity").strip().lower()
+    if enc not in ("", "identity"):
+        return decode_body(enc, raw)
+    try:
+        hlen = int(rh.get("inference-header-content-length", "0"))
+    except ValueError:
+        hlen = 0
+    pad = (-hlen) % 16
+    buf = np.empty(pad + len(raw), dtype=np.uint8)
+    buf[pad:] = np.frombuffer(raw, dtype=np.uint8)
+    return memoryview(buf)[pad:]

@@ -8,6 +8,7 @@
  * loop ends and the process exits 0. A second signal exits at once with status 1.
  */
 #include "monitor/history.h"
+#include "v2/shm.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -93,6 +94,10 @@ int main(int argc, char **argv)
     }
     if (s->history)
         yls_history_set_image_steps(s->history, s->opt.image_history_steps);
+    if (yls_shm_enabled(&s->opt) && !(s->shm = yls_shm_new())) {
+        fprintf(stderr, YLS_NAME ": out of memory\n");
+        goto out;
+    }
     uv_signal_init(&s->loop, &s->sigterm);
     uv_signal_init(&s->loop, &s->sigint);
     s->sigterm.data = s->sigint.data = s;
@@ -109,10 +114,11 @@ int main(int argc, char **argv)
         goto out;
     }
     fprintf(stderr, YLS_NAME ": %zu models, %u threads, max %u infer requests in flight%s, "
-            "history %s\n",
+            "history %s, shared memory %s\n",
             s->models.n, s->opt.threads, s->opt.max_inflight, s->token ? ", token required" : "",
             !s->history ? "off" : strncmp(s->opt.history, "postgres", 8) ? s->opt.history
-                                                                          : "postgresql");
+                                                                          : "postgresql",
+            s->shm ? "on" : "off");
     s->ready = true;
     uv_run(&s->loop, UV_RUN_DEFAULT);
     fprintf(stderr, YLS_NAME ": stopped\n");
@@ -120,6 +126,7 @@ int main(int argc, char **argv)
 out:
     if (loop_ok && uv_loop_close(&s->loop) != 0)
         fprintf(stderr, YLS_NAME ": warning: handles left open at exit\n");
+    yls_shm_free(s->shm); /* every region unmapped (no request is left) */
     yls_metrics_free(s->metrics);
     yls_models_free(&s->models);
     free(s->token);

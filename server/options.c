@@ -45,6 +45,10 @@ static void usage(FILE *out, unsigned threads)
             "                       steps (default 10000; 0: store none)\n"
             "  --image-url TEMPLATE link of an image in the dashboard, {id} replaced by its id,\n"
             "                       e.g. 'http://host/images/{id}.jpg' (http://, https:// or /)\n"
+            "  --shared-memory auto|on|off  Triton's system shared-memory extension: clients on\n"
+            "                       this host register POSIX shared-memory objects the daemon\n"
+            "                       maps and reads inputs from / writes gradients to (default\n"
+            "                       auto: on when --host is a loopback address)\n"
             "  --healthcheck [URL]  (first and only flag) GET URL (default http://127.0.0.1:8000\n"
             "                       /v2/health/ready), exit 0 on 200, else 1, within 3 s\n"
             "  --help               this text\n"
@@ -114,7 +118,8 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         .image_history_steps = 10000,
     };
     enum { O_HOST = 256, O_PORT, O_THREADS, O_INFLIGHT, O_BODY, O_JSON, O_TIMEOUT, O_TOKEN,
-           O_MODELS, O_HISTORY, O_MAXRUNS, O_IMAGE_STEPS, O_IMAGE_URL, O_HELP, O_VERSION };
+           O_MODELS, O_HISTORY, O_MAXRUNS, O_IMAGE_STEPS, O_IMAGE_URL, O_SHM, O_HELP,
+           O_VERSION };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -129,6 +134,7 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         {"metrics-max-runs", required_argument, NULL, O_MAXRUNS},
         {"image-history-steps", required_argument, NULL, O_IMAGE_STEPS},
         {"image-url", required_argument, NULL, O_IMAGE_URL},
+        {"shared-memory", required_argument, NULL, O_SHM},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -177,6 +183,12 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
                  (!strncmp(optarg, "http://", 7) || !strncmp(optarg, "https://", 8) ||
                   optarg[0] == '/');
             o->image_url = optarg;
+            break;
+        case O_SHM:
+            ok = !strcmp(optarg, "auto") || !strcmp(optarg, "on") || !strcmp(optarg, "off");
+            o->shared_memory = !strcmp(optarg, "on")    ? YLS_SHM_ON
+                               : !strcmp(optarg, "off") ? YLS_SHM_OFF
+                                                        : YLS_SHM_AUTO;
             break;
         case 'h':
         case O_HELP: usage(stdout, cores); return 1;

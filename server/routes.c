@@ -44,5 +44,11 @@ const yls_route_entry yls_routes[] = {
     {"GET",    "/v1/runs/{run}/scalars",                        yls_api_scalars_get, false, NULL, false},
     {"POST",   "/v1/runs/{run}/scalars",                        yls_api_scalars_post, true, NULL, true},
     {"DELETE", "/v1/runs/{run}",                                yls_api_delete,      true,  NULL, false},
+    /* Triton's system shared-memory extension (v2/shm_endpoints.c) */
+    {"GET",    "/v2/systemsharedmemory/status",                 yls_ep_shm_status,   true,  NULL, false},
+    {"POST",   "/v2/systemsharedmemory/unregister",             yls_ep_shm_unregister, true, NULL, false},
+    {"GET",    "/v2/systemsharedmemory/region/{region}/status", yls_ep_shm_status,   true,  NULL, false},
+    {"POST",   "/v2/systemsharedmemory/region/{region}/register", yls_ep_shm_register, true, NULL, true},
+    {"POST",   "/v2/systemsharedmemory/region/{region}/unregister", yls_ep_shm_unregister, true, NULL, false},
     {NULL, NULL, NULL, false, NULL, false},
 };

@@ -86,7 +86,10 @@ typedef struct {
     unsigned metrics_max_runs; /* runs with loss gauges in /metrics */
     int64_t image_history_steps; /* per-image rows kept: a run's last N steps (0: none) */
     const char *image_url;     /* link template of an image, "{id}" replaced; NULL: none */
+    int shared_memory;        /* YLS_SHM_AUTO (on when listening on loopback), _ON, _OFF */
 } yls_options;
+
+enum { YLS_SHM_AUTO = 0, YLS_SHM_ON, YLS_SHM_OFF }; /* --shared-memory */
 
 /* 0: run; 1: exit 0 (--help, --version printed); -1: exit 2 (message printed). */
 int yls_options_parse(yls_options *o, int argc, char **argv);
@@ -144,6 +147,7 @@ typedef struct yls_metrics yls_metrics;
 typedef struct yls_sse yls_sse;
 
 #define YLS_RUN_MAX 64 /* bytes of a run name, with its NUL */
+#define YLS_REGION_MAX 128 /* bytes of a shared-memory region name, with its NUL */
 
 struct yls_server {
     uv_loop_t loop;
@@ -167,6 +171,7 @@ struct yls_server {
     yls_history *history; /* NULL: --history none */
     yls_metrics *metrics;
     yls_sse *sse;         /* open event streams */
+    struct yls_shm *shm;  /* registered shared-memory regions; NULL: the extension is off */
     uint64_t t_started;   /* wall clock, seconds since the epoch */
 
     /* given by main: the route table, and the hook http calls after each libmicrohttpd
@@ -188,6 +193,7 @@ struct yls_server {
  *              bytes, '/' allowed (a run name)
  *   {asset}    the rest of the path (a dashboard file name)
  *   {image}    the last path segment, after a {run}: an image id, 0 to 2^63 - 1 (else 404)
+ *   {region}   one path segment, a shared-memory region name (1 to YLS_REGION_MAX-1 bytes)
  * The first entry whose pattern matches the path wins; the entries with the same pattern
  * give its methods (405 with Allow otherwise; "GET" answers HEAD too). A request that
  * matches no entry needs the token (401 before 404/405, so that unauthenticated clients
@@ -215,6 +221,7 @@ typedef struct {
     char run[YLS_RUN_MAX];        /* {run} */
     const char *asset;            /* {asset}: points into the URL */
     int64_t image;                /* {image} */
+    char region[YLS_REGION_MAX];  /* {region}: a shared-memory region name */
     char allow[48];               /* for a 405: the methods the path takes */
 } yls_route;
 
@@ -317,6 +324,9 @@ enum MHD_Result yls_reply_fail(yls_request *r, const yls_fail *f);
 /* endpoints.c: the v2 endpoints that answer at once (handlers of the route table). */
 yls_handler yls_ep_live, yls_ep_ready, yls_ep_server_meta, yls_ep_model_meta,
     yls_ep_model_ready, yls_ep_model_config, yls_ep_model_stats, yls_ep_all_stats;
+
+/* v2/shm_endpoints.c: Triton's system shared-memory extension (the registry is v2/shm.h). */
+yls_handler yls_ep_shm_status, yls_ep_shm_register, yls_ep_shm_unregister;
 
 /* infer.c: parse and compute on the pool, then reply (the infer route's handler). */
 enum MHD_Result yls_infer_start(yls_request *r);

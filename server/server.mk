@@ -121,7 +121,7 @@ TEST_RUNS += test-server-tritonclient
 # Encoding, anchors), with clang, ASan and UBSan; the core objects are tests/fuzz/fuzz.mk's.
 #   make fuzz-server [FUZZ_SECONDS=60]     fuzz it
 #   make fuzz-server-regress               replay tests/server/fuzz/corpus once (make test)
-SERVER_FUZZ_SRC := server/v2/infer_request.c server/v2/models.c server/http/encoding.c \
+SERVER_FUZZ_SRC := server/v2/infer_request.c server/v2/models.c server/v2/shm.c server/http/encoding.c \
                    server/http/router.c server/http/bufcache.c server/http/fail.c
 SERVER_FUZZ_CORE := $(patsubst core/%.c,$(B)/fuzz/core/%.o,$(CORE_SRC))
 SERVER_FUZZ_CORPUS := tests/server/fuzz/corpus/server_request
@@ -130,7 +130,7 @@ $(B)/fuzz/server_request: tests/server/fuzz/server_request.c $(SERVER_FUZZ_SRC) 
                           server/v2/infer.h $(SERVER_FUZZ_CORE)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(WARN) -fsanitize=fuzzer $(CORE_INC) -Iserver $(SERVER_CFLAGS) -o $@ \
-	  $< $(SERVER_FUZZ_SRC) $(SERVER_FUZZ_CORE) -ljansson -lz -lm -lpthread
+	  $< $(SERVER_FUZZ_SRC) $(SERVER_FUZZ_CORE) -ljansson -lz -lm -lpthread -lrt
 
 .PHONY: fuzz-server fuzz-server-regress
 fuzz-server: $(B)/fuzz/server_request

@@ -27,8 +27,8 @@ typedef struct {
 } span;
 
 typedef struct {
-    span model, version, run, asset, image;
-    bool has_model, has_version, has_run, has_asset, has_image;
+    span model, version, run, asset, image, region;
+    bool has_model, has_version, has_run, has_asset, has_image, has_region;
 } captures;
 
 /* The capture name at p ("{model}"): its kind and the pattern after it, or NULL. */
@@ -61,7 +61,7 @@ static bool shape_match(const char *pattern, const char *url, captures *c)
         const char *after = capture_name(p, &name);
         if (!after)
             return false;
-        if (name_is(name, "model") || name_is(name, "version")) {
+        if (name_is(name, "model") || name_is(name, "version") || name_is(name, "region")) {
             size_t len = strcspn(u, "/");
             if (len == 0)
                 return false;
@@ -69,6 +69,9 @@ static bool shape_match(const char *pattern, const char *url, captures *c)
             if (name_is(name, "model")) {
                 c->model = v;
                 c->has_model = true;
+            } else if (name_is(name, "region")) {
+                c->region = v;
+                c->has_region = true;
             } else {
                 c->version = v;
                 c->has_version = true;
@@ -145,6 +148,13 @@ static int check_captures(const captures *c, const yls_models *models, yls_route
                                         "2^63 - 1",
                                 (int)(c->image.len > 32 ? 32 : c->image.len), c->image.s);
         out->image = (int64_t)id;
+    }
+    if (c->has_region) {
+        if (c->region.len >= sizeof out->region)
+            return yls_fail_set(f, 404, "no such shared-memory region: a name has at most %zu "
+                                "bytes", sizeof out->region - 1);
+        memcpy(out->region, c->region.s, c->region.len);
+        out->region[c->region.len] = '\0';
     }
     return 0;
 }

@@ -77,9 +77,12 @@ static void model_tensors(const yls_model *m, bool config, json_t *inputs, json_
 
 static enum MHD_Result server_metadata(yls_request *r)
 {
-    return reply_object(r, json_pack("{s:s,s:s,s:[s,s,s]}", "name", YLS_NAME, "version",
-                                     YLS_VERSION, "extensions", "binary_tensor_data", "statistics",
-                                     "model_configuration"));
+    json_t *ext = json_pack("[s,s,s,s]", "binary_tensor_data", "statistics",
+                            "model_configuration", "yololoss_compact");
+    if (r->srv->shm)
+        json_array_append_new(ext, json_string("system_shared_memory"));
+    return reply_object(r, json_pack("{s:s,s:s,s:o}", "name", YLS_NAME, "version", YLS_VERSION,
+                                     "extensions", ext));
 }
 
 static enum MHD_Result model_metadata(yls_request *r, const yls_model *m)

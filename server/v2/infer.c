@@ -18,6 +18,7 @@
  * and chunks above it are not started.
  */
 #include "infer.h"
+#include "shm.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -42,7 +43,8 @@ struct yls_infer {
     yls_infer_input in;
     bool problem_ok;
     yl_problem prob;
-    float *grads[YL_MAX_LAYERS];
+    yls_grad_buf grads[YLS_GRAD_KINDS][YL_MAX_LAYERS]; /* dense, obj, rows */
+    bool any_grads;
     yl_image_result *images;
 
     /* image phase */
@@ -145,10 +147,13 @@ static void chunk_work(uv_work_t *w)
         c->nomem = true;
         c->fail_b = c->b0;
     } else {
-        yl_grads g = {.dtype = YL_F32};
-        for (int l = 0; l < job->prob.num_layers; l++)
-            g.layer[l] = job->grads[l];
-        const yl_grads *grads = job->in.want_grads ? &g : NULL;
+        /* dense: grad_l; compact: grad_l_obj and grad_l_rows */
+        yl_grads g = {.dtype = job->in.grad_dtype};
+        for (int l = 0; l < job->prob.num_layers; l++) {
+            g.layer[l] = job->grads[job->in.compact ? 1 : 0][l].p;
+            g.rows[l] = job->grads[2][l].p;
+        }
+        const yl_grads *grads = job->any_grads ? &g : NULL;
         for (int64_t b = c->b0; b < c->b1; b++) {
             if (yl_image(&job->prob, b, scratch, grads, &job->images[b], &c->err) != YL_OK) {
                 c->fail_b = b;
@@ -175,12 +180,18 @@ static void all_done(yls_infer *job)
         return;
     }
     yl_reduce(&job->prob, job->images, &job->result);
-    /* the inputs are no longer needed: give their memory back before the output */
-    yls_big_free(job->body.base);
-    memset(&job->body, 0, sizeof job->body);
-    for (int i = 0; i < job->in.n_owned; i++)
-        yls_big_free(job->in.owned[i]);
-    job->in.n_owned = 0;
+    /* the inputs are no longer needed (but for the row indices that scatter a compact
+     * layer's dense gradient): give their memory back before the output */
+    bool scatter = false;
+    for (int l = 0; l < job->in.num_layers; l++)
+        scatter |= job->in.compact && job->in.want_grad[0][l];
+    if (!scatter) {
+        yls_big_free(job->body.base);
+        memset(&job->body, 0, sizeof job->body);
+        for (int i = 0; i < job->in.n_owned; i++)
+            yls_big_free(job->in.owned[i]);
+        job->in.n_owned = 0;
+    }
     job->t_output_queued = uv_hrtime();
     uv_queue_work(&job->srv->loop, &job->work, output_work, output_done);
 }
@@ -237,6 +248,46 @@ static void chunk_done(uv_work_t *w, int status)
 /* --------------------------------------------------------------------------------------- */
 /* Input phase                                                                               */
 
+/* The buffers the core writes gradients into: an output placed in shared memory is written
+ * there in place; the others get a buffer. A compact layer computes grad_l_obj and
+ * grad_l_rows together (the core needs both), also when only the dense grad_l is asked for
+ * (scattered from them in the output phase). Not zeroed: yl_image writes every element. */
+static int alloc_grads(yls_infer *job)
+{
+    yls_infer_input *in = &job->in;
+    const yl_problem *p = &job->prob;
+    size_t es = in->grad_dtype == YL_F64 ? 8 : 4;
+    for (int l = 0; l < p->num_layers; l++) {
+        bool *w = in->want_grad[0];
+        if (in->compact) {
+            bool any = in->want_grad[1][l] || in->want_grad[2][l] || w[l];
+            in->want_grad[1][l] = in->want_grad[2][l] = any;
+        }
+        for (int k = in->compact ? 1 : 0; k <= (in->compact ? 2 : 0); k++) {
+            if (!in->want_grad[k][l])
+                continue;
+            job->any_grads = true;
+            size_t n = k == 0   ? (size_t)p->batch * (size_t)p->layer_elems[l]
+                       : k == 1 ? (size_t)p->batch * (size_t)p->anchors[l]
+                                : (size_t)in->cl[l].n * (size_t)(5 + p->num_classes);
+            const yls_output_req *o = NULL;
+            for (int i = 0; i < in->n_out; i++)
+                if ((int)in->out[i].kind == YLS_OUT_GRAD + k && in->out[i].layer == l)
+                    o = &in->out[i];
+            if (o && o->shm.region) {
+                job->grads[k][l] = (yls_grad_buf){yls_output_shm_ptr(o), true};
+                continue;
+            }
+            if (k == 2 && n == 0)
+                continue; /* no rows: nothing to write */
+            job->grads[k][l].p = n <= SIZE_MAX / es ? yls_big_alloc(n * es) : NULL;
+            if (!job->grads[k][l].p)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 static void input_work(uv_work_t *w)
 {
     yls_infer *job = container_of(w, yls_infer, work);
@@ -252,19 +303,33 @@ static void input_work(uv_work_t *w)
         yls_big_free(job->body.base);
         job->body = (yls_body){base, data, len, len, pad};
     }
-    if (yls_infer_parse(&job->in, job->model, job->body.data, job->body.len, job->header_len, f))
+    if (yls_infer_parse(&job->in, job->model, job->body.data, job->body.len, job->header_len,
+                        job->srv->shm, f))
         goto done;
     yls_infer_input *in = &job->in;
     yl_error err;
     int L = in->num_layers;
-    int rc = yl_problem_init(&job->prob, &in->cfg, in->outputs, L,
+    int rc;
+    if (in->compact) {
+        yl_compact_layer cl[YL_MAX_LAYERS];
+        for (int l = 0; l < L; l++)
+            cl[l] = (yl_compact_layer){in->cl[l].box, in->cl[l].rows, in->cl[l].index};
+        rc = yl_problem_init_compact(&job->prob, &in->cfg, cl, L,
+                                     in->has_boxes ? &in->boxes : NULL,
+                                     in->has_boxes ? NULL : in->y_true, in->has_boxes ? 0 : L,
+                                     &err);
+    } else {
+        rc = yl_problem_init(&job->prob, &in->cfg, in->outputs, L,
                              in->has_boxes ? &in->boxes : NULL, in->has_boxes ? NULL : in->y_true,
                              in->has_boxes ? 0 : L, &err);
+    }
     if (rc != YL_OK) {
         yls_fail_set(f, rc == YL_ENOMEM ? 500 : 400, "%s", err.msg);
         goto done;
     }
     job->problem_ok = true;
+    if (yls_infer_check_shm_outputs(in, &job->prob, f))
+        goto done;
     int64_t B = job->prob.batch;
     if (yls_image_ids_check(in, B, f))
         goto done;
@@ -273,16 +338,8 @@ static void input_work(uv_work_t *w)
         yls_fail_set(f, 503, "out of memory for %" PRId64 " images; retry later", B);
         goto done;
     }
-    if (in->want_grads)
-        for (int l = 0; l < L; l++) {
-            size_t n = (size_t)B * (size_t)job->prob.layer_elems[l];
-            /* not zeroed: yl_image writes every element of its image's slice */
-            job->grads[l] = n <= SIZE_MAX / sizeof(float) ? yls_big_alloc(n * sizeof(float)) : NULL;
-            if (!job->grads[l]) {
-                yls_fail_set(f, 503, "out of memory for the gradients; retry later");
-                goto done;
-            }
-        }
+    if (alloc_grads(job))
+        yls_fail_set(f, 503, "out of memory for the gradients; retry later");
 done:
     job->t_input1 = uv_hrtime();
 }
@@ -344,8 +401,10 @@ static void infer_free(void *work)
         return;
     yls_big_free(job->body.base);
     yls_infer_input_free(&job->in);
-    for (int l = 0; l < YL_MAX_LAYERS; l++)
-        yls_big_free(job->grads[l]);
+    for (int k = 0; k < YLS_GRAD_KINDS; k++)
+        for (int l = 0; l < YL_MAX_LAYERS; l++)
+            if (!job->grads[k][l].borrowed)
+                yls_big_free(job->grads[k][l].p);
     free(job->images);
     if (job->payload) {
         yls_payload_free(job->payload);

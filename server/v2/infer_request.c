@@ -10,6 +10,7 @@
  * this file checks what only the wire knows, and names the input in every message.
  */
 #include "infer.h"
+#include "shm.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -23,7 +24,8 @@
 /* --------------------------------------------------------------------------------------- */
 /* Names                                                                                     */
 
-enum { IN_OUTPUT, IN_BOXES, IN_Y_TRUE, IN_IMAGE_IDS };
+/* IN_BOX, IN_ROWS, IN_INDEX: the compact form of output_l (yololoss_compact) */
+enum { IN_OUTPUT, IN_BOXES, IN_Y_TRUE, IN_IMAGE_IDS, IN_BOX, IN_ROWS, IN_INDEX };
 
 #define IMAGE_IDS "image_ids"
 
@@ -33,9 +35,24 @@ const char *yls_output_name(yls_output_kind kind, int layer, char *buf, size_t l
                                         "stats"};
     if (kind == YLS_OUT_GRAD)
         snprintf(buf, len, "grad_%d", layer);
+    else if (kind == YLS_OUT_GRAD_OBJ)
+        snprintf(buf, len, "grad_%d_obj", layer);
+    else if (kind == YLS_OUT_GRAD_ROWS)
+        snprintf(buf, len, "grad_%d_rows", layer);
     else
         snprintf(buf, len, "%s", fixed[kind]);
     return buf;
+}
+
+/* "prefix<digit>_<part>" with the digit below L: the digit, else -1. */
+static int layer_part(const char *name, const char *prefix, const char *part, int num_layers)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(name, prefix, n) != 0 || name[n] < '0' || name[n] > '9' || name[n + 1] != '_' ||
+        strcmp(name + n + 2, part))
+        return -1;
+    int l = name[n] - '0';
+    return l < num_layers ? l : -1;
 }
 
 /* "prefix<digit>" with the digit below L: the digit, else -1. */
@@ -280,6 +297,11 @@ static int parse_request_parameters(yls_infer_input *in, const json_t *params,
                                     json_type_name(v));
             if (parse_image_ids_param(in, json_string_value(v), f))
                 return -1;
+        } else if (!strcmp(key, "grad_datatype")) {
+            const char *g = json_is_string(v) ? json_string_value(v) : "";
+            if (strcmp(g, "FP32") && strcmp(g, "FP64"))
+                return yls_fail_set(f, 400, "parameter grad_datatype must be \"FP32\" or \"FP64\"");
+            in->grad_dtype = g[2] == '6' ? YL_F64 : YL_F32;
         } else if (!strcmp(key, "sequence_id") || !strcmp(key, "sequence_start") ||
                    !strcmp(key, "sequence_end") || !strcmp(key, "priority") ||
                    !strcmp(key, "timeout")) {
@@ -290,7 +312,7 @@ static int parse_request_parameters(yls_infer_input *in, const json_t *params,
         } else {
             return yls_fail_set(f, 400,
                                 "unknown request parameter '%s' (known: ignore_thresh, anchors, "
-                                "run, step, image_ids, binary_data_output)",
+                                "run, step, image_ids, binary_data_output, grad_datatype)",
                                 key);
         }
     }
@@ -311,11 +333,49 @@ static int output_kind(const char *name, int num_layers, yls_output_kind *kind, 
             return 0;
         }
     int l = layer_suffix(name, "grad_", num_layers);
+    *kind = YLS_OUT_GRAD;
+    if (l < 0 && (l = layer_part(name, "grad_", "obj", num_layers)) >= 0)
+        *kind = YLS_OUT_GRAD_OBJ;
+    if (l < 0 && (l = layer_part(name, "grad_", "rows", num_layers)) >= 0)
+        *kind = YLS_OUT_GRAD_ROWS;
     if (l < 0)
         return -1;
-    *kind = YLS_OUT_GRAD;
     *layer = l;
     return 0;
+}
+
+/* shared_memory_region / _offset / _byte_size of an input or output: 1 when given (place
+ * filled, the region held by in), 0 when not, -1 with f set. */
+static int shm_params(yls_infer_input *in, const char *what, const json_t *region,
+                      const json_t *offset, const json_t *size, yls_shm_place *place,
+                      yls_fail *f)
+{
+    if (!region && !offset && !size)
+        return 0;
+    if (!json_is_string(region) || !json_is_integer(size))
+        return yls_fail_set(f, 400,
+                            "%s: shared memory needs both shared_memory_region (a string) and "
+                            "shared_memory_byte_size (an integer)",
+                            what);
+    if (offset && (!json_is_integer(offset) || json_integer_value(offset) < 0))
+        return yls_fail_set(f, 400, "%s: shared_memory_offset must be a non-negative integer",
+                            what);
+    if (json_integer_value(size) < 0)
+        return yls_fail_set(f, 400, "%s: shared_memory_byte_size must be non-negative", what);
+    const char *name = json_string_value(region);
+    yls_shm_region *r = yls_shm_acquire(in->shm, name, what, f);
+    if (!r)
+        return -1;
+    in->held[in->n_held++] = r;
+    place->region = r;
+    place->offset = offset ? (uint64_t)json_integer_value(offset) : 0;
+    place->size = (uint64_t)json_integer_value(size);
+    if (place->offset > r->byte_size || place->size > r->byte_size - place->offset)
+        return yls_fail_set(f, 400,
+                            "%s: shared_memory_offset %" PRIu64 " + shared_memory_byte_size %" PRIu64
+                            " is beyond the end of region '%s' (%" PRIu64 " bytes)",
+                            what, place->offset, place->size, name, r->byte_size);
+    return 1;
 }
 
 static int parse_outputs(yls_infer_input *in, const yls_model *m, const json_t *outputs,
@@ -323,17 +383,8 @@ static int parse_outputs(yls_infer_input *in, const yls_model *m, const json_t *
 {
     int L = in->num_layers;
     if (!outputs || json_is_null(outputs) ||
-        (json_is_array(outputs) && json_array_size(outputs) == 0)) {
-        /* every output */
-        for (int k = 0; k < YLS_OUT_GRAD + L; k++) {
-            yls_output_req *o = &in->out[in->n_out++];
-            o->kind = k < YLS_OUT_GRAD ? (yls_output_kind)k : YLS_OUT_GRAD;
-            o->layer = k < YLS_OUT_GRAD ? 0 : k - YLS_OUT_GRAD;
-            o->binary = binary_default;
-        }
-        in->want_grads = true;
-        return 0;
-    }
+        (json_is_array(outputs) && json_array_size(outputs) == 0))
+        return 0; /* every output: finish_outputs, once the form (dense, compact) is known */
     if (!json_is_array(outputs))
         return yls_fail_set(f, 400, "\"outputs\" must be an array, not %s",
                             json_type_name(outputs));
@@ -363,35 +414,80 @@ static int parse_outputs(yls_infer_input *in, const yls_model *m, const json_t *
         if (output_kind(nm, L, &kind, &layer))
             return yls_fail_set(f, 400,
                                 "unknown output '%s' (model '%s' has loss, loss_terms, "
-                                "layer_terms, image_terms, stats, grad_0..grad_%d)",
+                                "layer_terms, image_terms, stats, grad_0..grad_%d, and for "
+                                "compact requests grad_l_obj, grad_l_rows)",
                                 nm, m->name, L - 1);
         for (int j = 0; j < in->n_out; j++)
             if (in->out[j].kind == kind && in->out[j].layer == layer)
                 return yls_fail_set(f, 400, "output '%s' is requested twice", nm);
         bool binary = binary_default;
+        yls_shm_place shm = {0};
         if (params && !json_is_null(params)) {
             if (!json_is_object(params))
                 return yls_fail_set(f, 400, "output '%s': \"parameters\" must be an object", nm);
+            const json_t *region = NULL, *offset = NULL, *size = NULL;
             json_object_foreach((json_t *)params, key, v) {
                 if (!strcmp(key, "binary_data")) {
                     if (!param_bool(v, &binary))
                         return yls_fail_set(f, 400,
                                             "output '%s': parameter binary_data must be a boolean",
                                             nm);
+                } else if (!strcmp(key, "shared_memory_region")) {
+                    region = v;
+                } else if (!strcmp(key, "shared_memory_offset")) {
+                    offset = v;
+                } else if (!strcmp(key, "shared_memory_byte_size")) {
+                    size = v;
                 } else {
                     return yls_fail_set(f, 400,
-                                        "output '%s': unsupported parameter '%s' (binary_data is "
-                                        "the only one)",
+                                        "output '%s': unsupported parameter '%s' (binary_data, "
+                                        "shared_memory_region, shared_memory_offset, "
+                                        "shared_memory_byte_size)",
                                         nm, key);
                 }
             }
+            char what[48];
+            snprintf(what, sizeof what, "output '%s'", nm);
+            if (shm_params(in, what, region, offset, size, &shm, f) < 0)
+                return -1;
         }
         yls_output_req *r = &in->out[in->n_out++];
         r->kind = kind;
         r->layer = layer;
         r->binary = binary;
-        if (kind == YLS_OUT_GRAD)
-            in->want_grads = true;
+        r->shm = shm;
+    }
+    return 0;
+}
+
+/* After the inputs: the default outputs (none named), and which gradients to compute. */
+static int finish_outputs(yls_infer_input *in, bool all, bool binary_default, yls_fail *f)
+{
+    int L = in->num_layers;
+    if (all) {
+        for (int k = 0; k < YLS_OUT_GRAD; k++)
+            in->out[in->n_out++] = (yls_output_req){.kind = (yls_output_kind)k,
+                                                    .binary = binary_default};
+        for (int kind = in->compact ? YLS_OUT_GRAD_OBJ : YLS_OUT_GRAD;
+             kind <= (in->compact ? YLS_OUT_GRAD_ROWS : YLS_OUT_GRAD); kind++)
+            for (int l = 0; l < L; l++)
+                in->out[in->n_out++] = (yls_output_req){.kind = (yls_output_kind)kind,
+                                                        .layer = l, .binary = binary_default};
+    }
+    for (int i = 0; i < in->n_out; i++) {
+        const yls_output_req *o = &in->out[i];
+        if (o->kind < YLS_OUT_GRAD)
+            continue;
+        char name[32];
+        yls_output_name(o->kind, o->layer, name, sizeof name);
+        if (o->kind != YLS_OUT_GRAD && !in->compact)
+            return yls_fail_set(f, 400,
+                                "output '%s' belongs to compact requests (inputs output_%d_box, "
+                                "output_%d_rows, output_%d_index); a dense request has grad_%d",
+                                name, o->layer, o->layer, o->layer, o->layer);
+        in->want_grad[o->kind - YLS_OUT_GRAD][o->layer] = true;
+        if (o->kind == YLS_OUT_GRAD && in->compact) /* scattered from the compact gradient */
+            in->want_grad[1][o->layer] = in->want_grad[2][o->layer] = true;
     }
     return 0;
 }
@@ -412,7 +508,11 @@ typedef struct {
     int64_t binary_size;  /* -1 when not binary */
     bool ids_unsigned;    /* image_ids given as UINT64 */
     size_t offset;        /* of the blob in the body */
+    bool in_shm;          /* in a shared-memory region: */
+    yls_shm_place shm;
 } input_desc;
+
+#define YL_INT64 (-2) /* output_l_index's datatype, known to the wire only */
 
 static int parse_shape(input_desc *d, const json_t *shape, yls_fail *f)
 {
@@ -434,6 +534,8 @@ static int parse_shape(input_desc *d, const json_t *shape, yls_fail *f)
     format_shape(d->shape, d->ndim, s, sizeof s);
     int64_t count = 1;
     for (int i = 0; i < d->ndim; i++) {
+        if (i == 0 && d->shape[0] == 0 && (d->kind == IN_ROWS || d->kind == IN_INDEX))
+            continue; /* a compact layer may send no rows */
         if (d->shape[i] <= 0)
             return yls_fail_set(f, 400, "input '%s': shape %s has a %s dimension", d->name, s,
                                 d->shape[i] == 0 ? "zero" : "negative");
@@ -452,7 +554,10 @@ static int parse_shape(input_desc *d, const json_t *shape, yls_fail *f)
     return 0;
 }
 
-static int parse_input_parameters(input_desc *d, const json_t *params, yls_fail *f)
+/* binary_data_size, and the shared-memory parameters when in is given (NULL: the input
+ * cannot be in shared memory). */
+static int parse_input_parameters(yls_infer_input *in, input_desc *d, const json_t *params,
+                                  yls_fail *f)
 {
     d->binary_size = -1;
     if (!params || json_is_null(params))
@@ -460,7 +565,7 @@ static int parse_input_parameters(input_desc *d, const json_t *params, yls_fail 
     if (!json_is_object(params))
         return yls_fail_set(f, 400, "input '%s': \"parameters\" must be an object", d->name);
     const char *key;
-    const json_t *v;
+    const json_t *v, *region = NULL, *offset = NULL, *size = NULL;
     json_object_foreach((json_t *)params, key, v) {
         if (!strcmp(key, "binary_data_size")) {
             if (!json_is_integer(v) || json_integer_value(v) < 0)
@@ -468,20 +573,48 @@ static int parse_input_parameters(input_desc *d, const json_t *params, yls_fail 
                                     "input '%s': binary_data_size must be a non-negative integer",
                                     d->name);
             d->binary_size = json_integer_value(v);
+        } else if (in && !strcmp(key, "shared_memory_region")) {
+            region = v;
+        } else if (in && !strcmp(key, "shared_memory_offset")) {
+            offset = v;
+        } else if (in && !strcmp(key, "shared_memory_byte_size")) {
+            size = v;
         } else {
             return yls_fail_set(f, 400,
-                                "input '%s': unsupported parameter '%s' (binary_data_size is the "
-                                "only one)",
-                                d->name, key);
+                                "input '%s': unsupported parameter '%s' (binary_data_size%s)",
+                                d->name, key,
+                                in ? ", shared_memory_region, shared_memory_offset, "
+                                     "shared_memory_byte_size"
+                                   : " is the only one");
         }
     }
+    if (!in)
+        return 0;
+    char what[48];
+    snprintf(what, sizeof what, "input '%s'", d->name);
+    int rc = shm_params(in, what, region, offset, size, &d->shm, f);
+    if (rc < 0)
+        return -1;
+    d->in_shm = rc == 1;
     return 0;
+}
+
+static const char *dtype_name(int dtype)
+{
+    return dtype == YL_INT64 ? "INT64" : yl_dtype_name(dtype);
 }
 
 /* Store the JSON number v as element i of the dtype buffer. */
 static int store_number(const input_desc *d, void *buf, int64_t i, const json_t *v,
                         yls_fail *f)
 {
+    if (d->dtype == YL_INT64) {
+        if (!json_is_integer(v))
+            return yls_fail_set(f, 400, "input '%s': element %" PRId64 " is not an integer",
+                                d->name, i);
+        ((int64_t *)buf)[i] = json_integer_value(v);
+        return 0;
+    }
     double x = json_number_value(v);
     switch (d->dtype) {
     case YL_F32: {
@@ -581,7 +714,7 @@ static int convert_json_data(yls_infer_input *in, const input_desc *d, yl_tensor
                             d->name, have > d->count ? "more than " : "",
                             have > d->count ? d->count : have, s, d->count);
     }
-    void *buf = yls_big_alloc((size_t)d->count * d->esize);
+    void *buf = yls_big_alloc((size_t)d->count * d->esize + 1); /* + 1: count may be 0 */
     if (!buf)
         return yls_fail_set(f, 500, "out of memory for input '%s'", d->name);
     in->owned[in->n_owned++] = buf;
@@ -615,7 +748,7 @@ static int check_binary_size(const input_desc *d, yls_fail *f)
                                 "bytes (%s) = %" PRIu64,
                                 d->name, d->binary_size, s, d->esize,
                                 d->kind == IN_IMAGE_IDS ? (d->ids_unsigned ? "UINT64" : "INT64")
-                                                        : yl_dtype_name(d->dtype),
+                                                        : dtype_name(d->dtype),
                                 (uint64_t)d->count * d->esize);
         }
     } else if (!d->data) {
@@ -636,7 +769,7 @@ static int describe_image_ids(input_desc *d, const char *datatype, const json_t 
     d->ids_unsigned = datatype[0] == 'U';
     d->dtype = -1;
     d->esize = 8;
-    if (parse_shape(d, shape, f) || parse_input_parameters(d, params, f))
+    if (parse_shape(d, shape, f) || parse_input_parameters(NULL, d, params, f))
         return -1;
     if (d->ndim != 1) {
         char s[160];
@@ -730,9 +863,19 @@ static int describe_input(yls_infer_input *in, const yls_model *m, const json_t 
     } else if (!strcmp(d->name, IMAGE_IDS)) {
         d->kind = IN_IMAGE_IDS;
         d->layer = 0;
+    } else if ((l = layer_part(d->name, "output_", "box", L)) >= 0) {
+        d->kind = IN_BOX;
+        d->layer = l;
+    } else if ((l = layer_part(d->name, "output_", "rows", L)) >= 0) {
+        d->kind = IN_ROWS;
+        d->layer = l;
+    } else if ((l = layer_part(d->name, "output_", "index", L)) >= 0) {
+        d->kind = IN_INDEX;
+        d->layer = l;
     } else {
         return yls_fail_set(f, 400,
-                            "unknown input '%s' (model '%s' takes output_0..output_%d, either "
+                            "unknown input '%s' (model '%s' takes output_0..output_%d or their "
+                            "compact form output_l_box, output_l_rows, output_l_index, either "
                             "boxes or y_true_0..y_true_%d, and optionally image_ids)",
                             d->name, m->name, L - 1, L - 1);
     }
@@ -744,15 +887,39 @@ static int describe_input(yls_infer_input *in, const yls_model *m, const json_t 
         return yls_fail_set(f, 400, "input '%s' needs a \"datatype\" string", d->name);
     if (d->kind == IN_IMAGE_IDS)
         return describe_image_ids(d, json_string_value(datatype), shape, params, data, f);
-    d->dtype = yl_dtype_from_name(json_string_value(datatype));
-    if (d->dtype < 0)
-        return yls_fail_set(f, 400,
-                            "input '%s': unsupported datatype '%s' (FP32, FP16, BF16 or FP64)",
-                            d->name, json_string_value(datatype));
-    d->esize = yl_dtype_size(d->dtype);
-    if (parse_shape(d, shape, f) || parse_input_parameters(d, params, f))
+    if (d->kind == IN_INDEX) {
+        if (strcmp(json_string_value(datatype), "INT64"))
+            return yls_fail_set(f, 400, "input '%s': datatype must be INT64, not '%s'", d->name,
+                                json_string_value(datatype));
+        d->dtype = YL_INT64;
+        d->esize = 8;
+    } else {
+        d->dtype = yl_dtype_from_name(json_string_value(datatype));
+        if (d->dtype < 0)
+            return yls_fail_set(f, 400,
+                                "input '%s': unsupported datatype '%s' (FP32, FP16, BF16 or FP64)",
+                                d->name, json_string_value(datatype));
+        d->esize = yl_dtype_size(d->dtype);
+    }
+    if (parse_shape(d, shape, f) || parse_input_parameters(in, d, params, f))
         return -1;
     d->data = data;
+    if (d->in_shm) {
+        if (data || d->binary_size >= 0)
+            return yls_fail_set(f, 400,
+                                "input '%s' is in shared memory and has %s too; give one",
+                                d->name, data ? "\"data\"" : "binary_data_size");
+        if (d->shm.size != (uint64_t)d->count * d->esize) {
+            char s[160];
+            format_shape(d->shape, d->ndim, s, sizeof s);
+            return yls_fail_set(f, 400,
+                                "input '%s': shared_memory_byte_size %" PRIu64 " (region '%s') is "
+                                "not shape %s x %zu bytes = %" PRIu64,
+                                d->name, d->shm.size, d->shm.region->name, s, d->esize,
+                                (uint64_t)d->count * d->esize);
+        }
+        return 0;
+    }
     if (check_binary_size(d, f))
         return -1;
     if (d->binary_size < 0) {
@@ -765,21 +932,108 @@ static int describe_input(yls_infer_input *in, const yls_model *m, const json_t 
     return 0;
 }
 
-/* Point t at the blob, or at an aligned copy of it. */
-static int bind_blob(yls_infer_input *in, const input_desc *d, const uint8_t *body,
-                     yl_tensor *t, yls_fail *f)
+/* Point t at p (the blob, or the tensor in shared memory), or at an aligned copy of it. */
+static int bind_bytes(yls_infer_input *in, const input_desc *d, const uint8_t *p, yl_tensor *t,
+                      yls_fail *f)
 {
-    const uint8_t *p = body + d->offset;
     if ((uintptr_t)p % d->esize == 0) {
         t->data = p;
         return 0;
     }
-    void *copy = yls_big_alloc((size_t)d->binary_size);
+    size_t n = (size_t)d->count * d->esize;
+    void *copy = yls_big_alloc(n + 1);
     if (!copy)
         return yls_fail_set(f, 500, "out of memory for input '%s'", d->name);
-    memcpy(copy, p, (size_t)d->binary_size);
+    memcpy(copy, p, n);
     in->owned[in->n_owned++] = copy;
     t->data = copy;
+    return 0;
+}
+
+static int slot_of(const input_desc *d, int L)
+{
+    switch (d->kind) {
+    case IN_OUTPUT: return d->layer;
+    case IN_BOXES: return L;
+    case IN_Y_TRUE: return L + 1 + d->layer;
+    case IN_BOX: return 2 * L + 1 + d->layer;
+    case IN_ROWS: return 3 * L + 1 + d->layer;
+    case IN_INDEX: return 4 * L + 1 + d->layer;
+    default: return -1; /* image_ids: not a slot */
+    }
+}
+
+/* Every output_l, or every output_l_box/_rows/_index; boxes or every y_true_l. */
+static int check_present(yls_infer_input *in, const yls_model *m,
+                         const input_desc *const *by_slot, yls_fail *f)
+{
+    int L = in->num_layers;
+    char range[192];
+    snprintf(range, sizeof range,
+             "model '%s' takes output_0..output_%d and either boxes or y_true_0..y_true_%d",
+             m->name, L - 1, L - 1);
+    bool any_dense = false, any_compact = false;
+    for (int l = 0; l < L; l++) {
+        any_dense |= by_slot[l] != NULL;
+        for (int k = 2; k <= 4; k++)
+            any_compact |= by_slot[k * L + 1 + l] != NULL;
+    }
+    if (any_dense && any_compact)
+        return yls_fail_set(f, 400,
+                            "the request mixes dense inputs (output_l) and compact ones "
+                            "(output_l_box, output_l_rows, output_l_index): every layer must "
+                            "use the same form");
+    in->compact = any_compact;
+    static const char *const part[] = {"box", "rows", "index"};
+    for (int l = 0; l < L; l++) {
+        if (!any_compact && !by_slot[l])
+            return yls_fail_set(f, 400, "missing input 'output_%d' (%s)", l, range);
+        if (any_compact)
+            for (int k = 2; k <= 4; k++)
+                if (!by_slot[k * L + 1 + l])
+                    return yls_fail_set(f, 400,
+                                        "missing input 'output_%d_%s' (a compact request gives "
+                                        "output_l_box, output_l_rows and output_l_index for "
+                                        "every layer)",
+                                        l, part[k - 2]);
+    }
+    bool has_boxes = by_slot[L] != NULL, any_y = false;
+    for (int l = 0; l < L; l++)
+        any_y |= by_slot[L + 1 + l] != NULL;
+    if (has_boxes && any_y)
+        return yls_fail_set(f, 400,
+                            "both 'boxes' and y_true inputs are given: the ground truth must be "
+                            "one or the other");
+    if (!has_boxes && !any_y)
+        return yls_fail_set(f, 400, "missing ground truth: give 'boxes' or y_true_0..y_true_%d",
+                            L - 1);
+    if (any_y)
+        for (int l = 0; l < L; l++)
+            if (!by_slot[L + 1 + l])
+                return yls_fail_set(f, 400, "missing input 'y_true_%d' (%s)", l, range);
+    in->has_boxes = has_boxes;
+    return 0;
+}
+
+/* The shapes only the wire relates: output_l_index [N] and output_l_rows [N, 5+C]. */
+static int check_compact(yls_infer_input *in, const input_desc *const *by_slot, yls_fail *f)
+{
+    int L = in->num_layers;
+    for (int l = 0; l < L; l++) {
+        const input_desc *rows = by_slot[3 * L + 1 + l], *index = by_slot[4 * L + 1 + l];
+        if (index->ndim != 1)
+            return yls_fail_set(f, 400, "input 'output_%d_index' must be 1-D [N], not %d-D", l,
+                                index->ndim);
+        if (rows->ndim != 2)
+            return yls_fail_set(f, 400, "input 'output_%d_rows' must be 2-D [N, 5+C], not %d-D",
+                                l, rows->ndim);
+        if (rows->shape[0] != index->shape[0])
+            return yls_fail_set(f, 400,
+                                "input 'output_%d_rows' has %" PRId64 " rows but "
+                                "'output_%d_index' has %" PRId64 " indices",
+                                l, rows->shape[0], l, index->shape[0]);
+        in->cl[l].n = index->shape[0];
+    }
     return 0;
 }
 
@@ -821,36 +1075,13 @@ static int parse_inputs(yls_infer_input *in, const yls_model *m, const json_t *i
                             "(JSON header %zu bytes, binary inputs end at %zu, body %zu)",
                             len - offset, json_len, offset, len);
 
-    /* what is there: every output_l, and boxes or every y_true_l */
+    /* what is there: every output_l (or its compact parts), and boxes or every y_true_l */
     const input_desc *by_slot[YLS_MAX_INPUTS] = {0};
-    for (size_t i = 0; i < n; i++) {
-        const input_desc *d = &descs[i];
-        if (d->kind == IN_IMAGE_IDS)
-            continue;
-        int slot = d->kind == IN_OUTPUT ? d->layer : d->kind == IN_BOXES ? L : L + 1 + d->layer;
-        by_slot[slot] = d;
-    }
-    char range[192];
-    snprintf(range, sizeof range,
-             "model '%s' takes output_0..output_%d and either boxes or y_true_0..y_true_%d",
-             m->name, L - 1, L - 1);
-    for (int l = 0; l < L; l++)
-        if (!by_slot[l])
-            return yls_fail_set(f, 400, "missing input 'output_%d' (%s)", l, range);
-    bool has_boxes = by_slot[L] != NULL, any_y = false;
-    for (int l = 0; l < L; l++)
-        any_y |= by_slot[L + 1 + l] != NULL;
-    if (has_boxes && any_y)
-        return yls_fail_set(f, 400,
-                            "both 'boxes' and y_true inputs are given: the ground truth must be "
-                            "one or the other");
-    if (!has_boxes && !any_y)
-        return yls_fail_set(f, 400, "missing ground truth: give 'boxes' or y_true_0..y_true_%d",
-                            L - 1);
-    if (any_y)
-        for (int l = 0; l < L; l++)
-            if (!by_slot[L + 1 + l])
-                return yls_fail_set(f, 400, "missing input 'y_true_%d' (%s)", l, range);
+    for (size_t i = 0; i < n; i++)
+        if (slot_of(&descs[i], L) >= 0)
+            by_slot[slot_of(&descs[i], L)] = &descs[i];
+    if (check_present(in, m, by_slot, f) || (in->compact && check_compact(in, by_slot, f)))
+        return -1;
 
     /* tensors */
     for (size_t i = 0; i < n; i++) {
@@ -863,26 +1094,44 @@ static int parse_inputs(yls_infer_input *in, const yls_model *m, const json_t *i
                 return -1;
             continue;
         }
-        yl_tensor *t = d->kind == IN_OUTPUT  ? &in->outputs[d->layer]
-                       : d->kind == IN_BOXES ? &in->boxes
-                                             : &in->y_true[d->layer];
+        yl_tensor tmp, *t = d->kind == IN_OUTPUT  ? &in->outputs[d->layer]
+                            : d->kind == IN_BOXES ? &in->boxes
+                            : d->kind == IN_Y_TRUE ? &in->y_true[d->layer]
+                            : d->kind == IN_BOX    ? &in->cl[d->layer].box
+                            : d->kind == IN_ROWS   ? &in->cl[d->layer].rows
+                                                   : &tmp;
         t->dtype = d->dtype;
         t->ndim = d->ndim;
         memcpy(t->shape, d->shape, sizeof t->shape);
-        if (d->binary_size >= 0 ? bind_blob(in, d, body, t, f) : convert_json_data(in, d, t, f))
+        int rc;
+        if (d->in_shm) {
+            rc = bind_bytes(in, d, d->shm.region->base + d->shm.offset, t, f);
+            int k = in->n_shm_in++;
+            snprintf(in->shm_names[k], sizeof in->shm_names[k], "%s", d->name);
+            in->shm_in[k].name = in->shm_names[k];
+            in->shm_in[k].at = d->shm;
+        } else if (d->binary_size >= 0) {
+            rc = bind_bytes(in, d, body + d->offset, t, f);
+        } else {
+            rc = convert_json_data(in, d, t, f);
+        }
+        if (rc)
             return -1;
+        if (d->kind == IN_INDEX)
+            in->cl[d->layer].index = t->data;
     }
-    in->has_boxes = has_boxes;
     return 0;
 }
 
 /* --------------------------------------------------------------------------------------- */
 
 int yls_infer_parse(yls_infer_input *in, const yls_model *m, const uint8_t *body, size_t len,
-                    int64_t header_len, yls_fail *f)
+                    int64_t header_len, struct yls_shm *shm, yls_fail *f)
 {
     memset(in, 0, sizeof *in);
     in->step = -1;
+    in->shm = shm;
+    in->grad_dtype = YL_F32;
     in->cfg = m->cfg;
     size_t json_len = header_len >= 0 ? (size_t)header_len : len;
     if (json_len > len)
@@ -932,8 +1181,11 @@ int yls_infer_parse(yls_infer_input *in, const yls_model *m, const uint8_t *body
     if (parse_request_parameters(in, params, &binary_output, f))
         goto out;
     in->num_layers = in->cfg.num_anchors / YL_NUM_ANCHORS_PER_LAYER;
+    bool all_outputs = !outputs || json_is_null(outputs) ||
+                       (json_is_array(outputs) && json_array_size(outputs) == 0);
     if (parse_outputs(in, m, outputs, binary_output, f) ||
-        parse_inputs(in, m, inputs, body, len, json_len, header_len >= 0, f))
+        parse_inputs(in, m, inputs, body, len, json_len, header_len >= 0, f) ||
+        finish_outputs(in, all_outputs, binary_output, f))
         goto out;
     if (in->image_ids) {
         if (!in->run[0]) {
@@ -962,4 +1214,124 @@ void yls_infer_input_free(yls_infer_input *in)
     in->id = NULL;
     free(in->image_ids);
     in->image_ids = NULL;
+    for (int i = 0; i < in->n_held; i++)
+        yls_shm_release(in->shm, in->held[i]);
+    in->n_held = 0;
 }
+
+/* --------------------------------------------------------------------------------------- */
+/* Output shapes and outputs in shared memory                                                */
+
+void yls_output_shape(const yls_infer_input *in, const yl_problem *p, int i, int *ndim,
+                      int64_t *shape, size_t *elems)
+{
+    const yls_output_req *o = &in->out[i];
+    int L = p->num_layers, l = o->layer;
+    int64_t B = p->batch, H = p->grid_h[l], W = p->grid_w[l], C5 = 5 + p->num_classes;
+    switch (o->kind) {
+    case YLS_OUT_LOSS: *ndim = 1; shape[0] = 1; break;
+    case YLS_OUT_LOSS_TERMS: *ndim = 1; shape[0] = 4; break;
+    case YLS_OUT_LAYER_TERMS: *ndim = 2; shape[0] = L; shape[1] = 4; break;
+    case YLS_OUT_IMAGE_TERMS: *ndim = 2; shape[0] = B; shape[1] = 4; break;
+    case YLS_OUT_STATS: *ndim = 2; shape[0] = L; shape[1] = YL_NUM_STATS; break;
+    case YLS_OUT_GRAD:
+        if (in->compact) {
+            *ndim = 5;
+            shape[0] = B, shape[1] = H, shape[2] = W, shape[3] = 3, shape[4] = C5;
+        } else {
+            *ndim = in->outputs[l].ndim;
+            memcpy(shape, in->outputs[l].shape, sizeof in->outputs[l].shape);
+        }
+        break;
+    case YLS_OUT_GRAD_OBJ:
+        *ndim = 4;
+        shape[0] = B, shape[1] = H, shape[2] = W, shape[3] = 3;
+        break;
+    case YLS_OUT_GRAD_ROWS:
+        *ndim = 2;
+        shape[0] = in->cl[l].n, shape[1] = C5;
+        break;
+    }
+    size_t n = 1;
+    for (int d = 0; d < *ndim; d++)
+        n *= (size_t)shape[d];
+    *elems = n;
+}
+
+size_t yls_output_esize(const yls_infer_input *in, int i)
+{
+    return in->out[i].kind >= YLS_OUT_GRAD && in->grad_dtype == YL_F64 ? 8 : 4;
+}
+
+void *yls_output_shm_ptr(const yls_output_req *o)
+{
+    return o->shm.region->base + o->shm.offset;
+}
+
+/* The bytes [from, to) of the shared-memory object that a placement covers. */
+static void object_span(const yls_shm_place *at, uint64_t bytes, uint64_t *from, uint64_t *to)
+{
+    *from = at->region->offset + at->offset;
+    *to = *from + bytes;
+}
+
+static bool spans_overlap(const yls_shm_place *a, uint64_t na, const yls_shm_place *b,
+                          uint64_t nb)
+{
+    if (a->region->dev != b->region->dev || a->region->ino != b->region->ino || !na || !nb)
+        return false;
+    uint64_t a0, a1, b0, b1;
+    object_span(a, na, &a0, &a1);
+    object_span(b, nb, &b0, &b1);
+    return a0 < b1 && b0 < a1;
+}
+
+int yls_infer_check_shm_outputs(const yls_infer_input *in, const yl_problem *p, yls_fail *f)
+{
+    uint64_t need[YLS_MAX_OUTPUTS];
+    for (int i = 0; i < in->n_out; i++) {
+        const yls_output_req *o = &in->out[i];
+        if (!o->shm.region)
+            continue;
+        int ndim;
+        int64_t shape[YL_MAX_DIMS];
+        size_t elems, es = yls_output_esize(in, i);
+        yls_output_shape(in, p, i, &ndim, shape, &elems);
+        need[i] = (uint64_t)elems * es;
+        char name[32];
+        yls_output_name(o->kind, o->layer, name, sizeof name);
+        if (need[i] > o->shm.size)
+            return yls_fail_set(f, 400,
+                                "output '%s': region '%s' is too small: shared_memory_byte_size "
+                                "%" PRIu64 " but the output needs %" PRIu64 " bytes (%zu x %s)",
+                                name, o->shm.region->name, o->shm.size, need[i], elems,
+                                es == 8 ? "FP64" : "FP32");
+        if ((uintptr_t)yls_output_shm_ptr(o) % es)
+            return yls_fail_set(f, 400,
+                                "output '%s': shared_memory_offset %" PRIu64 " in region '%s' is "
+                                "not a multiple of %zu (the output's element size)",
+                                name, o->shm.offset, o->shm.region->name, es);
+        for (int k = 0; k < in->n_shm_in; k++)
+            if (spans_overlap(&o->shm, need[i], &in->shm_in[k].at, in->shm_in[k].at.size))
+                return yls_fail_set(f, 400,
+                                    "output '%s' (region '%s', offset %" PRIu64 ", %" PRIu64
+                                    " bytes) overlaps input '%s' (region '%s', offset %" PRIu64
+                                    ", %" PRIu64 " bytes) in the same shared-memory object",
+                                    name, o->shm.region->name, o->shm.offset, need[i],
+                                    in->shm_in[k].name, in->shm_in[k].at.region->name,
+                                    in->shm_in[k].at.offset, in->shm_in[k].at.size);
+        for (int j = 0; j < i; j++) {
+            const yls_output_req *q = &in->out[j];
+            if (q->shm.region && spans_overlap(&o->shm, need[i], &q->shm, need[j])) {
+                char other[32];
+                yls_output_name(q->kind, q->layer, other, sizeof other);
+                return yls_fail_set(f, 400,
+                                    "output '%s' (region '%s') overlaps output '%s' (region '%s') "
+                                    "in the same shared-memory object",
+                                    name, o->shm.region->name, other, q->shm.region->name);
+            }
+        }
+    }
+    return 0;
+}
+

@@ -8,6 +8,7 @@
  * wrote and at one small array holding the other outputs.
  */
 #include "infer.h"
+#include "shm.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -111,27 +112,47 @@ static int64_t sb_floats(strbuf *b, const float *v, size_t n)
     return -1;
 }
 
+/* FP64 values: "%.17g" gives every double back exactly. */
+static int64_t sb_doubles(strbuf *b, const double *v, size_t n)
+{
+    if (!sb_reserve(b, n * 25 + 2))
+        return -1;
+    b->p[b->len++] = '[';
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(v[i]))
+            return (int64_t)i;
+        if (!sb_reserve(b, 27))
+            return -1;
+        if (i)
+            b->p[b->len++] = ',';
+        b->len += (size_t)snprintf(b->p + b->len, b->cap - b->len, "%.17g", v[i]);
+    }
+    sb_put(b, "]", 1);
+    return -1;
+}
+
 /* --------------------------------------------------------------------------------------- */
 
-/* Where one output's values are and what shape it has. */
-typedef struct {
-    const float *v;
-    size_t n;
-    int ndim;
-    int64_t shape[YL_MAX_DIMS];
-} output_view;
-
-static int64_t tensor_elems(const yl_tensor *t)
+/* The dense gradient of a compact layer: zero but the objectness channel of every anchor
+ * (obj) and the full rows of the sent anchors (rows, which cover every truth anchor). The
+ * dense problem's gradient is exactly that, so this is bit-identical to it. */
+static void scatter_dense(void *dense, const void *obj, const void *rows, const int64_t *index,
+                          int64_t n_rows, size_t anchors, size_t c5, size_t es)
 {
-    int64_t n = 1;
-    for (int d = 0; d < t->ndim; d++)
-        n *= t->shape[d];
-    return n;
+    memset(dense, 0, anchors * c5 * es);
+    uint8_t *d = dense;
+    const uint8_t *o = obj;
+    for (size_t a = 0; a < anchors; a++)
+        memcpy(d + (a * c5 + 4) * es, o + a * es, es);
+    const uint8_t *r = rows;
+    for (int64_t k = 0; k < n_rows; k++)
+        memcpy(d + (size_t)index[k] * c5 * es, r + (size_t)k * c5 * es, c5 * es);
 }
 
 int yls_infer_respond(yls_payload *out, const yls_infer_input *in, const char *model_name,
                       const yl_problem *p, const yl_result *res, const yl_image_result *images,
-                      float **grads, yls_encoding enc, yls_fail *f)
+                      yls_grad_buf grads[YLS_GRAD_KINDS][YL_MAX_LAYERS], yls_encoding enc,
+                      yls_fail *f)
 {
     memset(out, 0, sizeof *out);
     int L = p->num_layers;
@@ -166,6 +187,15 @@ int yls_infer_respond(yls_payload *out, const yls_infer_input *in, const char *m
                 image_terms[b * 4 + k] = (float)t[k];
         }
 
+    /* the payload owns the gradient buffers it was given (binary outputs point into them) */
+    for (int k = 0; k < YLS_GRAD_KINDS; k++)
+        for (int l = 0; l < L; l++)
+            if (grads[k][l].p && !grads[k][l].borrowed) {
+                out->grads[k][l] = grads[k][l].p;
+                grads[k][l].p = NULL;
+            }
+    size_t ges = in->grad_dtype == YL_F64 ? 8 : 4;
+
     strbuf js = {0};
     sb_str(&js, "{\"model_name\":");
     sb_json_string(&js, model_name);
@@ -178,53 +208,77 @@ int yls_infer_respond(yls_payload *out, const yls_infer_input *in, const char *m
     out->niov = 1;
     for (int i = 0; i < in->n_out; i++) {
         const yls_output_req *o = &in->out[i];
-        output_view view = {0};
+        int ndim;
+        int64_t shape[YL_MAX_DIMS];
+        size_t n;
+        yls_output_shape(in, p, i, &ndim, shape, &n);
+        size_t es = yls_output_esize(in, i);
+        const void *v = NULL;
         switch (o->kind) {
-        case YLS_OUT_LOSS:
-            view = (output_view){loss, 1, 1, {1}};
-            break;
-        case YLS_OUT_LOSS_TERMS:
-            view = (output_view){terms, 4, 1, {4}};
-            break;
-        case YLS_OUT_LAYER_TERMS:
-            view = (output_view){layer_terms, (size_t)L * 4, 2, {L, 4}};
-            break;
-        case YLS_OUT_IMAGE_TERMS:
-            view = (output_view){image_terms, (size_t)B * 4, 2, {B, 4}};
-            break;
-        case YLS_OUT_STATS:
-            view = (output_view){stats, (size_t)L * YL_NUM_STATS, 2, {L, YL_NUM_STATS}};
-            break;
-        case YLS_OUT_GRAD: {
-            const yl_tensor *t = &p->output[o->layer];
-            view.v = grads[o->layer];
-            view.n = (size_t)tensor_elems(t);
-            view.ndim = t->ndim;
-            memcpy(view.shape, t->shape, sizeof view.shape);
+        case YLS_OUT_LOSS: v = loss; break;
+        case YLS_OUT_LOSS_TERMS: v = terms; break;
+        case YLS_OUT_LAYER_TERMS: v = layer_terms; break;
+        case YLS_OUT_IMAGE_TERMS: v = image_terms; break;
+        case YLS_OUT_STATS: v = stats; break;
+        case YLS_OUT_GRAD:
+            if (in->compact) {
+                /* scattered from the compact gradient, into shared memory or a new buffer */
+                int l = o->layer;
+                void *dense = o->shm.region ? yls_output_shm_ptr(o) : yls_big_alloc(n * ges + 1);
+                if (!dense) {
+                    free(js.p);
+                    return yls_fail_set(f, 503, "out of memory for the gradients; retry later");
+                }
+                if (!o->shm.region)
+                    out->grads[0][l] = dense;
+                scatter_dense(dense, grads[1][l].p ? grads[1][l].p : out->grads[1][l],
+                              grads[2][l].p ? grads[2][l].p : out->grads[2][l], in->cl[l].index,
+                              in->cl[l].n, n / (size_t)(5 + p->num_classes),
+                              (size_t)(5 + p->num_classes), ges);
+                v = dense;
+                break;
+            }
+            /* fall through */
+        case YLS_OUT_GRAD_OBJ:
+        case YLS_OUT_GRAD_ROWS: {
+            int k = (int)o->kind - YLS_OUT_GRAD;
+            v = grads[k][o->layer].p ? grads[k][o->layer].p : out->grads[k][o->layer];
             break;
         }
         }
         char name[32];
         yls_output_name(o->kind, o->layer, name, sizeof name);
-        sb_printf(&js, "%s{\"name\":\"%s\",\"datatype\":\"FP32\",\"shape\":", i ? "," : "", name);
-        sb_shape(&js, view.shape, view.ndim);
-        if (o->binary) {
-            size_t bytes = view.n * sizeof(float);
+        sb_printf(&js, "%s{\"name\":\"%s\",\"datatype\":\"%s\",\"shape\":", i ? "," : "", name,
+                  es == 8 ? "FP64" : "FP32");
+        sb_shape(&js, shape, ndim);
+        size_t bytes = n * es;
+        if (o->shm.region) {
+            /* written in place by the core, or copied there now */
+            void *dst = yls_output_shm_ptr(o);
+            if (dst != v && bytes)
+                memcpy(dst, v, bytes);
+            sb_str(&js, ",\"parameters\":{\"shared_memory_region\":");
+            sb_json_string(&js, o->shm.region->name);
+            sb_printf(&js, ",\"shared_memory_offset\":%" PRIu64
+                           ",\"shared_memory_byte_size\":%zu}}",
+                      o->shm.offset, bytes);
+        } else if (o->binary) {
             sb_printf(&js, ",\"parameters\":{\"binary_data_size\":%zu}}", bytes);
-            out->iov[out->niov].iov_base = view.v;
+            out->iov[out->niov].iov_base = v;
             out->iov[out->niov].iov_len = bytes;
             out->niov++;
             out->total += bytes;
             out->binary = true;
         } else {
             sb_str(&js, ",\"data\":");
-            int64_t bad = sb_floats(&js, view.v, view.n);
+            int64_t bad = es == 8 ? sb_doubles(&js, v, n) : sb_floats(&js, v, n);
             if (bad >= 0) {
+                double x = es == 8 ? ((const double *)v)[bad] : (double)((const float *)v)[bad];
                 free(js.p);
                 return yls_fail_set(f, 400,
-                                    "output '%s': element %" PRId64 " is %g in FP32, which JSON "
+                                    "output '%s': element %" PRId64 " is %g in %s, which JSON "
                                     "cannot carry; ask for it as binary data",
-                                    name, bad, (double)view.v[bad]);
+                                    name, bad, x, es == 8 ? "FP64" : "FP32");
             }
             sb_str(&js, "}");
         }
@@ -239,11 +293,6 @@ int yls_infer_respond(yls_payload *out, const yls_infer_input *in, const char *m
     out->iov[0].iov_base = js.p;
     out->iov[0].iov_len = js.len;
     out->total += js.len;
-    /* the payload now owns the gradient buffers (binary outputs point into them) */
-    for (int l = 0; l < L; l++) {
-        out->grads[l] = grads[l];
-        grads[l] = NULL;
-    }
     out->enc = YLS_ENC_IDENTITY;
     if (enc != YLS_ENC_IDENTITY) {
         size_t packed_len;
@@ -264,8 +313,9 @@ void yls_payload_free(yls_payload *p)
         return;
     free(p->json);
     free(p->small);
-    for (int l = 0; l < YL_MAX_LAYERS; l++)
-        yls_big_free(p->grads[l]);
+    for (int k = 0; k < YLS_GRAD_KINDS; k++)
+        for (int l = 0; l < YL_MAX_LAYERS; l++)
+            yls_big_free(p->grads[k][l]);
     free(p->packed);
     memset(p, 0, sizeof *p);
 }

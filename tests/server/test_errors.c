@@ -371,7 +371,7 @@ START_TEST(bad_request_fields)
     json_object_del(v.root, "input");
     json_object_set_new(input(&v, "output_0"), "parameters",
                         json_pack("{s:s}", "shared_memory_region", "r"));
-    expect_variant(&v, -2, 400, "unsupported parameter 'shared_memory_region'");
+    expect_variant(&v, -2, 400, "needs both shared_memory_region (a string) and shared_memory_byte_size");
     variant_free(&v);
 
     /* binary_data_size without Inference-Header-Content-Length */

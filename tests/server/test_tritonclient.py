@@ -231,3 +231,72 @@ def test_errors_reach_the_user(server):
     with pytest.raises(InferenceServerException, match="output_0"):
         c.infer("yolov3-tiny", inputs_for(nan, boxes))
     c.close()
+
+
+def test_system_shared_memory(server):
+    """Triton's own shared-memory flow, unchanged: tritonclient.utils.shared_memory creates
+    the regions, the client registers them, inputs and gradient outputs live in them."""
+    import tritonclient.utils.shared_memory as shm
+
+    rng = np.random.default_rng(8)
+    outs, boxes = make_case(rng, 2, 2, 3, YOLOV3)
+    c = httpclient.InferenceServerClient(server)
+    assert "system_shared_memory" in c.get_server_metadata()["extensions"]
+    c.unregister_system_shared_memory()
+    tag = "%d" % os.getpid()
+    in_bytes = [o.nbytes for o in outs] + [boxes.nbytes]
+    h_in = shm.create_shared_memory_region("in" + tag, "/yl_tc_in" + tag, sum(in_bytes))
+    h_out = shm.create_shared_memory_region("out" + tag, "/yl_tc_out" + tag,
+                                            sum(o.nbytes for o in outs))
+    try:
+        c.register_system_shared_memory("in" + tag, "/yl_tc_in" + tag, sum(in_bytes))
+        c.register_system_shared_memory("out" + tag, "/yl_tc_out" + tag,
+                                        sum(o.nbytes for o in outs))
+        status = c.get_system_shared_memory_status()
+        assert {s["name"] for s in status} >= {"in" + tag, "out" + tag}
+        ins, off = [], 0
+        for name, arr in [("output_%d" % l, o) for l, o in enumerate(outs)] + [("boxes", boxes)]:
+            shm.set_shared_memory_region(h_in, [arr], offset=off)
+            x = httpclient.InferInput(name, list(arr.shape), "FP32")
+            x.set_shared_memory("in" + tag, arr.nbytes, offset=off)
+            ins.append(x)
+            off += arr.nbytes
+        req, off = [], 0
+        for l, o in enumerate(outs):
+            r = httpclient.InferRequestedOutput("grad_%d" % l)
+            r.set_shared_memory("out" + tag, o.nbytes, offset=off)
+            req.append(r)
+            off += o.nbytes
+        req += [httpclient.InferRequestedOutput(n) for n in ("loss", "loss_terms", "layer_terms")]
+        result = c.infer("yolov3", ins, outputs=req)
+        want = ref.evaluate([o.astype(np.float64) for o in outs], YOLOV3, 0.5,
+                            boxes=boxes.astype(np.float64))
+        np.testing.assert_allclose(result.as_numpy("loss")[0], want["loss"], rtol=1e-5)
+        off = 0
+        for l, o in enumerate(outs):
+            meta = result.get_output("grad_%d" % l)
+            assert meta["parameters"]["shared_memory_region"] == "out" + tag
+            assert "data" not in meta and "binary_data_size" not in meta["parameters"]
+            g = shm.get_contents_as_numpy(h_out, np.float32, list(o.shape), offset=off)
+            np.testing.assert_allclose(g, want["grads"][l].reshape(o.shape), atol=1e-5)
+            off += o.nbytes
+        # the same request without shared memory gives the same bits
+        plain = c.infer("yolov3", inputs_for(outs, boxes))
+        off = 0
+        for l, o in enumerate(outs):
+            g = shm.get_contents_as_numpy(h_out, np.float32, list(o.shape), offset=off)
+            assert np.array_equal(g, plain.as_numpy("grad_%d" % l))
+            off += o.nbytes
+        # a region too small for an output: a 400 naming output and region
+        small = httpclient.InferRequestedOutput("grad_0")
+        small.set_shared_memory("out" + tag, 16)
+        with pytest.raises(InferenceServerException, match="grad_0.*out%s.*too small" % tag):
+            c.infer("yolov3", ins, outputs=[small])
+    finally:
+        c.unregister_system_shared_memory("in" + tag)
+        c.unregister_system_shared_memory("out" + tag)
+        assert c.get_system_shared_memory_status() == [] or all(
+            s["name"] not in ("in" + tag, "out" + tag) for s in c.get_system_shared_memory_status())
+        shm.destroy_shared_memory_region(h_in)
+        shm.destroy_shared_memory_region(h_out)
+        c.close()

@@ -58,3 +58,28 @@ def test_async_runs_api(hist):
             return names, pts, await c.delete_run("a/b")
     names, pts, deleted = asyncio.run(go())
     assert "a/b" in names and [p["step"] for p in pts] == [7] and deleted == 1
+
+
+def test_config_scalars_and_image_ranking(hist):
+    c = YoloLossClient(hist.url, model="yolov3-tiny", token="runs-token")
+    assert c.config("cfg") is None
+    c.set_config("cfg", {"lr": 0.001, "batch": 2, "note": "x"})
+    # image 5 has a box its outputs miss badly: it ranks first
+    good, bad = np.zeros((1, 2, 2, 18)), np.zeros((1, 2, 2, 18))
+    for step in range(3):
+        outs = [np.zeros((2, 1, 1, 18)), np.concatenate([good, bad])]
+        boxes = np.array([[[0, 0, 0, 0, 0]], [[4, 6, 20, 26, 0]]], np.float32)
+        c.compute(outs, boxes=boxes, run="cfg", step=step, image_ids=np.array([9, 5]))
+        c.log_scalars("cfg", step, {"lr": 0.1 / (step + 1)})
+    assert c.config("cfg") == {"lr": 0.001, "batch": 2, "note": "x"}
+    sc = c.scalars("cfg")
+    assert sc["lr"]["steps"] == [0, 1, 2]
+    assert sc["lr"]["values"] == pytest.approx([0.1, 0.05, 0.1 / 3])
+    ranked = c.images("cfg", limit=10)
+    assert [i["image"] for i in ranked["images"]] == [5, 9]
+    assert [h["step"] for h in c.image_history("cfg", 5)["history"]] == [0, 1, 2]
+    with pytest.raises(ValueError):
+        c.log_scalars("cfg", 3, {"step": 1})
+    with pytest.raises(ValueError):
+        c.log_scalars("cfg", 3, {"lr": float("nan")})
+    assert c.delete_run("cfg") == 3

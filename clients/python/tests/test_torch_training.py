@@ -227,6 +227,29 @@ def test_no_grad_forwards_are_not_logged_unless_asked(history):
     assert asked.step == 2 and [p["step"] for p in points(history.url, "nograd-asked")] == [0, 1]
 
 
+def test_image_ids_scalars_and_config_follow_the_logging_rules(history):
+    c = YoloLossClient(history.url, model="yolov3-tiny")
+    raw, rng = raw_heads(28, B=2, dtype=np.float32)
+    boxes = mg.random_boxes(rng, 2, 2, (64, 64), ANCHORS, C)
+    heads = [torch.from_numpy(r).requires_grad_() for r in raw]
+    crit = RemoteYoloLoss(c, anchors=ANCHORS, run="extras")
+    crit.set_config({"lr": 0.01, "amp": False})
+    ids = torch.tensor([31, 7])
+    for k in range(2):
+        crit(heads, boxes=boxes, image_ids=ids)
+        crit.log_scalars(lr=0.01 / (k + 1))
+    with torch.no_grad():                  # not logged: the ids are not sent either
+        crit(heads, boxes=boxes, image_ids=ids)
+    crit.log_scalars({"val_map": 0.25})    # at the last logged step
+    assert c.config("extras") == {"lr": 0.01, "amp": False}
+    sc = c.scalars("extras")
+    assert sc["lr"]["steps"] == [0, 1] and sc["val_map"]["steps"] == [1]
+    assert [h["step"] for h in c.image_history("extras", 31)["history"]] == [0, 1]
+    quiet = RemoteYoloLoss(c, anchors=ANCHORS)       # no run: nothing is sent
+    quiet(heads, boxes=boxes, image_ids=ids)
+    quiet.log_scalars(lr=1.0)
+
+
 @pytest.mark.parametrize("mode", ["rank0", "per_rank"])
 def test_ddp_two_ranks_log_without_overwriting(history, tmp_path, mode):
     """Two gloo ranks on CPU (torch.multiprocessing.spawn; the criterion itself is pickled

@@ -20,7 +20,8 @@ from urllib.parse import quote, urlsplit
 import numpy as np
 
 from ._errors import YoloLossConnectionError, YoloLossTimeoutError
-from ._infer import InferCall, decode_body, parse_json
+from ._infer import (InferCall, decode_body, images_query, json_body, parse_json,
+                     scalars_body)
 from ._result import Result
 from ._retry import Attempts, Retry, RetryLike, as_retry
 from ._tensors import ArrayLike
@@ -276,10 +277,50 @@ class YoloLossClient:
         return out
 
     def delete_run(self, run: str, timeout: Optional[float] = None) -> int:
-        """Delete a run's points (needs the token when the server has one); how many."""
+        """Delete a run's points, image rows, configuration and scalars (needs the token
+        when the server has one); how many points."""
         status, rh, data = self._request("DELETE", self._path("v1", "runs", run),
                                          timeout=timeout)
         return int(parse_json(status, rh, data).get("deleted", 0))
+
+    def set_config(self, run: str, config: Mapping[str, Any],
+                   timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Store the run's configuration (a JSON object: hyper-parameters), replacing the
+        previous one (the token when the server has one)."""
+        body, hdrs = json_body(config, "config")
+        return parse_json(*self._request("PUT", self._path("v1", "runs", run, "config"),
+                                         body, hdrs, timeout))
+
+    def config(self, run: str, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
+        """The run's configuration, or None when it has none."""
+        status, rh, data = self._request("GET", self._path("v1", "runs", run, "config"),
+                                         timeout=timeout)
+        return None if status == 404 else parse_json(status, rh, data).get("config")
+
+    def log_scalars(self, run: str, step: int, scalars: Mapping[str, float],
+                    timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Log scalars of your own (learning rate, validation mAP) at a step of the run,
+        next to its loss; the same name and step again replaces the value."""
+        body, hdrs = json_body(scalars_body(step, scalars), "scalars")
+        return parse_json(*self._request("POST", self._path("v1", "runs", run, "scalars"),
+                                         body, hdrs, timeout))
+
+    def scalars(self, run: str, timeout: Optional[float] = None) -> Dict[str, Dict[str, list]]:
+        """{name: {"steps", "walls", "values"}} of the run's scalars."""
+        return self._get_json(self._path("v1", "runs", run, "scalars"), timeout).get("scalars", {})
+
+    def images(self, run: str, order: str = "loss", limit: Optional[int] = None,
+               window: Optional[int] = None, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """The run's images ranked by how far above their batches' mean loss they stay
+        (compute(image_ids=...) records them): {"images": [{"rank", "image", "score", ...}],
+        ...}. order: "loss", "xy", "wh", "confidence" or "class"."""
+        return self._get_json(self._path("v1", "runs", run, "images")
+                              + images_query(order, limit, window), timeout)
+
+    def image_history(self, run: str, image: int,
+                      timeout: Optional[float] = None) -> Dict[str, Any]:
+        """One image's terms at every step it was seen: {"run", "image", "url", "history"}."""
+        return self._get_json(self._path("v1", "runs", run, "images", int(image)), timeout)
 
     # -- the loss --
 
@@ -290,7 +331,8 @@ class YoloLossClient:
                 run: Optional[str] = None, step: Optional[int] = None, binary: bool = True,
                 compress: Optional[str] = None, request_id: Optional[str] = None,
                 timeout: Optional[float] = None,
-                grad_datatype: Optional[str] = None) -> Result:
+                grad_datatype: Optional[str] = None,
+                image_ids: Optional[ArrayLike] = None) -> Result:
         """The loss of one batch. Returns a Result.
 
         outputs: list of L raw head outputs, [B, H_l, W_l, 3*(5+C)] or [B, H_l, W_l, 3, 5+C]
@@ -306,12 +348,14 @@ class YoloLossClient:
         request_id: echoed by the server in Result.id.
         timeout: this call's deadline (seconds, retries included) instead of the client's.
         grad_datatype: "FP32" (default) or "FP64" (gradients computed and sent in double).
+        image_ids: [B] integers, the batch's images' ids in your dataset (with run): the
+          server keeps each image's loss per step and ranks the images (images()).
         Raises YoloLossHTTPError (status and the server's message), YoloLossConnectionError,
         YoloLossTimeoutError (all YoloLossError), or TypeError/ValueError for arguments
         that cannot be sent at all.
         """
         call = InferCall(outputs, boxes, y_true, grads, ignore_thresh, anchors, run, step,
-                         binary, compress, request_id, grad_datatype)
+                         binary, compress, request_id, grad_datatype, image_ids)
         status, rh, data = self._request("POST", self._model_path(None, "infer"), call.body,
                                          call.headers, timeout)
         return call.result(status, rh, data)

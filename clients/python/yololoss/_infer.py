@@ -35,7 +35,8 @@ class InferCall:
                  anchors: Union[str, Sequence[float], np.ndarray, None] = None,
                  run: Optional[str] = None, step: Optional[int] = None, binary: bool = True,
                  compress: Optional[str] = None, request_id: Optional[str] = None,
-                 grad_datatype: Optional[str] = None) -> None:
+                 grad_datatype: Optional[str] = None,
+                 image_ids: Optional[ArrayLike] = None) -> None:
         if isinstance(outputs, (np.ndarray, BF16)) or not hasattr(outputs, "__len__"):
             raise TypeError("outputs must be a list of the L raw head outputs")
         if (boxes is None) == (y_true is None):
@@ -56,6 +57,8 @@ class InferCall:
             assert y_true is not None
             tensors += [wire_tensor("y_true_%d" % l, y, "y_true") + ("y_true_%d" % l,)
                         for l, y in enumerate(y_true)]
+        if image_ids is not None:
+            tensors.append(wire_tensor("image_ids", image_ids, "index") + ("image_ids",))
 
         params: Dict[str, Any] = {}
         if ignore_thresh is not None:
@@ -195,3 +198,30 @@ def parse_infer_response(rh: Mapping[str, str], data: Any) -> Tuple[Dict[str, An
     except (ValueError, KeyError, TypeError) as e:
         raise YoloLossProtocolError(200, "malformed answer from the server: %s" % e, rh) from None
     return js, arrays
+
+
+def json_body(obj: Any, what: str) -> Tuple[List[bytes], Dict[str, str]]:
+    """A JSON request body (finite numbers only) and its Content-Type."""
+    try:
+        data = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as e:
+        raise ValueError("%s: cannot be sent as JSON: %s" % (what, e)) from None
+    return [data], {"Content-Type": "application/json"}
+
+
+def scalars_body(step: int, scalars: Mapping[str, float]) -> Dict[str, Any]:
+    if "step" in scalars:
+        raise ValueError("scalars: 'step' is the step, not a scalar name")
+    body: Dict[str, Any] = {"step": int(step)}
+    for k, v in scalars.items():
+        body[str(k)] = float(v)
+    return body
+
+
+def images_query(order: str, limit: Optional[int], window: Optional[int]) -> str:
+    q = "?order=%s" % order
+    if limit is not None:
+        q += "&limit=%d" % int(limit)
+    if window is not None:
+        q += "&window=%d" % int(window)
+    return q

@@ -29,7 +29,8 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 import numpy as np
 
 from ._errors import YoloLossConnectionError, YoloLossTimeoutError
-from ._infer import InferCall, decode_body, parse_json
+from ._infer import (InferCall, decode_body, images_query, json_body, parse_json,
+                     scalars_body)
 from ._result import Result
 from ._retry import Attempts, Retry, RetryLike, as_retry
 from ._tensors import ArrayLike
@@ -233,6 +234,40 @@ class AsyncYoloLossClient:
                                                timeout=timeout)
         return int(parse_json(status, rh, data).get("deleted", 0))
 
+    async def set_config(self, run: str, config: Mapping[str, Any],
+                         timeout: Optional[float] = None) -> Dict[str, Any]:
+        body, hdrs = json_body(config, "config")
+        return parse_json(*await self._request("PUT", self._path("v1", "runs", run, "config"),
+                                               body, hdrs, timeout))
+
+    async def config(self, run: str,
+                     timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
+        status, rh, data = await self._request("GET", self._path("v1", "runs", run, "config"),
+                                               timeout=timeout)
+        return None if status == 404 else parse_json(status, rh, data).get("config")
+
+    async def log_scalars(self, run: str, step: int, scalars: Mapping[str, float],
+                          timeout: Optional[float] = None) -> Dict[str, Any]:
+        body, hdrs = json_body(scalars_body(step, scalars), "scalars")
+        return parse_json(*await self._request(
+            "POST", self._path("v1", "runs", run, "scalars"), body, hdrs, timeout))
+
+    async def scalars(self, run: str,
+                      timeout: Optional[float] = None) -> Dict[str, Dict[str, list]]:
+        return (await self._get_json(self._path("v1", "runs", run, "scalars"),
+                                     timeout)).get("scalars", {})
+
+    async def images(self, run: str, order: str = "loss", limit: Optional[int] = None,
+                     window: Optional[int] = None,
+                     timeout: Optional[float] = None) -> Dict[str, Any]:
+        return await self._get_json(self._path("v1", "runs", run, "images")
+                                    + images_query(order, limit, window), timeout)
+
+    async def image_history(self, run: str, image: int,
+                            timeout: Optional[float] = None) -> Dict[str, Any]:
+        return await self._get_json(self._path("v1", "runs", run, "images", int(image)),
+                                    timeout)
+
     # -- the loss --
 
     async def compute(self, outputs: Sequence[ArrayLike], boxes: Optional[ArrayLike] = None,
@@ -242,10 +277,11 @@ class AsyncYoloLossClient:
                       run: Optional[str] = None, step: Optional[int] = None,
                       binary: bool = True, compress: Optional[str] = None,
                       request_id: Optional[str] = None, timeout: Optional[float] = None,
-                      grad_datatype: Optional[str] = None) -> Result:
+                      grad_datatype: Optional[str] = None,
+                      image_ids: Optional[ArrayLike] = None) -> Result:
         """As YoloLossClient.compute, awaited."""
         call = InferCall(outputs, boxes, y_true, grads, ignore_thresh, anchors, run, step,
-                         binary, compress, request_id, grad_datatype)
+                         binary, compress, request_id, grad_datatype, image_ids)
         status, rh, data = await self._request("POST", self._model_path(None, "infer"),
                                                call.body, call.headers, timeout)
         return call.result(status, rh, data)

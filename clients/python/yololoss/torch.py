@@ -49,6 +49,8 @@ def _to_wire(t: Any, what: str) -> Any:
     if not isinstance(t, torch.Tensor):
         return t
     t = t.detach()
+    if what == "index":
+        return t.cpu().numpy()
     if t.dtype == torch.bfloat16:
         return BF16(t.contiguous().cpu().view(torch.int16).numpy().view(np.uint16))
     if not t.is_floating_point():
@@ -71,7 +73,8 @@ class _RemoteLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, module: "RemoteYoloLoss", truth: Tuple[Any, Any],
-                log: Tuple[Optional[str], Optional[int]], *heads: torch.Tensor) -> torch.Tensor:
+                log: Tuple[Optional[str], Optional[int], Any],
+                *heads: torch.Tensor) -> torch.Tensor:
         want = any(ctx.needs_input_grad[3:])
         res = module._compute(list(heads), truth, want, log)
         module.last_result = res
@@ -133,11 +136,15 @@ class RemoteYoloLoss(torch.nn.Module):
       "per_rank" logs each rank as run "<run>.rank<r>".
     binary, compress: as for YoloLossClient.compute.
 
-    forward(outputs, boxes=None, y_true=None, step=None, targets=None) -> the loss on the
+    forward(outputs, boxes=None, y_true=None, step=None, targets=None, image_ids=None) ->
+    the loss on the
     device of the first head: float32 (float64 for float64 heads), 0-dim, or [B] for
     reduction="none". Exactly one of boxes [B, T, 5] (pixels), y_true (list of dense
     tensors) or, with layout="ultralytics", targets [N, 6] (image, class, x, y, w, h
-    normalised), as tensors or numpy arrays.
+    normalised), as tensors or numpy arrays. image_ids: [B] dataset indices of the
+    batch's images, sent with logged forwards (the server ranks images by loss).
+    log_scalars(lr=..., val_map=...) and set_config({...}) log next to the loss, with the
+    same rules (run set, rank 0 or per rank).
     last_result: the full yololoss.Result of the latest forward (terms, stats, ...).
 
     The module pickles and deep-copies (model EMA, torch.save(model), mp.spawn): the copy
@@ -175,34 +182,63 @@ class RemoteYoloLoss(torch.nn.Module):
         self.last_result: Optional[Result] = None
 
     def _compute(self, heads: List[torch.Tensor], truth: Tuple[Any, Any], grads: bool,
-                 log: Tuple[Optional[str], Optional[int]]) -> Result:
+                 log: Tuple[Optional[str], Optional[int], Any]) -> Result:
         boxes, y_true = truth
-        run, step = log
+        run, step, image_ids = log
         return self.client.compute([_to_wire(h, "output") for h in heads], boxes=boxes,
                                    y_true=y_true, grads=grads,
                                    ignore_thresh=self.ignore_thresh, anchors=self.anchors,
                                    run=run, step=step, binary=self.binary,
-                                   compress=self.compress, grad_datatype=self.grad_datatype)
+                                   compress=self.compress, grad_datatype=self.grad_datatype,
+                                   image_ids=image_ids)
 
-    def _log_target(self, step: Optional[int]) -> Tuple[Optional[str], Optional[int]]:
-        """(run, step) to send with this forward, advancing the step counter, or
-        (None, None) when this forward is not logged."""
+    def _run_name(self) -> Optional[str]:
+        """The run this process logs to (None: this rank does not log)."""
+        if self.run is None:
+            return None
+        rank = _rank()
+        if rank is None:
+            return self.run
+        if self.distributed_logging == "per_rank":
+            return "%s.rank%d" % (self.run, rank)
+        return self.run if rank == 0 else None
+
+    def _log_target(self, step: Optional[int],
+                    image_ids: Any) -> Tuple[Optional[str], Optional[int], Any]:
+        """(run, step, image_ids) to send with this forward, advancing the step counter,
+        or Nones when this forward is not logged."""
         if not (torch.is_grad_enabled() or self.log_no_grad):
-            return None, None
+            return None, None, None
         if step is None:
             step = self.step
         self.step = int(step) + 1
-        if self.run is None:
-            return None, None
-        rank = _rank()
-        if rank is None:
-            return self.run, step
-        if self.distributed_logging == "per_rank":
-            return "%s.rank%d" % (self.run, rank), step
-        return (self.run, step) if rank == 0 else (None, None)
+        run = self._run_name()
+        if run is None:
+            return None, None, None
+        if image_ids is not None:
+            image_ids = _to_wire(image_ids, "index")
+        return run, step, image_ids
+
+    def log_scalars(self, scalars: Optional[dict] = None, step: Optional[int] = None,
+                    **named: float) -> None:
+        """Log scalars of your own (learning rate, validation mAP) next to the loss, at
+        `step` (default: the step of the last logged forward). Follows the logging rules:
+        nothing without run, only rank 0 (or each rank under its name) under DDP."""
+        run = self._run_name()
+        if run is None:
+            return
+        values = dict(scalars or {}, **named)
+        self.client.log_scalars(run, self.step - 1 if step is None else step, values)
+
+    def set_config(self, config: dict) -> None:
+        """Store the run's configuration (hyper-parameters), with the same rules."""
+        run = self._run_name()
+        if run is not None:
+            self.client.set_config(run, config)
 
     def forward(self, outputs: Sequence[torch.Tensor], boxes: Any = None, y_true: Any = None,
-                step: Optional[int] = None, targets: Any = None) -> torch.Tensor:
+                step: Optional[int] = None, targets: Any = None,
+                image_ids: Any = None) -> torch.Tensor:
         heads = list(outputs)
         if not heads or not all(isinstance(h, torch.Tensor) for h in heads):
             raise TypeError("outputs must be a non-empty list of tensors")
@@ -222,7 +258,8 @@ class RemoteYoloLoss(torch.nn.Module):
             boxes = _to_wire(boxes, "boxes")
         if y_true is not None:
             y_true = [_to_wire(y, "y_true") for y in y_true]
-        return _RemoteLoss.apply(self, (boxes, y_true), self._log_target(step), *heads)
+        return _RemoteLoss.apply(self, (boxes, y_true), self._log_target(step, image_ids),
+                                 *heads)
 
     def extra_repr(self) -> str:
         return "client=%r, layout=%r, reduction=%r, run=%r" % (

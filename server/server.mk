@@ -84,7 +84,8 @@ TEST_RUNS += test-metrics-promtool
 
 # The dashboard in headless Chromium (Debian's) driven by playwright-core (npm): feeds a
 # live daemon steps, checks the charts show them, saves build/dashboard.png
-# (`make dashboard-screenshot` writes the README's docs/dashboard.png instead).
+# and build/dashboard-images.png (`make dashboard-screenshot` writes docs/dashboard.png and
+# docs/dashboard-images.png instead).
 test-dashboard: $(B)/yololossd $(DASH_NPM)
 	@mkdir -p build
 	YL_DAEMON=$(B)/yololossd node tests/server/dashboard.test.mjs

@@ -25,6 +25,7 @@ static void maybe_stop(yls_server *s)
     if (!s->draining || s->inflight > 0 || s->pending > 0 || s->sse || s->stopping)
         return;
     s->stopping = true;
+    yls_sse_shutdown(s);
     yls_http_stop(s);
     yls_history_close(s->history);
     s->history = NULL;

@@ -49,6 +49,9 @@ static void usage(FILE *out, unsigned threads)
             "                       this host register POSIX shared-memory objects the daemon\n"
             "                       maps and reads inputs from / writes gradients to (default\n"
             "                       auto: on when --host is a loopback address)\n"
+            "  --max-streams N      event streams (/v1/events) open at once (default 256)\n"
+            "  --heartbeat SECONDS  a comment on every event stream this often, which also\n"
+            "                       finds clients that left (default 15; 0: none)\n"
             "  --healthcheck [URL]  (first and only flag) GET URL (default http://127.0.0.1:8000\n"
             "                       /v2/health/ready), exit 0 on 200, else 1, within 3 s\n"
             "  --help               this text\n"
@@ -116,10 +119,12 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         .history = "yololossd-history.sqlite",
         .metrics_max_runs = 100,
         .image_history_steps = 10000,
+        .max_streams = 256,
+        .heartbeat = 15,
     };
     enum { O_HOST = 256, O_PORT, O_THREADS, O_INFLIGHT, O_BODY, O_JSON, O_TIMEOUT, O_TOKEN,
-           O_MODELS, O_HISTORY, O_MAXRUNS, O_IMAGE_STEPS, O_IMAGE_URL, O_SHM, O_HELP,
-           O_VERSION };
+           O_MODELS, O_HISTORY, O_MAXRUNS, O_IMAGE_STEPS, O_IMAGE_URL, O_SHM, O_STREAMS,
+           O_HEARTBEAT, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -135,6 +140,8 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         {"image-history-steps", required_argument, NULL, O_IMAGE_STEPS},
         {"image-url", required_argument, NULL, O_IMAGE_URL},
         {"shared-memory", required_argument, NULL, O_SHM},
+        {"max-streams", required_argument, NULL, O_STREAMS},
+        {"heartbeat", required_argument, NULL, O_HEARTBEAT},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -189,6 +196,14 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
             o->shared_memory = !strcmp(optarg, "on")    ? YLS_SHM_ON
                                : !strcmp(optarg, "off") ? YLS_SHM_OFF
                                                         : YLS_SHM_AUTO;
+            break;
+        case O_STREAMS:
+            ok = parse_uint(optarg, 100000, &v, false);
+            o->max_streams = (unsigned)v;
+            break;
+        case O_HEARTBEAT:
+            ok = parse_uint(optarg, 86400, &v, false);
+            o->heartbeat = (unsigned)v;
             break;
         case 'h':
         case O_HELP: usage(stdout, cores); return 1;

@@ -17,20 +17,20 @@
  * (what it carries) -> v2/stats.c, http/access_log.c, http/auth.c, http/bufcache.c (large
  * buffers reused across requests).
  * Monitoring (docs/monitoring.md): monitor/history.h (points and the storage backend
- * interface) -> monitor/history.c (the history thread) -> monitor/history_sqlite.c,
+ * interface) -> monitor/history.c (the history threads) -> monitor/history_sqlite.c,
  * monitor/history_pg.c -> monitor/record.c (an infer request with `run` records a point,
  * answered after the commit) -> monitor/api_runs.c (/v1/runs...) -> monitor/api_images.c
  * and monitor/image_rank.c (the per-image table and its ranking) -> monitor/api_config.c
  * (a run's configuration and scalars) -> monitor/sse.c
- * (/v1/runs/{run}/events) -> monitor/metrics.c (/metrics) -> monitor/dashboard.c (GET /,
+ * (/v1/events, /v1/runs/{run}/events) -> monitor/metrics.c (/metrics) -> monitor/dashboard.c (GET /,
  * the assets embedded at build time from server/monitor/dashboard/ and npm's uPlot);
  * monitor/point.c (a point as JSON) is shared by api_runs.c, record.c and the streams.
  *
  * THREADS. Everything here runs on the libuv loop thread except the work callbacks of
  * infer.c, which run on the libuv pool and touch only their own yls_infer (read-only
- * problem, disjoint slices of the outputs), and the history thread of history.c, which
- * alone touches the storage. Counters, statistics, metrics and SSE streams are loop-thread
- * only.
+ * problem, disjoint slices of the outputs), and the two history threads of history.c (a
+ * writer and a reader, each with its own connection), which alone touch the storage.
+ * Counters, statistics, metrics and SSE streams are loop-thread only.
  *
  * OWNERSHIP. A yls_request lives from the first call of the access handler to libmicrohttpd's
  * completion callback and owns its body and its yls_infer; a response's payload (gradients,
@@ -87,6 +87,8 @@ typedef struct {
     int64_t image_history_steps; /* per-image rows kept: a run's last N steps (0: none) */
     const char *image_url;     /* link template of an image, "{id}" replaced; NULL: none */
     int shared_memory;        /* YLS_SHM_AUTO (on when listening on loopback), _ON, _OFF */
+    unsigned max_streams;      /* event streams open at once */
+    unsigned heartbeat;        /* seconds between event-stream heartbeats; 0: none */
 } yls_options;
 
 enum { YLS_SHM_AUTO = 0, YLS_SHM_ON, YLS_SHM_OFF }; /* --shared-memory */
@@ -166,12 +168,15 @@ struct yls_server {
     bool draining;     /* SIGTERM/SIGINT seen */
     bool stopping;     /* shutdown started */
     unsigned inflight; /* infer requests accepted and not yet completed */
-    unsigned pending;  /* other requests suspended waiting on the history thread */
+    unsigned pending;  /* other requests suspended waiting on a history thread */
 
     yls_history *history; /* NULL: --history none */
     yls_metrics *metrics;
     yls_sse *sse;         /* open event streams */
     struct yls_shm *shm;  /* registered shared-memory regions; NULL: the extension is off */
+    unsigned nsse;        /* how many */
+    uv_timer_t sse_timer; /* their heartbeat */
+    bool sse_timer_on;
     uint64_t t_started;   /* wall clock, seconds since the epoch */
 
     /* given by main: the route table, and the hook http calls after each libmicrohttpd
@@ -352,7 +357,7 @@ bool yls_auth_ok(const yls_server *s, const char *authorization);
 void yls_access_log(const yls_request *r, const char *client);
 
 /* ------------------------------------------------------------------------------------ */
-/* Monitoring (history.h has the history thread and the storage).                       */
+/* Monitoring (history.h has the history threads and the storage).                       */
 
 /* record.c: for an infer request with `run`, record its point and send resp (taken over)
  * once it is committed (or a 503 when it cannot be). false: no run, reply as usual. */
@@ -371,14 +376,15 @@ yls_handler yls_api_runs, yls_api_steps, yls_api_csv, yls_api_delete;
 yls_handler yls_api_images, yls_api_image;
 /* api_config.c: a run's configuration and scalars. */
 yls_handler yls_api_config_get, yls_api_config_put, yls_api_scalars_get, yls_api_scalars_post;
-/* Suspend/resume a non-infer request waiting on the history thread. */
+/* Suspend/resume a non-infer request waiting on a history thread. */
 void yls_pending_begin(yls_request *r);
 void yls_pending_end(yls_request *r);
 
-/* sse.c: Server-Sent Events of new points, per run. */
+/* sse.c: Server-Sent Events of new points, of some runs or all. */
 enum MHD_Result yls_sse_serve(yls_request *r);
 void yls_sse_publish(yls_server *s, const char *run, int64_t step, const char *json);
 void yls_sse_close_all(yls_server *s); /* end every stream (draining) */
+void yls_sse_shutdown(yls_server *s);  /* close the heartbeat timer (stopping) */
 unsigned yls_sse_count(const yls_server *s);
 
 /* metrics.c: Prometheus text format. */

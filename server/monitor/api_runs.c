@@ -6,11 +6,12 @@
  *   GET    /v1/runs/{run}/steps?after=N&limit=M
  *                                           {run, points: [point...]}, step > N (default
  *                                             -1), at most M (default 1000, max 100000)
- *   GET    /v1/runs/{run}/steps.csv         every point, one row each (text/csv)
+ *   GET    /v1/runs/{run}/steps.csv         every point, one row each (text/csv), streamed
  *   DELETE /v1/runs/{run}                   {run, deleted}; needs the token when one is set
  *
- * The request is suspended while its operation waits in the history thread's FIFO (behind
- * the points submitted before it, so a client reads what it has written).
+ * The request is suspended while its operation waits for the history's reader thread (or,
+ * for DELETE, the writer); a client reads what it has written, since a point is
+ * acknowledged only once committed.
  */
 #include "api.h"
 
@@ -24,7 +25,6 @@
 
 #define STEPS_DEFAULT 1000
 #define STEPS_MAX 100000
-#define CSV_MAX 10000000
 
 json_t *yls_api_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
@@ -93,6 +93,26 @@ cleanup:
     yls_hop_free(op);
 }
 
+/* ------------------------------------------------------------------------------------ */
+/* steps.csv, streamed: the history is read CSV_PAGE points at a time on the reader thread,
+ * each page formatted when the client has taken the previous one, so memory stays at a
+ * page however long the run. The first page is read before the answer (an unavailable
+ * history is a 503); a failure after it cuts the chunked response short (no last chunk), so
+ * the client sees the download failed rather than a short file. */
+
+#define CSV_PAGE 1000
+
+typedef struct {
+    yls_server *srv;
+    struct MHD_Connection *conn;
+    char run[YLS_RUN_MAX];
+    int L;         /* layers in the header */
+    int64_t after; /* the last step written */
+    char *text;    /* formatted, not yet sent */
+    size_t len, off;
+    bool fetching, last, failed, suspended, freed;
+} csv_stream;
+
 /* A CSV field: quoted, with quotes doubled; a leading = + - @ gets a ' so that spreadsheets
  * do not take it for a formula. */
 static void csv_text(FILE *f, const char *s)
@@ -116,36 +136,27 @@ static void csv_num(FILE *f, double v)
         fputs(",", f);
 }
 
-static void csv_done(yls_hop *op)
+/* The rows of a page (after the header when header), into c->text. 0 or -1 (memory). */
+static int csv_format(csv_stream *c, const yls_point *pts, size_t n, bool header)
 {
-    yls_request *r = op->data;
-    yls_pending_end(r);
     char *text = NULL;
     size_t len = 0;
-    FILE *f = NULL;
-    if (op->rc) {
-        yls_api_reply_failed(r, op);
-        goto cleanup;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return -1;
+    int L = c->L;
+    if (header) {
+        fputs("run,step,wall,batch,total,xy,wh,confidence,class,latency", f);
+        for (int l = 0; l < L; l++) {
+            for (int t = 0; t < 4; t++)
+                fprintf(f, ",layer%d_%s", l, yls_term_names[t]);
+            for (int k = 0; k < YL_NUM_STATS; k++)
+                fprintf(f, ",layer%d_%s", l, yls_stat_names[k]);
+        }
+        fputs("\r\n", f);
     }
-    int L = 0;
-    for (size_t i = 0; i < op->n; i++)
-        if (op->points[i].num_layers > L)
-            L = op->points[i].num_layers;
-    f = open_memstream(&text, &len);
-    if (!f) {
-        yls_reply_error(r, 500, "out of memory");
-        goto cleanup;
-    }
-    fputs("run,step,wall,batch,total,xy,wh,confidence,class,latency", f);
-    for (int l = 0; l < L; l++) {
-        for (int t = 0; t < 4; t++)
-            fprintf(f, ",layer%d_%s", l, yls_term_names[t]);
-        for (int k = 0; k < YL_NUM_STATS; k++)
-            fprintf(f, ",layer%d_%s", l, yls_stat_names[k]);
-    }
-    fputs("\r\n", f);
-    for (size_t i = 0; i < op->n; i++) {
-        const yls_point *p = &op->points[i];
+    for (size_t i = 0; i < n; i++) {
+        const yls_point *p = &pts[i];
         csv_text(f, p->run);
         fprintf(f, ",%" PRId64, p->step);
         csv_num(f, p->wall);
@@ -163,27 +174,131 @@ static void csv_done(yls_hop *op)
         fputs("\r\n", f);
     }
     if (fclose(f) != 0) {
-        f = NULL;
-        yls_reply_error(r, 500, "out of memory");
-        goto cleanup;
+        free(text);
+        return -1;
     }
-    f = NULL;
+    free(c->text);
+    c->text = text;
+    c->len = len;
+    c->off = 0;
+    if (n)
+        c->after = pts[n - 1].step;
+    c->last = n < CSV_PAGE;
+    return 0;
+}
+
+static void csv_free(csv_stream *c)
+{
+    free(c->text);
+    free(c);
+}
+
+static void csv_page_done(yls_hop *op);
+
+static int csv_fetch(csv_stream *c, void (*done)(yls_hop *), void *data, bool want_layers)
+{
+    yls_hop *op = yls_hop_new(YLS_HOP_STEPS, done, data);
+    if (!op)
+        return -1;
+    snprintf(op->run, sizeof op->run, "%s", c->run);
+    op->after = c->after;
+    op->limit = CSV_PAGE;
+    op->want_layers = want_layers;
+    if (yls_history_submit(c->srv->history, op)) {
+        yls_hop_free(op);
+        return -1;
+    }
+    c->fetching = true;
+    return 0;
+}
+
+static ssize_t csv_reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    csv_stream *c = cls;
+    if (c->off < c->len) {
+        size_t n = c->len - c->off < max ? c->len - c->off : max;
+        memcpy(out, c->text + c->off, n);
+        c->off += n;
+        return (ssize_t)n;
+    }
+    if (c->failed)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (c->last)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (!c->fetching && csv_fetch(c, csv_page_done, c, false))
+        return MHD_CONTENT_READER_END_WITH_ERROR; /* history reads busy: cut short */
+    c->suspended = true;
+    MHD_suspend_connection(c->conn);
+    return 0;
+}
+
+/* The response is freed; a page in flight frees c when it is done. */
+static void csv_response_free(void *cls)
+{
+    csv_stream *c = cls;
+    c->freed = true;
+    if (!c->fetching)
+        csv_free(c);
+}
+
+static void csv_page_done(yls_hop *op)
+{
+    csv_stream *c = op->data;
+    c->fetching = false;
+    if (c->freed) {
+        csv_free(c);
+    } else {
+        if (op->rc || csv_format(c, op->points, op->n, false)) {
+            if (op->rc)
+                fprintf(stderr, YLS_NAME ": history: steps.csv: %s\n", op->err);
+            c->failed = true;
+        }
+        if (c->suspended) {
+            c->suspended = false;
+            MHD_resume_connection(c->conn);
+            yls_http_wake(c->srv);
+        }
+    }
+    yls_hop_free(op);
+}
+
+/* The first page, read while the request is suspended. */
+static void csv_first_done(yls_hop *op)
+{
+    yls_request *r = op->data;
+    yls_pending_end(r);
+    csv_stream *c = calloc(1, sizeof *c);
+    if (op->rc) {
+        yls_api_reply_failed(r, op);
+        goto fail;
+    }
+    if (!c)
+        goto oom;
+    c->srv = r->srv;
+    c->conn = r->conn;
+    snprintf(c->run, sizeof c->run, "%s", op->run);
+    c->L = op->layers;
+    c->after = INT64_MIN;
+    if (csv_format(c, op->points, op->n, true))
+        goto oom;
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        yls_reply_error(r, 500, "out of memory");
-        goto cleanup;
-    }
-    text = NULL;
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, csv_reader, c,
+                                          csv_response_free);
+    if (!resp)
+        goto oom;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/csv; charset=utf-8");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_DISPOSITION,
                             "attachment; filename=\"steps.csv\"");
     yls_safe_headers(resp);
-    yls_reply(r, 200, resp, len);
-cleanup:
-    if (f)
-        fclose(f);
-    free(text);
+    yls_reply(r, 200, resp, 0);
+    yls_hop_free(op);
+    return;
+oom:
+    yls_reply_error(r, 503, "out of memory; retry later");
+fail:
+    if (c)
+        csv_free(c);
     yls_hop_free(op);
 }
 
@@ -218,14 +333,17 @@ int yls_api_arg_int(yls_request *r, const char *name, int64_t lo, int64_t hi, in
     return 0;
 }
 
-/* Hand op (NULL: out of memory) to the history thread; r waits, suspended. */
+/* Hand op (NULL: out of memory) to a history thread; r waits, suspended. */
 static enum MHD_Result submit(yls_request *r, yls_hop *op)
 {
     if (!op)
         return yls_reply_error(r, 503, "out of memory; retry later");
     snprintf(op->run, sizeof op->run, "%s", r->route.run);
+    if (yls_history_submit(r->srv->history, op)) {
+        yls_hop_free(op);
+        return yls_reply_error(r, 503, "the history is busy (its queue is full); retry later");
+    }
     yls_pending_begin(r);
-    yls_history_submit(r->srv->history, op);
     return MHD_YES;
 }
 
@@ -272,10 +390,11 @@ enum MHD_Result yls_api_csv(yls_request *r)
     enum MHD_Result ret;
     if (yls_api_refused(r, &ret))
         return ret;
-    yls_hop *op = yls_hop_new(YLS_HOP_STEPS, csv_done, r);
+    yls_hop *op = yls_hop_new(YLS_HOP_STEPS, csv_first_done, r);
     if (op) {
         op->after = INT64_MIN;
-        op->limit = CSV_MAX;
+        op->limit = CSV_PAGE;
+        op->want_layers = true;
     }
     return submit(r, op);
 }

@@ -1,11 +1,19 @@
 /*
- * history.c: the history thread. One thread owns the backend's handle and runs the
- * operations in the order they were submitted; consecutive RECORD operations found in the
- * queue together are written in one transaction (group commit: one fsync for all the
- * points that arrived while the previous commit was running). Finished operations go to
- * a done list, and a uv_async wakes the loop thread, which calls their done callbacks.
- * The compute threads never touch any of this: the loop thread submits a point after the
- * response is built and sends the response from the done callback.
+ * history.c: the history threads. The storage is used by two threads, each with its own
+ * connection (a backend handle opened twice):
+ *   - the WRITER runs RECORD, DELETE, PUT_CONFIG and PUT_SCALARS in the order they were
+ *     submitted; consecutive RECORD operations found in its queue together are written in
+ *     one transaction (group commit: one fsync for all the points that arrived while the
+ *     previous commit ran);
+ *   - the READER runs RUNS, STEPS, REPLAY, IMAGES and SCALARS. SQLite in WAL mode lets a
+ *     reader run beside the writer; PostgreSQL has a connection of its own for them. So a
+ *     long read (the runs of a large table, a CSV export) never delays a point's commit,
+ *     and the infer request waiting for that commit.
+ * Every answer is still consistent for a client: a point is acknowledged after its commit,
+ * so any read started after the acknowledgement sees it.
+ * Both queues are bounded (a full one answers 503); finished operations of both go to one
+ * done list, and a uv_async wakes the loop thread, which calls their done callbacks. The
+ * compute threads never touch any of this.
  */
 #include "history.h"
 
@@ -15,15 +23,25 @@
 #include <string.h>
 
 #define GROUP_MAX 256
+#define WRITE_QUEUE_MAX 4096 /* points, deletes, configurations waiting for the writer */
+#define READ_QUEUE_MAX 64    /* reads waiting for the reader */
+
+typedef struct {
+    yls_history *h;
+    const char *name;
+    void *db;
+    pthread_t thread;
+    bool started;
+    yls_hop *queue, **queue_tail; /* submitted */
+    size_t queued, max;
+} worker;
 
 struct yls_history {
     const yls_history_backend *be;
-    void *db;
-    pthread_t thread;
-    pthread_mutex_t mu;
+    worker writer, reader;
+    pthread_mutex_t mu; /* both queues, the done list, quit */
     pthread_cond_t cv;
-    yls_hop *queue, **queue_tail; /* submitted */
-    yls_hop *done, **done_tail;   /* finished, for the loop thread */
+    yls_hop *done, **done_tail; /* finished, for the loop thread */
     bool quit;
     int64_t image_steps; /* retention of the per-image rows */
     uv_async_t async;
@@ -57,32 +75,66 @@ void yls_hop_free(yls_hop *op)
     free(op->text);
     free(op->point.image_ids);
     free(op->point.image_terms);
+    free(op->from);
     free(op);
 }
 
-static void run_one(yls_history *h, yls_hop *op)
+/* REPLAY: the points after from[i].after of every run, one after the other. */
+static int replay(const yls_history_backend *be, void *db, yls_hop *op)
 {
+    for (size_t i = 0; i < op->nfrom; i++) {
+        yls_point *pts = NULL;
+        size_t n = 0;
+        if (be->steps(db, op->from[i].run, op->from[i].after, op->limit, &pts, &n, op->err))
+            return -1;
+        if (op->limit >= 0 && (int64_t)n >= op->limit)
+            op->more = true;
+        if (n) {
+            yls_point *all = realloc(op->points, (op->n + n) * sizeof *all);
+            if (!all) {
+                free(pts);
+                snprintf(op->err, sizeof op->err, "out of memory");
+                return -1;
+            }
+            memcpy(all + op->n, pts, n * sizeof *all);
+            op->points = all;
+            op->n += n;
+        }
+        free(pts);
+    }
+    return 0;
+}
+
+static void run_one(worker *w, yls_hop *op)
+{
+    const yls_history_backend *be = w->h->be;
     switch (op->kind) {
     case YLS_HOP_RUNS:
-        op->rc = h->be->runs(h->db, &op->runs, &op->n, op->err);
+        op->rc = be->runs(w->db, &op->runs, &op->n, op->err);
         break;
     case YLS_HOP_STEPS:
-        op->rc = h->be->steps(h->db, op->run, op->after, op->limit, &op->points, &op->n, op->err);
+        op->rc = op->want_layers ? be->layers(w->db, op->run, &op->layers, op->err) : 0;
+        if (op->rc == 0)
+            op->rc = be->steps(w->db, op->run, op->after, op->limit, &op->points, &op->n,
+                               op->err);
+        break;
+    case YLS_HOP_REPLAY:
+        op->rc = replay(be, w->db, op);
         break;
     case YLS_HOP_DELETE:
-        op->rc = h->be->remove(h->db, op->run, &op->deleted, op->err);
+        op->rc = be->remove(w->db, op->run, &op->deleted, op->err);
         break;
     case YLS_HOP_IMAGES:
-        op->rc = h->be->images(h->db, op->run, &op->rows, &op->n, op->err);
+        op->rc = be->images(w->db, op->run, &op->rows, &op->n, op->err);
         break;
     case YLS_HOP_PUT_CONFIG:
-        op->rc = h->be->put_config(h->db, op->run, op->text, op->err);
+        op->rc = be->put_config(w->db, op->run, op->text, op->err);
         break;
     case YLS_HOP_PUT_SCALARS:
-        op->rc = h->be->put_scalars(h->db, op->run, op->in_scalars, op->n_in, op->err);
+        op->rc = be->put_scalars(w->db, op->run, op->in_scalars, op->n_in, op->err);
         break;
     case YLS_HOP_SCALARS:
-        op->rc = h->be->scalars(h->db, op->run, &op->scalars, &op->n, op->err);
+        op->rc = be->scalars(w->db, op->run, &op->scalars, &op->n, op->err);
         break;
     case YLS_HOP_RECORD:
         break; /* grouped by the caller */
@@ -90,13 +142,13 @@ static void run_one(yls_history *h, yls_hop *op)
 }
 
 /* Record ops[0..n) in one transaction; on failure every one of them fails. */
-static void record_group(yls_history *h, yls_hop **ops, size_t n)
+static void record_group(worker *w, yls_hop **ops, size_t n)
 {
     yls_point pts[GROUP_MAX];
     for (size_t i = 0; i < n; i++)
         pts[i] = ops[i]->point;
     char err[YLS_HISTORY_ERR_MAX] = "";
-    int rc = h->be->record(h->db, pts, n, h->image_steps, err);
+    int rc = w->h->be->record(w->db, pts, n, w->h->image_steps, err);
     for (size_t i = 0; i < n; i++) {
         ops[i]->rc = rc;
         if (rc)
@@ -108,16 +160,18 @@ static void record_group(yls_history *h, yls_hop **ops, size_t n)
 
 static void *thread_main(void *arg)
 {
-    yls_history *h = arg;
+    worker *w = arg;
+    yls_history *h = w->h;
     pthread_mutex_lock(&h->mu);
     for (;;) {
-        while (!h->queue && !h->quit)
+        while (!w->queue && !h->quit)
             pthread_cond_wait(&h->cv, &h->mu);
-        if (!h->queue)
+        if (!w->queue)
             break; /* quit, and nothing left */
-        yls_hop *batch = h->queue;
-        h->queue = NULL;
-        h->queue_tail = &h->queue;
+        yls_hop *batch = w->queue;
+        w->queue = NULL;
+        w->queue_tail = &w->queue;
+        w->queued = 0;
         pthread_mutex_unlock(&h->mu);
 
         yls_hop *finished = NULL, **ftail = &finished;
@@ -129,7 +183,7 @@ static void *thread_main(void *arg)
                 batch = batch->next;
             }
             if (n) {
-                record_group(h, group, n);
+                record_group(w, group, n);
                 for (size_t i = 0; i < n; i++) {
                     group[i]->next = NULL;
                     *ftail = group[i];
@@ -140,7 +194,7 @@ static void *thread_main(void *arg)
             yls_hop *op = batch;
             batch = batch->next;
             op->next = NULL;
-            run_one(h, op);
+            run_one(w, op);
             *ftail = op;
             ftail = &op->next;
         }
@@ -178,6 +232,33 @@ static void on_async_closed(uv_handle_t *a)
     free(h);
 }
 
+/* Stop the threads that run and close the handles (after the queues are done). */
+static void stop_workers(yls_history *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->quit = true;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    worker *ws[2] = {&h->writer, &h->reader};
+    for (int i = 0; i < 2; i++) {
+        if (ws[i]->started)
+            pthread_join(ws[i]->thread, NULL);
+        ws[i]->started = false;
+        h->be->close(ws[i]->db);
+        ws[i]->db = NULL;
+    }
+}
+
+static int worker_open(yls_history *h, worker *w, const char *name, const char *target,
+                       size_t max, char *berr)
+{
+    w->h = h;
+    w->name = name;
+    w->max = max;
+    w->queue_tail = &w->queue;
+    return h->be->open(target, &w->db, berr);
+}
+
 int yls_history_open(yls_history **out, uv_loop_t *loop, const char *spec, char *err,
                      size_t errlen)
 {
@@ -197,23 +278,29 @@ int yls_history_open(yls_history **out, uv_loop_t *loop, const char *spec, char 
         return -1;
     }
     h->be = be;
-    if (be->open(target, &h->db, berr)) {
+    /* the writer first: it creates the file and the schema */
+    if (worker_open(h, &h->writer, "writer", target, WRITE_QUEUE_MAX, berr) ||
+        worker_open(h, &h->reader, "reader", target, READ_QUEUE_MAX, berr)) {
         snprintf(err, errlen, "--history %s: %s", be == &yls_history_sqlite ? spec : be->name,
                  berr); /* a PostgreSQL URL may hold a password */
+        be->close(h->writer.db);
         free(h);
         return -1;
     }
-    h->queue_tail = &h->queue;
     h->done_tail = &h->done;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     uv_async_init(loop, &h->async, on_async);
     h->async.data = h;
-    if (pthread_create(&h->thread, NULL, thread_main, h)) {
-        snprintf(err, errlen, "cannot start the history thread");
-        be->close(h->db);
-        uv_close((uv_handle_t *)&h->async, on_async_closed); /* frees h */
-        return -1;
+    worker *ws[2] = {&h->writer, &h->reader};
+    for (int i = 0; i < 2; i++) {
+        if (pthread_create(&ws[i]->thread, NULL, thread_main, ws[i])) {
+            snprintf(err, errlen, "cannot start the history %s thread", ws[i]->name);
+            stop_workers(h);
+            uv_close((uv_handle_t *)&h->async, on_async_closed); /* frees h */
+            return -1;
+        }
+        ws[i]->started = true;
     }
     *out = h;
     return 0;
@@ -221,27 +308,30 @@ int yls_history_open(yls_history **out, uv_loop_t *loop, const char *spec, char 
 
 void yls_history_set_image_steps(yls_history *h, int64_t n) { h->image_steps = n; }
 
-void yls_history_submit(yls_history *h, yls_hop *op)
+int yls_history_submit(yls_history *h, yls_hop *op)
 {
+    bool write = op->kind == YLS_HOP_RECORD || op->kind == YLS_HOP_DELETE ||
+                 op->kind == YLS_HOP_PUT_CONFIG || op->kind == YLS_HOP_PUT_SCALARS;
+    worker *w = write ? &h->writer : &h->reader;
     op->next = NULL;
     pthread_mutex_lock(&h->mu);
-    *h->queue_tail = op;
-    h->queue_tail = &op->next;
-    pthread_cond_signal(&h->cv);
+    if (w->queued >= w->max) {
+        pthread_mutex_unlock(&h->mu);
+        return -1;
+    }
+    *w->queue_tail = op;
+    w->queue_tail = &op->next;
+    w->queued++;
+    pthread_cond_broadcast(&h->cv); /* one condition for both threads */
     pthread_mutex_unlock(&h->mu);
+    return 0;
 }
 
 void yls_history_close(yls_history *h)
 {
     if (!h)
         return;
-    pthread_mutex_lock(&h->mu);
-    h->quit = true;
-    pthread_cond_signal(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    pthread_join(h->thread, NULL);
+    stop_workers(h);     /* what is queued is done first */
     on_async(&h->async); /* the last done callbacks */
-    h->be->close(h->db);
-    h->db = NULL;
     uv_close((uv_handle_t *)&h->async, on_async_closed);
 }

@@ -3,11 +3,13 @@
  *
  * A request with the `run` parameter records one point (yls_point) when it succeeds. The
  * points are kept by a storage BACKEND (history_sqlite.c, the embedded default, or
- * history_pg.c, PostgreSQL shared by replicas) behind the small table of functions below. The backend's functions are
- * blocking and are called from ONE thread only, the history thread of history.c, which
- * takes operations from a FIFO queue and hands each back to the loop thread (uv_async)
- * when it is done. So a backend needs no locking of its own, the compute threads never
- * wait on storage, and "the next step of a run" is decided by a single writer.
+ * history_pg.c, PostgreSQL shared by replicas) behind the small table of functions below.
+ * The backend's functions are blocking. history.c opens the store twice: one handle for
+ * its WRITER thread (record, remove) and one for its READER thread (runs, steps, layers);
+ * each handle is used by its own thread only, which takes operations from a bounded FIFO
+ * queue and hands each back to the loop thread (uv_async) when it is done. So a backend
+ * needs no locking of its own, the compute threads never wait on storage, reads never
+ * wait behind writes, and "the next step of a run" is decided by a single writer.
  *
  * WRITING A BACKEND. Fill a yls_history_backend:
  *   open(target, &db, err)         target is what follows the scheme (a file path for
@@ -36,6 +38,7 @@
  *   put_scalars(db, run, v, n, err) store n scalars in one transaction (replacing those
  *                                  with the same run, name and step).
  *   scalars(db, run, &v, &n, err)  the run's scalars, by name then step.
+ *   layers(db, run, &L, err)       the largest num_layers of a run's points (0: none).
  *   close(db)                      NULL is fine.
  * Every function returns 0, or -1 with a message in err (YLS_HISTORY_ERR_MAX bytes).
  *
@@ -99,6 +102,7 @@ typedef struct {
     int (*put_config)(void *db, const char *run, const char *json, char *err);
     int (*put_scalars)(void *db, const char *run, const yls_scalar *v, size_t n, char *err);
     int (*scalars)(void *db, const char *run, yls_scalar **v, size_t *n, char *err);
+    int (*layers)(void *db, const char *run, int *layers, char *err); /* max num_layers */
     void (*close)(void *db);
 } yls_history_backend;
 
@@ -106,7 +110,7 @@ extern const yls_history_backend yls_history_sqlite;
 extern const yls_history_backend yls_history_pg; /* history_pg.c */
 
 /* ------------------------------------------------------------------------------------ */
-/* The history thread (history.c).                                                      */
+/* The history threads (history.c).                                                      */
 
 typedef enum {
     YLS_HOP_RECORD,
@@ -117,7 +121,13 @@ typedef enum {
     YLS_HOP_PUT_CONFIG,
     YLS_HOP_PUT_SCALARS,
     YLS_HOP_SCALARS,
+    YLS_HOP_REPLAY, /* the points after a step, for several runs (a resumed event stream) */
 } yls_hop_kind;
+
+typedef struct {
+    char run[YLS_RUN_MAX];
+    int64_t after;
+} yls_run_after;
 
 typedef struct yls_hop yls_hop;
 struct yls_hop {
@@ -127,18 +137,23 @@ struct yls_hop {
     /* in */
     yls_point point;           /* RECORD (its step is set when done) */
     char run[YLS_RUN_MAX];     /* STEPS, DELETE, IMAGES, PUT_CONFIG, (PUT_)SCALARS */
-    int64_t after, limit;      /* STEPS */
+    int64_t after, limit;      /* STEPS; REPLAY: limit per run */
     char *text;                /* PUT_CONFIG: the JSON object (malloc'd, freed with the op) */
     yls_scalar *in_scalars;    /* PUT_SCALARS (malloc'd, freed with the op) */
     size_t n_in;
+    bool want_layers;          /* STEPS: also layers, the run's largest num_layers */
+    yls_run_after *from;       /* REPLAY (malloc'd, freed with the op) */
+    size_t nfrom;
     /* out */
     int rc;                    /* 0 or -1 with err */
     char err[YLS_HISTORY_ERR_MAX];
     yls_run_info *runs;        /* RUNS */
-    yls_point *points;         /* STEPS */
+    yls_point *points;         /* STEPS, REPLAY (by run, then step) */
     yls_image_row *rows;       /* IMAGES */
     yls_scalar *scalars;       /* SCALARS */
     size_t n;
+    bool more;                 /* REPLAY: a run had more than limit points */
+    int layers;                /* STEPS with want_layers */
     int64_t deleted;           /* DELETE */
     yls_hop *next;
 };
@@ -151,8 +166,9 @@ int yls_history_open(yls_history **out, uv_loop_t *loop, const char *spec, char 
 /* Image rows older than n steps behind a run's newest are deleted (0: none are stored).
  * Call before submitting anything. */
 void yls_history_set_image_steps(yls_history *h, int64_t n);
-/* Queue op (taken over); op->done is called on the loop thread once it is done. */
-void yls_history_submit(yls_history *h, yls_hop *op);
+/* Queue op (taken over); op->done is called on the loop thread once it is done. 0, or -1
+ * when the queue is full (op not taken: the caller answers 503 and frees it). */
+int yls_history_submit(yls_history *h, yls_hop *op);
 /* Finish what is queued, stop the thread, close the store and the async handle. */
 void yls_history_close(yls_history *h);
 yls_hop *yls_hop_new(yls_hop_kind kind, void (*done)(yls_hop *), void *data);

@@ -18,7 +18,7 @@
  * one (nothing was done yet), anything else fails with the server's message (the daemon
  * answers 503 to the recording request, and the client retries). open() waits up to
  * PG_OPEN_WAIT seconds for the server (replicas may start before the database).
- * Called from the history thread only.
+ * A handle is used by one thread only (history.c opens two: its writer's and its reader's).
  */
 #include "history.h"
 
@@ -667,6 +667,21 @@ static int pg_scalars(void *handle, const char *run, yls_scalar **out, size_t *n
     return 0;
 }
 
+static int pg_layers(void *handle, const char *run, int *layers, char *err)
+{
+    pgdb *db = handle;
+    const char *params[1] = {run};
+    *layers = 0;
+    PGresult *res = query(db, "SELECT coalesce(max(num_layers), 0) FROM points WHERE run = $1",
+                          1, params, err, "layers");
+    if (!res)
+        return -1;
+    int64_t L = PQntuples(res) == 1 ? get_int(res, 0, 0) : 0;
+    *layers = L < 0 ? 0 : L > YL_MAX_LAYERS ? YL_MAX_LAYERS : (int)L;
+    PQclear(res);
+    return 0;
+}
+
 const yls_history_backend yls_history_pg = {
     .name = "postgresql",
     .open = pg_open,
@@ -678,5 +693,6 @@ const yls_history_backend yls_history_pg = {
     .put_config = pg_put_config,
     .put_scalars = pg_put_scalars,
     .scalars = pg_scalars,
+    .layers = pg_layers,
     .close = pg_close,
 };

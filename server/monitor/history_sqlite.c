@@ -1,8 +1,9 @@
 /*
  * history_sqlite.c: the SQLite backend of history.h. One table, one row per point, keyed by
  * (run, step); the per-layer terms and statistics are JSON arrays in text columns. WAL mode
- * with synchronous=FULL: a commit is on disk when record returns, and readers (the sqlite3
- * shell, a backup) do not block the writer. Called from the history thread only.
+ * with synchronous=FULL: a commit is on disk when record returns, and readers (the history's
+ * reader thread with a connection of its own, the sqlite3 shell, a backup) do not block the
+ * writer. A handle is used by one thread only.
  */
 #include "history.h"
 
@@ -488,6 +489,24 @@ fail:
     return -1;
 }
 
+static int sq_layers(void *handle, const char *run, int *layers, char *err)
+{
+    sqlite3 *db = handle;
+    sqlite3_stmt *st = NULL;
+    *layers = 0;
+    if (sqlite3_prepare_v2(db, "SELECT coalesce(max(num_layers), 0) FROM points WHERE run = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(db, err, "layers");
+    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : fail(db, err, "layers");
+    if (rc == 0) {
+        int L = sqlite3_column_int(st, 0);
+        *layers = L < 0 ? 0 : L > YL_MAX_LAYERS ? YL_MAX_LAYERS : L;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 const yls_history_backend yls_history_sqlite = {
     .name = "sqlite",
     .open = sq_open,
@@ -499,5 +518,6 @@ const yls_history_backend yls_history_sqlite = {
     .put_config = sq_put_config,
     .put_scalars = sq_put_scalars,
     .scalars = sq_scalars,
+    .layers = sq_layers,
     .close = sq_close,
 };

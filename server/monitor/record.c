@@ -111,6 +111,11 @@ bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MH
     pt.image_ids = op->point.image_ids;
     pt.image_terms = op->point.image_terms;
     op->point = pt;
-    yls_history_submit(s->history, op);
+    if (yls_history_submit(s->history, op)) {
+        free(h);
+        yls_hop_free(op);
+        MHD_destroy_response(resp);
+        yls_reply_error(r, 503, "the history is busy (its write queue is full); retry later");
+    }
     return true;
 }

@@ -508,3 +508,20 @@ void yt_check_all(const yt_case *c, const yt_outputs *o)
     }
     ck_assert_int_eq(o->n, 5 + c->L);
 }
+
+long yt_record_point(const yt_daemon *d, const char *run, int step, uint64_t seed)
+{
+    yt_spec spec = {.num_anchors = 6, .B = 2, .H0 = 1, .W0 = 2, .C = 2, .out_dtype = YL_F32,
+                    .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 2, .seed = seed};
+    yt_case c;
+    yt_case_make(&c, &spec);
+    json_t *params = step >= 0 ? json_pack("{s:s,s:i}", "run", run, "step", step)
+                               : json_pack("{s:s}", "run", run);
+    yt_send s = {.input_mode = 0, .output_binary = -1, .outputs = {"loss"}, .params = params};
+    yt_resp r;
+    long status = yt_infer(d, &c, &s, &r);
+    yt_resp_free(&r);
+    json_decref(params);
+    yt_case_free(&c);
+    return status;
+}

@@ -85,8 +85,9 @@ try {
   for (const step of [0, 20, 39]) await api("POST", "/v1/runs/baseline/scalars", {step, lr: 0.001 / (1 + step)});
   browser = await chromium.launch({executablePath: browserPath, args: ["--no-sandbox"]});
   const page = await browser.newPage({viewport: {width: 1500, height: 1000}});
-  const errors = [];
+  const errors = [], streams = [];
   page.on("pageerror", e => errors.push(String(e)));
+  page.on("request", q => { if (q.url().includes("/events")) streams.push(q.url()); });
   page.on("console", m => { if (m.type() === "error") errors.push(m.text()); });
   await page.goto(base + "/");
   // both runs listed, the HTML-looking name as text
@@ -126,6 +127,10 @@ try {
   });
   assert.equal(lastStep, 44);
   console.log(`new points shown ${Date.now() - t0} ms after the first was sent`);
+  // one multiplexed stream for the page (no per-run streams), carrying both runs
+  assert.ok(streams.every(u => u.includes("/v1/events?")), streams.join(" "));
+  const url = await page.evaluate(() => window.yololossDashboard.stream().url);
+  assert.ok(url.includes("run=baseline") && url.includes("run=lr%3D1e-3%20%3Cb%3Ebold%3C%2Fb%3E"), url);
   // log scale and smoothing
   await page.check("#log");
   await page.fill("#smooth", "0.6");

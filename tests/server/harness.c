@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -333,6 +337,21 @@ long yt_rss_kb(pid_t pid)
     return kb;
 }
 
+long yt_hwm_kb(pid_t pid)
+{
+    char p[64], line[256];
+    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(p, "r");
+    long kb = -1;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
 int yt_open_fds(pid_t pid)
 {
     char p[64];
@@ -367,4 +386,56 @@ json_t *yt_run_points(const yt_daemon *d, const char *run)
     json_decref(j);
     ck_assert(json_is_array(pts));
     return pts;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Event streams on raw sockets (libcurl would buffer them).                             */
+
+bool yt_read_until(int fd, char *buf, size_t len, size_t *have, const char *needle)
+{
+    for (int idle = 0; idle < 100;) { /* 100 reads that time out after 100 ms */
+        buf[*have] = '\0';
+        if (strstr(buf, needle))
+            return true;
+        if (*have + 1 >= len)
+            return false;
+        ssize_t n = recv(fd, buf + *have, len - 1 - *have, 0);
+        if (n > 0)
+            *have += (size_t)n;
+        else if (n == 0)
+            return false;
+        else
+            idle++;
+    }
+    buf[*have] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+int yt_stream_open(const yt_daemon *d, const char *path, const char *header, char *buf,
+                   size_t len, size_t *have, int *status)
+{
+    *have = 0;
+    *status = 0;
+    buf[0] = '\0';
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 100000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char req[4096];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n%s%s\r\n", path,
+                     header ? header : "", header ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof req || send(fd, req, (size_t)n, 0) != n) {
+        close(fd);
+        return -1;
+    }
+    if (yt_read_until(fd, buf, len, have, "\r\n\r\n"))
+        sscanf(buf, "HTTP/1.1 %d", status);
+    return fd;
 }

@@ -38,6 +38,7 @@ int yt_daemon_wait(yt_daemon *d);
 void yt_daemon_dump(const yt_daemon *d);
 /* A process's resident memory in kB (VmRSS) and its open fds, from /proc; -1 if unreadable. */
 long yt_rss_kb(pid_t pid);
+long yt_hwm_kb(pid_t pid); /* its peak resident memory (VmHWM) */
 int yt_open_fds(pid_t pid);
 
 /* Shared daemons, started by main before the suites (fork-inherited by every test):
@@ -92,6 +93,14 @@ const char *yt_header(const yt_resp *r, const char *name, char *buf, size_t len)
 void yt_resp_free(yt_resp *r);
 /* The "error" string of a JSON error body ("" when none). */
 const char *yt_error_message(const yt_resp *r, char *buf, size_t len);
+
+/* An event stream on a raw socket: GET path (with one extra header line, or NULL), its
+ * status (0: no answer) in *status; what was read (headers included) in buf, *have bytes.
+ * Returns the socket (reads time out after 100 ms), or -1. */
+int yt_stream_open(const yt_daemon *d, const char *path, const char *header, char *buf,
+                   size_t len, size_t *have, int *status);
+/* Read on until needle is in buf (true), the peer closes or about 10 s pass (false). */
+bool yt_read_until(int fd, char *buf, size_t len, size_t *have, const char *needle);
 
 /* ------------------------------------------------------------------------------------ */
 /* Cases: random tensors and the core's answer for them                                  */
@@ -149,6 +158,9 @@ typedef struct {
 uint8_t *yt_request_body(const yt_case *c, const yt_send *s, size_t *len, size_t *header_len);
 /* POST it to /v2/models/<model>/infer. */
 long yt_infer(const yt_daemon *d, const yt_case *c, const yt_send *s, yt_resp *resp);
+/* One small infer request recording a point of run (step < 0: none): its HTTP status (the
+ * answer itself is not checked: test_monitor.c does that). */
+long yt_record_point(const yt_daemon *d, const char *run, int step, uint64_t seed);
 
 typedef struct {
     char name[32];
@@ -200,6 +212,7 @@ void yt_check_config_and_scalars(const yt_daemon *d, const char *run, const char
 /* With --image-history-steps 2: 4 steps keep the last 2; a replaced step's rows go. */
 void yt_check_images_retention(const yt_daemon *d, const char *run);
 Suite *yt_suite_wire(void);
+Suite *yt_suite_streams(void);
 Suite *yt_suite_history_pg(void); /* make test-history-pg; needs PostgreSQL's binaries */
 
 #endif /* YT_HARNESS_H */

@@ -1,6 +1,7 @@
 /*
  * test_concurrency.c: many clients at once, of mixed sizes and encodings, all get exactly
- * the core's answers; the bytes of an answer do not depend on the daemon's thread count.
+ * the core's answers; the bytes of an answer do not depend on the daemon's thread count;
+ * points recorded, read and streamed at once.
  */
 #include "harness.h"
 
@@ -134,6 +135,81 @@ START_TEST(same_bytes_for_any_thread_count)
 }
 END_TEST
 
+/* Points recorded by many clients at once, while others read the history and a stream
+ * follows the run: the history's writer and reader threads, group commits and the event
+ * streams all run together (and so under ThreadSanitizer in make test-sanitize). */
+#define REC_THREADS 6
+#define REC_PER_THREAD 6
+
+typedef struct {
+    int id;
+    char run[64];
+    int failures;
+    char why[256];
+} recorder;
+
+static void *record_work(void *arg)
+{
+    recorder *w = arg;
+    for (int k = 0; k < REC_PER_THREAD && !w->failures; k++) {
+        long st = yt_record_point(&yt_main, w->run, -1, 7000 + (uint64_t)(w->id * 100 + k));
+        if (st != 200) {
+            snprintf(w->why, sizeof w->why, "recorder %d point %d: %ld", w->id, k, st);
+            w->failures++;
+        }
+        if (w->id % 2 == 0) { /* and a read between the points */
+            yt_resp r;
+            char path[128];
+            snprintf(path, sizeof path, "/v1/runs/%s/steps%s", w->run, k % 2 ? ".csv" : "");
+            if (yt_get(&yt_main, k == 0 ? "/v1/runs" : path, &r) != 200) {
+                snprintf(w->why, sizeof w->why, "recorder %d read %d: %ld", w->id, k, r.status);
+                w->failures++;
+            }
+            yt_resp_free(&r);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(points_recorded_read_and_streamed_at_once)
+{
+    char run[64], path[128];
+    snprintf(run, sizeof run, "conc-%d", (int)getpid());
+    snprintf(path, sizeof path, "/v1/events?run=%s", run);
+    static char buf[1 << 20];
+    size_t have;
+    int st;
+    int fd = yt_stream_open(&yt_main, path, NULL, buf, sizeof buf, &have, &st);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(st, 200);
+    ck_assert(yt_read_until(fd, buf, sizeof buf, &have, "retry: 2000\n\n"));
+    recorder w[REC_THREADS];
+    pthread_t th[REC_THREADS];
+    for (int t = 0; t < REC_THREADS; t++) {
+        w[t] = (recorder){.id = t};
+        snprintf(w[t].run, sizeof w[t].run, "%s", run);
+        ck_assert_int_eq(pthread_create(&th[t], NULL, record_work, &w[t]), 0);
+    }
+    for (int t = 0; t < REC_THREADS; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < REC_THREADS; t++)
+        ck_assert_msg(w[t].failures == 0, "%s", w[t].why);
+    /* steps 0..N-1, each once, in the history and on the stream */
+    enum { N = REC_THREADS * REC_PER_THREAD };
+    json_t *pts = yt_run_points(&yt_main, run);
+    ck_assert_int_eq(json_array_size(pts), N);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(pts, (size_t)i), "step")), i);
+    json_decref(pts);
+    char want[128];
+    for (int i = 0; i < N; i++) {
+        snprintf(want, sizeof want, "data: {\"run\":\"%s\",\"step\":%d,", run, i);
+        ck_assert_msg(yt_read_until(fd, buf, sizeof buf, &have, want), "no step %d on the stream", i);
+    }
+    close(fd);
+}
+END_TEST
+
 Suite *yt_suite_concurrency(void)
 {
     Suite *s = suite_create("concurrency");
@@ -141,6 +217,7 @@ Suite *yt_suite_concurrency(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, many_clients_mixed_sizes);
     tcase_add_test(tc, same_bytes_for_any_thread_count);
+    tcase_add_test(tc, points_recorded_read_and_streamed_at_once);
     suite_add_tcase(s, tc);
     return s;
 }

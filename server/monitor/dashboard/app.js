@@ -1,6 +1,6 @@
 // The yololossd dashboard: runs from /v1/runs, their points from /v1/runs/{run}/steps,
-// new points from /v1/runs/{run}/events (Server-Sent Events), the scalars a training loop
-// logged from /v1/runs/{run}/scalars, the images ranking from /v1/runs/{run}/images. Charts
+// new points from one /v1/events?run=..&run=.. stream for all of them (Server-Sent
+// Events), the scalars a training loop logged from /v1/runs/{run}/scalars, the images ranking from /v1/runs/{run}/images. Charts
 // are uPlot's. Everything that comes from the daemon (run names, configuration keys and
 // values, image links) is only ever set with textContent, as an attribute value or as a
 // uPlot series label (text), never as HTML.
@@ -24,7 +24,7 @@
     let s = 0; for (const l of layers) s += l[k]; return s / layers.length;
   }
 
-  // name -> {points: [], steps: Map(step -> index), color, es, selected, config, scalars}
+  // name -> {points: [], steps: Map(step -> index), color, loaded, selected, config, scalars}
   const runs = new Map();
   let plots = [];
   let dirty = true;
@@ -99,8 +99,8 @@
     dirty = true;
   }
 
-  async function loadSteps(run) {
-    let after = -1;
+  // The points of run after step `after` (all of them: pages of 100000).
+  async function loadSteps(run, after = -1) {
     for (;;) {
       const res = await fetch("/v1/runs/" + enc(run) + "/steps?after=" + after + "&limit=100000");
       if (!res.ok) return;
@@ -111,10 +111,28 @@
     }
   }
 
-  function listen(run) {
-    const r = runs.get(run);
-    r.es = new EventSource("/v1/runs/" + enc(run) + "/events");
-    r.es.addEventListener("point", ev => addPoint(run, JSON.parse(ev.data)));
+  // ONE event stream for every run of the page (a browser allows few connections per
+  // server). It is reopened when runs appear; the browser reconnects it by itself after a
+  // network error, sending Last-Event-ID, from which the daemon replays what was missed.
+  // Every (re)open also fetches each run's points after its last one, so a gap (a run
+  // added, a daemon restarted) fills in; a point that comes twice replaces itself.
+  const STREAM_RUNS = 64; // the daemon's limit per stream
+  let stream = null, streamKey = "";
+  function follow() {
+    const names = [...runs.keys()].filter(n => runs.get(n).loaded).slice(0, STREAM_RUNS);
+    const key = names.join("\n");
+    if (stream && key === streamKey) return;
+    if (stream) stream.close();
+    stream = null; streamKey = key;
+    if (!names.length) return;
+    stream = new EventSource("/v1/events?" + names.map(n => "run=" + enc(n)).join("&"));
+    stream.addEventListener("point", ev => { const p = JSON.parse(ev.data); addPoint(p.run, p); });
+    stream.addEventListener("open", () => {
+      for (const n of names) {
+        const r = runs.get(n);
+        if (r) loadSteps(n, r.points.length ? r.points[r.points.length - 1].step : -1);
+      }
+    });
   }
 
   async function loadScalars(run) {
@@ -142,7 +160,7 @@
         if (JSON.stringify(cfg) !== JSON.stringify(r.config)) { r.config = cfg; configChanged = true; }
         continue;
       }
-      const r = {points: [], steps: new Map(), color: COLORS[runs.size % COLORS.length], es: null,
+      const r = {points: [], steps: new Map(), color: COLORS[runs.size % COLORS.length], loaded: false,
                  selected: runs.size < 4, config: cfg, scalars: null};
       runs.set(info.run, r);
       configChanged = true;
@@ -163,7 +181,7 @@
       const opt = document.createElement("option");
       opt.value = info.run; opt.textContent = info.run;
       document.getElementById("img-run").append(opt);
-      loadSteps(info.run).then(() => { listen(info.run); rebuild(); });
+      loadSteps(info.run).then(() => { r.loaded = true; follow(); rebuild(); });
     }
     if (configChanged) renderConfig();
   }
@@ -408,5 +426,6 @@
   refreshRuns().then(rebuild);
   setInterval(refreshRuns, 2000);
   setInterval(update, 250);
-  window.yololossDashboard = {runs, plots: () => plots, imageCurve: () => img.curve};
+  window.yololossDashboard = {runs, plots: () => plots, imageCurve: () => img.curve,
+                              stream: () => stream};
 })();

@@ -109,6 +109,20 @@ bench-server: $(B)/bench_server $(B)/yololossd
 	$(B)/bench_server --daemon $(B)/yololossd
 BENCH_RUNS += bench-server
 
+# The wire benchmark (make bench): dense vs compact vs shared memory on the standard
+# workload, over loopback and, when run as root, over 10 and 1 Gbit links (a private network
+# namespace with tc on its loopback, made by the benchmark), beside the in-process time.
+$(B)/bench_wire: bench/bench_wire.c $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(shell pkg-config --cflags libcurl) -o $@ $< $(CORE_LIB) \
+	  $(shell pkg-config --libs libcurl) -lm -lrt
+
+ALL_BINS += $(B)/bench_wire
+.PHONY: bench-wire
+bench-wire: $(B)/bench_wire $(B)/yololossd
+	$(B)/bench_wire --daemon $(B)/yololossd
+BENCH_RUNS += bench-wire
+
 # Triton's tritonclient (pure Python, from its public source) against the daemon: skipped
 # unless TRITONCLIENT_PATH names .../client/src/python/library (or tritonclient is
 # installed). Needs python3-numpy, -rapidjson, -gevent, -geventhttpclient (.ci/deps).

@@ -16,7 +16,8 @@ $(B)/clients/c/tests/%.o: clients/c/tests/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CLIENT_INC) $(CORE_INC) $(CLIENT_CFLAGS) $(CHECK_CFLAGS) -c $< -o $@
 
-$(CLIENT_LIB): $(B)/clients/c/yololoss_client.o
+$(CLIENT_LIB): $(B)/clients/c/yololoss_client.o $(B)/clients/c/http.o $(B)/clients/c/compact.o \
+		$(B)/clients/c/shm.o
 	$(AR) rcs $@ $^
 
 # yololoss: the command-line client (.npy in, JSON and .npy out).

@@ -34,6 +34,8 @@ static const char usage[] =
     "  --model NAME         yolov3 (default, 3 layers) or yolov3-tiny (2 layers)\n"
     "  --token TOKEN        bearer token (default $YOLOLOSS_TOKEN)\n"
     "  --grads DIR          also get the gradient, written as DIR/grad_<l>.npy (float32)\n"
+    "  --grad-dtype T       float32 (default) or float64: the gradient computed in double\n"
+    "                       and never rounded, written as float64\n"
     "  --json               send JSON numbers instead of binary tensors\n"
     "  --ignore-thresh X    override the model's ignore_thresh (0.5)\n"
     "  --anchors W,H,...    override the model's anchors (12 or 18 numbers)\n"
@@ -43,6 +45,11 @@ static const char usage[] =
     "  --max-attempts N     attempts in all when the connection is refused or reset or the\n"
     "                       answer is 502/503/504 (default: as many as the timeout allows)\n"
     "  --no-retry           one attempt only (--max-attempts 1)\n"
+    "  --tensors MODE       auto (default: compact when the server offers it), compact or\n"
+    "                       dense; compact sends the 5 box channels of every anchor and\n"
+    "                       the full rows of the truth anchors only (same results)\n"
+    "  --transport MODE     auto (default: shared memory when the server is on this host\n"
+    "                       and offers it, else the HTTP body), shm or wire\n"
     "  --help, --version\n"
     "Exit status: 0 done, 1 refused by the server or no answer, 2 bad usage or file.\n";
 
@@ -129,12 +136,13 @@ static int write_grads(const char *dir, const ylc_result *r, json_t *out)
     json_t *files = json_array();
     json_object_set_new(out, "grads", files);
     for (int l = 0; l < r->num_layers; l++) {
-        if (!r->grads[l])
+        if (!r->grads[l] && !r->grads_f64[l])
             continue;
         char path[4096], err[600];
         snprintf(path, sizeof path, "%s/grad_%d.npy", dir, l);
-        if (npyf_write(path, "<f4", r->grad_ndim[l], r->grad_shape[l], r->grads[l], err,
-                       sizeof err) != 0) {
+        const void *g = r->grads_f64[l] ? (const void *)r->grads_f64[l] : (const void *)r->grads[l];
+        if (npyf_write(path, r->grads_f64[l] ? "<f8" : "<f4", r->grad_ndim[l], r->grad_shape[l],
+                       g, err, sizeof err) != 0) {
             fprintf(stderr, "yololoss: %s\n", err);
             return -1;
         }
@@ -230,6 +238,27 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--timeout")) {
             if (parse_double(a, v, &opt.timeout))
                 goto out;
+        } else if (!strcmp(a, "--tensors") || !strcmp(a, "--transport") ||
+                   !strcmp(a, "--grad-dtype")) {
+            static const char *const modes[3][3] = {{"auto", "compact", "dense"},
+                                                    {"auto", "shm", "wire"},
+                                                    {"float32", "float64", NULL}};
+            int which = a[2] == 'g' ? 2 : !strcmp(a, "--transport");
+            int k = 0;
+            while (k < 3 && !(modes[which][k] && !strcmp(v, modes[which][k])))
+                k++;
+            if (k == 3) {
+                fprintf(stderr, "yololoss: %s: '%s' is not one of %s, %s%s%s\n", a, v,
+                        modes[which][0], modes[which][1], modes[which][2] ? ", " : "",
+                        modes[which][2] ? modes[which][2] : "");
+                goto out;
+            }
+            if (which == 0)
+                opt.tensors = k; /* YLC_TENSORS_AUTO, _COMPACT, _DENSE */
+            else if (which == 1)
+                opt.transport = k; /* YLC_TRANSPORT_AUTO, _SHM, _WIRE */
+            else
+                req.grad_datatype = k ? YLC_F64 : YLC_F32;
         } else if (!strcmp(a, "--max-attempts")) {
             char *e;
             errno = 0;

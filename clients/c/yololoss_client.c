@@ -1,39 +1,42 @@
 /*
- * yololoss_client.c: the v2 infer request as one libcurl POST, and its answer parsed.
+ * yololoss_client.c: the v2 infer request of a batch, and its answer.
  *
- * The request body is the JSON header followed by the input tensors' bytes, streamed from
- * the caller's buffers by a read callback (never copied together). JSON mode writes the
- * numbers into the header instead ("%.9g" for FP32 and FP16, "%.17g" for FP64: exact).
- * The answer is collected whole; Inference-Header-Content-Length splits it into the JSON
- * header and the binary outputs, which are copied into the result.
+ * A call chooses how its tensors travel (yololoss_client.h, TENSORS and TRANSPORT): dense
+ * output_l or the compact exact tensors (compact.c), in the HTTP body (binary after the
+ * JSON header, or JSON numbers: "%.9g" for FP32 and FP16, "%.17g" for FP64, exact) or in
+ * the client's shared-memory region (shm.c), registered with the daemon on first use. The
+ * answer is parsed whole; Inference-Header-Content-Length splits it into the JSON header
+ * and the binary outputs, which are copied into the result. Compact gradients are
+ * scattered back to the caller's dense layout unless the caller asks for them compact.
  */
 #include "yololoss_client.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "ylc_compact.h"
+#include "ylc_http.h"
+#include "ylc_shm.h"
+
+#define DT_I64 100 /* the INT64 index tensors, internal to the wire */
+
 struct ylc_client {
-    CURL *curl;
-    char *base;  /* URL without a trailing slash */
-    char *model; /* URL-escaped */
-    struct curl_slist *auth; /* the Authorization header, NULL: none */
-    double timeout;
-    int max_attempts; /* 0: as many as the deadline allows */
-    double backoff_base, backoff_max;
-    uint64_t rng;     /* the backoff's jitter (xorshift64) */
-    unsigned long retries;
+    ylc_http http;
+    char *model;      /* URL-escaped */
+    int tensors, transport;
+    bool ext_known;   /* GET /v2 read */
+    bool has_compact, has_shm;
+    bool loopback;    /* the URL's host is a loopback address */
+    bool shm_off;     /* auto: the daemon could not use our region: the wire for good */
+    ylc_shm shm;      /* registered with the daemon while shm.base is set */
 };
 
 static const char *const term_names[4] = {"xy", "wh", "confidence", "class"};
@@ -56,428 +59,99 @@ const char *ylc_dtype_name(int dtype)
 
 static size_t dtype_size(int dtype)
 {
-    return dtype == YLC_F64 ? 8 : dtype == YLC_F32 ? 4 : (dtype == YLC_F16 || dtype == YLC_BF16) ? 2 : 0;
-}
-
-static int fail(ylc_error *err, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(ylc_error *err, int status, const char *fmt, ...)
-{
-    if (err) {
-        err->status = status;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
+    switch (dtype) {
+    case YLC_F64: case DT_I64: return 8;
+    case YLC_F32: return 4;
+    case YLC_F16: case YLC_BF16: return 2;
+    default: return 0;
     }
-    return -1;
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* A growable string.                                                                   */
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static bool sb_reserve(sbuf *b, size_t more)
-{
-    if (b->oom)
-        return false;
-    if (b->len + more + 1 <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-static void sb_put(sbuf *b, const void *s, size_t n)
-{
-    if (!sb_reserve(b, n))
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || !sb_reserve(b, (size_t)n + 1))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
-/* A JSON string literal (jansson escapes it). */
-static void sb_json_string(sbuf *b, const char *s)
-{
-    json_t *j = json_string(s);
-    char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    if (t)
-        sb_str(b, t);
-    else
-        b->oom = true;
-    free(t);
-    json_decref(j);
 }
 
 /* ------------------------------------------------------------------------------------ */
 /* Client                                                                               */
 
-static int global_init(ylc_error *err)
+/* 127.0.0.0/8, ::1 or localhost: where the daemon shares this machine's /dev/shm (most
+ * likely; registration tells for sure). */
+static bool host_is_loopback(const char *url)
 {
-    static bool done;
-    if (!done) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-            return fail(err, 0, "curl_global_init failed");
-        done = true;
+    CURLU *u = curl_url();
+    char *host = NULL;
+    bool yes = false;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        yes = !strcmp(host, "localhost") || !strcmp(host, "[::1]") || !strcmp(host, "::1") ||
+              !strncmp(host, "127.", 4);
     }
-    return 0;
+    curl_free(host);
+    curl_url_cleanup(u);
+    return yes;
 }
 
 int ylc_client_new(ylc_client **out, const ylc_options *opt, ylc_error *err)
 {
     *out = NULL;
-    if (global_init(err))
-        return -1;
-    const char *url = opt && opt->url ? opt->url : "http://127.0.0.1:8000";
     const char *model = opt && opt->model ? opt->model : "yolov3";
+    int tensors = opt ? opt->tensors : YLC_TENSORS_AUTO;
+    int transport = opt ? opt->transport : YLC_TRANSPORT_AUTO;
+    if (tensors < YLC_TENSORS_AUTO || tensors > YLC_TENSORS_DENSE)
+        return ylc_fail(err, 0, "options: tensors %d is not a ylc_tensors value", tensors);
+    if (transport < YLC_TRANSPORT_AUTO || transport > YLC_TRANSPORT_WIRE)
+        return ylc_fail(err, 0, "options: transport %d is not a ylc_transport value", transport);
     ylc_client *c = calloc(1, sizeof *c);
     if (!c)
-        return fail(err, 0, "out of memory");
-    c->timeout = opt && opt->timeout > 0 ? opt->timeout : 60.0;
-    c->max_attempts = opt && opt->max_attempts > 0 ? opt->max_attempts : 0;
-    c->backoff_base = opt && opt->backoff_base > 0 ? opt->backoff_base : 0.1;
-    c->backoff_max = opt && opt->backoff_max > 0 ? opt->backoff_max : 5.0;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    c->rng = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^
-             ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
-    if (!c->rng)
-        c->rng = 1;
-    c->curl = curl_easy_init();
-    if (!c->curl)
-        goto oom;
-    if (!strstr(url, "://")) {
-        c->base = malloc(strlen(url) + 8);
-        if (c->base)
-            sprintf(c->base, "http://%s", url);
-    } else {
-        c->base = strdup(url);
+        return ylc_fail(err, 0, "out of memory");
+    if (ylc_http_init(&c->http, opt, err)) {
+        free(c);
+        return -1;
     }
-    if (!c->base)
-        goto oom;
-    size_t n = strlen(c->base);
-    while (n > 0 && c->base[n - 1] == '/')
-        c->base[--n] = '\0';
-    c->model = curl_easy_escape(c->curl, model, 0);
-    if (!c->model)
-        goto oom;
-    if (opt && opt->token && *opt->token) {
-        char *h = malloc(strlen(opt->token) + 32);
-        if (!h)
-            goto oom;
-        sprintf(h, "Authorization: Bearer %s", opt->token);
-        c->auth = curl_slist_append(NULL, h);
-        free(h);
-        if (!c->auth)
-            goto oom;
+    c->tensors = tensors;
+    c->transport = transport;
+    c->loopback = host_is_loopback(c->http.base);
+    c->model = curl_easy_escape(c->http.curl, model, 0);
+    if (!c->model || strlen(c->model) > 120) {
+        const char *why = c->model ? "model name too long" : "out of memory";
+        ylc_client_free(c);
+        return ylc_fail(err, 0, "%s", why);
     }
     *out = c;
     return 0;
-oom:
-    ylc_client_free(c);
-    return fail(err, 0, "out of memory");
 }
 
-unsigned long ylc_client_retries(const ylc_client *c) { return c->retries; }
+unsigned long ylc_client_retries(const ylc_client *c) { return c->http.retries; }
+
+static void shm_unregister(ylc_client *c, ylc_shm *s)
+{
+    if (!s->base)
+        return;
+    char path[128];
+    snprintf(path, sizeof path, "/v2/systemsharedmemory/region/%s/unregister", s->name);
+    ylc_clock ck = ylc_clock_start(&c->http, c->http.timeout < 5 ? c->http.timeout : 5);
+    ylc_answer a = {{0}, -1, -1};
+    ylc_error e;
+    ylc_segment body = {"{}", 2};
+    const char *hdr[] = {"Content-Type: application/json", NULL};
+    ylc_http_exchange(&c->http, "POST", path, &body, 1, hdr, &ck, &a, &e);
+    free(a.body.p);
+    ylc_shm_destroy(s);
+}
 
 void ylc_client_free(ylc_client *c)
 {
     if (!c)
         return;
-    if (c->curl)
-        curl_easy_cleanup(c->curl);
+    shm_unregister(c, &c->shm);
     curl_free(c->model);
-    curl_slist_free_all(c->auth);
-    free(c->base);
+    ylc_http_free(&c->http);
     free(c);
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* One HTTP exchange, with 503 retries.                                                  */
-
-typedef struct {
-    const void *p;
-    size_t len;
-} segment;
-
-typedef struct {
-    const segment *seg;
-    int nseg;
-    int i;
-    size_t off;
-} body_reader;
-
-static size_t on_read(char *buf, size_t size, size_t nitems, void *userdata)
-{
-    body_reader *r = userdata;
-    size_t room = size * nitems, n = 0;
-    while (n < room && r->i < r->nseg) {
-        const segment *s = &r->seg[r->i];
-        size_t k = s->len - r->off;
-        if (k > room - n)
-            k = room - n;
-        memcpy(buf + n, (const char *)s->p + r->off, k);
-        n += k;
-        r->off += k;
-        if (r->off == s->len) {
-            r->i++;
-            r->off = 0;
-        }
-    }
-    return n;
-}
-
-static int on_seek(void *userdata, curl_off_t offset, int origin)
-{
-    body_reader *r = userdata;
-    if (origin != SEEK_SET || offset != 0)
-        return CURL_SEEKFUNC_CANTSEEK;
-    r->i = 0;
-    r->off = 0;
-    return CURL_SEEKFUNC_OK;
-}
-
-typedef struct {
-    sbuf body;
-    long long header_len; /* Inference-Header-Content-Length, -1: absent */
-    double retry_after;   /* -1: absent */
-} answer;
-
-static size_t on_write(char *p, size_t size, size_t nmemb, void *userdata)
-{
-    answer *a = userdata;
-    size_t n = size * nmemb;
-    sb_put(&a->body, p, n);
-    return a->body.oom ? 0 : n;
-}
-
-/* "Name: value" -> value when the name matches (case-insensitive), else NULL. */
-static const char *header_value(const char *line, size_t len, const char *name, char *buf,
-                                size_t buflen)
-{
-    size_t k = strlen(name);
-    if (len <= k || strncasecmp(line, name, k) != 0 || line[k] != ':')
-        return NULL;
-    const char *v = line + k + 1;
-    const char *end = line + len;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-        end--;
-    size_t m = (size_t)(end - v) < buflen - 1 ? (size_t)(end - v) : buflen - 1;
-    memcpy(buf, v, m);
-    buf[m] = '\0';
-    return buf;
-}
-
-static size_t on_header(char *p, size_t size, size_t nitems, void *userdata)
-{
-    answer *a = userdata;
-    size_t n = size * nitems;
-    char v[64];
-    if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) { /* a new response (after a 100 Continue) */
-        a->header_len = -1;
-        a->retry_after = -1;
-    } else if (header_value(p, n, "Inference-Header-Content-Length", v, sizeof v)) {
-        char *e;
-        errno = 0;
-        long long x = strtoll(v, &e, 10);
-        a->header_len = (errno || *e || x < 0) ? -2 : x;
-    } else if (header_value(p, n, "Retry-After", v, sizeof v)) {
-        /* delay-seconds or an HTTP-date (RFC 9110 10.2.3); unreadable: as if absent */
-        char *e;
-        double x = strtod(v, &e);
-        if (e != v && *e == '\0' && x >= 0) {
-            a->retry_after = x;
-        } else {
-            time_t when = curl_getdate(v, NULL);
-            if (when != (time_t)-1) {
-                double d = difftime(when, time(NULL));
-                a->retry_after = d > 0 ? d : 0;
-            }
-        }
-    }
-    return n;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void sleep_s(double s)
-{
-    struct timespec ts = {(time_t)s, (long)((s - floor(s)) * 1e9)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* The "error" of a JSON error body, or the body itself, into err. */
-static int http_error(ylc_error *err, long status, const answer *a)
-{
-    const char *text = a->body.p ? a->body.p : "";
-    json_t *j = json_loadb(text, a->body.len, 0, NULL);
-    const char *msg = j ? json_string_value(json_object_get(j, "error")) : NULL;
-    fail(err, (int)status, "%s", msg ? msg : *text ? text : "(no message)");
-    json_decref(j);
-    return -1;
-}
-
-/* A uniform draw in [0, 1). */
-static double jitter(ylc_client *c)
-{
-    c->rng ^= c->rng << 13;
-    c->rng ^= c->rng >> 7;
-    c->rng ^= c->rng << 17;
-    return (double)(c->rng >> 11) / 9007199254740992.0;
-}
-
-/* Transport failures worth another attempt: the connection was refused, reset or closed
- * without an answer (a daemon restarting, a proxy's backend going away). A timeout is
- * not: the deadline is spent. */
-static bool retryable_transport(CURLcode rc)
-{
-    return rc == CURLE_COULDNT_CONNECT || rc == CURLE_GOT_NOTHING || rc == CURLE_SEND_ERROR ||
-           rc == CURLE_RECV_ERROR || rc == CURLE_PARTIAL_FILE;
-}
-
-static bool retryable_status(long status) { return status == 502 || status == 503 || status == 504; }
-
-/* method "GET" or "POST" (with the segments as body). Returns the status, 0 on a
- * transport failure (err filled). Retries as the header's RETRIES says, all within
- * timeout seconds. */
-static long exchange(ylc_client *c, const char *method, const char *path, const segment *seg,
-                     int nseg, const char *const *extra, double timeout, answer *a,
-                     ylc_error *err)
-{
-    char *url = malloc(strlen(c->base) + strlen(path) + 1);
-    if (!url) {
-        fail(err, 0, "out of memory");
-        return 0;
-    }
-    sprintf(url, "%s%s", c->base, path);
-    struct curl_slist *hdrs = NULL, *h;
-    for (h = c->auth; h; h = h->next)
-        hdrs = curl_slist_append(hdrs, h->data);
-    hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
-    for (int i = 0; extra && extra[i]; i++)
-        hdrs = curl_slist_append(hdrs, extra[i]);
-    if (!hdrs) {
-        free(url);
-        fail(err, 0, "out of memory");
-        return 0;
-    }
-    size_t total = 0;
-    for (int i = 0; i < nseg; i++)
-        total += seg[i].len;
-
-    if (timeout <= 0)
-        timeout = c->timeout;
-    double deadline = now_s() + timeout;
-    long status = 0;
-    CURL *k = c->curl;
-    for (int attempt = 1;; attempt++) {
-        body_reader rd = {seg, nseg, 0, 0};
-        a->body.len = 0;
-        a->header_len = -1;
-        a->retry_after = -1;
-        double left = deadline - now_s();
-        if (left <= 0) {
-            fail(err, 0, "%s %s: no answer within the timeout (%gs)", method, url, timeout);
-            status = 0;
-            break;
-        }
-        curl_easy_reset(k);
-        curl_easy_setopt(k, CURLOPT_URL, url);
-        curl_easy_setopt(k, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, on_write);
-        curl_easy_setopt(k, CURLOPT_WRITEDATA, a);
-        curl_easy_setopt(k, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(k, CURLOPT_HEADERDATA, a);
-        curl_easy_setopt(k, CURLOPT_ACCEPT_ENCODING, ""); /* gzip/deflate answers, decoded */
-        curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(k, CURLOPT_USERAGENT, "yololoss-c/" YLC_VERSION);
-        curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, (long)(left > 0.001 ? left * 1000 : 1));
-        if (strcmp(method, "POST") == 0) {
-            curl_easy_setopt(k, CURLOPT_POST, 1L);
-            curl_easy_setopt(k, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)total);
-            curl_easy_setopt(k, CURLOPT_READFUNCTION, on_read);
-            curl_easy_setopt(k, CURLOPT_READDATA, &rd);
-            curl_easy_setopt(k, CURLOPT_SEEKFUNCTION, on_seek);
-            curl_easy_setopt(k, CURLOPT_SEEKDATA, &rd);
-        }
-        CURLcode rc = curl_easy_perform(k);
-        double asked = -1; /* Retry-After, -1: none */
-        if (rc != CURLE_OK) {
-            status = 0;
-            if (a->body.oom)
-                fail(err, 0, "%s %s: out of memory for the answer", method, url);
-            else if (rc == CURLE_OPERATION_TIMEDOUT)
-                fail(err, 0, "%s %s: no answer within the timeout (%gs)", method, url, timeout);
-            else
-                fail(err, 0, "%s %s: %s (%d attempt%s)", method, url, curl_easy_strerror(rc),
-                     attempt, attempt == 1 ? "" : "s");
-            if (a->body.oom || !retryable_transport(rc))
-                break;
-        } else {
-            curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, &status);
-            if (!retryable_status(status))
-                break;
-            asked = a->retry_after;
-        }
-        if (c->max_attempts > 0 && attempt >= c->max_attempts)
-            break;
-        double cap = c->backoff_base * ldexp(1.0, attempt - 1 < 60 ? attempt - 1 : 60);
-        double wait = asked >= 0 ? asked : jitter(c) * (cap < c->backoff_max ? cap : c->backoff_max);
-        if (now_s() + wait >= deadline)
-            break;
-        c->retries++;
-        sleep_s(wait);
-    }
-    curl_slist_free_all(hdrs);
-    free(url);
-    return status;
 }
 
 long ylc_get(ylc_client *c, const char *path, char **body, ylc_error *err)
 {
     if (body)
         *body = NULL;
-    answer a = {{0}, -1, -1};
-    long status = exchange(c, "GET", path, NULL, 0, NULL, 0, &a, err);
+    ylc_answer a = {{0}, -1, -1};
+    ylc_clock ck = ylc_clock_start(&c->http, 0);
+    long status = ylc_http_exchange(&c->http, "GET", path, NULL, 0, NULL, &ck, &a, err);
     if (status != 0 && body && a.body.p) {
         *body = a.body.p;
         a.body.p = NULL;
@@ -488,8 +162,99 @@ long ylc_get(ylc_client *c, const char *path, char **body, ylc_error *err)
     return status;
 }
 
+/* The daemon's extensions (GET /v2), read once. -1: no answer (err filled). */
+static int read_extensions(ylc_client *c, const ylc_clock *ck, ylc_error *err)
+{
+    if (c->ext_known)
+        return 0;
+    ylc_answer a = {{0}, -1, -1};
+    long status = ylc_http_exchange(&c->http, "GET", "/v2", NULL, 0, NULL, ck, &a, err);
+    if (status == 0) {
+        free(a.body.p);
+        return -1;
+    }
+    json_t *j = status == 200 ? json_loadb(a.body.p ? a.body.p : "", a.body.len, 0, NULL) : NULL;
+    json_t *ext = json_object_get(j, "extensions");
+    for (size_t i = 0; i < json_array_size(ext); i++) {
+        const char *e = json_string_value(json_array_get(ext, i));
+        if (e && !strcmp(e, "yololoss_compact"))
+            c->has_compact = true;
+        if (e && !strcmp(e, "system_shared_memory"))
+            c->has_shm = true;
+    }
+    json_decref(j);
+    free(a.body.p);
+    /* a daemon that does not answer 200 offers nothing; a 5xx may be passing: ask again */
+    c->ext_known = status < 500;
+    return 0;
+}
+
+/* A registered region of at least size bytes. 0; -1 no answer (err); -2 the daemon refused
+ * the region (err: its status and message). */
+static int shm_ensure(ylc_client *c, size_t size, const ylc_clock *ck, ylc_error *err)
+{
+    if (c->shm.base && c->shm.size >= size)
+        return 0;
+    size_t want = (size + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);
+    if (want < 2 * c->shm.size)
+        want = 2 * c->shm.size;
+    ylc_shm s;
+    if (ylc_shm_create(&s, want) != 0)
+        return ylc_fail(err, 0, "shared memory: cannot create a %zu-byte object: %s", want,
+                        strerror(errno)), -2;
+    char path[128], body[256];
+    snprintf(path, sizeof path, "/v2/systemsharedmemory/region/%s/register", s.name);
+    int n = snprintf(body, sizeof body, "{\"key\":\"%s\",\"offset\":0,\"byte_size\":%zu}", s.key,
+                     s.size);
+    ylc_segment seg = {body, (size_t)n};
+    const char *hdr[] = {"Content-Type: application/json", NULL};
+    ylc_answer a = {{0}, -1, -1};
+    long status = ylc_http_exchange(&c->http, "POST", path, &seg, 1, hdr, ck, &a, err);
+    int rc = 0;
+    if (status == 0) {
+        rc = -1;
+    } else if (status != 200) {
+        ylc_http_error(err, status, &a);
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        ylc_fail(err, (int)status, "shared memory: the daemon did not register region '%s' "
+                 "(key %s): %s", s.name, s.key, why);
+        rc = -2;
+    }
+    free(a.body.p);
+    if (rc) {
+        ylc_shm_destroy(&s);
+        return rc;
+    }
+    /* the daemon holds it mapped: the name can go, so nothing is left behind in /dev/shm */
+    ylc_shm_unlink(&s);
+    shm_unregister(c, &c->shm);
+    c->shm = s;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* The request                                                                            */
+
+/* One input tensor of the request. */
+typedef struct {
+    char name[24];
+    int dtype; /* YLC_* or DT_I64 */
+    int ndim;
+    int64_t shape[YLC_MAX_DIMS];
+    size_t bytes;
+    const void *src; /* its bytes, or NULL: a compact box (fill 1) or rows (fill 2) */
+    int fill, layer;
+    size_t off;      /* in the shared-memory region */
+    void *owned;     /* a buffer filled for the wire */
+} in_desc;
+
+/* One gradient output. */
+typedef struct {
+    char name[24];
+    size_t bytes;
+    size_t off; /* in the shared-memory region */
+} out_desc;
 
 static float half_to_float(uint16_t h)
 {
@@ -504,73 +269,132 @@ static float half_to_float(uint16_t h)
     return sign ? -v : v;
 }
 
-static int64_t tensor_count(const ylc_tensor *t)
-{
-    int64_t n = 1;
-    for (int d = 0; d < t->ndim; d++)
-        n *= t->shape[d];
-    return n;
-}
-
 /* A tensor's values as JSON numbers. -1 (err filled) for a non-finite value. */
-static int json_values(sbuf *b, const char *name, const ylc_tensor *t, ylc_error *err)
+static int json_values(ylc_sbuf *b, const in_desc *t, ylc_error *err)
 {
-    int64_t n = tensor_count(t);
-    if (!sb_reserve(b, (size_t)n * 12 + 2))
-        return fail(err, 0, "out of memory");
-    sb_put(b, "[", 1);
-    for (int64_t i = 0; i < n; i++) {
+    size_t n = t->bytes / dtype_size(t->dtype);
+    if (!ylc_sb_reserve(b, n * 12 + 2))
+        return ylc_fail(err, 0, "out of memory");
+    ylc_sb_put(b, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            ylc_sb_put(b, ",", 1);
+        if (t->dtype == DT_I64) {
+            ylc_sb_printf(b, "%" PRId64, ((const int64_t *)t->src)[i]);
+            continue;
+        }
         double v;
         const char *fmt = "%.9g";
         if (t->dtype == YLC_F32) {
-            v = ((const float *)t->data)[i];
+            v = ((const float *)t->src)[i];
         } else if (t->dtype == YLC_F16) {
-            v = half_to_float(((const uint16_t *)t->data)[i]);
+            v = half_to_float(((const uint16_t *)t->src)[i]);
         } else {
-            v = ((const double *)t->data)[i];
+            v = ((const double *)t->src)[i];
             fmt = "%.17g";
         }
         if (!isfinite(v))
-            return fail(err, 0, "%s: element %" PRId64 " is %g, which JSON cannot carry "
-                        "(and the server refuses anyway)", name, i, v);
-        if (i)
-            sb_put(b, ",", 1);
-        sb_printf(b, fmt, v);
+            return ylc_fail(err, 0, "%s: element %zu is %g, which JSON cannot carry "
+                            "(and the server refuses anyway)", t->name, i, v);
+        ylc_sb_printf(b, fmt, v);
     }
-    sb_put(b, "]", 1);
+    ylc_sb_put(b, "]", 1);
     return 0;
 }
 
-/* One entry of "inputs"; binary tensors are appended to seg. */
-static int add_input(sbuf *h, bool first, const char *name, const ylc_tensor *t, bool json,
-                     segment *seg, int *nseg, ylc_error *err)
+static void add_tensor(in_desc *d, int *n, const char *name, const ylc_tensor *t)
 {
-    const char *dt = ylc_dtype_name(t->dtype);
-    if (!dt)
-        return fail(err, 0, "%s: unknown dtype %d", name, t->dtype);
-    if (t->ndim < 1 || t->ndim > YLC_MAX_DIMS)
-        return fail(err, 0, "%s: %d dimensions", name, t->ndim);
-    sb_printf(h, "%s{\"name\":\"%s\",\"datatype\":\"%s\",\"shape\":[", first ? "" : ",", name, dt);
-    for (int d = 0; d < t->ndim; d++)
-        sb_printf(h, "%s%" PRId64, d ? "," : "", t->shape[d]);
-    sb_str(h, "]");
-    int64_t n = tensor_count(t);
-    if (json && t->dtype != YLC_BF16) {
-        sb_str(h, ",\"data\":");
-        if (json_values(h, name, t, err))
-            return -1;
-    } else {
-        size_t bytes = (size_t)n * dtype_size(t->dtype);
-        sb_printf(h, ",\"parameters\":{\"binary_data_size\":%zu}", bytes);
-        if (bytes) {
-            seg[*nseg].p = t->data;
-            seg[*nseg].len = bytes;
-            (*nseg)++;
-        }
-    }
-    sb_str(h, "}");
-    return 0;
+    in_desc *x = &d[(*n)++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->name, sizeof x->name, "%s", name);
+    x->dtype = t->dtype;
+    x->ndim = t->ndim;
+    memcpy(x->shape, t->shape, sizeof x->shape);
+    int64_t count = 1;
+    for (int k = 0; k < t->ndim; k++)
+        count *= t->shape[k];
+    x->bytes = (size_t)count * dtype_size(t->dtype);
+    x->src = t->data;
 }
+
+/* The inputs of the request: dense or compact outputs, then the ground truth. */
+static int describe_inputs(const ylc_request *req, const ylc_compact_plan *plan, in_desc *d,
+                           ylc_error *err)
+{
+    int n = 0;
+    char name[24];
+    for (int l = 0; l < req->n_outputs; l++) {
+        const ylc_tensor *t = &req->outputs[l];
+        if (!ylc_dtype_name(t->dtype))
+            return ylc_fail(err, 0, "output_%d: unknown dtype %d", l, t->dtype);
+        if (t->ndim < 1 || t->ndim > YLC_MAX_DIMS)
+            return ylc_fail(err, 0, "output_%d: %d dimensions", l, t->ndim);
+        if (!plan) {
+            snprintf(name, sizeof name, "output_%d", l);
+            add_tensor(d, &n, name, t);
+            continue;
+        }
+        in_desc *x = &d[n++];
+        memset(x, 0, sizeof *x);
+        snprintf(x->name, sizeof x->name, "output_%d_box", l);
+        x->dtype = plan->dtype[l];
+        x->ndim = 5;
+        int64_t box[5] = {plan->B, plan->H[l], plan->W[l], 3, 5};
+        memcpy(x->shape, box, sizeof box);
+        x->bytes = ylc_compact_box_bytes(plan, l);
+        x->fill = 1;
+        x->layer = l;
+        x = &d[n++];
+        memset(x, 0, sizeof *x);
+        snprintf(x->name, sizeof x->name, "output_%d_rows", l);
+        x->dtype = plan->dtype[l];
+        x->ndim = 2;
+        x->shape[0] = plan->n_rows[l];
+        x->shape[1] = plan->row_len[l];
+        x->bytes = ylc_compact_rows_bytes(plan, l);
+        x->fill = 2;
+        x->layer = l;
+        x = &d[n++];
+        memset(x, 0, sizeof *x);
+        snprintf(x->name, sizeof x->name, "output_%d_index", l);
+        x->dtype = DT_I64;
+        x->ndim = 1;
+        x->shape[0] = plan->n_rows[l];
+        x->bytes = ylc_compact_index_bytes(plan, l);
+        x->src = plan->index[l];
+    }
+    const ylc_tensor *truth = req->boxes ? req->boxes : req->y_true;
+    int n_truth = req->boxes ? 1 : req->n_y_true;
+    for (int l = 0; l < n_truth; l++) {
+        if (req->boxes)
+            snprintf(name, sizeof name, "boxes");
+        else
+            snprintf(name, sizeof name, "y_true_%d", l);
+        if (!ylc_dtype_name(truth[l].dtype))
+            return ylc_fail(err, 0, "%s: unknown dtype %d", name, truth[l].dtype);
+        if (truth[l].ndim < 1 || truth[l].ndim > YLC_MAX_DIMS)
+            return ylc_fail(err, 0, "%s: %d dimensions", name, truth[l].ndim);
+        add_tensor(d, &n, name, &truth[l]);
+    }
+    return n;
+}
+
+/* Where the compact box and rows of an input are written. */
+static void fill_input(const ylc_compact_plan *plan, const in_desc *x, void *dst, in_desc *all,
+                       int n)
+{
+    /* box and rows of a layer are filled together, by the box's descriptor */
+    if (x->fill != 1)
+        return;
+    void *rows = NULL;
+    for (int i = 0; i < n; i++)
+        if (all[i].fill == 2 && all[i].layer == x->layer)
+            rows = all[i].owned ? all[i].owned : (void *)all[i].src;
+    ylc_compact_fill(plan, x->layer, dst, rows);
+}
+
+#define SHM_ALIGN 64
+static size_t align_up(size_t x) { return (x + SHM_ALIGN - 1) & ~(size_t)(SHM_ALIGN - 1); }
 
 /* ------------------------------------------------------------------------------------ */
 /* The answer                                                                             */
@@ -580,160 +404,479 @@ typedef struct {
     int ndim;
     int64_t shape[YLC_MAX_DIMS];
     size_t n;
-    const float *bin; /* binary data (may be unaligned: read with memcpy), or */
+    size_t es;        /* 4: FP32, 8: FP64 */
+    const void *bin;  /* binary or shared-memory data (may be unaligned), or */
     json_t *data;     /* JSON numbers */
 } out_view;
 
-/* Copy an output's values into dst (n floats). */
-static int out_copy(const out_view *o, float *dst, ylc_error *err)
+/* Copy an output's n values into dst, elements of es bytes (float or double). */
+static int view_copy(const out_view *o, void *dst, size_t es, ylc_error *err)
 {
     if (o->bin) {
-        memcpy(dst, o->bin, o->n * sizeof(float));
+        if (es != o->es)
+            return ylc_fail(err, 200, "answer: output '%s' is %s, want %s", o->name,
+                            o->es == 8 ? "FP64" : "FP32", es == 8 ? "FP64" : "FP32");
+        memcpy(dst, o->bin, o->n * es);
         return 0;
     }
     for (size_t i = 0; i < o->n; i++) {
         json_t *v = json_array_get(o->data, i);
         if (!json_is_number(v))
-            return fail(err, 200, "answer: output '%s' element %zu is not a number", o->name, i);
-        dst[i] = (float)json_number_value(v);
+            return ylc_fail(err, 200, "answer: output '%s' element %zu is not a number",
+                            o->name, i);
+        if (es == 8)
+            ((double *)dst)[i] = json_number_value(v);
+        else
+            ((float *)dst)[i] = (float)json_number_value(v);
     }
     return 0;
 }
 
-static int out_to_doubles(const out_view *o, double *dst, size_t n, ylc_error *err)
+static int view_doubles(const out_view *o, double *dst, size_t n, ylc_error *err)
 {
     float tmp[YLC_MAX_LAYERS * YLC_NUM_STATS];
     if (o->n != n || n > sizeof tmp / sizeof tmp[0])
-        return fail(err, 200, "answer: output '%s' has %zu values, want %zu", o->name, o->n, n);
-    if (out_copy(o, tmp, err))
+        return ylc_fail(err, 200, "answer: output '%s' has %zu values, want %zu", o->name, o->n,
+                        n);
+    if (o->es == 8)
+        return view_copy(o, dst, 8, err);
+    if (view_copy(o, tmp, 4, err))
         return -1;
     for (size_t i = 0; i < n; i++)
         dst[i] = tmp[i];
     return 0;
 }
 
-static int parse_answer(const answer *a, int want_layers, ylc_result *res, ylc_error *err)
+static void *dup_values(const out_view *o, size_t es, ylc_error *err)
+{
+    void *p = malloc(o->n * es + 1);
+    if (!p) {
+        ylc_fail(err, 0, "out of memory");
+        return NULL;
+    }
+    if (view_copy(o, p, es, err)) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+typedef struct {
+    const ylc_request *req;
+    const ylc_compact_plan *plan; /* NULL: dense */
+    size_t grad_es;
+    const out_desc *shm_outs;     /* NULL: no shared memory */
+    int n_shm_outs;
+    const ylc_shm *shm;
+} answer_ctx;
+
+/* The views of the answer's outputs into v (at most nv). -1 on a malformed answer. */
+static int answer_views(const ylc_answer *a, const answer_ctx *x, json_t *outs, out_view *v,
+                        int nv, ylc_error *err)
 {
     size_t hlen = a->header_len >= 0 ? (size_t)a->header_len : a->body.len;
-    if (a->header_len == -2 || hlen > a->body.len)
-        return fail(err, 200, "answer: bad Inference-Header-Content-Length");
-    json_error_t je;
-    json_t *root = json_loadb(a->body.p ? a->body.p : "", hlen, 0, &je);
-    if (!root)
-        return fail(err, 200, "answer: invalid JSON: %s", je.text);
-    int rc = -1;
-    out_view v[5 + YLC_MAX_LAYERS];
-    int nv = 0;
     size_t off = hlen;
-    json_t *outs = json_object_get(root, "outputs");
-    const char *mn = json_string_value(json_object_get(root, "model_name"));
-    snprintf(res->model_name, sizeof res->model_name, "%s", mn ? mn : "");
-    if (!json_is_array(outs)) {
-        fail(err, 200, "answer: no \"outputs\"");
-        goto out;
-    }
+    int k = 0;
     for (size_t i = 0; i < json_array_size(outs); i++) {
         json_t *o = json_array_get(outs, i);
-        if (nv == (int)(sizeof v / sizeof v[0])) {
-            fail(err, 200, "answer: more outputs than asked for");
-            goto out;
-        }
-        out_view *w = &v[nv];
+        if (k == nv)
+            return ylc_fail(err, 200, "answer: more outputs than asked for");
+        out_view *w = &v[k];
         memset(w, 0, sizeof *w);
         w->name = json_string_value(json_object_get(o, "name"));
         const char *dt = json_string_value(json_object_get(o, "datatype"));
         json_t *shape = json_object_get(o, "shape");
-        if (!w->name || !dt || strcmp(dt, "FP32") || !json_is_array(shape) ||
-            json_array_size(shape) > YLC_MAX_DIMS) {
-            fail(err, 200, "answer: output %zu is not an FP32 tensor", i);
-            goto out;
-        }
+        if (!w->name || !dt || (strcmp(dt, "FP32") && strcmp(dt, "FP64")) ||
+            !json_is_array(shape) || json_array_size(shape) > YLC_MAX_DIMS)
+            return ylc_fail(err, 200, "answer: output %zu is not an FP32 or FP64 tensor", i);
+        w->es = strcmp(dt, "FP64") ? 4 : 8;
         w->ndim = (int)json_array_size(shape);
         w->n = 1;
         for (int d = 0; d < w->ndim; d++) {
             w->shape[d] = json_integer_value(json_array_get(shape, (size_t)d));
-            if (w->shape[d] < 0) {
-                fail(err, 200, "answer: output '%s' has a negative dimension", w->name);
-                goto out;
-            }
+            if (w->shape[d] < 0)
+                return ylc_fail(err, 200, "answer: output '%s' has a negative dimension",
+                                w->name);
             w->n *= (size_t)w->shape[d];
         }
-        json_t *size = json_object_get(json_object_get(o, "parameters"), "binary_data_size");
-        if (size) {
+        json_t *params = json_object_get(o, "parameters");
+        json_t *size = json_object_get(params, "binary_data_size");
+        const char *region = json_string_value(json_object_get(params, "shared_memory_region"));
+        if (region) {
+            const out_desc *d = NULL;
+            for (int j = 0; j < x->n_shm_outs; j++)
+                if (!strcmp(x->shm_outs[j].name, w->name))
+                    d = &x->shm_outs[j];
+            if (!d || strcmp(region, x->shm->name) || d->bytes != w->n * w->es)
+                return ylc_fail(err, 200, "answer: output '%s' in region '%s' is not where "
+                                "it was asked for", w->name, region);
+            w->bin = (const char *)x->shm->base + d->off;
+        } else if (size) {
             size_t bytes = (size_t)json_integer_value(size);
-            if (bytes != w->n * sizeof(float) || off + bytes > a->body.len) {
-                fail(err, 200, "answer: output '%s': %zu bytes for %zu values", w->name, bytes,
-                     w->n);
-                goto out;
-            }
-            w->bin = (const float *)(const void *)(a->body.p + off);
+            if (bytes != w->n * w->es || off + bytes > a->body.len)
+                return ylc_fail(err, 200, "answer: output '%s': %zu bytes for %zu values",
+                                w->name, bytes, w->n);
+            w->bin = a->body.p + off;
             off += bytes;
         } else {
             w->data = json_object_get(o, "data");
-            if (json_array_size(w->data) != w->n) {
-                fail(err, 200, "answer: output '%s' has no data", w->name);
-                goto out;
-            }
+            if (json_array_size(w->data) != w->n)
+                return ylc_fail(err, 200, "answer: output '%s' has no data", w->name);
         }
-        nv++;
+        k++;
     }
+    return k;
+}
+
+/* grad_<l>, grad_<l>_obj, grad_<l>_rows: the layer and kind (0, 1, 2), or -1. */
+static int grad_name(const char *name, int L, int *kind)
+{
+    if (strncmp(name, "grad_", 5) || name[5] < '0' || name[5] >= '0' + L)
+        return -1;
+    const char *rest = name + 6;
+    *kind = !*rest ? 0 : !strcmp(rest, "_obj") ? 1 : !strcmp(rest, "_rows") ? 2 : -1;
+    return *kind < 0 ? -1 : name[5] - '0';
+}
+
+static int set_dense_grad(ylc_result *res, const ylc_request *req, int l, void *g, size_t es)
+{
+    const ylc_tensor *t = &req->outputs[l];
+    if (es == 8)
+        res->grads_f64[l] = g;
+    else
+        res->grads[l] = g;
+    res->grad_ndim[l] = t->ndim;
+    memcpy(res->grad_shape[l], t->shape, sizeof t->shape);
+    res->grad_count[l] = 1;
+    for (int d = 0; d < t->ndim; d++)
+        res->grad_count[l] *= t->shape[d];
+    return 0;
+}
+
+static int parse_answer(const ylc_answer *a, const answer_ctx *x, ylc_result *res,
+                        ylc_error *err)
+{
+    size_t hlen = a->header_len >= 0 ? (size_t)a->header_len : a->body.len;
+    if (a->header_len == -2 || hlen > a->body.len)
+        return ylc_fail(err, 200, "answer: bad Inference-Header-Content-Length");
+    json_error_t je;
+    json_t *root = json_loadb(a->body.p ? a->body.p : "", hlen, 0, &je);
+    if (!root)
+        return ylc_fail(err, 200, "answer: invalid JSON: %s", je.text);
+    int rc = -1, want_layers = x->req->n_outputs;
+    out_view v[5 + 2 * YLC_MAX_LAYERS];
+    const char *mn = json_string_value(json_object_get(root, "model_name"));
+    snprintf(res->model_name, sizeof res->model_name, "%s", mn ? mn : "");
+    json_t *outs = json_object_get(root, "outputs");
+    if (!json_is_array(outs)) {
+        ylc_fail(err, 200, "answer: no \"outputs\"");
+        goto out;
+    }
+    int nv = answer_views(a, x, outs, v, (int)(sizeof v / sizeof v[0]), err);
+    if (nv < 0)
+        goto out;
     int L = -1;
-    bool got[5] = {false};
-    for (int i = 0; i < nv; i++) {
-        const out_view *w = &v[i];
-        if (!strcmp(w->name, "layer_terms") && w->ndim == 2 && w->shape[0] <= YLC_MAX_LAYERS)
-            L = (int)w->shape[0];
-    }
-    if (L < 1 || (want_layers > 0 && L != want_layers)) {
-        fail(err, 200, "answer: no usable layer_terms");
+    for (int i = 0; i < nv; i++)
+        if (!strcmp(v[i].name, "layer_terms") && v[i].ndim == 2 &&
+            v[i].shape[0] <= YLC_MAX_LAYERS)
+            L = (int)v[i].shape[0];
+    if (L < 1 || L != want_layers) {
+        ylc_fail(err, 200, "answer: no usable layer_terms");
         goto out;
     }
     res->num_layers = L;
+    bool got[5] = {false};
+    const out_view *obj[YLC_MAX_LAYERS] = {0}, *rows[YLC_MAX_LAYERS] = {0};
     for (int i = 0; i < nv; i++) {
         const out_view *w = &v[i];
-        int r = 0;
+        int r = 0, kind, l;
         if (!strcmp(w->name, "loss")) {
-            r = out_to_doubles(w, &res->loss, 1, err);
+            r = view_doubles(w, &res->loss, 1, err);
             got[0] = true;
         } else if (!strcmp(w->name, "loss_terms")) {
-            r = out_to_doubles(w, res->terms, 4, err);
+            r = view_doubles(w, res->terms, 4, err);
             got[1] = true;
         } else if (!strcmp(w->name, "layer_terms")) {
-            r = out_to_doubles(w, &res->layer_terms[0][0], (size_t)L * 4, err);
+            r = view_doubles(w, &res->layer_terms[0][0], (size_t)L * 4, err);
             got[2] = true;
         } else if (!strcmp(w->name, "stats")) {
-            r = out_to_doubles(w, &res->stats[0][0], (size_t)L * YLC_NUM_STATS, err);
+            r = view_doubles(w, &res->stats[0][0], (size_t)L * YLC_NUM_STATS, err);
             got[3] = true;
         } else if (!strcmp(w->name, "image_terms")) {
-            if (w->ndim != 2 || w->shape[1] != 4) {
-                fail(err, 200, "answer: image_terms is not [B, 4]");
+            if (w->ndim != 2 || w->shape[1] != 4 || w->es != 4) {
+                ylc_fail(err, 200, "answer: image_terms is not FP32 [B, 4]");
                 goto out;
             }
             res->batch = w->shape[0];
-            res->image_terms = malloc(w->n * sizeof(float) + 1);
-            r = res->image_terms ? out_copy(w, res->image_terms, err) : fail(err, 0, "out of memory");
+            r = (res->image_terms = dup_values(w, 4, err)) ? 0 : -1;
             got[4] = true;
-        } else if (!strncmp(w->name, "grad_", 5) && w->name[5] >= '0' && w->name[5] < '0' + L &&
-                   w->name[6] == '\0') {
-            int l = w->name[5] - '0';
-            free(res->grads[l]);
-            res->grads[l] = malloc(w->n * sizeof(float) + 1);
-            res->grad_ndim[l] = w->ndim;
-            memcpy(res->grad_shape[l], w->shape, sizeof w->shape);
-            res->grad_count[l] = (int64_t)w->n;
-            r = res->grads[l] ? out_copy(w, res->grads[l], err) : fail(err, 0, "out of memory");
+        } else if ((l = grad_name(w->name, L, &kind)) >= 0) {
+            if (w->es != x->grad_es) {
+                ylc_fail(err, 200, "answer: %s is not %s", w->name,
+                         x->grad_es == 8 ? "FP64" : "FP32");
+                goto out;
+            }
+            if (kind == 0 && !x->plan) {
+                int64_t want = 1;
+                for (int d = 0; d < x->req->outputs[l].ndim; d++)
+                    want *= x->req->outputs[l].shape[d];
+                void *g = (int64_t)w->n == want ? dup_values(w, x->grad_es, err) : NULL;
+                if (!g) {
+                    if ((int64_t)w->n != want)
+                        ylc_fail(err, 200, "answer: %s has %zu values, want %" PRId64,
+                                 w->name, w->n, want);
+                    goto out;
+                }
+                set_dense_grad(res, x->req, l, g, x->grad_es);
+            } else if (kind == 1 && x->plan) {
+                obj[l] = w;
+            } else if (kind == 2 && x->plan) {
+                rows[l] = w;
+            }
         }
         if (r)
             goto out;
     }
     for (int i = 0; i < 5; i++)
         if (!got[i]) {
-            fail(err, 200, "answer: an output is missing");
+            ylc_fail(err, 200, "answer: an output is missing");
             goto out;
         }
+    for (int l = 0; x->plan && x->req->grads && l < L; l++) {
+        const ylc_compact_plan *p = x->plan;
+        if (!obj[l] || !rows[l] || (int64_t)obj[l]->n != p->anchors[l] ||
+            (int64_t)rows[l]->n != p->n_rows[l] * p->row_len[l]) {
+            ylc_fail(err, 200, "answer: grad_%d_obj and grad_%d_rows missing or misshapen", l, l);
+            goto out;
+        }
+        void *o = dup_values(obj[l], x->grad_es, err);
+        void *r = o ? dup_values(rows[l], x->grad_es, err) : NULL;
+        if (!r) {
+            free(o);
+            goto out;
+        }
+        if (x->req->grad_layout == YLC_GRAD_COMPACT) {
+            ylc_compact_grad *cg = &res->cgrads[l];
+            cg->obj = o;
+            cg->rows = r;
+            cg->n_rows = p->n_rows[l];
+            cg->row_len = p->row_len[l];
+            cg->anchors = p->anchors[l];
+            cg->index = malloc((size_t)(p->n_rows[l] + 1) * sizeof(int64_t));
+            if (!cg->index) {
+                ylc_fail(err, 0, "out of memory");
+                goto out;
+            }
+            memcpy(cg->index, p->index[l], (size_t)p->n_rows[l] * sizeof(int64_t));
+            continue;
+        }
+        void *dense = malloc((size_t)(p->anchors[l] * p->row_len[l]) * x->grad_es + 1);
+        if (dense)
+            ylc_compact_scatter(p, l, x->grad_es, o, r, dense);
+        free(o);
+        free(r);
+        if (!dense) {
+            ylc_fail(err, 0, "out of memory");
+            goto out;
+        }
+        set_dense_grad(res, x->req, l, dense, x->grad_es);
+    }
     rc = 0;
 out:
     json_decref(root);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* One infer exchange                                                                    */
+
+/* 0 done; -1 failed (err); -2 the daemon refused the shared-memory region (err). */
+static int infer_once(ylc_client *c, const ylc_request *req, const ylc_clock *ck,
+                      const ylc_compact_plan *plan, bool use_shm, ylc_result *res,
+                      ylc_error *err)
+{
+    int L = req->n_outputs;
+    bool json = req->json != 0;
+    size_t grad_es = req->grad_datatype == YLC_F64 ? 8 : 4;
+    in_desc in[3 * YLC_MAX_LAYERS + YLC_MAX_LAYERS];
+    out_desc gout[2 * YLC_MAX_LAYERS];
+    int n_in = 0, n_gout = 0, rc = -1;
+    ylc_sbuf h = {0};
+    ylc_answer a = {{0}, -1, -1};
+    ylc_segment seg[3 * YLC_MAX_LAYERS + YLC_MAX_LAYERS + 1];
+    int nseg = 1;
+
+    n_in = describe_inputs(req, plan, in, err);
+    if (n_in < 0)
+        return -1;
+    if (req->grads)
+        for (int l = 0; l < L; l++) {
+            if (!plan) {
+                out_desc *o = &gout[n_gout++];
+                snprintf(o->name, sizeof o->name, "grad_%d", l);
+                o->bytes = in[l].bytes / dtype_size(in[l].dtype) * grad_es;
+                continue;
+            }
+            out_desc *o = &gout[n_gout++];
+            snprintf(o->name, sizeof o->name, "grad_%d_obj", l);
+            o->bytes = (size_t)plan->anchors[l] * grad_es;
+            o = &gout[n_gout++];
+            snprintf(o->name, sizeof o->name, "grad_%d_rows", l);
+            o->bytes = (size_t)(plan->n_rows[l] * plan->row_len[l]) * grad_es;
+        }
+
+    if (use_shm) {
+        size_t off = 0;
+        for (int i = 0; i < n_in; i++) {
+            in[i].off = off;
+            off = align_up(off + in[i].bytes);
+        }
+        for (int i = 0; i < n_gout; i++) {
+            gout[i].off = off;
+            off = align_up(off + gout[i].bytes);
+        }
+        int r = shm_ensure(c, off ? off : 1, ck, err);
+        if (r)
+            return r;
+        char *base = c->shm.base;
+        for (int i = 0; i < n_in; i++) { /* rows first: a box's fill writes its layer's rows */
+            if (in[i].fill == 2)
+                in[i].src = base + in[i].off;
+        }
+        for (int i = 0; i < n_in; i++) {
+            if (in[i].fill == 1)
+                fill_input(plan, &in[i], base + in[i].off, in, n_in);
+            else if (!in[i].fill && in[i].bytes)
+                memcpy(base + in[i].off, in[i].src, in[i].bytes);
+        }
+    } else if (plan) {
+        for (int i = 0; i < n_in; i++)
+            if (in[i].fill && !(in[i].owned = malloc(in[i].bytes + 1))) {
+                ylc_fail(err, 0, "out of memory");
+                goto out;
+            }
+        for (int i = 0; i < n_in; i++)
+            if (in[i].fill == 1)
+                fill_input(plan, &in[i], in[i].owned, in, n_in);
+        for (int i = 0; i < n_in; i++)
+            if (in[i].fill)
+                in[i].src = in[i].owned;
+    }
+
+    /* the JSON header */
+    ylc_sb_str(&h, "{");
+    bool any_param = req->has_ignore_thresh || req->anchors || req->run || req->has_step ||
+                     (req->grads && grad_es == 8);
+    if (any_param) {
+        const char *sep = "";
+        ylc_sb_str(&h, "\"parameters\":{");
+        if (req->has_ignore_thresh) {
+            if (!isfinite(req->ignore_thresh)) {
+                ylc_fail(err, 0, "ignore_thresh must be finite");
+                goto out;
+            }
+            ylc_sb_printf(&h, "\"ignore_thresh\":%.17g", req->ignore_thresh);
+            sep = ",";
+        }
+        if (req->anchors) {
+            ylc_sb_printf(&h, "%s\"anchors\":", sep);
+            ylc_sb_json_string(&h, req->anchors);
+            sep = ",";
+        }
+        if (req->run) {
+            ylc_sb_printf(&h, "%s\"run\":", sep);
+            ylc_sb_json_string(&h, req->run);
+            sep = ",";
+        }
+        if (req->has_step) {
+            ylc_sb_printf(&h, "%s\"step\":%" PRId64, sep, req->step);
+            sep = ",";
+        }
+        if (req->grads && grad_es == 8)
+            ylc_sb_printf(&h, "%s\"grad_datatype\":\"FP64\"", sep);
+        ylc_sb_str(&h, "},");
+    }
+    ylc_sb_str(&h, "\"inputs\":[");
+    for (int i = 0; i < n_in; i++) {
+        const in_desc *t = &in[i];
+        ylc_sb_printf(&h, "%s{\"name\":\"%s\",\"datatype\":\"%s\",\"shape\":[", i ? "," : "",
+                      t->name, t->dtype == DT_I64 ? "INT64" : ylc_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++)
+            ylc_sb_printf(&h, "%s%" PRId64, d ? "," : "", t->shape[d]);
+        ylc_sb_str(&h, "]");
+        if (use_shm) {
+            ylc_sb_str(&h, ",\"parameters\":{\"shared_memory_region\":");
+            ylc_sb_json_string(&h, c->shm.name);
+            ylc_sb_printf(&h, ",\"shared_memory_offset\":%zu,\"shared_memory_byte_size\":%zu}",
+                          t->off, t->bytes);
+        } else if (json && t->dtype != YLC_BF16) {
+            ylc_sb_str(&h, ",\"data\":");
+            if (json_values(&h, t, err))
+                goto out;
+        } else {
+            ylc_sb_printf(&h, ",\"parameters\":{\"binary_data_size\":%zu}", t->bytes);
+            if (t->bytes) {
+                seg[nseg].p = t->src;
+                seg[nseg].len = t->bytes;
+                nseg++;
+            }
+        }
+        ylc_sb_str(&h, "}");
+    }
+    ylc_sb_str(&h, "],\"outputs\":[");
+    static const char *const small[] = {"loss", "loss_terms", "layer_terms", "image_terms", "stats"};
+    const char *bin = json ? "false" : "true";
+    for (int i = 0; i < 5; i++)
+        ylc_sb_printf(&h, "%s{\"name\":\"%s\",\"parameters\":{\"binary_data\":%s}}",
+                      i ? "," : "", small[i], bin);
+    for (int i = 0; i < n_gout; i++) {
+        ylc_sb_printf(&h, ",{\"name\":\"%s\",\"parameters\":{", gout[i].name);
+        if (use_shm) {
+            ylc_sb_str(&h, "\"shared_memory_region\":");
+            ylc_sb_json_string(&h, c->shm.name);
+            ylc_sb_printf(&h, ",\"shared_memory_offset\":%zu,\"shared_memory_byte_size\":%zu}}",
+                          gout[i].off, gout[i].bytes);
+        } else {
+            ylc_sb_printf(&h, "\"binary_data\":%s}}", bin);
+        }
+    }
+    ylc_sb_str(&h, "]}");
+    if (h.oom) {
+        ylc_fail(err, 0, "out of memory");
+        goto out;
+    }
+    seg[0].p = h.p;
+    seg[0].len = h.len;
+
+    char path[160];
+    snprintf(path, sizeof path, "/v2/models/%s/infer", c->model);
+    char hl[80];
+    snprintf(hl, sizeof hl, "Inference-Header-Content-Length: %zu", h.len);
+    const char *binary_hdrs[] = {"Content-Type: application/octet-stream", hl, NULL};
+    const char *json_hdrs[] = {"Content-Type: application/json", NULL};
+    long status = ylc_http_exchange(&c->http, "POST", path, seg, nseg,
+                                    nseg > 1 ? binary_hdrs : json_hdrs, ck, &a, err);
+    if (status == 0)
+        goto out;
+    if (status != 200) {
+        ylc_http_error(err, status, &a);
+        goto out;
+    }
+    answer_ctx x = {req, plan, grad_es, use_shm ? gout : NULL, use_shm ? n_gout : 0, &c->shm};
+    if (parse_answer(&a, &x, res, err))
+        goto out;
+    res->compact = plan != NULL;
+    res->shm = use_shm;
+    res->grad_datatype = grad_es == 8 ? YLC_F64 : YLC_F32;
+    for (int i = 0; i < nseg; i++)
+        res->bytes_sent += (int64_t)seg[i].len;
+    res->bytes_received = (int64_t)a.body.len;
+    rc = 0;
+out:
+    for (int i = 0; i < n_in; i++)
+        free(in[i].owned);
+    free(h.p);
+    free(a.body.p);
     return rc;
 }
 
@@ -746,106 +889,70 @@ int ylc_compute(ylc_client *c, const ylc_request *req, ylc_result *res, ylc_erro
         memset(err, 0, sizeof *err);
     int L = req->n_outputs;
     if (L < 1 || L > YLC_MAX_LAYERS)
-        return fail(err, 0, "need 1 to %d outputs, got %d", YLC_MAX_LAYERS, L);
+        return ylc_fail(err, 0, "need 1 to %d outputs, got %d", YLC_MAX_LAYERS, L);
     if ((req->boxes != NULL) == (req->y_true != NULL && req->n_y_true > 0))
-        return fail(err, 0, "give exactly one of boxes and y_true");
+        return ylc_fail(err, 0, "give exactly one of boxes and y_true");
     if (req->y_true && req->n_y_true > YLC_MAX_LAYERS)
-        return fail(err, 0, "at most %d y_true tensors", YLC_MAX_LAYERS);
+        return ylc_fail(err, 0, "at most %d y_true tensors", YLC_MAX_LAYERS);
+    if (req->grad_datatype != YLC_F32 && req->grad_datatype != YLC_F64)
+        return ylc_fail(err, 0, "grad_datatype must be YLC_F32 or YLC_F64");
+    if (req->grad_layout != YLC_GRAD_DENSE && req->grad_layout != YLC_GRAD_COMPACT)
+        return ylc_fail(err, 0, "grad_layout must be YLC_GRAD_DENSE or YLC_GRAD_COMPACT");
 
-    sbuf h = {0};
-    segment seg[2 * YLC_MAX_LAYERS + 2];
-    int nseg = 1;
-    bool json = req->json != 0;
-    int rc = -1;
-    answer a = {{0}, -1, -1};
-    char name[24];
-
-    sb_str(&h, "{");
-    bool any_param = req->has_ignore_thresh || req->anchors || req->run || req->has_step;
-    if (any_param) {
-        const char *sep = "";
-        sb_str(&h, "\"parameters\":{");
-        if (req->has_ignore_thresh) {
-            if (!isfinite(req->ignore_thresh)) {
-                fail(err, 0, "ignore_thresh must be finite");
-                goto out;
-            }
-            sb_printf(&h, "\"ignore_thresh\":%.17g", req->ignore_thresh);
-            sep = ",";
-        }
-        if (req->anchors) {
-            sb_printf(&h, "%s\"anchors\":", sep);
-            sb_json_string(&h, req->anchors);
-            sep = ",";
-        }
-        if (req->run) {
-            sb_printf(&h, "%s\"run\":", sep);
-            sb_json_string(&h, req->run);
-            sep = ",";
-        }
-        if (req->has_step)
-            sb_printf(&h, "%s\"step\":%" PRId64, sep, req->step);
-        sb_str(&h, "},");
+    ylc_clock ck = ylc_clock_start(&c->http, req->timeout);
+    bool want_shm = c->transport == YLC_TRANSPORT_SHM ||
+                    (c->transport == YLC_TRANSPORT_AUTO && c->loopback && !c->shm_off &&
+                     !req->json);
+    if (c->transport == YLC_TRANSPORT_SHM && req->json)
+        return ylc_fail(err, 0, "JSON requests do not use shared memory (transport is shm)");
+    bool need_ext = c->tensors == YLC_TENSORS_AUTO || (want_shm && c->transport == YLC_TRANSPORT_AUTO);
+    if (need_ext && read_extensions(c, &ck, err))
+        return -1;
+    bool use_shm = want_shm && (c->transport == YLC_TRANSPORT_SHM || c->has_shm);
+    bool compact = c->tensors == YLC_TENSORS_COMPACT ||
+                   (c->tensors == YLC_TENSORS_AUTO && c->has_compact);
+    ylc_compact_plan plan;
+    memset(&plan, 0, sizeof plan);
+    if (compact) {
+        int r = ylc_compact_plan_make(&plan, req->outputs, L, req->boxes, req->y_true,
+                                      req->n_y_true);
+        if (r < 0)
+            return ylc_fail(err, 0, "out of memory");
+        compact = r == 0; /* 1: shapes the daemon will name; sent dense */
     }
-    sb_str(&h, "\"inputs\":[");
-    for (int l = 0; l < L; l++) {
-        snprintf(name, sizeof name, "output_%d", l);
-        if (add_input(&h, l == 0, name, &req->outputs[l], json, seg, &nseg, err))
-            goto out;
-    }
-    if (req->boxes) {
-        if (add_input(&h, false, "boxes", req->boxes, json, seg, &nseg, err))
-            goto out;
-    } else {
-        for (int l = 0; l < req->n_y_true; l++) {
-            snprintf(name, sizeof name, "y_true_%d", l);
-            if (add_input(&h, false, name, &req->y_true[l], json, seg, &nseg, err))
-                goto out;
-        }
-    }
-    sb_str(&h, "],\"outputs\":[");
-    static const char *const small[] = {"loss", "loss_terms", "layer_terms", "image_terms", "stats"};
-    const char *bin = json ? "false" : "true";
-    for (int i = 0; i < 5; i++)
-        sb_printf(&h, "%s{\"name\":\"%s\",\"parameters\":{\"binary_data\":%s}}", i ? "," : "",
-                  small[i], bin);
-    if (req->grads)
-        for (int l = 0; l < L; l++)
-            sb_printf(&h, ",{\"name\":\"grad_%d\",\"parameters\":{\"binary_data\":%s}}", l, bin);
-    sb_str(&h, "]}");
-    if (h.oom) {
-        fail(err, 0, "out of memory");
-        goto out;
-    }
-    seg[0].p = h.p;
-    seg[0].len = h.len;
-
-    char path[160];
-    snprintf(path, sizeof path, "/v2/models/%s/infer", c->model);
-    if (strlen(c->model) > 120) {
-        fail(err, 0, "model name too long");
-        goto out;
-    }
-    char hl[80];
-    snprintf(hl, sizeof hl, "Inference-Header-Content-Length: %zu", h.len);
-    const char *binary_hdrs[] = {"Content-Type: application/octet-stream", hl, NULL};
-    const char *json_hdrs[] = {"Content-Type: application/json", NULL};
-    long status = exchange(c, "POST", path, seg, nseg, nseg > 1 ? binary_hdrs : json_hdrs,
-                           req->timeout, &a, err);
-    if (status == 0)
-        goto out;
-    if (status != 200) {
-        http_error(err, status, &a);
-        goto out;
-    }
-    if (parse_answer(&a, L, res, err))
-        goto out;
-    rc = 0;
-out:
-    free(h.p);
-    free(a.body.p);
-    if (rc)
+    bool region_retried = false;
+    int rc;
+    for (;;) {
+        rc = infer_once(c, req, &ck, compact ? &plan : NULL, use_shm, res, err);
+        if (rc == 0)
+            break;
         ylc_result_free(res);
+        if (rc == -2 && c->transport == YLC_TRANSPORT_AUTO) {
+            c->shm_off = true; /* the daemon cannot open our objects: the wire from now on */
+            use_shm = false;
+            continue;
+        }
+        if (rc == -2) {
+            rc = -1;
+            break;
+        }
+        /* a 400 about our region (a daemon restarted and lost it): register anew, once */
+        if (use_shm && err && err->status == 400 && c->shm.base && strstr(err->msg, c->shm.name) &&
+            !region_retried) {
+            region_retried = true;
+            ylc_shm_destroy(&c->shm); /* the daemon no longer knows it */
+            continue;
+        }
+        /* a compact request the daemon finds short of a truth row (the contract says it
+         * cannot happen): the dense request is the authority */
+        if (compact && c->tensors == YLC_TENSORS_AUTO && err && err->status == 400 &&
+            strstr(err->msg, "no row for the truth anchor")) {
+            compact = false;
+            continue;
+        }
+        break;
+    }
+    ylc_compact_plan_free(&plan);
     return rc;
 }
 
@@ -854,7 +961,12 @@ void ylc_result_free(ylc_result *r)
     if (!r)
         return;
     free(r->image_terms);
-    for (int l = 0; l < YLC_MAX_LAYERS; l++)
+    for (int l = 0; l < YLC_MAX_LAYERS; l++) {
         free(r->grads[l]);
+        free(r->grads_f64[l]);
+        free(r->cgrads[l].obj);
+        free(r->cgrads[l].rows);
+        free(r->cgrads[l].index);
+    }
     memset(r, 0, sizeof *r);
 }

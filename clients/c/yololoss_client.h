@@ -70,6 +70,31 @@ typedef struct {
     int64_t shape[YLC_MAX_DIMS];
 } ylc_tensor;
 
+/* TENSORS. With YLC_TENSORS_AUTO (the default) a call sends the compact exact tensors of
+ * the daemon's "yololoss_compact" extension when the daemon offers it: per layer the 5
+ * box/objectness channels of every anchor plus the full rows of the anchors that may hold
+ * a truth (all 3 anchors of each box's cell; with y_true the anchors of nonzero
+ * objectness), about 1/17 of the bytes for C = 80. The loss, terms, statistics and
+ * gradients are bit-identical to the dense request's; the dense gradient is rebuilt here
+ * from the objectness gradient of every anchor and the rows (or handed over compact, see
+ * ylc_request.grad_layout). The class logits of anchors without a truth are not sent, so
+ * a NaN there is not seen (the dense request would be refused; the loss does not depend
+ * on them). YLC_TENSORS_DENSE always sends output_l; YLC_TENSORS_COMPACT always compact. */
+typedef enum { YLC_TENSORS_AUTO = 0, YLC_TENSORS_COMPACT = 1, YLC_TENSORS_DENSE = 2 } ylc_tensors;
+
+/* TRANSPORT. With YLC_TRANSPORT_AUTO (the default) tensors and gradients go through a POSIX
+ * shared-memory region (Triton's system shared-memory extension) when the URL's host is
+ * loopback (127.0.0.0/8, ::1, localhost) and the daemon offers "system_shared_memory";
+ * if the daemon cannot open the client's region (another /dev/shm, a container) the client
+ * falls back to the HTTP body for good, silently. YLC_TRANSPORT_SHM insists (a failure is
+ * an error), YLC_TRANSPORT_WIRE never uses shared memory. The region, one per client,
+ * grows as needed; it is unlinked from /dev/shm as soon as the daemon has registered it
+ * (nothing is left behind if the client dies) and unregistered by ylc_client_free. */
+typedef enum { YLC_TRANSPORT_AUTO = 0, YLC_TRANSPORT_SHM = 1, YLC_TRANSPORT_WIRE = 2 } ylc_transport;
+
+/* The layout of the gradient a compact call hands back (ylc_request.grad_layout). */
+typedef enum { YLC_GRAD_DENSE = 0, YLC_GRAD_COMPACT = 1 } ylc_grad_layout;
+
 typedef struct {
     int status;    /* HTTP status, 0: none (transport failure or refused locally) */
     char msg[512];
@@ -84,6 +109,8 @@ typedef struct {
                            timeout allows, 1 = no retry */
     double backoff_base; /* seconds before the first retry at most; <= 0: 0.1 */
     double backoff_max;  /* the cap of the doubling wait; <= 0: 5 */
+    int tensors;         /* ylc_tensors: compact or dense tensors on the wire */
+    int transport;       /* ylc_transport: shared memory or the HTTP body */
 } ylc_options;
 
 typedef struct ylc_client ylc_client;
@@ -112,9 +139,23 @@ typedef struct {
     int64_t step;
     double timeout;        /* this call's deadline in seconds, retries included;
                               <= 0: the client's */
+    int grad_datatype;     /* YLC_F32 (default): float gradients in res.grads; YLC_F64:
+                              computed in double and never rounded, in res.grads_f64 */
+    int grad_layout;       /* YLC_GRAD_DENSE (default): shaped as output l; YLC_GRAD_COMPACT:
+                              as the daemon sent it (res.cgrads) when the call was compact */
 } ylc_request;
 
-/* The answer. Values are the server's FP32 outputs, widened. */
+/* A compact gradient of one layer: d loss / d t_o of every anchor, and the full gradient
+ * rows of the anchors sent (every other value of the dense gradient is exactly 0). Values
+ * are float or double as the result's grad_datatype says. */
+typedef struct {
+    void *obj;            /* [B, H, W, 3] */
+    void *rows;           /* [n_rows, row_len] */
+    int64_t *index;       /* n_rows flat anchor indices ((b*H + j)*W + i)*3 + k, increasing */
+    int64_t n_rows, row_len, anchors;
+} ylc_compact_grad;
+
+/* The answer. Values are the server's FP32 outputs, widened; gradients as asked for. */
 typedef struct {
     char model_name[64];
     int num_layers;
@@ -126,9 +167,16 @@ typedef struct {
                                                     avg_noobj, recall50, recall75, ignored */
     float *image_terms;                       /* batch x 4, per image, not divided by B */
     float *grads[YLC_MAX_LAYERS];             /* NULL unless asked for; shaped as output l */
+    double *grads_f64[YLC_MAX_LAYERS];        /* instead, with grad_datatype YLC_F64 */
     int grad_ndim[YLC_MAX_LAYERS];
     int64_t grad_shape[YLC_MAX_LAYERS][YLC_MAX_DIMS];
     int64_t grad_count[YLC_MAX_LAYERS];
+    int grad_datatype;                        /* YLC_F32 or YLC_F64 */
+    ylc_compact_grad cgrads[YLC_MAX_LAYERS];  /* instead, with grad_layout YLC_GRAD_COMPACT
+                                                 when compact was set */
+    int compact;                              /* 1: the call sent compact tensors */
+    int shm;                                  /* 1: tensors went through shared memory */
+    int64_t bytes_sent, bytes_received;       /* of the infer exchange, HTTP bodies only */
 } ylc_result;
 
 int ylc_compute(ylc_client *c, const ylc_request *req, ylc_result *res, ylc_error *err);

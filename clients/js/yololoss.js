@@ -17,6 +17,8 @@
 // proxy): yololossd sends no CORS headers, and the Inference-Header-Content-Length header
 // makes every infer request a preflighted one.
 
+import { gatherCompact, planCompact, scatterCompact } from "./compact.js";
+
 export const TERM_NAMES = Object.freeze(["xy", "wh", "confidence", "class"]);
 export const STAT_NAMES = Object.freeze(["count", "avg_iou", "avg_class", "avg_obj",
   "avg_noobj", "recall50", "recall75", "ignored"]);
@@ -175,8 +177,12 @@ export class Result {
     const L = outputs.stats.shape[0];
     this.stats = Object.fromEntries(STAT_NAMES.map((n, k) =>
       [n, Float32Array.from({ length: L }, (_, l) => outputs.stats.data[l * 8 + k])]));
-    this.grads = null;
+    this.grads = null;       // per layer, dense: Float32Array (FP32) or Float64Array (FP64)
     this.gradShapes = null;
+    this.compactGrads = null; // per layer { obj, rows, index } with gradLayout "compact"
+    this.compact = false;     // the request sent compact tensors
+    this.bytesSent = 0;
+    this.bytesReceived = 0;
     if (outputs.grad_0) {
       this.grads = [];
       this.gradShapes = [];
@@ -204,18 +210,19 @@ function parseAnswer(buf, headers) {
   let off = hlen;
   const outputs = {};
   for (const o of header.outputs || []) {
-    if (o.datatype !== "FP32") throw new YoloLossError(200, `output ${o.name}: ${o.datatype}`);
+    const Ctor = { FP32: Float32Array, FP64: Float64Array }[o.datatype];
+    if (!Ctor) throw new YoloLossError(200, `output ${o.name}: ${o.datatype}`);
     const n = o.shape.reduce((a, b) => a * b, 1);
     const size = o.parameters && o.parameters.binary_data_size;
     let data;
     if (size != null) {
-      if (size !== 4 * n || off + size > bytes.length) {
+      if (size !== Ctor.BYTES_PER_ELEMENT * n || off + size > bytes.length) {
         throw new YoloLossError(200, `output ${o.name}: ${size} bytes for shape [${o.shape}]`);
       }
-      data = new Float32Array(buf.slice(off, off + size)); // aligned, owned
+      data = new Ctor(buf.slice(off, off + size)); // aligned, owned
       off += size;
     } else {
-      data = Float32Array.from(o.data.flat(Infinity));
+      data = Ctor.from(o.data.flat(Infinity));
     }
     outputs[o.name] = { data, shape: o.shape };
   }
@@ -226,9 +233,12 @@ export class YoloLossClient {
   /**
    * @param {string} url  "http://127.0.0.1:8000" (a path prefix is kept)
    * @param {{model?: string, token?: string, timeout?: number, retry?: Retry|object|boolean,
-   *          version?: string, fetch?: typeof fetch}} options  timeout: the deadline of one
-   *   call in seconds, retries included (default 60; compute takes its own); retry: the
-   *   retry policy (a Retry, its options, true: the default, false: no retry)
+   *          tensors?: "auto"|"compact"|"dense", version?: string, fetch?: typeof fetch}}
+   *   options  timeout: the deadline of one call in seconds, retries included (default 60;
+   *   compute takes its own); retry: the retry policy (a Retry, its options, true: the
+   *   default, false: no retry); tensors: "auto" (default) sends the compact exact tensors
+   *   when the daemon offers "yololoss_compact", "compact" always, "dense" never. Shared
+   *   memory is not used: Node has no POSIX shared memory without a native addon.
    */
   constructor(url = "http://127.0.0.1:8000", options = {}) {
     if (!LITTLE_ENDIAN) throw new Error("yololoss.js needs a little-endian platform");
@@ -238,6 +248,11 @@ export class YoloLossClient {
     this.token = options.token ?? null;
     this.timeout = options.timeout ?? 60;
     this.retry = asRetry(options.retry);
+    this.tensors = options.tensors ?? "auto";
+    if (!["auto", "compact", "dense"].includes(this.tensors)) {
+      throw new TypeError(`tensors must be "auto", "compact" or "dense", not ${this.tensors}`);
+    }
+    this._extensions = null; // the daemon's, read once (GET /v2)
     this.retries = 0;
     this._fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   }
@@ -325,56 +340,133 @@ export class YoloLossClient {
       : `/v2/models/${encodeURIComponent(model ?? this.model)}/stats`);
   }
 
+  /** The daemon's extensions (GET /v2), read once; [] when it does not say. */
+  async _daemonExtensions(timeout) {
+    if (this._extensions === null) {
+      const resp = await this._request("GET", "/v2", null, {}, timeout);
+      let ext = [];
+      if (resp.status === 200) {
+        const j = await resp.json().catch(() => null);
+        if (j && Array.isArray(j.extensions)) ext = j.extensions;
+      } else {
+        await resp.arrayBuffer().catch(() => null);
+      }
+      if (resp.status >= 500) return ext; // may be passing: ask again next time
+      this._extensions = ext;
+    }
+    return this._extensions;
+  }
+
   /**
    * The loss of one batch.
    * @param {Array<{data, shape, dtype?}>} outputs  the L raw head outputs, NHWC:
    *   [B, H, W, 3*(5+C)] or [B, H, W, 3, 5+C], coarsest grid first
    * @param {{boxes?, yTrue?, grads?: boolean, ignoreThresh?: number,
    *          anchors?: string|number[], run?: string, step?: number, binary?: boolean,
-   *          requestId?: string, timeout?: number}} options  exactly one of boxes
-   *   [B, T, 5] (pixels: x_min, y_min, x_max, y_max, class) or yTrue (L dense tensors);
-   *   timeout: this call's deadline in seconds, retries included (default: the client's)
+   *          requestId?: string, timeout?: number, gradDatatype?: "FP32"|"FP64",
+   *          gradLayout?: "dense"|"compact"}} options  exactly one of boxes [B, T, 5]
+   *   (pixels: x_min, y_min, x_max, y_max, class) or yTrue (L dense tensors); timeout: this
+   *   call's deadline in seconds, retries included (default: the client's); gradDatatype
+   *   "FP64": gradients computed in double and never rounded (Float64Array); gradLayout
+   *   "compact": a compact call's gradient as sent ({ obj, rows, index } per layer in
+   *   res.compactGrads) instead of dense
    * @returns {Promise<Result>}
    */
   async compute(outputs, options = {}) {
     const { boxes, yTrue, grads = false, ignoreThresh, anchors, run, step,
-      binary = true, requestId, timeout = null } = options;
+      binary = true, requestId, timeout = null, gradDatatype = "FP32",
+      gradLayout = "dense" } = options;
     if (!Array.isArray(outputs) || outputs.length === 0) {
       throw new TypeError("outputs must be a non-empty array of tensors");
     }
     if ((boxes == null) === (yTrue == null)) {
       throw new TypeError("give exactly one of boxes and yTrue");
     }
-    const tensors = outputs.map((t, l) => describe(`output_${l}`, t, "output"));
-    if (boxes != null) tensors.push(describe("boxes", boxes, "boxes"));
-    else yTrue.forEach((t, l) => tensors.push(describe(`y_true_${l}`, t, "y_true")));
+    if (gradDatatype !== "FP32" && gradDatatype !== "FP64") {
+      throw new TypeError(`gradDatatype must be "FP32" or "FP64", not ${gradDatatype}`);
+    }
+    if (gradLayout !== "dense" && gradLayout !== "compact") {
+      throw new TypeError(`gradLayout must be "dense" or "compact", not ${gradLayout}`);
+    }
+    const outs = outputs.map((t, l) => describe(`output_${l}`, t, "output"));
+    const bx = boxes != null ? describe("boxes", boxes, "boxes") : null;
+    const yt = bx ? null : yTrue.map((t, l) => describe(`y_true_${l}`, t, "y_true"));
+    const deadline = Date.now() + (timeout ?? this.timeout) * 1000;
+    const left = () => Math.max(0.001, (deadline - Date.now()) / 1000);
+
+    let compact = this.tensors === "compact";
+    if (this.tensors === "auto") {
+      compact = (await this._daemonExtensions(left())).includes("yololoss_compact");
+    }
+    let plan = compact ? planCompact(outs, bx, yt) : null; // null: odd shapes, sent dense
+    for (;;) {
+      try {
+        return await this._infer(outs, bx, yt, plan, { grads, ignoreThresh, anchors, run, step,
+          binary, requestId, gradDatatype, gradLayout, timeout: left() });
+      } catch (e) {
+        // a compact request the daemon finds short of a truth row (the contract says it
+        // cannot happen): the dense request is the authority
+        if (plan && this.tensors === "auto" && e instanceof YoloLossError && e.status === 400 &&
+            /no row for the truth anchor/.test(e.serverMessage)) {
+          plan = null;
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  async _infer(outs, bx, yt, plan, o) {
+    const tensors = [];
+    if (plan) {
+      plan.layers.forEach((p, l) => {
+        const { box, rows } = gatherCompact(p);
+        const dtype = outs[l].dtype;
+        tensors.push({ name: `output_${l}_box`, dtype, shape: [p.B, p.H, p.W, 3, 5], data: box });
+        tensors.push({ name: `output_${l}_rows`, dtype, shape: [p.rows.length, p.row], data: rows });
+        tensors.push({ name: `output_${l}_index`, dtype: "INT64", shape: [p.rows.length],
+          data: p.index, plain: p.rows });
+      });
+    } else {
+      tensors.push(...outs);
+    }
+    if (bx) tensors.push(bx);
+    else tensors.push(...yt);
 
     const blobs = [];
     const inputs = tensors.map((t) => {
       const d = { name: t.name, shape: t.shape, datatype: t.dtype };
-      if (binary || t.dtype === "BF16") {
-        d.parameters = { binary_data_size: t.data.length * ELEMENT_SIZE[t.dtype] };
+      if (o.binary || t.dtype === "BF16") {
+        d.parameters = { binary_data_size: t.data.byteLength };
         if (t.data.length) {
           blobs.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
         }
       } else {
-        d.data = jsonNumbers(t);
+        d.data = t.dtype === "INT64" ? t.plain : jsonNumbers(t);
       }
       return d;
     });
     const names = ["loss", "loss_terms", "layer_terms", "image_terms", "stats"];
-    if (grads) outputs.forEach((_, l) => names.push(`grad_${l}`));
-    const req = { inputs, outputs: names.map((name) => ({ name, parameters: { binary_data: binary } })) };
-    const params = {};
-    if (ignoreThresh != null) params.ignore_thresh = Number(ignoreThresh);
-    if (anchors != null) params.anchors = Array.isArray(anchors) ? anchors.join(",") : String(anchors);
-    if (run != null) params.run = String(run);
-    if (step != null) {
-      if (!Number.isSafeInteger(step)) throw new TypeError("step must be an integer");
-      params.step = step;
+    if (o.grads) {
+      outs.forEach((_, l) => {
+        if (plan) names.push(`grad_${l}_obj`, `grad_${l}_rows`);
+        else names.push(`grad_${l}`);
+      });
     }
+    const req = { inputs, outputs: names.map((name) => ({ name, parameters: { binary_data: o.binary } })) };
+    const params = {};
+    if (o.ignoreThresh != null) params.ignore_thresh = Number(o.ignoreThresh);
+    if (o.anchors != null) {
+      params.anchors = Array.isArray(o.anchors) ? o.anchors.join(",") : String(o.anchors);
+    }
+    if (o.run != null) params.run = String(o.run);
+    if (o.step != null) {
+      if (!Number.isSafeInteger(o.step)) throw new TypeError("step must be an integer");
+      params.step = o.step;
+    }
+    if (o.grads && o.gradDatatype === "FP64") params.grad_datatype = "FP64";
     if (Object.keys(params).length) req.parameters = params;
-    if (requestId != null) req.id = String(requestId);
+    if (o.requestId != null) req.id = String(o.requestId);
 
     const header = new TextEncoder().encode(JSON.stringify(req));
     const headers = {};
@@ -388,9 +480,31 @@ export class YoloLossClient {
       body = header;
     }
     const resp = await this._request("POST", this._modelPath(null, "/infer"), body, headers,
-      timeout);
+      o.timeout);
     if (resp.status !== 200) throw await this._error(resp);
-    const { header: h, outputs: outs } = parseAnswer(await resp.arrayBuffer(), resp.headers);
-    return new Result(outs, h);
+    const buf = await resp.arrayBuffer();
+    const { header: h, outputs: got } = parseAnswer(buf, resp.headers);
+    const res = new Result(got, h);
+    res.compact = plan !== null;
+    res.bytesSent = body.size ?? body.byteLength;
+    res.bytesReceived = buf.byteLength;
+    if (plan && o.grads) {
+      const want = o.gradDatatype === "FP64" ? Float64Array : Float32Array;
+      const gs = plan.layers.map((p, l) => {
+        const obj = got[`grad_${l}_obj`], rows = got[`grad_${l}_rows`];
+        if (!obj || !rows || !(obj.data instanceof want) || obj.data.length !== p.anchors ||
+            rows.data.length !== p.rows.length * p.row) {
+          throw new YoloLossError(200, `malformed answer: grad_${l}_obj/grad_${l}_rows`);
+        }
+        return { obj: obj.data, rows: rows.data, index: p.index };
+      });
+      if (o.gradLayout === "compact") {
+        res.compactGrads = gs;
+      } else {
+        res.grads = gs.map((g, l) => scatterCompact(plan.layers[l], g.obj, g.rows));
+        res.gradShapes = outs.map((t) => t.shape);
+      }
+    }
+    return res;
   }
 }

@@ -3,6 +3,7 @@
  * "Connection: close", so each attempt of a client arrives on a new connection and is
  * counted once.
  */
+#define _GNU_SOURCE /* memmem */
 #include "fake_server.h"
 
 #include <arpa/inet.h>
@@ -26,6 +27,10 @@ struct fake_server {
     pthread_mutex_t mu;
     int requests;
     char url[64];
+    const char *v2_body; /* NULL: GET /v2 goes through the script */
+    int register_status;
+    int registrations;
+    int last_shm;
 };
 
 static const char ok_body[] =
@@ -50,8 +55,9 @@ static int readable(fake_server *f, int fd)
     }
 }
 
-/* Read one request (headers and a Content-Length body). -1: the peer left or stop. */
-static int read_request(fake_server *f, int fd)
+/* Read one request (headers and a Content-Length body) into line (its request line) and
+ * *shm (whether it mentions shared_memory_region). -1: the peer left or stop. */
+static int read_request(fake_server *f, int fd, char *line, size_t linelen, int *shm)
 {
     char buf[8192];
     size_t len = 0;
@@ -67,16 +73,22 @@ static int read_request(fake_server *f, int fd)
         end = strstr(buf, "\r\n\r\n");
     }
     long body = 0;
-    for (char *line = strstr(buf, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n"))
-        if (strncasecmp(line + 2, "Content-Length:", 15) == 0)
-            body = strtol(line + 17, NULL, 10);
+    for (char *h = strstr(buf, "\r\n"); h && h < end; h = strstr(h + 2, "\r\n"))
+        if (strncasecmp(h + 2, "Content-Length:", 15) == 0)
+            body = strtol(h + 17, NULL, 10);
+    size_t ll = strcspn(buf, "\r");
+    snprintf(line, linelen, "%.*s", (int)(ll < linelen ? ll : linelen - 1), buf);
+    *shm = strstr(end, "shared_memory_region") != NULL;
     long have = (long)(len - (size_t)(end + 4 - buf));
     while (have < body) {
         if (!readable(f, fd))
             return -1;
-        ssize_t k = recv(fd, buf, sizeof buf, 0);
+        ssize_t k = recv(fd, buf, sizeof buf - 1, 0);
         if (k <= 0)
             return -1;
+        buf[k] = '\0';
+        if (memmem(buf, (size_t)k, "shared_memory_region", 20))
+            *shm = 1;
         have += k;
     }
     return 0;
@@ -115,12 +127,33 @@ static void *serve(void *arg)
         int fd = accept(f->lfd, NULL, NULL);
         if (fd < 0)
             continue;
-        if (read_request(f, fd) != 0) {
+        char line[256];
+        int shm = 0;
+        if (read_request(f, fd, line, sizeof line, &shm) != 0) {
+            close(fd);
+            continue;
+        }
+        pthread_mutex_lock(&f->mu);
+        const char *v2_body = f->v2_body;
+        int register_status = f->register_status;
+        pthread_mutex_unlock(&f->mu);
+        if (v2_body && !strcmp(line, "GET /v2 HTTP/1.1")) {
+            answer(fd, 200, NULL, v2_body);
+            close(fd);
+            continue;
+        }
+        if (v2_body && !strncmp(line, "POST /v2/systemsharedmemory/", 28)) {
+            pthread_mutex_lock(&f->mu);
+            f->registrations += strstr(line, "/register ") != NULL;
+            pthread_mutex_unlock(&f->mu);
+            answer(fd, strstr(line, "/register ") ? register_status : 200, NULL,
+                   "{\"error\":\"fake: cannot open shared-memory key\"}");
             close(fd);
             continue;
         }
         pthread_mutex_lock(&f->mu);
         int i = f->requests++;
+        f->last_shm = shm;
         pthread_mutex_unlock(&f->mu);
         const fake_step *s = i < f->n ? &f->script[i] : &f->after;
         if (s->act == FAKE_OK) {
@@ -171,6 +204,30 @@ fake_server *fake_start(const fake_step *script, int n, fake_step after)
 }
 
 const char *fake_url(const fake_server *f) { return f->url; }
+
+void fake_set_meta(fake_server *f, const char *v2_body, int register_status)
+{
+    pthread_mutex_lock(&f->mu);
+    f->v2_body = v2_body;
+    f->register_status = register_status;
+    pthread_mutex_unlock(&f->mu);
+}
+
+int fake_registrations(fake_server *f)
+{
+    pthread_mutex_lock(&f->mu);
+    int n = f->registrations;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+int fake_last_used_shm(fake_server *f)
+{
+    pthread_mutex_lock(&f->mu);
+    int n = f->last_shm;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
 
 int fake_requests(fake_server *f)
 {

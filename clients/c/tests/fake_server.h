@@ -31,6 +31,15 @@ const char *fake_url(const fake_server *f);
 int fake_requests(fake_server *f);
 void fake_stop(fake_server *f);
 
+/* Answer GET /v2 with 200 and v2_body (e.g. {"extensions":["system_shared_memory"]}) and
+ * POST /v2/systemsharedmemory/... with register_status; neither goes through the script
+ * nor counts as a request. */
+void fake_set_meta(fake_server *f, const char *v2_body, int register_status);
+/* Shared-memory registrations received, and whether the last counted request mentioned
+ * shared_memory_region. */
+int fake_registrations(fake_server *f);
+int fake_last_used_shm(fake_server *f);
+
 /* A loopback URL on which nothing listens (connections are refused). */
 void fake_refusing_url(char *buf, unsigned long len);
 

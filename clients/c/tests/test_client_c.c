@@ -23,6 +23,7 @@
 
 #include "fake_server.h"
 #include "npyfile.h"
+#include "ylc_compact.h"
 #include "yololoss.h"
 #include "yololoss_client.h"
 
@@ -574,14 +575,399 @@ START_TEST(test_overload_retries)
 END_TEST
 
 /* ------------------------------------------------------------------------------------ */
+/* Transports against the daemon: dense or compact tensors, HTTP body or shared memory,   */
+/* FP32 or FP64 gradients: every way gives the same bits (and the core's).                */
+
+static void same_result(const ylc_result *a, const ylc_result *b, int L, int64_t B,
+                        const int64_t *counts, const char *what)
+{
+    ck_assert_msg(a->loss == b->loss && !memcmp(a->terms, b->terms, sizeof a->terms) &&
+                  !memcmp(a->layer_terms, b->layer_terms, sizeof a->layer_terms) &&
+                  !memcmp(a->stats, b->stats, sizeof a->stats), "%s: terms differ", what);
+    ck_assert_msg(!memcmp(a->image_terms, b->image_terms, (size_t)B * 4 * sizeof(float)),
+                  "%s: image terms differ", what);
+    ck_assert_int_eq(a->grad_datatype, b->grad_datatype);
+    for (int l = 0; l < L; l++) {
+        size_t es = a->grad_datatype == YLC_F64 ? 8 : 4;
+        const void *ga = es == 8 ? (const void *)a->grads_f64[l] : (const void *)a->grads[l];
+        const void *gb = es == 8 ? (const void *)b->grads_f64[l] : (const void *)b->grads[l];
+        ck_assert_msg(ga && gb, "%s: grad_%d missing", what, l);
+        ck_assert_int_eq(a->grad_count[l], counts[l]);
+        ck_assert_int_eq(b->grad_count[l], counts[l]);
+        ck_assert_msg(!memcmp(ga, gb, (size_t)counts[l] * es), "%s: grad_%d differs", what, l);
+    }
+}
+
+static ylc_client *client_with(const char *url, const char *model, int tensors, int transport)
+{
+    ylc_client *c;
+    ylc_error err;
+    ylc_options o = {.url = url, .model = model, .timeout = 30, .tensors = tensors,
+                     .transport = transport};
+    ck_assert_msg(ylc_client_new(&c, &o, &err) == 0, "%s", err.msg);
+    return c;
+}
+
+static void transports_case(int L, int C, int64_t B, int64_t H0, int dt, int five_d, int dense,
+                            uint64_t seed)
+{
+    batch_t b;
+    batch_make(&b, L, C, B, H0, dt, five_d, dense, seed);
+    batch_expect(&b);
+    /* the core's FP64 gradient */
+    yl_problem p;
+    yl_error e;
+    ck_assert_int_eq(yl_problem_init(&p, &b.cfg, b.c_out, L, dense ? NULL : &b.c_boxes,
+                                     dense ? b.c_y_true : NULL, dense ? L : 0, &e), 0);
+    double *g64[3] = {0};
+    int64_t counts[3];
+    yl_grads g = {.dtype = YL_F64};
+    for (int l = 0; l < L; l++) {
+        counts[l] = count_of(&b.t_out[l]);
+        g64[l] = malloc((size_t)counts[l] * sizeof(double));
+        g.layer[l] = g64[l];
+    }
+    yl_result r64;
+    ck_assert_int_eq(yl_compute(&p, 1, &g, &r64, NULL, &e), 0);
+
+    static const int modes[4][2] = {{YLC_TENSORS_DENSE, YLC_TRANSPORT_WIRE},
+                                    {YLC_TENSORS_COMPACT, YLC_TRANSPORT_WIRE},
+                                    {YLC_TENSORS_COMPACT, YLC_TRANSPORT_SHM},
+                                    {YLC_TENSORS_DENSE, YLC_TRANSPORT_SHM}};
+    ylc_client *c[4];
+    for (int m = 0; m < 4; m++)
+        c[m] = client_with(plain.url, model_of(&b), modes[m][0], modes[m][1]);
+    for (int gd = 0; gd < 2; gd++) {
+        ylc_result ref, r;
+        ylc_error err;
+        ylc_request req = batch_request(&b, 1, 0);
+        req.grad_datatype = gd ? YLC_F64 : YLC_F32;
+        ck_assert_msg(ylc_compute(c[0], &req, &ref, &err) == 0, "HTTP %d: %s", err.status, err.msg);
+        ck_assert(!ref.compact && !ref.shm);
+        if (gd) {
+            for (int l = 0; l < L; l++)
+                ck_assert_msg(!memcmp(ref.grads_f64[l], g64[l], (size_t)counts[l] * 8),
+                              "FP64 grad_%d differs from the core's double gradient", l);
+        } else {
+            check_result(&b, &ref, 1);
+        }
+        for (int m = 1; m < 4; m++) {
+            char what[96];
+            snprintf(what, sizeof what, "%s %s %s", modes[m][0] == YLC_TENSORS_COMPACT ?
+                     "compact" : "dense", modes[m][1] == YLC_TRANSPORT_SHM ? "shm" : "wire",
+                     gd ? "FP64" : "FP32");
+            ck_assert_msg(ylc_compute(c[m], &req, &r, &err) == 0, "%s: HTTP %d: %s", what,
+                          err.status, err.msg);
+            ck_assert_int_eq(r.compact, modes[m][0] == YLC_TENSORS_COMPACT);
+            ck_assert_int_eq(r.shm, modes[m][1] == YLC_TRANSPORT_SHM);
+            same_result(&ref, &r, L, b.B, counts, what);
+            if (m == 1 && C >= 80) /* compact moves far fewer bytes each way (full size) */
+                ck_assert_msg(r.bytes_sent * 8 < ref.bytes_sent &&
+                              r.bytes_received * 8 < ref.bytes_received,
+                              "compact %" PRId64 "/%" PRId64 " bytes, dense %" PRId64 "/%" PRId64,
+                              r.bytes_sent, r.bytes_received, ref.bytes_sent, ref.bytes_received);
+            ylc_result_free(&r);
+        }
+        /* JSON numbers, compact: the same bits */
+        req.json = 1;
+        ck_assert_msg(ylc_compute(c[1], &req, &r, &err) == 0, "json: HTTP %d: %s", err.status,
+                      err.msg);
+        ck_assert(r.compact && !r.shm);
+        same_result(&ref, &r, L, b.B, counts, "compact json");
+        ylc_result_free(&r);
+        req.json = 0;
+        /* the compact gradient handed over: channel 4 and the rows of the dense one */
+        req.grad_layout = YLC_GRAD_COMPACT;
+        ck_assert_msg(ylc_compute(c[2], &req, &r, &err) == 0, "HTTP %d: %s", err.status, err.msg);
+        size_t es = gd ? 8 : 4;
+        for (int l = 0; l < L; l++) {
+            const ylc_compact_grad *cg = &r.cgrads[l];
+            ck_assert_ptr_null(r.grads[l]);
+            ck_assert_ptr_null(r.grads_f64[l]);
+            ck_assert_int_eq(cg->anchors * cg->row_len, counts[l]);
+            const char *dense_g = gd ? (const char *)ref.grads_f64[l] : (const char *)ref.grads[l];
+            size_t rb = (size_t)cg->row_len * es;
+            for (int64_t a = 0; a < cg->anchors; a++)
+                ck_assert(!memcmp((const char *)cg->obj + (size_t)a * es,
+                                  dense_g + (size_t)a * rb + 4 * es, es));
+            for (int64_t k = 0; k < cg->n_rows; k++)
+                ck_assert(!memcmp((const char *)cg->rows + (size_t)k * rb,
+                                  dense_g + (size_t)cg->index[k] * rb, rb));
+        }
+        ylc_result_free(&r);
+        ylc_result_free(&ref);
+    }
+    for (int m = 0; m < 4; m++)
+        ylc_client_free(c[m]);
+    for (int l = 0; l < L; l++)
+        free(g64[l]);
+    batch_free(&b);
+}
+
+START_TEST(test_transports_yolov3_boxes) { transports_case(3, 4, 2, 2, YLC_F32, 0, 0, 21); }
+END_TEST
+START_TEST(test_transports_tiny_f16_y_true) { transports_case(2, 3, 3, 2, YLC_F16, 1, 1, 22); }
+END_TEST
+START_TEST(test_transports_mixed_dtypes) { transports_case(3, 20, 2, 1, -1, 0, 0, 23); }
+END_TEST
+START_TEST(test_transports_bf16_f64)
+{
+    transports_case(2, 5, 2, 3, YLC_BF16, 0, 0, 24);
+    transports_case(2, 5, 2, 3, YLC_F64, 1, 1, 25);
+}
+END_TEST
+/* the full-size grids, 13/26/52 with C = 80 */
+START_TEST(test_transports_full_size) { transports_case(3, 80, 1, 13, YLC_F32, 0, 0, 26); }
+END_TEST
+
+/* The default client (auto, auto) on loopback takes compact tensors and shared memory, and
+ * leaves nothing registered or in /dev/shm when freed. */
+START_TEST(test_auto_uses_compact_shm_and_cleans_up)
+{
+    batch_t b;
+    batch_make(&b, 2, 3, 2, 2, YLC_F32, 0, 0, 31);
+    batch_expect(&b);
+    ylc_client *c = client_for(&plain, "yolov3-tiny", NULL);
+    ylc_request req = batch_request(&b, 1, 0);
+    ylc_result r;
+    ylc_error err;
+    ck_assert_msg(ylc_compute(c, &req, &r, &err) == 0, "HTTP %d: %s", err.status, err.msg);
+    ck_assert(r.compact && r.shm);
+    check_result(&b, &r, 1);
+    ylc_result_free(&r);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "ls /dev/shm | grep -q '^yololoss-%ld-'", (long)getpid());
+    ck_assert_msg(system(cmd) != 0, "the object was not unlinked after registration");
+    char *body;
+    ck_assert_int_eq(ylc_get(c, "/v2/systemsharedmemory/status", &body, &err), 200);
+    char mine[48];
+    snprintf(mine, sizeof mine, "yololoss-%ld-", (long)getpid());
+    ck_assert_msg(strstr(body, mine) != NULL, "%s", body);
+    free(body);
+    ylc_client_free(c);
+    c = client_for(&plain, "yolov3-tiny", NULL);
+    ck_assert_int_eq(ylc_get(c, "/v2/systemsharedmemory/status", &body, &err), 200);
+    ck_assert_msg(strstr(body, mine) == NULL, "still registered after ylc_client_free: %s", body);
+    free(body);
+    ylc_client_free(c);
+    batch_free(&b);
+}
+END_TEST
+
+/* A region the daemon forgot (it was unregistered behind the client's back, as by a
+ * restart): the client registers a fresh one and the call succeeds. */
+START_TEST(test_shm_region_forgotten)
+{
+    batch_t b;
+    batch_make(&b, 2, 3, 1, 2, YLC_F32, 0, 0, 32);
+    batch_expect(&b);
+    ylc_client *c = client_with(plain.url, "yolov3-tiny", YLC_TENSORS_AUTO, YLC_TRANSPORT_SHM);
+    ylc_request req = batch_request(&b, 1, 0);
+    ylc_result r;
+    ylc_error err;
+    ck_assert_msg(ylc_compute(c, &req, &r, &err) == 0, "HTTP %d: %s", err.status, err.msg);
+    ylc_result_free(&r);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "curl -s -o /dev/null -X POST %s/v2/systemsharedmemory/unregister",
+             plain.url);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_msg(ylc_compute(c, &req, &r, &err) == 0, "HTTP %d: %s", err.status, err.msg);
+    ck_assert(r.shm);
+    check_result(&b, &r, 1);
+    ylc_result_free(&r);
+    ylc_client_free(c);
+    batch_free(&b);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------ */
+/* Compact tensors, checked against the core in-process: the client's rows (compact.c)    */
+/* must cover every truth anchor (the core fails with YL_ENOROW otherwise), and the      */
+/* scattered compact gradient must equal the dense one bit for bit.                       */
+
+static void compact_vs_core(batch_t *b, int grad_dtype)
+{
+    batch_expect(b); /* the dense answer, FP32 gradients */
+    ylc_compact_plan plan;
+    ck_assert_int_eq(ylc_compact_plan_make(&plan, b->t_out, b->L, b->dense ? NULL : &b->t_boxes,
+                                           b->dense ? b->t_y_true : NULL, b->dense ? b->L : 0), 0);
+    yl_compact_layer cl[3];
+    void *box[3], *rows[3], *gobj[3], *grows[3], *dense_c[3], *dense_d[3];
+    size_t es = grad_dtype == YLC_F64 ? 8 : 4;
+    yl_grads gc = {.dtype = grad_dtype == YLC_F64 ? YL_F64 : YL_F32};
+    yl_grads gd = {.dtype = gc.dtype};
+    for (int l = 0; l < b->L; l++) {
+        box[l] = malloc(ylc_compact_box_bytes(&plan, l));
+        rows[l] = malloc(ylc_compact_rows_bytes(&plan, l) + 1);
+        ylc_compact_fill(&plan, l, box[l], rows[l]);
+        cl[l].box = (yl_tensor){box[l], plan.dtype[l], 5, {plan.B, plan.H[l], plan.W[l], 3, 5}};
+        cl[l].rows = (yl_tensor){rows[l], plan.dtype[l], 2, {plan.n_rows[l], plan.row_len[l]}};
+        cl[l].index = plan.index[l];
+        int64_t n = plan.anchors[l] * plan.row_len[l];
+        gobj[l] = malloc((size_t)plan.anchors[l] * es);
+        grows[l] = malloc((size_t)(plan.n_rows[l] * plan.row_len[l]) * es + 1);
+        dense_c[l] = malloc((size_t)n * es);
+        dense_d[l] = malloc((size_t)n * es);
+        gc.layer[l] = gobj[l];
+        gc.rows[l] = grows[l];
+        gd.layer[l] = dense_d[l];
+        /* fewer rows than anchors: the point of it */
+        ck_assert_int_lt(plan.n_rows[l], plan.anchors[l]);
+    }
+    yl_problem pc, pd;
+    yl_error e;
+    yl_result rc, rd;
+    double *itc = malloc((size_t)b->B * 4 * sizeof(double));
+    double *itd = malloc((size_t)b->B * 4 * sizeof(double));
+    ck_assert_int_eq(yl_problem_init_compact(&pc, &b->cfg, cl, b->L, b->dense ? NULL : &b->c_boxes,
+                                             b->dense ? b->c_y_true : NULL, b->dense ? b->L : 0,
+                                             &e), 0);
+    int r = yl_compute(&pc, 1, &gc, &rc, itc, &e);
+    ck_assert_msg(r == 0, "compact: %s", e.msg);
+    ck_assert_int_eq(yl_problem_init(&pd, &b->cfg, b->c_out, b->L, b->dense ? NULL : &b->c_boxes,
+                                     b->dense ? b->c_y_true : NULL, b->dense ? b->L : 0, &e), 0);
+    ck_assert_int_eq(yl_compute(&pd, 1, &gd, &rd, itd, &e), 0);
+    ck_assert(memcmp(&rc, &rd, sizeof rc) == 0);
+    ck_assert(memcmp(itc, itd, (size_t)b->B * 4 * sizeof(double)) == 0);
+    for (int l = 0; l < b->L; l++) {
+        ylc_compact_scatter(&plan, l, es, gobj[l], grows[l], dense_c[l]);
+        size_t bytes = (size_t)(plan.anchors[l] * plan.row_len[l]) * es;
+        ck_assert_msg(memcmp(dense_c[l], dense_d[l], bytes) == 0,
+                      "layer %d: scattered compact gradient differs from the dense one", l);
+    }
+    /* the control: one truth row fewer is caught by the core (so the test can fail) */
+    for (int l = 0; l < b->L; l++) {
+        if (plan.n_rows[l] == 0)
+            continue;
+        yl_compact_layer drop[3];
+        memcpy(drop, cl, sizeof cl);
+        int64_t *idx = malloc((size_t)plan.n_rows[l] * sizeof(int64_t));
+        int missing = 0;
+        /* drop each row in turn until one was a truth row */
+        for (int64_t k = 0; k < plan.n_rows[l] && !missing; k++) {
+            size_t rb = (size_t)plan.row_len[l] * (plan.dtype[l] == YLC_F64 ? 8 : plan.dtype[l] == YLC_F32 ? 4 : 2);
+            char *rr = malloc(ylc_compact_rows_bytes(&plan, l) + 1);
+            int64_t m = 0;
+            for (int64_t q = 0; q < plan.n_rows[l]; q++)
+                if (q != k) {
+                    idx[m] = plan.index[l][q];
+                    memcpy(rr + (size_t)m * rb, (char *)rows[l] + (size_t)q * rb, rb);
+                    m++;
+                }
+            drop[l].rows.data = rr;
+            drop[l].rows.shape[0] = m;
+            drop[l].index = idx;
+            yl_problem pq;
+            if (yl_problem_init_compact(&pq, &b->cfg, drop, b->L, b->dense ? NULL : &b->c_boxes,
+                                        b->dense ? b->c_y_true : NULL, b->dense ? b->L : 0,
+                                        &e) == 0 &&
+                yl_compute(&pq, 1, NULL, &rc, NULL, &e) != 0)
+                missing = strstr(e.msg, "no row for the truth anchor") != NULL;
+            free(rr);
+        }
+        free(idx);
+        if (rd.stats[l][YL_STAT_COUNT] > 0)
+            ck_assert_msg(missing, "layer %d: dropping rows never hit a truth anchor", l);
+    }
+    for (int l = 0; l < b->L; l++) {
+        free(box[l]);
+        free(rows[l]);
+        free(gobj[l]);
+        free(grows[l]);
+        free(dense_c[l]);
+        free(dense_d[l]);
+    }
+    free(itc);
+    free(itd);
+    ylc_compact_plan_free(&plan);
+}
+
+START_TEST(test_compact_rows_against_core)
+{
+    /* boxes and y_true, every dtype, tiny and 3-layer, 4-D and 5-D, both gradient types */
+    static const struct { int L, C, B, H0, dt, five_d, dense; } cases[] = {
+        {3, 4, 2, 2, YLC_F32, 0, 0}, {2, 3, 3, 2, YLC_F16, 1, 0}, {3, 2, 2, 1, -1, 0, 1},
+        {2, 5, 2, 3, YLC_BF16, 0, 0}, {2, 5, 2, 3, YLC_F64, 1, 1}, {3, 80, 2, 2, YLC_F32, 0, 0},
+        {2, 1, 4, 4, YLC_F64, 0, 0}, {3, 6, 3, 2, YLC_BF16, 1, 1},
+    };
+    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int gd = 0; gd < 2; gd++) {
+            batch_t b;
+            batch_make(&b, cases[i].L, cases[i].C, cases[i].B, cases[i].H0, cases[i].dt,
+                       cases[i].five_d, cases[i].dense, 100 + i);
+            compact_vs_core(&b, gd ? YLC_F64 : YLC_F32);
+            batch_free(&b);
+        }
+}
+END_TEST
+
+/* Box centres on cell boundaries (where a rounding step could pick the neighbour). */
+START_TEST(test_compact_boxes_on_cell_edges)
+{
+    batch_t b;
+    batch_make(&b, 3, 3, 1, 2, YLC_F32, 0, 0, 77); /* input 64x64, grids 2, 4, 8 */
+    float *bx = b.boxes;
+    static const float edges[3][4] = {{8, 8, 24, 24}, {30, 2, 34, 40}, {0, 31, 64, 33}};
+    for (int t = 0; t < 3; t++) {
+        memcpy(bx + t * 5, edges[t], sizeof edges[t]);
+        bx[t * 5 + 4] = (float)t;
+    }
+    compact_vs_core(&b, YLC_F32);
+    batch_free(&b);
+}
+END_TEST
+
+/* Tensors the client cannot read as a batch are sent dense, for the daemon to name. */
+START_TEST(test_compact_plan_declines_odd_shapes)
+{
+    ylc_compact_plan plan;
+    float data[4 * 18];
+    ylc_tensor bad = {data, YLC_F32, 4, {1, 2, 2, 17}}; /* 17 is not 3*(5+C) */
+    ylc_tensor boxes = {data, YLC_F32, 3, {1, 1, 5}};
+    ck_assert_int_eq(ylc_compact_plan_make(&plan, &bad, 1, &boxes, NULL, 0), 1);
+    ylc_tensor ok = {data, YLC_F32, 4, {1, 2, 2, 18}};
+    ylc_tensor boxes2 = {data, YLC_F32, 3, {2, 1, 5}}; /* batch 2 against 1 */
+    ck_assert_int_eq(ylc_compact_plan_make(&plan, &ok, 1, &boxes2, NULL, 0), 1);
+    ylc_tensor yt = {data, YLC_F32, 4, {1, 2, 1, 18}}; /* y_true of another grid */
+    ck_assert_int_eq(ylc_compact_plan_make(&plan, &ok, 1, NULL, &yt, 1), 1);
+}
+END_TEST
+
+/* With y_true, objectness (channel 4) decides, read from the bits: not the box channels,
+ * -0 is zero, the smallest subnormal is not. */
+START_TEST(test_compact_y_true_objectness)
+{
+    float out[72] = {0}, y[72] = {0};
+    y[5 * 6 + 4] = 0.5f;  /* anchor 5: objectness, no box */
+    y[7 * 6 + 3] = 0.25f; /* anchor 7: a box channel, no objectness */
+    ylc_tensor o = {out, YLC_F32, 4, {1, 2, 2, 18}}, t = {y, YLC_F32, 4, {1, 2, 2, 18}};
+    ylc_compact_plan plan;
+    ck_assert_int_eq(ylc_compact_plan_make(&plan, &o, 1, NULL, &t, 1), 0);
+    ck_assert_int_eq(plan.n_rows[0], 1);
+    ck_assert_int_eq(plan.index[0][0], 5);
+    ylc_compact_plan_free(&plan);
+    uint16_t yh[72] = {0};
+    yh[2 * 6 + 4] = 0x8000; /* -0 */
+    yh[9 * 6 + 4] = 0x0001;
+    ylc_tensor th = {yh, YLC_F16, 5, {1, 2, 2, 3, 6}};
+    ck_assert_int_eq(ylc_compact_plan_make(&plan, &o, 1, NULL, &th, 1), 0);
+    ck_assert_int_eq(plan.n_rows[0], 1);
+    ck_assert_int_eq(plan.index[0][0], 9);
+    ylc_compact_plan_free(&plan);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------------------ */
 /* Retries, against the scripted fake server: attempts counted, never timed.               */
 
 static ylc_client *fake_client(const char *url, int max_attempts, double timeout)
 {
     ylc_client *c;
     ylc_error err;
+    /* dense on the wire: no GET /v2 for the extensions among the counted requests */
     ylc_options o = {.url = url, .model = "yolov3", .timeout = timeout,
-                     .max_attempts = max_attempts};
+                     .max_attempts = max_attempts, .tensors = YLC_TENSORS_DENSE,
+                     .transport = YLC_TRANSPORT_WIRE};
     ck_assert_msg(ylc_client_new(&c, &o, &err) == 0, "%s", err.msg);
     return c;
 }
@@ -589,7 +975,7 @@ static ylc_client *fake_client(const char *url, int max_attempts, double timeout
 /* A one-layer request the fake server answers (it does not look at it). */
 static float fake_out[18], fake_boxes[5] = {10, 10, 20, 20, 0};
 
-static int fake_compute(ylc_client *c, double timeout, ylc_error *err)
+static int fake_compute_shm(ylc_client *c, double timeout, int *used_shm, ylc_error *err)
 {
     ylc_tensor out = {fake_out, YLC_F32, 4, {1, 1, 1, 18}};
     ylc_tensor boxes = {fake_boxes, YLC_F32, 3, {1, 1, 5}};
@@ -598,9 +984,62 @@ static int fake_compute(ylc_client *c, double timeout, ylc_error *err)
     int rc = ylc_compute(c, &req, &r, err);
     if (rc == 0)
         ck_assert_msg(r.loss == 2.5 && r.terms[3] == 0.25, "the fake answer, parsed");
+    if (used_shm)
+        *used_shm = r.shm;
     ylc_result_free(&r);
     return rc;
 }
+
+static int fake_compute(ylc_client *c, double timeout, ylc_error *err)
+{
+    return fake_compute_shm(c, timeout, NULL, err);
+}
+
+/* A daemon on this host that offers shared memory but cannot open the client's object
+ * (another /dev/shm): auto falls back to the wire, once and for good; shm insists. */
+START_TEST(test_shm_falls_back_to_the_wire)
+{
+    fake_server *f = fake_start(NULL, 0, (fake_step){FAKE_OK, 0, NULL});
+    ck_assert_ptr_nonnull(f);
+    fake_set_meta(f, "{\"extensions\":[\"system_shared_memory\"]}", 400);
+    ylc_client *c;
+    ylc_error err;
+    ylc_options o = {.url = fake_url(f), .model = "yolov3", .timeout = 20};
+    ck_assert_msg(ylc_client_new(&c, &o, &err) == 0, "%s", err.msg);
+    int shm = -1;
+    ck_assert_msg(fake_compute_shm(c, 0, &shm, &err) == 0, "HTTP %d: %s", err.status, err.msg);
+    ck_assert_int_eq(shm, 0);
+    ck_assert_int_eq(fake_registrations(f), 1);
+    ck_assert_int_eq(fake_requests(f), 1);
+    ck_assert_int_eq(fake_last_used_shm(f), 0);
+    ck_assert_msg(fake_compute_shm(c, 0, &shm, &err) == 0, "HTTP %d: %s", err.status, err.msg);
+    ck_assert_int_eq(fake_registrations(f), 1); /* not asked again */
+    ck_assert_int_eq(fake_requests(f), 2);
+    ylc_client_free(c);
+
+    o.transport = YLC_TRANSPORT_SHM;
+    ck_assert_msg(ylc_client_new(&c, &o, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(fake_compute(c, 0, &err), -1);
+    ck_assert_int_eq(err.status, 400);
+    ck_assert_msg(strstr(err.msg, "shared memory") && strstr(err.msg, "cannot open"), "%s",
+                  err.msg);
+    ck_assert_int_eq(fake_registrations(f), 2);
+    ck_assert_int_eq(fake_requests(f), 2); /* no infer sent */
+    ylc_client_free(c);
+
+    o.transport = YLC_TRANSPORT_WIRE;
+    ck_assert_msg(ylc_client_new(&c, &o, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(fake_compute(c, 0, &err), 0);
+    ck_assert_int_eq(fake_registrations(f), 2);
+    ylc_client_free(c);
+    fake_stop(f);
+
+    /* no object of this process is left in /dev/shm */
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "ls /dev/shm | grep -q '^yololoss-%ld-'", (long)getpid());
+    ck_assert_int_ne(system(cmd), 0);
+}
+END_TEST
 
 /* Every retryable failure in a row, then the answer: one call, seven attempts. */
 START_TEST(test_retry_transient_failures)
@@ -854,6 +1293,11 @@ START_TEST(test_cli)
     ck_assert_msg(strstr(slurp(dir, "stderr.txt"), "(1 attempt)") != NULL, "%s",
                   slurp(dir, "stderr.txt"));
     ck_assert_int_eq(run_cli(dir, "--max-attempts 0 out0.npy --boxes boxes.npy"), 2);
+    ck_assert_int_eq(run_cli(dir, "--tensors sparse out0.npy --boxes boxes.npy"), 2);
+    ck_assert_msg(strstr(slurp(dir, "stderr.txt"), "auto, compact, dense") != NULL, "%s",
+                  slurp(dir, "stderr.txt"));
+    ck_assert_int_eq(run_cli(dir, "--transport tcp out0.npy --boxes boxes.npy"), 2);
+    ck_assert_int_eq(run_cli(dir, "--grad-dtype float16 out0.npy --boxes boxes.npy"), 2);
 
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -879,12 +1323,30 @@ static Suite *suite(void)
     tcase_add_test(t, test_token_and_metadata);
     tcase_add_test(t, test_overload_retries);
     suite_add_tcase(s, t);
+    TCase *tr = tcase_create("transports");
+    tcase_set_timeout(tr, 120);
+    tcase_add_test(tr, test_transports_yolov3_boxes);
+    tcase_add_test(tr, test_transports_tiny_f16_y_true);
+    tcase_add_test(tr, test_transports_mixed_dtypes);
+    tcase_add_test(tr, test_transports_bf16_f64);
+    tcase_add_test(tr, test_transports_full_size);
+    tcase_add_test(tr, test_auto_uses_compact_shm_and_cleans_up);
+    tcase_add_test(tr, test_shm_region_forgotten);
+    suite_add_tcase(s, tr);
+    TCase *compact = tcase_create("compact");
+    tcase_set_timeout(compact, 60);
+    tcase_add_test(compact, test_compact_rows_against_core);
+    tcase_add_test(compact, test_compact_boxes_on_cell_edges);
+    tcase_add_test(compact, test_compact_plan_declines_odd_shapes);
+    tcase_add_test(compact, test_compact_y_true_objectness);
+    suite_add_tcase(s, compact);
     TCase *retry = tcase_create("retry");
     tcase_set_timeout(retry, 60);
     tcase_add_test(retry, test_retry_transient_failures);
     tcase_add_test(retry, test_retry_not_for_other_statuses);
     tcase_add_test(retry, test_retry_max_attempts_and_off);
     tcase_add_test(retry, test_retry_deadline_and_call_timeout);
+    tcase_add_test(retry, test_shm_falls_back_to_the_wire);
     suite_add_tcase(s, retry);
     TCase *cli = tcase_create("cli");
     tcase_set_timeout(cli, 60);

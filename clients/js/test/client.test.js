@@ -178,9 +178,18 @@ test("server errors carry the status and the server's message", async () => {
     e instanceof YoloLossError && e.status === 400 && /class id/.test(e.serverMessage) &&
     /boxes\[0\]\[0\]/.test(e.message));
   const nan = outs.map((t) => ({ ...t, data: t.data.slice() }));
-  nan[1].data[5] = NaN;
+  nan[1].data[1] = NaN; // t_y of an anchor: sent dense and compact alike
   const ok = { data: new Float32Array(5), shape: [1, 1, 5] };
   await assert.rejects(client.compute(nan, { boxes: ok }), (e) => e.status === 400 && /output_1/.test(e.message));
+  // a class logit of an anchor without a truth: refused dense; not sent compact (the loss
+  // does not read it; docs/js-client.md)
+  const cls = outs.map((t) => ({ ...t, data: t.data.slice() }));
+  cls[1].data[5] = NaN;
+  await assert.rejects(new YoloLossClient(plain.url, { model: "yolov3-tiny", tensors: "dense" })
+    .compute(cls, { boxes: ok }), (e) => e.status === 400 && /output_1/.test(e.message));
+  const r = await new YoloLossClient(plain.url, { model: "yolov3-tiny", tensors: "compact" })
+    .compute(cls, { boxes: ok });
+  assert.ok(r.compact && Number.isFinite(r.loss));
   await assert.rejects(client.compute(nan, { boxes: ok, binary: false }), RangeError);
   await assert.rejects(client.compute(outs.slice(0, 1), { boxes: ok }), (e) => e.status === 400);
   await assert.rejects(new YoloLossClient(plain.url, { model: "nope" }).compute(outs, { boxes: ok }),
@@ -220,4 +229,55 @@ test("metadata", async () => {
   assert.ok(cfg.parameters.anchors.string_value.startsWith("10,13,16,30"));
   const st = await client.statistics("*");
   assert.ok(st.model_stats.length >= 2);
+});
+
+// ---- compact tensors, FP64 gradients ----------------------------------------------------
+
+test("compact and dense tensors give the same bits; FP64 gradients match the reference", async () => {
+  let compactCalls = 0;
+  for (const c of referenceCases()) {
+    const dense = new YoloLossClient(plain.url, { model: c.model, tensors: "dense" });
+    const compact = new YoloLossClient(plain.url, { model: c.model, tensors: "compact" });
+    const auto = new YoloLossClient(plain.url, { model: c.model });
+    const [outs, opts] = args(c);
+    for (const gradDatatype of ["FP32", "FP64"]) {
+      const a = await dense.compute(outs, { ...opts, grads: true, gradDatatype });
+      assert.equal(a.compact, false);
+      const others = [await compact.compute(outs, { ...opts, grads: true, gradDatatype }),
+        await compact.compute(outs, { ...opts, grads: true, gradDatatype, binary: false }),
+        await auto.compute(outs, { ...opts, grads: true, gradDatatype })];
+      for (const b of others) {
+        assert.equal(b.compact, true);
+        compactCalls++;
+        assert.ok(Object.is(a.loss, b.loss));
+        assert.deepEqual(b.terms, a.terms);
+        assert.deepEqual(b.layerTerms, a.layerTerms);
+        assert.deepEqual(b.imageTerms, a.imageTerms);
+        assert.deepEqual(b.stats, a.stats);
+        assert.deepEqual(b.gradShapes, a.gradShapes);
+        a.grads.forEach((g, l) => assert.deepEqual(b.grads[l], g, `grad_${l}`));
+      }
+      if (gradDatatype === "FP64") {
+        a.grads.forEach((g, l) => {
+          assert.ok(g instanceof Float64Array);
+          const want = c.expect.grads[l];
+          for (let i = 0; i < want.length; i++) {
+            if (!(Math.abs(g[i] - want[i]) <= 1e-9 * Math.max(1, Math.abs(want[i])))) {
+              assert.fail(`seed ${c.seed} FP64 grad_${l}[${i}]: ${g[i]} vs ${want[i]}`);
+            }
+          }
+        });
+      }
+      // the compact gradient as sent: channel 4 and the rows of the dense one
+      const k = await compact.compute(outs, { ...opts, grads: true, gradDatatype, gradLayout: "compact" });
+      assert.equal(k.grads, null);
+      k.compactGrads.forEach((cg, l) => {
+        const R = a.grads[l].length / cg.obj.length;
+        cg.obj.forEach((v, i) => assert.ok(Object.is(v, a.grads[l][i * R + 4])));
+        Array.from(cg.index, Number).forEach((anchor, r) =>
+          assert.deepEqual(cg.rows.subarray(r * R, (r + 1) * R), a.grads[l].subarray(anchor * R, (anchor + 1) * R)));
+      });
+    }
+  }
+  assert.ok(compactCalls >= 60);
 });

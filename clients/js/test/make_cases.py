@@ -11,6 +11,7 @@ import numpy as np
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 import make_golden as mg  # noqa: E402
+import yolo_reference as ref  # noqa: E402
 
 WIRE = {"f4": "FP32", "f8": "FP64", "f2": "FP16", "bf16": "BF16"}
 
@@ -33,6 +34,12 @@ def case_json(seed):
                       "grads": [g.reshape(-1).tolist() for g in e["grads"]]}}
     if "boxes" in c:
         out["boxes"] = tensor(c["boxes"], "f8" if c["boxes"].dtype == np.float64 else "f4")
+        # the anchors keras assigns a truth to, per layer (flat indices), for the compact rows
+        h0, w0 = np.asarray(c["outputs"][0]).shape[1:3]
+        o0 = np.asarray(c["outputs"][0])
+        C = (o0.shape[3] // 3 if o0.ndim == 4 else o0.shape[4]) - 5
+        yt = ref.preprocess_true_boxes(c["boxes"], (32 * h0, 32 * w0), c["anchors"], C)
+        out["truth"] = [np.flatnonzero(y[..., 4]).tolist() for y in yt]
     else:
         out["y_true"] = [tensor(y, d) for y, d in zip(c["y_true"], c["y_true_dtypes"])]
     return out

@@ -10,6 +10,7 @@
 #include "monitor/history.h"
 #include "v2/shm.h"
 
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,7 @@ int main(int argc, char **argv)
     if (rc)
         return rc > 0 ? 0 : 2;
     setvbuf(stdout, NULL, _IOLBF, 0);
+    yls_budget_init(s->opt.max_memory);
     signal(SIGPIPE, SIG_IGN);
 
     char err[512];
@@ -114,9 +116,10 @@ int main(int argc, char **argv)
         uv_run(&s->loop, UV_RUN_DEFAULT);
         goto out;
     }
-    fprintf(stderr, YLS_NAME ": %zu models, %u threads, max %u infer requests in flight%s, "
-            "history %s, shared memory %s\n",
-            s->models.n, s->opt.threads, s->opt.max_inflight, s->token ? ", token required" : "",
+    fprintf(stderr, YLS_NAME ": %zu models, %u threads, max %u infer requests in flight, "
+            "memory budget %" PRIu64 " MiB%s, history %s, shared memory %s\n",
+            s->models.n, s->opt.threads, s->opt.max_inflight, s->opt.max_memory >> 20,
+            s->token ? ", token required" : "",
             !s->history ? "off" : strncmp(s->opt.history, "postgres", 8) ? s->opt.history
                                                                           : "postgresql",
             s->shm ? "on" : "off");

@@ -16,8 +16,10 @@
 #define MiB (1024ull * 1024ull)
 #define GiB (1024ull * MiB)
 
-static void usage(FILE *out, unsigned threads)
+static void usage(FILE *out, unsigned threads, uint64_t max_memory)
 {
+    char mem[32];
+    snprintf(mem, sizeof mem, "%" PRIu64 "M", max_memory >> 20);
     fprintf(out,
             "usage: " YLS_NAME " [options]\n"
             "Serves the keras-yolo3 YOLOv3 loss (libyololoss) over HTTP with the Open Inference\n"
@@ -28,7 +30,12 @@ static void usage(FILE *out, unsigned threads)
             "  --threads N          worker threads computing images (default: all cores, %u)\n"
             "  --max-inflight N     infer requests queued or running before 503 (default 64)\n"
             "  --max-body BYTES     largest request body, raw or inflated (default 1G)\n"
-            "  --max-json BYTES     largest JSON part of a request (default 64M)\n"
+            "  --max-json BYTES     largest JSON part of a request, and of a JSON response\n"
+            "                       (default 64M)\n"
+            "  --max-memory BYTES   memory admitted requests may hold in sum (bodies, decoded\n"
+            "                       tensors, gradients, responses); past it: 503 + Retry-After\n"
+            "                       (default 3/4 of MemAvailable or of the cgroup limit, %s;\n"
+            "                       0: no budget)\n"
             "  --timeout SECONDS    close connections idle this long, and uploads older than this\n"
             "                       that average under 64 KiB/s (default 60; 0: never)\n"
             "  --token-file PATH    require \"Authorization: Bearer <token>\" (the file's first\n"
@@ -59,7 +66,7 @@ static void usage(FILE *out, unsigned threads)
             "BYTES may end in K, M or G (powers of 1024). SIGTERM or SIGINT: stop taking infer\n"
             "requests, finish those in flight, exit 0 (a second signal exits at once).\n"
             "One access-log line per request goes to stdout, everything else to stderr.\n",
-            threads);
+            threads, mem);
     /* from the route table, so that --help and the token rule cannot disagree */
     fprintf(out, "Public endpoints (no token even with --token-file):\n");
     for (const yls_route_entry *e = yls_routes; e->method; e++)
@@ -115,6 +122,7 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         .max_inflight = 64,
         .max_body = GiB,
         .max_json = 64 * MiB,
+        .max_memory = yls_budget_default(),
         .timeout = 60,
         .history = "yololossd-history.sqlite",
         .metrics_max_runs = 100,
@@ -122,8 +130,8 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         .max_streams = 256,
         .heartbeat = 15,
     };
-    enum { O_HOST = 256, O_PORT, O_THREADS, O_INFLIGHT, O_BODY, O_JSON, O_TIMEOUT, O_TOKEN,
-           O_MODELS, O_HISTORY, O_MAXRUNS, O_IMAGE_STEPS, O_IMAGE_URL, O_SHM, O_STREAMS,
+    enum { O_HOST = 256, O_PORT, O_THREADS, O_INFLIGHT, O_BODY, O_JSON, O_MEMORY, O_TIMEOUT,
+           O_TOKEN, O_MODELS, O_HISTORY, O_MAXRUNS, O_IMAGE_STEPS, O_IMAGE_URL, O_SHM, O_STREAMS,
            O_HEARTBEAT, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
@@ -132,6 +140,7 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         {"max-inflight", required_argument, NULL, O_INFLIGHT},
         {"max-body", required_argument, NULL, O_BODY},
         {"max-json", required_argument, NULL, O_JSON},
+        {"max-memory", required_argument, NULL, O_MEMORY},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"token-file", required_argument, NULL, O_TOKEN},
         {"models", required_argument, NULL, O_MODELS},
@@ -169,6 +178,7 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
             break;
         case O_BODY: ok = parse_uint(optarg, SIZE_MAX / 2, &o->max_body, true); break;
         case O_JSON: ok = parse_uint(optarg, SIZE_MAX / 2, &o->max_json, true); break;
+        case O_MEMORY: ok = parse_uint(optarg, SIZE_MAX / 2, &o->max_memory, true); break;
         case O_TIMEOUT:
             ok = parse_uint(optarg, 86400 * 365, &v, false);
             o->timeout = (unsigned)v;
@@ -206,7 +216,7 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
             o->heartbeat = (unsigned)v;
             break;
         case 'h':
-        case O_HELP: usage(stdout, cores); return 1;
+        case O_HELP: usage(stdout, cores, o->max_memory); return 1;
         case 'V':
         case O_VERSION: version(); return 1;
         default:

@@ -78,7 +78,8 @@ typedef struct {
     unsigned threads;         /* libuv pool size; default: all cores */
     unsigned max_inflight;    /* infer requests queued or running before 503 */
     uint64_t max_body;        /* bytes of a request body, raw and inflated */
-    uint64_t max_json;        /* bytes of the JSON part of a request */
+    uint64_t max_json;        /* bytes of the JSON part of a request, and of a JSON response */
+    uint64_t max_memory;      /* bytes admitted requests may hold in sum; 0: no budget */
     unsigned timeout;         /* idle connection timeout, seconds; 0: none */
     const char *token_file;   /* bearer token, NULL: no auth */
     const char *models_file;  /* extra models, NULL: only the built-in ones */
@@ -276,6 +277,7 @@ struct yls_request {
     bool want_body;        /* an infer request whose body we keep */
     bool counted;          /* counted in srv->inflight */
     yls_body body;
+    uint64_t reserve;      /* memory budget reserved for what the body decodes into */
     uint64_t bytes_in;     /* raw body bytes received */
     uint64_t body_limit;   /* raw bytes allowed */
     int64_t header_len;    /* Inference-Header-Content-Length, -1 if absent */
@@ -347,7 +349,29 @@ char *yls_stats_json(const yls_models *models, const yls_model *only);
 void *yls_big_alloc(size_t n);
 void *yls_big_realloc(void *p, size_t n);
 void yls_big_free(void *p);
-void yls_big_trim(void); /* free what is kept (at exit) */
+void yls_big_trim(void); /* free what is kept (at exit, or to fit the budget) */
+
+/* budget.c: the memory budget of admitted requests (--max-memory). Any thread. */
+void yls_budget_init(uint64_t max); /* 0: none; also counts jansson's allocations */
+uint64_t yls_budget_default(void);  /* 3/4 of MemAvailable or the cgroup limit */
+bool yls_budget_take(uint64_t n);   /* count n bytes, or false (over the budget) */
+void yls_budget_force(uint64_t n);  /* count n bytes already allocated, never refused */
+/* A new block: from this thread's credit first, then yls_budget_take. */
+bool yls_budget_take_block(uint64_t n);
+/* A request's reservation (counted already) as this thread's credit, and what is left. */
+void yls_budget_credit_begin(uint64_t n);
+uint64_t yls_budget_credit_end(void);
+void yls_budget_give(uint64_t n);
+uint64_t yls_budget_used(void);
+uint64_t yls_budget_max(void);
+uint64_t yls_budget_peak(void);
+/* Whether this thread was refused since the last call (and clear it). */
+bool yls_budget_hit(void);
+/* Set f (overwriting) to the 503 of a refusal; what: "a 12345-byte body". -1. */
+int yls_budget_fail(yls_fail *f, const char *what);
+/* Count (and refuse) jansson's allocations on this thread until the end (a body's parse). */
+void yls_budget_scope_begin(void);
+void yls_budget_scope_end(void);
 
 /* auth.c */
 int yls_auth_load(yls_server *s, const char *path, char *err, size_t errlen);

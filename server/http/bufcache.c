@@ -8,6 +8,8 @@
  * are kept instead (at most YLS_BIG_KEEP bytes in all) and handed out again to any request
  * that fits, the smallest that does first. Any thread may allocate and free; one mutex.
  * Blocks carry a header with their capacity, so yls_big_free needs only the pointer.
+ * Every block, live or kept, is counted in the memory budget (budget.c): a new block that
+ * would pass it first drops the kept ones, then fails.
  */
 #include "server.h"
 
@@ -52,9 +54,18 @@ void *yls_big_alloc(size_t n)
         }
         pthread_mutex_unlock(&mu);
     }
+    if (!yls_budget_take_block(n)) {
+        /* what is kept for reuse is memory too: give it back, then try again */
+        yls_big_trim();
+        if (!yls_budget_take_block(n))
+            return NULL;
+        yls_budget_hit(); /* the first refusal was not final */
+    }
     block *b = NULL;
-    if (posix_memalign((void **)&b, HEADER, HEADER + (n ? n : 1)) != 0)
+    if (posix_memalign((void **)&b, HEADER, HEADER + (n ? n : 1)) != 0) {
+        yls_budget_give(n);
         return NULL;
+    }
     b->cap = n;
     return data_of(b);
 }
@@ -86,6 +97,8 @@ void yls_big_free(void *p)
         }
         pthread_mutex_unlock(&mu);
     }
+    if (b)
+        yls_budget_give(b->cap);
     free(b);
 }
 
@@ -109,6 +122,7 @@ void yls_big_trim(void)
     pthread_mutex_lock(&mu);
     for (int i = 0; i < n_kept; i++)
         free(kept[i]);
+    yls_budget_give(bytes_kept);
     n_kept = 0;
     bytes_kept = 0;
     pthread_mutex_unlock(&mu);

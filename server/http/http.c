@@ -92,6 +92,7 @@ static void request_free(yls_request *r)
     if (r->response)
         MHD_destroy_response(r->response);
     yls_big_free(r->body.base);
+    yls_budget_give(r->reserve);
     if (r->work_free)
         r->work_free(r->work);
     free(r->path);
@@ -189,10 +190,26 @@ static int upload_headers(yls_request *r, yls_fail *f)
                       ? (size_t)((16 - (uint64_t)r->header_len % 16) % 16)
                       : 0;
     r->body.cap = has_cl ? (size_t)clen : (limit < INITIAL_BODY_CAP ? (size_t)limit : INITIAL_BODY_CAP);
+    yls_budget_hit();
     r->body.base = yls_big_alloc(r->body.pad + r->body.cap + 1);
-    if (!r->body.base)
-        return yls_fail_set(f, 503, "out of memory for a %zu-byte body; retry later", r->body.cap);
+    if (!r->body.base) {
+        char what[64];
+        snprintf(what, sizeof what, "a %zu-byte body", r->body.cap);
+        if (yls_budget_hit())
+            return yls_budget_fail(f, what);
+        return yls_fail_set(f, 503, "out of memory for %s; retry later", what);
+    }
     r->body.data = r->body.base + r->body.pad;
+    /* admitted only if what it decodes into fits too (budget.c: ADMISSION) */
+    uint64_t reserve = has_cl ? 2 * clen : 0;
+    if (!yls_budget_take(reserve)) {
+        yls_big_free(r->body.base);
+        memset(&r->body, 0, sizeof r->body);
+        char what[96];
+        snprintf(what, sizeof what, "a %" PRIu64 "-byte body and what it decodes into", clen);
+        return yls_budget_fail(f, what);
+    }
+    r->reserve = reserve;
     r->body_limit = limit;
     r->want_body = true;
     r->counted = true;
@@ -278,9 +295,13 @@ static bool on_body(yls_request *r, const char *data, size_t size)
         size_t cap = b->cap * 2 > b->len + size ? b->cap * 2 : b->len + size;
         if (cap > r->body_limit)
             cap = (size_t)r->body_limit;
+        yls_budget_hit();
         uint8_t *nb = yls_big_realloc(b->base, b->pad + cap + 1);
         if (!nb) {
-            yls_fail_set(&r->early, 503, "out of memory for the request body; retry later");
+            if (yls_budget_hit())
+                yls_budget_fail(&r->early, "the request body");
+            else
+                yls_fail_set(&r->early, 503, "out of memory for the request body; retry later");
             goto drop;
         }
         b->base = nb;

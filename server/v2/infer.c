@@ -38,6 +38,7 @@ struct yls_infer {
     int64_t header_len;
     yls_encoding encoding, accept;
     uint64_t inflate_limit;
+    uint64_t reserve; /* memory budget reserved at admission, for the input phase */
 
     /* input phase */
     yls_infer_input in;
@@ -51,11 +52,11 @@ struct yls_infer {
     int64_t per_chunk, n_chunks, next_chunk, running;
     int64_t fail_image; /* lowest failing image, -1: none */
     yl_error fail_err;
-    bool fail_nomem;
+    bool fail_nomem, fail_budget;
     yl_result result;
 
     /* outcome */
-    yls_payload *payload;
+    struct counted_payload *payload;
     yls_fail fail;
 
     /* timing, uv_hrtime() */
@@ -70,7 +71,7 @@ typedef struct {
     int64_t b0, b1;
     int64_t fail_b; /* -1: all images done */
     yl_error err;
-    bool nomem;
+    bool nomem, over_budget;
     uint64_t t0, t1;
 } chunk;
 
@@ -79,24 +80,80 @@ static void finish_fail(yls_infer *job) { yls_reply_fail(job->req, &job->fail); 
 /* --------------------------------------------------------------------------------------- */
 /* Output phase                                                                              */
 
+/* A response body and the bytes of it counted in the memory budget (its JSON text and
+ * compressed body; the gradients are bufcache blocks, counted there). */
+typedef struct counted_payload {
+    yls_payload p;
+    uint64_t charged;
+} counted_payload;
+
 static void payload_free_cb(void *cls)
 {
-    yls_payload_free(cls);
-    free(cls);
+    counted_payload *cp = cls;
+    yls_payload_free(&cp->p);
+    yls_budget_give(cp->charged);
+    free(cp);
+}
+
+/* Upper bound of the JSON text of the response: "%.9g" of an FP32 takes at most 15
+ * characters, 16 with its comma ("%.17g" of an FP64 gradient 25); plus names, shapes and
+ * parameters. */
+static uint64_t json_bound(const yls_infer *job)
+{
+    uint64_t values = 0, grad_values = 0;
+    for (int i = 0; i < job->in.n_out; i++) {
+        const yls_output_req *o = &job->in.out[i];
+        if (o->binary || o->shm.region)
+            continue;
+        const yl_problem *p = &job->prob;
+        switch (o->kind) {
+        case YLS_OUT_GRAD:
+            grad_values += (uint64_t)p->batch * (uint64_t)p->layer_elems[o->layer];
+            break;
+        case YLS_OUT_GRAD_OBJ:
+            grad_values += (uint64_t)p->batch * (uint64_t)(p->layer_elems[o->layer] /
+                                                      (5 + p->num_classes));
+            break;
+        case YLS_OUT_GRAD_ROWS:
+            grad_values += (uint64_t)p->n_rows[o->layer] * (uint64_t)(5 + p->num_classes);
+            break;
+        case YLS_OUT_IMAGE_TERMS:
+            values += (uint64_t)job->prob.batch * 4;
+            break;
+        default:
+            values += 4 + (uint64_t)job->prob.num_layers * (4 + YL_NUM_STATS);
+            break;
+        }
+    }
+    return values * 16 + grad_values * (job->in.grad_dtype == YL_F64 ? 25 : 16) + 4096;
 }
 
 static void output_work(uv_work_t *w)
 {
     yls_infer *job = container_of(w, yls_infer, work);
     job->t_output0 = uv_hrtime();
-    job->payload = calloc(1, sizeof *job->payload);
-    if (!job->payload)
-        yls_fail_set(&job->fail, 500, "out of memory for the response");
-    else if (yls_infer_respond(job->payload, &job->in, job->model->name, &job->prob,
-                               &job->result, job->images, job->grads, job->accept, &job->fail)) {
-        yls_payload_free(job->payload);
-        free(job->payload);
-        job->payload = NULL;
+    yls_budget_hit();
+    uint64_t bound = json_bound(job);
+    counted_payload *cp = calloc(1, sizeof *cp);
+    if (!cp) {
+        yls_fail_set(&job->fail, 503, "out of memory for the response; retry later");
+    } else if (!yls_budget_take(bound)) {
+        yls_budget_fail(&job->fail, "the response");
+        free(cp);
+    } else if (yls_infer_respond(&cp->p, &job->in, job->model->name, &job->prob, &job->result,
+                                 job->images, job->grads, job->accept, &job->fail)) {
+        yls_budget_give(bound);
+        yls_payload_free(&cp->p);
+        free(cp);
+    } else {
+        /* count what it holds: the JSON, and the compressed copy of everything */
+        uint64_t held = cp->p.json_len + (cp->p.packed ? cp->p.total : 0);
+        if (held > bound)
+            yls_budget_force(held - bound);
+        else
+            yls_budget_give(bound - held);
+        cp->charged = held;
+        job->payload = cp;
     }
     job->t_output1 = uv_hrtime();
 }
@@ -109,9 +166,10 @@ static void output_done(uv_work_t *w, int status)
         finish_fail(job);
         return;
     }
-    yls_payload *p = job->payload;
+    counted_payload *cp = job->payload;
+    yls_payload *p = &cp->p;
     struct MHD_Response *resp =
-        MHD_create_response_from_iovec(p->iov, (unsigned)p->niov, payload_free_cb, p);
+        MHD_create_response_from_iovec(p->iov, (unsigned)p->niov, payload_free_cb, cp);
     if (!resp) {
         yls_fail_set(&job->fail, 500, "cannot create the response");
         finish_fail(job);
@@ -142,9 +200,11 @@ static void chunk_work(uv_work_t *w)
     chunk *c = container_of(w, chunk, work);
     const yls_infer *job = c->job;
     c->t0 = uv_hrtime();
+    yls_budget_hit();
     void *scratch = yls_big_alloc(yl_scratch_size(&job->prob));
     if (!scratch) {
         c->nomem = true;
+        c->over_budget = yls_budget_hit();
         c->fail_b = c->b0;
     } else {
         /* dense: grad_l; compact: grad_l_obj and grad_l_rows */
@@ -170,7 +230,9 @@ static void chunk_done(uv_work_t *w, int status);
 static void all_done(yls_infer *job)
 {
     if (job->fail_image >= 0) {
-        if (job->fail_nomem)
+        if (job->fail_budget)
+            yls_budget_fail(&job->fail, "the scratch memory of a chunk of images");
+        else if (job->fail_nomem)
             yls_fail_set(&job->fail, 503, "out of memory computing image %" PRId64 "; retry later",
                          job->fail_image);
         else
@@ -240,6 +302,7 @@ static void chunk_done(uv_work_t *w, int status)
         job->fail_image = c->fail_b;
         job->fail_err = c->err;
         job->fail_nomem = c->nomem;
+        job->fail_budget = c->over_budget;
     }
     free(c);
     schedule(job);
@@ -293,6 +356,9 @@ static void input_work(uv_work_t *w)
     yls_infer *job = container_of(w, yls_infer, work);
     job->t_input0 = uv_hrtime();
     yls_fail *f = &job->fail;
+    yls_budget_hit();
+    yls_budget_credit_begin(job->reserve);
+    job->reserve = 0;
     if (job->encoding != YLS_ENC_IDENTITY) {
         size_t pad = job->header_len >= 0 ? (size_t)((16 - (uint64_t)job->header_len % 16) % 16) : 0;
         uint8_t *base, *data;
@@ -303,8 +369,11 @@ static void input_work(uv_work_t *w)
         yls_big_free(job->body.base);
         job->body = (yls_body){base, data, len, len, pad};
     }
-    if (yls_infer_parse(&job->in, job->model, job->body.data, job->body.len, job->header_len,
-                        job->srv->shm, f))
+    yls_budget_scope_begin(); /* the JSON tree is counted while it lives */
+    int prc = yls_infer_parse(&job->in, job->model, job->body.data, job->body.len,
+                              job->header_len, job->srv->shm, f);
+    yls_budget_scope_end();
+    if (prc)
         goto done;
     yls_infer_input *in = &job->in;
     yl_error err;
@@ -330,6 +399,16 @@ static void input_work(uv_work_t *w)
     job->problem_ok = true;
     if (yls_infer_check_shm_outputs(in, &job->prob, f))
         goto done;
+    /* JSON output is capped like JSON input: decided before any image is computed */
+    uint64_t js = json_bound(job);
+    if (js > job->srv->opt.max_json) {
+        yls_fail_set(f, 400,
+                     "the JSON response would take up to %" PRIu64 " bytes, over the limit of "
+                     "%" PRIu64 " (--max-json); ask for the large outputs (gradients) as binary "
+                     "data (\"binary_data_output\": true)",
+                     js, job->srv->opt.max_json);
+        goto done;
+    }
     int64_t B = job->prob.batch;
     if (yls_image_ids_check(in, B, f))
         goto done;
@@ -341,6 +420,9 @@ static void input_work(uv_work_t *w)
     if (alloc_grads(job))
         yls_fail_set(f, 503, "out of memory for the gradients; retry later");
 done:
+    yls_budget_give(yls_budget_credit_end());
+    if (job->fail.status && yls_budget_hit())
+        yls_budget_fail(f, "this request's input (body, parsed JSON, tensors, gradients)");
     job->t_input1 = uv_hrtime();
 }
 
@@ -385,6 +467,8 @@ enum MHD_Result yls_infer_start(yls_request *r)
     job->encoding = r->encoding;
     job->accept = r->accept;
     job->inflate_limit = r->header_len >= 0 ? s->opt.max_body : s->opt.max_json;
+    job->reserve = r->reserve; /* spent by the input phase */
+    r->reserve = 0;
     job->fail_image = -1;
     job->t_ready = uv_hrtime();
     r->work = job;
@@ -400,16 +484,15 @@ static void infer_free(void *work)
     if (!job)
         return;
     yls_big_free(job->body.base);
+    yls_budget_give(job->reserve);
     yls_infer_input_free(&job->in);
     for (int k = 0; k < YLS_GRAD_KINDS; k++)
         for (int l = 0; l < YL_MAX_LAYERS; l++)
             if (!job->grads[k][l].borrowed)
                 yls_big_free(job->grads[k][l].p);
     free(job->images);
-    if (job->payload) {
-        yls_payload_free(job->payload);
-        free(job->payload);
-    }
+    if (job->payload)
+        payload_free_cb(job->payload);
     free(job);
 }
 

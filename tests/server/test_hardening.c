@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* ------------------------------------------------------------------------------------ */
 /* Raw HTTP                                                                             */
@@ -245,6 +247,199 @@ START_TEST(json_shape_bounded_by_data)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------------------ */
+/* Item 3: the memory budget (--max-memory)                                              */
+
+typedef struct {
+    const yt_daemon *d;
+    const uint8_t *body;
+    size_t len, hl;
+    yt_resp resp;
+} shot;
+
+static void *shot_main(void *arg)
+{
+    shot *h = arg;
+    char ih[64];
+    snprintf(ih, sizeof ih, "Inference-Header-Content-Length: %zu", h->hl);
+    yt_req req = {.path = "/v2/models/yolov3/infer", .body = h->body, .len = h->len};
+    req.headers[0] = ih;
+    yt_http(h->d, &req, &h->resp);
+    return NULL;
+}
+
+typedef struct {
+    pid_t pid;
+    volatile bool stop;
+    long max_kb;
+    pthread_t th;
+} rss_watch;
+
+static void *rss_main(void *arg)
+{
+    rss_watch *w = arg;
+    while (!w->stop) {
+        long kb = yt_rss_kb(w->pid);
+        if (kb > w->max_kb)
+            w->max_kb = kb;
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+#define SHOTS 12
+#define BUDGET_MB 160
+
+/* Twelve concurrent requests of ~26 MB each that also want their ~26 MB of gradients, on a
+ * 160 MiB budget: those that fit are answered exactly, the others get 503 + Retry-After
+ * naming --max-memory, and the daemon's RSS stays under the budget plus what it held
+ * before (its code, libraries, idle buffers). */
+START_TEST(memory_budget_refuses_past_it)
+{
+    yt_daemon d;
+    const char *args[] = {"--threads", "2", "--max-inflight", "64", "--max-memory",
+                          "160M", NULL};
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    yt_spec spec = {.num_anchors = 9, .B = 12, .H0 = 10, .W0 = 10, .C = 80, .out_dtype = YL_F32,
+                    .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 4, .seed = 77};
+    yt_case c;
+    yt_case_make(&c, &spec);
+    yt_send s = {.input_mode = 0, .output_binary = -1, .binary_data_output = true};
+    size_t len, hl;
+    uint8_t *body = yt_request_body(&c, &s, &len, &hl);
+    /* one alone fits and is exact: the baseline after it (its blocks kept for reuse) */
+    shot one = {.d = &d, .body = body, .len = len, .hl = hl};
+    shot_main(&one);
+    ck_assert_int_eq(one.resp.status, 200);
+    yt_resp_free(&one.resp);
+    long rss0 = yt_rss_kb(d.pid);
+
+    rss_watch w = {.pid = d.pid};
+    ck_assert_int_eq(pthread_create(&w.th, NULL, rss_main, &w), 0);
+    static shot shots[SHOTS];
+    pthread_t th[SHOTS];
+    for (int i = 0; i < SHOTS; i++) {
+        shots[i] = (shot){.d = &d, .body = body, .len = len, .hl = hl};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, shot_main, &shots[i]), 0);
+    }
+    for (int i = 0; i < SHOTS; i++)
+        pthread_join(th[i], NULL);
+    w.stop = true;
+    pthread_join(w.th, NULL);
+    int ok = 0, refused = 0;
+    for (int i = 0; i < SHOTS; i++) {
+        yt_resp *r = &shots[i].resp;
+        char msg[512], ra[32];
+        if (r->status == 200) {
+            yt_outputs o;
+            char err[256];
+            ck_assert_msg(yt_parse_outputs(r, &o, err, sizeof err) == 0, "%s", err);
+            yt_check_output(&c, &o, "loss");
+            yt_check_output(&c, &o, "grad_2");
+            yt_outputs_free(&o);
+            ok++;
+        } else {
+            ck_assert_msg(r->status == 503, "status %ld: %s %s", r->status,
+                          yt_error_message(r, msg, sizeof msg), r->error);
+            ck_assert_msg(yt_header(r, "Retry-After", ra, sizeof ra) != NULL, "no Retry-After");
+            ck_assert_msg(strstr(yt_error_message(r, msg, sizeof msg), "--max-memory") != NULL,
+                          "message: %s", msg);
+            refused++;
+        }
+        yt_resp_free(r);
+    }
+    fprintf(stderr,
+            "hardening: %d requests of %zu bytes (+ gradients) on --max-memory %dM: %d x 200, "
+            "%d x 503; RSS %ld kB before, at most %ld kB during\n",
+            SHOTS, len, BUDGET_MB, ok, refused, rss0, w.max_kb);
+    ck_assert_int_gt(refused, 0);
+    ck_assert_int_gt(ok, 0);
+#ifndef __SANITIZE_ADDRESS__
+    /* (AddressSanitizer keeps freed memory in quarantine: no RSS bound there) */
+    ck_assert_msg(w.max_kb < rss0 + BUDGET_MB * 1024L, "RSS %ld kB, over %ld + the budget",
+                  w.max_kb, rss0);
+#endif
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    unlink(d.errlog);
+    free(body);
+    yt_case_free(&c);
+}
+END_TEST
+
+/* A small gzip body inflating past the budget is refused while it inflates (503), not
+ * inflated in full. */
+START_TEST(memory_budget_counts_inflation)
+{
+    yt_daemon d;
+    const char *args[] = {"--threads", "1", "--max-memory", "64M", "--max-body", "1G",
+                          "--max-json", "1G", NULL};
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    size_t n = 200u << 20;
+    char *text = malloc(n);
+    memset(text, ' ', n);
+    text[0] = '{';
+    text[n - 1] = '}';
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    ck_assert_int_eq(deflateInit2(&z, 9, Z_DEFLATED, 31, 9, Z_DEFAULT_STRATEGY), Z_OK);
+    size_t cap = deflateBound(&z, n);
+    uint8_t *gz = malloc(cap);
+    z.next_in = (Bytef *)text;
+    z.avail_in = (uInt)n;
+    z.next_out = gz;
+    z.avail_out = (uInt)cap;
+    ck_assert_int_eq(deflate(&z, Z_FINISH), Z_STREAM_END);
+    size_t gz_len = z.total_out;
+    deflateEnd(&z);
+    free(text);
+    yt_req req = {.path = "/v2/models/yolov3/infer", .body = gz, .len = gz_len,
+                  .headers = {"Content-Encoding: gzip"}};
+    yt_resp r;
+    char msg[512];
+    long st = yt_http(&d, &req, &r);
+    yt_error_message(&r, msg, sizeof msg);
+    ck_assert_msg(st == 503 && strstr(msg, "--max-memory"), "%zu gzip bytes: %ld %s", gz_len, st,
+                  msg);
+    yt_resp_free(&r);
+    free(gz);
+    ck_assert_int_eq(yt_get(&d, "/v2/health/ready", &r), 200);
+    yt_resp_free(&r);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    unlink(d.errlog);
+}
+END_TEST
+
+/* JSON output is capped like JSON input: gradients as JSON past --max-json are a 400
+ * (before any image is computed) that says to ask for binary data. */
+START_TEST(json_output_capped)
+{
+    /* yt_small: --max-json 256K; yolov3-tiny 8x8, 20 classes: 24000 gradient values */
+    yt_spec spec = {.num_anchors = 6, .B = 1, .H0 = 8, .W0 = 8, .C = 20, .out_dtype = YL_F32,
+                    .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 2, .seed = 9};
+    yt_case c;
+    yt_case_make(&c, &spec);
+    yt_send s = {.input_mode = 0, .output_binary = 0, .outputs = {"loss", "grad_0", "grad_1"}};
+    yt_resp r;
+    char msg[512];
+    long st = yt_infer(&yt_small, &c, &s, &r);
+    yt_error_message(&r, msg, sizeof msg);
+    ck_assert_msg(st == 400 && strstr(msg, "--max-json") && strstr(msg, "binary"), "%ld %s", st,
+                  msg);
+    yt_resp_free(&r);
+    /* the same as binary data: answered, exact */
+    s.output_binary = 1;
+    ck_assert_int_eq(yt_infer(&yt_small, &c, &s, &r), 200);
+    yt_outputs o;
+    char err[256];
+    ck_assert_msg(yt_parse_outputs(&r, &o, err, sizeof err) == 0, "%s", err);
+    yt_check_output(&c, &o, "grad_1");
+    yt_outputs_free(&o);
+    yt_resp_free(&r);
+    yt_case_free(&c);
+}
+END_TEST
+
 Suite *yt_suite_hardening(void)
 {
     Suite *s = suite_create("hardening");
@@ -253,6 +448,9 @@ Suite *yt_suite_hardening(void)
     tcase_add_test(tc, expect_continue_refused_on_headers);
     tcase_add_test(tc, expect_continue_401_on_headers);
     tcase_add_test(tc, json_shape_bounded_by_data);
+    tcase_add_test(tc, memory_budget_refuses_past_it);
+    tcase_add_test(tc, memory_budget_counts_inflation);
+    tcase_add_test(tc, json_output_capped);
     suite_add_tcase(s, tc);
     return s;
 }

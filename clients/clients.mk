@@ -49,4 +49,15 @@ test-clients-js: $(B)/yololossd
 
 TEST_RUNS += test-clients-c test-clients-python test-clients-js
 
+# The C client end to end, each transport, beside the core in-process (bench/bench_client_c.c).
+$(B)/bench_client_c: bench/bench_client_c.c $(CLIENT_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CLIENT_INC) $(CORE_INC) $(CLIENT_CFLAGS) -o $@ $^ $(CLIENT_LIBS) -lm -lpthread
+
+ALL_BINS += $(B)/bench_client_c
+.PHONY: bench-client-c
+bench-client-c: $(B)/yololossd $(B)/bench_client_c
+	$(B)/bench_client_c --daemon $(B)/yololossd
+BENCH_RUNS += bench-client-c
+
 -include $(wildcard $(B)/clients/c/tests/*.d)

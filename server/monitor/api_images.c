@@ -10,7 +10,9 @@
  *       loss, batch_mean, relative}]} by step; 404 when the run has no row of it
  *
  * The rows are read on the history thread (every row of the run: the table is bounded by
- * --image-history-steps) and ranked here, on the loop thread.
+ * --image-history-steps); ranking them and writing the answer run on the libuv pool, so that
+ * the loop thread, which serves every connection, never waits on a large run (320000 rows
+ * take a few hundred ms). The work touches only its own query and the hop's rows.
  */
 #include "api.h"
 
@@ -27,15 +29,23 @@
 static const char *const order_names[5] = {"xy", "wh", "confidence", "class", "loss"};
 
 typedef struct {
+    uv_work_t work;
     yls_request *r;
-    int term; /* 0..3 or YLS_RANK_LOSS */
+    const char *image_url; /* --image-url (read-only) */
+    int64_t image;         /* the image of a history */
+    bool ranking;          /* else one image's history */
+    int term;              /* 0..3 or YLS_RANK_LOSS */
     int64_t limit, window;
+    yls_hop *op;           /* the rows, read by the history thread */
+    /* out, from the pool */
+    unsigned status;       /* 200, or an error with msg */
+    char msg[256];
+    char *text;            /* the JSON answer (malloc'd) */
 } images_query;
 
 /* The --image-url template with every {id} replaced, or null. */
-static json_t *image_url(const yls_server *s, int64_t id)
+static json_t *image_url(const char *t, int64_t id)
 {
-    const char *t = s->opt.image_url;
     if (!t)
         return json_null();
     char ids[24], buf[2048];
@@ -54,20 +64,16 @@ static json_t *image_url(const yls_server *s, int64_t id)
     return v ? v : json_null();
 }
 
-static void rank_done(yls_hop *op)
+/* The ranking's JSON (pool thread). */
+static void rank_work(images_query *q)
 {
-    images_query *q = op->data;
-    yls_request *r = q->r;
-    yls_pending_end(r);
+    yls_hop *op = q->op;
     yls_image_score *sc = NULL;
     size_t m = 0;
-    if (op->rc) {
-        yls_api_reply_failed(r, op);
-        goto cleanup;
-    }
     if (yls_images_rank(op->rows, op->n, q->term, q->window, &sc, &m)) {
-        yls_reply_error(r, 503, "out of memory ranking %zu rows; retry later", op->n);
-        goto cleanup;
+        q->status = 503;
+        snprintf(q->msg, sizeof q->msg, "out of memory ranking %zu rows; retry later", op->n);
+        return;
     }
     json_t *a = json_array();
     for (size_t i = 0; i < m && (int64_t)i < q->limit; i++) {
@@ -81,42 +87,37 @@ static void rank_done(yls_hop *op)
         json_object_set_new(o, "last_step", json_integer(s->last_step));
         json_object_set_new(o, "last_value", yls_api_num(s->last_value));
         json_object_set_new(o, "mean_value", yls_api_num(s->mean_value));
-        json_object_set_new(o, "url", image_url(r->srv, s->image));
+        json_object_set_new(o, "url", image_url(q->image_url, s->image));
         json_array_append_new(a, o);
     }
-    const char *tmpl = r->srv->opt.image_url;
-    yls_api_reply_object(
-        r, json_pack("{s:o,s:s,s:I,s:I,s:I,s:o,s:o}", "run", yls_run_json(op->run), "order",
-                     order_names[q->term], "window", (json_int_t)q->window, "images_total",
-                     (json_int_t)m, "rows", (json_int_t)op->n, "image_url",
-                     tmpl ? json_string(tmpl) : json_null(), "images", a));
-cleanup:
     free(sc);
-    free(q);
-    yls_hop_free(op);
+    json_t *root = json_pack("{s:o,s:s,s:I,s:I,s:I,s:o,s:o}", "run", yls_run_json(op->run),
+                             "order", order_names[q->term], "window", (json_int_t)q->window,
+                             "images_total", (json_int_t)m, "rows", (json_int_t)op->n,
+                             "image_url", q->image_url ? json_string(q->image_url) : json_null(),
+                             "images", a);
+    q->text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    q->status = 200;
 }
 
-static void history_done(yls_hop *op)
+/* One image's history as JSON (pool thread). */
+static void history_work(images_query *q)
 {
-    images_query *q = op->data;
-    yls_request *r = q->r;
-    yls_pending_end(r);
-    double *mean = NULL, *rel = NULL;
-    if (op->rc) {
-        yls_api_reply_failed(r, op);
-        goto cleanup;
-    }
-    mean = malloc((op->n ? op->n : 1) * sizeof *mean);
-    rel = malloc((op->n ? op->n : 1) * sizeof *rel);
+    yls_hop *op = q->op;
+    double *mean = malloc((op->n ? op->n : 1) * sizeof *mean);
+    double *rel = malloc((op->n ? op->n : 1) * sizeof *rel);
     if (!mean || !rel || yls_images_relative(op->rows, op->n, YLS_RANK_LOSS, mean, rel)) {
-        yls_reply_error(r, 503, "out of memory reading %zu rows; retry later", op->n);
-        goto cleanup;
+        free(mean);
+        free(rel);
+        q->status = 503;
+        snprintf(q->msg, sizeof q->msg, "out of memory reading %zu rows; retry later", op->n);
+        return;
     }
-    int64_t id = r->route.image;
     json_t *a = json_array();
     for (size_t i = 0; i < op->n; i++) { /* by step: the backend's order */
         const yls_image_row *row = &op->rows[i];
-        if (row->image != id)
+        if (row->image != q->image)
             continue;
         json_array_append_new(
             a, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "step", (json_int_t)row->step,
@@ -126,21 +127,62 @@ static void history_done(yls_hop *op)
                          yls_api_num(yls_image_value(row, YLS_RANK_LOSS)), "batch_mean",
                          yls_api_num(mean[i]), "relative", yls_api_num(rel[i])));
     }
-    if (json_array_size(a) == 0) {
-        json_decref(a);
-        yls_reply_error(r, 404, "run '%s' has no rows of image %" PRId64
-                                " (never given in image_ids, or older than --image-history-steps)",
-                        op->run, id);
-        goto cleanup;
-    }
-    yls_api_reply_object(r, json_pack("{s:o,s:I,s:o,s:o}", "run", yls_run_json(op->run),
-                                      "image", (json_int_t)id, "url", image_url(r->srv, id),
-                                      "history", a));
-cleanup:
     free(mean);
     free(rel);
+    if (json_array_size(a) == 0) {
+        json_decref(a);
+        q->status = 404;
+        snprintf(q->msg, sizeof q->msg,
+                 "run '%.64s' has no rows of image %" PRId64
+                 " (never given in image_ids, or older than --image-history-steps)",
+                 op->run, q->image);
+        return;
+    }
+    json_t *root = json_pack("{s:o,s:I,s:o,s:o}", "run", yls_run_json(op->run), "image",
+                             (json_int_t)q->image, "url", image_url(q->image_url, q->image),
+                             "history", a);
+    q->text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    q->status = 200;
+}
+
+static void images_work(uv_work_t *w)
+{
+    images_query *q = w->data;
+    if (q->ranking)
+        rank_work(q);
+    else
+        history_work(q);
+}
+
+static void images_after(uv_work_t *w, int status)
+{
+    (void)status;
+    images_query *q = w->data;
+    yls_request *r = q->r;
+    yls_pending_end(r);
+    if (q->status == 200)
+        yls_reply_json(r, 200, q->text); /* takes the text (NULL: a 500) */
+    else
+        yls_reply_error(r, q->status, "%s", q->msg);
+    yls_hop_free(q->op);
     free(q);
-    yls_hop_free(op);
+}
+
+/* The rows are read: answer from the pool (the request stays pending until then). */
+static void rows_done(yls_hop *op)
+{
+    images_query *q = op->data;
+    if (op->rc) {
+        yls_pending_end(q->r);
+        yls_api_reply_failed(q->r, op);
+        yls_hop_free(op);
+        free(q);
+        return;
+    }
+    q->op = op;
+    q->work.data = q;
+    uv_queue_work(&q->r->srv->loop, &q->work, images_work, images_after);
 }
 
 static enum MHD_Result images_serve(yls_request *r, bool ranking)
@@ -152,6 +194,9 @@ static enum MHD_Result images_serve(yls_request *r, bool ranking)
     if (!q)
         return yls_reply_error(r, 503, "out of memory; retry later");
     q->r = r;
+    q->ranking = ranking;
+    q->image = r->route.image;
+    q->image_url = r->srv->opt.image_url;
     q->term = YLS_RANK_LOSS;
     if (ranking) {
         const char *order = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "order");
@@ -178,9 +223,11 @@ static enum MHD_Result images_serve(yls_request *r, bool ranking)
                                    WINDOW_MAX);
         }
     }
-    yls_hop *op = yls_hop_new(YLS_HOP_IMAGES, ranking ? rank_done : history_done, q);
+    yls_hop *op = yls_hop_new(YLS_HOP_IMAGES, rows_done, q);
     if (!op)
         free(q);
+    else if (!ranking)
+        op->image = q->image; /* only its batches: the relative values need no more */
     return yls_api_submit(r, op);
 }
 

@@ -57,6 +57,7 @@ yls_hop *yls_hop_new(yls_hop_kind kind, void (*done)(yls_hop *), void *data)
     op->data = data;
     op->point.step = -1;
     op->limit = -1;
+    op->image = -1;
     return op;
 }
 
@@ -125,7 +126,7 @@ static void run_one(worker *w, yls_hop *op)
         op->rc = be->remove(w->db, op->run, &op->deleted, op->err);
         break;
     case YLS_HOP_IMAGES:
-        op->rc = be->images(w->db, op->run, &op->rows, &op->n, op->err);
+        op->rc = be->images(w->db, op->run, op->image, &op->rows, &op->n, op->err);
         break;
     case YLS_HOP_PUT_CONFIG:
         op->rc = be->put_config(w->db, op->run, op->text, op->err);

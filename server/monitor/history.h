@@ -32,8 +32,10 @@
  *                                  limit of them (malloc'd array).
  *   remove(db, run, &deleted, err) delete a run's points, image rows, configuration and
  *                                  scalars; *deleted: how many points.
- *   images(db, run, &rows, &n, err)
- *                                  every image row of run, by step then image.
+ *   images(db, run, image, &rows, &n, err)
+ *                                  the image rows of run, by step then image: every row
+ *                                  (image < 0), or every row of the steps that image is in
+ *                                  (its batches: what its relative values need).
  *   put_config(db, run, json, err) store (replace) the run's configuration, a JSON object.
  *   put_scalars(db, run, v, n, err) store n scalars in one transaction (replacing those
  *                                  with the same run, name and step).
@@ -98,7 +100,8 @@ typedef struct {
     int (*steps)(void *db, const char *run, int64_t after, int64_t limit, yls_point **pts,
                  size_t *n, char *err);
     int (*remove)(void *db, const char *run, int64_t *deleted, char *err);
-    int (*images)(void *db, const char *run, yls_image_row **rows, size_t *n, char *err);
+    int (*images)(void *db, const char *run, int64_t image, yls_image_row **rows, size_t *n,
+                  char *err);
     int (*put_config)(void *db, const char *run, const char *json, char *err);
     int (*put_scalars)(void *db, const char *run, const yls_scalar *v, size_t n, char *err);
     int (*scalars)(void *db, const char *run, yls_scalar **v, size_t *n, char *err);
@@ -138,6 +141,7 @@ struct yls_hop {
     yls_point point;           /* RECORD (its step is set when done) */
     char run[YLS_RUN_MAX];     /* STEPS, DELETE, IMAGES, PUT_CONFIG, (PUT_)SCALARS */
     int64_t after, limit;      /* STEPS; REPLAY: limit per run */
+    int64_t image;             /* IMAGES: one image's batches, or -1: every row */
     char *text;                /* PUT_CONFIG: the JSON object (malloc'd, freed with the op) */
     yls_scalar *in_scalars;    /* PUT_SCALARS (malloc'd, freed with the op) */
     size_t n_in;

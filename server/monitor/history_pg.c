@@ -557,16 +557,21 @@ static int pg_remove(void *handle, const char *run, int64_t *deleted, char *err)
     return rc;
 }
 
-static int pg_images(void *handle, const char *run, yls_image_row **out, size_t *n, char *err)
+static int pg_images(void *handle, const char *run, int64_t image, yls_image_row **out,
+                     size_t *n, char *err)
 {
     pgdb *db = handle;
     *out = NULL;
     *n = 0;
-    const char *params[1] = {run};
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long)image);
+    const char *params[2] = {run, id};
     PGresult *res = query(db,
                           "SELECT image, step, xy, wh, confidence, class FROM images"
-                          " WHERE run = $1 ORDER BY step, image",
-                          1, params, err, "images");
+                          " WHERE run = $1 AND ($2::bigint < 0 OR step IN (SELECT step FROM"
+                          "  images WHERE run = $1 AND image = $2::bigint))"
+                          " ORDER BY step, image",
+                          2, params, err, "images");
     if (!res)
         return -1;
     int rows = PQntuples(res);

@@ -354,7 +354,8 @@ static int sq_remove(void *handle, const char *run, int64_t *deleted, char *err)
     return 0;
 }
 
-static int sq_images(void *handle, const char *run, yls_image_row **out, size_t *n, char *err)
+static int sq_images(void *handle, const char *run, int64_t image, yls_image_row **out,
+                     size_t *n, char *err)
 {
     sqlite3 *db = handle;
     sqlite3_stmt *st = NULL;
@@ -364,10 +365,12 @@ static int sq_images(void *handle, const char *run, yls_image_row **out, size_t 
     *n = 0;
     if (sqlite3_prepare_v2(db,
                            "SELECT image, step, xy, wh, confidence, class FROM images"
-                           " WHERE run = ? ORDER BY step, image",
+                           " WHERE run = ?1 AND (?2 < 0 OR step IN (SELECT step FROM images"
+                           "  WHERE run = ?1 AND image = ?2)) ORDER BY step, image",
                            -1, &st, NULL) != SQLITE_OK)
         return fail(db, err, "images");
     sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, image);
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
         if (grow((void **)&v, &cap, len, sizeof *v, err))

@@ -216,8 +216,11 @@ void yt_check_images_roundtrip(const yt_daemon *d, const char *run)
     for (int q = 0; q < NREQ; q++) {
         make_case(&cs[q], 7000 + (uint64_t)q);
         yt_resp r;
-        ck_assert_msg(send_ids(d, &cs[q], run, q, batch_ids[q], as[q], &r) == 200, "request %d: %s",
-                      q, r.body);
+        long st = send_ids(d, &cs[q], run, q, batch_ids[q], as[q], &r);
+        if (st != 200)
+            yt_daemon_dump(d);
+        ck_assert_msg(st == 200, "request %d: status %ld %s %s", q, st, r.body ? r.body : "",
+                      r.error);
         yt_resp_free(&r);
     }
     check_ranking(d, run, cs, 2, "loss", 4);

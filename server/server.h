@@ -12,7 +12,9 @@
  * HTTP request; body collection and limits) -> routes.c (every endpoint, one line each) ->
  * http/router.c (matching the table) -> http/reply.c (the reply helper) -> v2/endpoints.c (health, metadata, config, statistics) -> v2/infer.c (an infer request
  * as work items on the libuv pool) -> v2/infer_request.c (v2 JSON + binary body to
- * yl_tensors) -> v2/infer_response.c (results to a v2 response, binary blobs as iovecs) ->
+ * yl_tensors, compact tensors, inputs in shared memory) -> v2/infer_response.c (results to a
+ * v2 response, binary blobs as iovecs, outputs in shared memory) -> v2/shm.c (the
+ * shared-memory region registry) and v2/shm_endpoints.c (its endpoints) ->
  * http/encoding.c (gzip/deflate) -> http/errors.c (the one error reply) and http/fail.c
  * (what it carries) -> v2/stats.c, http/access_log.c, http/auth.c, http/bufcache.c (large
  * buffers reused across requests).

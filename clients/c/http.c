@@ -105,6 +105,24 @@ static int global_init(ylc_error *err)
     return 0;
 }
 
+/* 127.0.0.0/8, ::1 or localhost: where the daemon most likely shares this machine's
+ * /dev/shm (registration tells for sure), and where compressing answers costs more CPU
+ * than it saves time. */
+static bool host_is_loopback(const char *url)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    bool yes = false;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        yes = !strcmp(host, "localhost") || !strcmp(host, "[::1]") || !strcmp(host, "::1") ||
+              !strncmp(host, "127.", 4);
+    }
+    curl_free(host);
+    curl_url_cleanup(u);
+    return yes;
+}
+
 int ylc_http_init(ylc_http *h, const ylc_options *opt, ylc_error *err)
 {
     memset(h, 0, sizeof *h);
@@ -136,6 +154,7 @@ int ylc_http_init(ylc_http *h, const ylc_options *opt, ylc_error *err)
     size_t n = strlen(h->base);
     while (n > 0 && h->base[n - 1] == '/')
         h->base[--n] = '\0';
+    h->loopback = host_is_loopback(h->base);
     if (opt && opt->token && *opt->token) {
         char *line = malloc(strlen(opt->token) + 32);
         if (!line)
@@ -356,7 +375,10 @@ long ylc_http_exchange(ylc_http *h, const char *method, const char *path,
         curl_easy_setopt(k, CURLOPT_WRITEDATA, a);
         curl_easy_setopt(k, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(k, CURLOPT_HEADERDATA, a);
-        curl_easy_setopt(k, CURLOPT_ACCEPT_ENCODING, ""); /* gzip/deflate answers, decoded */
+        /* gzip/deflate answers (decoded by libcurl) where they cross a real link; on
+         * loopback compressing a dense gradient costs the daemon more than it saves */
+        if (!h->loopback)
+            curl_easy_setopt(k, CURLOPT_ACCEPT_ENCODING, "");
         curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(k, CURLOPT_USERAGENT, "yololoss-c/" YLC_VERSION);
         curl_easy_setopt(k, CURLOPT_TIMEOUT_MS, (long)(left > 0.001 ? left * 1000 : 1));

@@ -19,6 +19,7 @@ typedef struct {
     CURL *curl;
     char *base;              /* URL without a trailing slash */
     struct curl_slist *auth; /* the Authorization header, NULL: none */
+    bool loopback;           /* the URL's host is 127.0.0.0/8, ::1 or localhost */
     double timeout;          /* default deadline of a call */
     int max_attempts;        /* 0: as many as the deadline allows */
     double backoff_base, backoff_max;

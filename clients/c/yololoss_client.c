@@ -34,7 +34,6 @@ struct ylc_client {
     int tensors, transport;
     bool ext_known;   /* GET /v2 read */
     bool has_compact, has_shm;
-    bool loopback;    /* the URL's host is a loopback address */
     bool shm_off;     /* auto: the daemon could not use our region: the wire for good */
     ylc_shm shm;      /* registered with the daemon while shm.base is set */
 };
@@ -70,23 +69,6 @@ static size_t dtype_size(int dtype)
 /* ------------------------------------------------------------------------------------ */
 /* Client                                                                               */
 
-/* 127.0.0.0/8, ::1 or localhost: where the daemon shares this machine's /dev/shm (most
- * likely; registration tells for sure). */
-static bool host_is_loopback(const char *url)
-{
-    CURLU *u = curl_url();
-    char *host = NULL;
-    bool yes = false;
-    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-        yes = !strcmp(host, "localhost") || !strcmp(host, "[::1]") || !strcmp(host, "::1") ||
-              !strncmp(host, "127.", 4);
-    }
-    curl_free(host);
-    curl_url_cleanup(u);
-    return yes;
-}
-
 int ylc_client_new(ylc_client **out, const ylc_options *opt, ylc_error *err)
 {
     *out = NULL;
@@ -106,7 +88,6 @@ int ylc_client_new(ylc_client **out, const ylc_options *opt, ylc_error *err)
     }
     c->tensors = tensors;
     c->transport = transport;
-    c->loopback = host_is_loopback(c->http.base);
     c->model = curl_easy_escape(c->http.curl, model, 0);
     if (!c->model || strlen(c->model) > 120) {
         const char *why = c->model ? "model name too long" : "out of memory";
@@ -901,7 +882,7 @@ int ylc_compute(ylc_client *c, const ylc_request *req, ylc_result *res, ylc_erro
 
     ylc_clock ck = ylc_clock_start(&c->http, req->timeout);
     bool want_shm = c->transport == YLC_TRANSPORT_SHM ||
-                    (c->transport == YLC_TRANSPORT_AUTO && c->loopback && !c->shm_off &&
+                    (c->transport == YLC_TRANSPORT_AUTO && c->http.loopback && !c->shm_off &&
                      !req->json);
     if (c->transport == YLC_TRANSPORT_SHM && req->json)
         return ylc_fail(err, 0, "JSON requests do not use shared memory (transport is shm)");

@@ -253,6 +253,11 @@ export class YoloLossClient {
       throw new TypeError(`tensors must be "auto", "compact" or "dense", not ${this.tensors}`);
     }
     this._extensions = null; // the daemon's, read once (GET /v2)
+    // on loopback compressing a dense gradient costs the daemon more than it saves: ask for
+    // answers as they are (Node's fetch asks for gzip by default; browsers ignore this)
+    let host = "";
+    try { host = new URL(this.url).hostname; } catch { /* fetch reports the bad URL */ }
+    this._loopback = host === "localhost" || host === "[::1]" || host.startsWith("127.");
     this.retries = 0;
     this._fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   }
@@ -268,6 +273,7 @@ export class YoloLossClient {
   async _request(method, path, body = null, headers = {}, timeout = null) {
     const h = { ...headers };
     if (this.token) h.Authorization = `Bearer ${this.token}`;
+    if (this._loopback) h["Accept-Encoding"] = "identity";
     const limit = timeout ?? this.timeout;
     const deadline = Date.now() + limit * 1000;
     const policy = this.retry;

@@ -31,6 +31,7 @@ struct fake_server {
     int register_status;
     int registrations;
     int last_shm;
+    int last_gzip; /* the last counted request accepted a content coding */
 };
 
 static const char ok_body[] =
@@ -57,7 +58,8 @@ static int readable(fake_server *f, int fd)
 
 /* Read one request (headers and a Content-Length body) into line (its request line) and
  * *shm (whether it mentions shared_memory_region). -1: the peer left or stop. */
-static int read_request(fake_server *f, int fd, char *line, size_t linelen, int *shm)
+static int read_request(fake_server *f, int fd, char *line, size_t linelen, int *shm,
+                        int *gzip)
 {
     char buf[8192];
     size_t len = 0;
@@ -79,6 +81,8 @@ static int read_request(fake_server *f, int fd, char *line, size_t linelen, int 
     size_t ll = strcspn(buf, "\r");
     snprintf(line, linelen, "%.*s", (int)(ll < linelen ? ll : linelen - 1), buf);
     *shm = strstr(end, "shared_memory_region") != NULL;
+    *end = '\0';
+    *gzip = strcasestr(buf, "\r\nAccept-Encoding:") != NULL;
     long have = (long)(len - (size_t)(end + 4 - buf));
     while (have < body) {
         if (!readable(f, fd))
@@ -128,8 +132,8 @@ static void *serve(void *arg)
         if (fd < 0)
             continue;
         char line[256];
-        int shm = 0;
-        if (read_request(f, fd, line, sizeof line, &shm) != 0) {
+        int shm = 0, gzip = 0;
+        if (read_request(f, fd, line, sizeof line, &shm, &gzip) != 0) {
             close(fd);
             continue;
         }
@@ -154,6 +158,7 @@ static void *serve(void *arg)
         pthread_mutex_lock(&f->mu);
         int i = f->requests++;
         f->last_shm = shm;
+        f->last_gzip = gzip;
         pthread_mutex_unlock(&f->mu);
         const fake_step *s = i < f->n ? &f->script[i] : &f->after;
         if (s->act == FAKE_OK) {
@@ -217,6 +222,14 @@ int fake_registrations(fake_server *f)
 {
     pthread_mutex_lock(&f->mu);
     int n = f->registrations;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+int fake_last_accepted_coding(fake_server *f)
+{
+    pthread_mutex_lock(&f->mu);
+    int n = f->last_gzip;
     pthread_mutex_unlock(&f->mu);
     return n;
 }

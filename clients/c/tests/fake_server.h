@@ -39,6 +39,8 @@ void fake_set_meta(fake_server *f, const char *v2_body, int register_status);
  * shared_memory_region. */
 int fake_registrations(fake_server *f);
 int fake_last_used_shm(fake_server *f);
+/* Whether the last counted request had an Accept-Encoding header. */
+int fake_last_accepted_coding(fake_server *f);
 
 /* A loopback URL on which nothing listens (connections are refused). */
 void fake_refusing_url(char *buf, unsigned long len);

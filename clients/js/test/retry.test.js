@@ -33,6 +33,7 @@ async function fakeServer(script, after) {
       const m = /\r\ncontent-length:\s*(\d+)/i.exec(buf.subarray(0, end).toString());
       if (buf.length - end - 4 < (m ? Number(m[1]) : 0)) return;
       step = srv.requests < script.length ? script[srv.requests] : after;
+      srv.lastHead = buf.subarray(0, end).toString();
       srv.requests++;
       if (step === "close") sock.end();
       else if (step === "reset") sock.resetAndDestroy();
@@ -77,6 +78,8 @@ test("every retryable failure in a row, then the answer: one call, seven attempt
     assert.equal(res.terms.class, 0.25);
     assert.equal(srv.requests, 7);
     assert.equal(c.retries, 6);
+    // on loopback the answers are not to be compressed (CPU for nothing)
+    assert.match(srv.lastHead, /\r\naccept-encoding: identity/i);
   } finally { await srv.stop(); }
   const srv2 = await fakeServer([[503, "0"], "close"], "ok"); // metadata calls alike
   try {

@@ -1254,6 +1254,36 @@ START_TEST(test_cli)
         }
     }
 
+    /* every transport, FP64 gradients: <f8 files, equal to the core's double gradient */
+    static const char *const how[] = {"--tensors dense --transport wire",
+                                      "--tensors compact --transport shm", ""};
+    for (int k = 0; k < 3; k++) {
+        snprintf(args, sizeof args, "--url %s %s --grads g64 --grad-dtype float64 "
+                 "out0.npy out1.npy out2.npy --boxes boxes.npy", plain.url, how[k]);
+        int st = run_cli(dir, args);
+        ck_assert_msg(st == 0, "%s: exit %d: %s", how[k], st, slurp(dir, "stderr.txt"));
+        yl_problem p;
+        yl_error e;
+        ck_assert_int_eq(yl_problem_init(&p, &b.cfg, b.c_out, 3, &b.c_boxes, NULL, 0, &e), 0);
+        double *g64[3];
+        yl_grads g = {.dtype = YL_F64};
+        for (int l = 0; l < 3; l++)
+            g.layer[l] = g64[l] = malloc((size_t)count_of(&b.t_out[l]) * sizeof(double));
+        yl_result r64;
+        ck_assert_int_eq(yl_compute(&p, 1, &g, &r64, NULL, &e), 0);
+        for (int l = 0; l < 3; l++) {
+            char path[300], err[512];
+            snprintf(path, sizeof path, "%s/g64/grad_%d.npy", dir, l);
+            npyf_array a;
+            ck_assert_msg(npyf_read(path, &a, err, sizeof err) == 0, "%s", err);
+            ck_assert_int_eq(a.dtype, NPYF_F64);
+            ck_assert_int_eq(a.count, count_of(&b.t_out[l]));
+            ck_assert_msg(memcmp(a.data, g64[l], (size_t)a.count * 8) == 0, "%s: grad_%d", how[k], l);
+            npyf_free(&a);
+            free(g64[l]);
+        }
+    }
+
     /* bad input: the server's 400 and message on stderr, exit 1 */
     float *bx = b.boxes;
     bx[3] = bx[1]; /* zero height */

@@ -106,12 +106,16 @@ static void shm_unregister(ylc_client *c, ylc_shm *s)
         return;
     char path[128];
     snprintf(path, sizeof path, "/v2/systemsharedmemory/region/%s/unregister", s->name);
-    ylc_clock ck = ylc_clock_start(&c->http, c->http.timeout < 5 ? c->http.timeout : 5);
+    /* one attempt, briefly: a daemon that is gone has unmapped it anyway */
+    ylc_clock ck = ylc_clock_start(&c->http, c->http.timeout < 2 ? c->http.timeout : 2);
     ylc_answer a = {{0}, -1, -1};
     ylc_error e;
     ylc_segment body = {"{}", 2};
     const char *hdr[] = {"Content-Type: application/json", NULL};
+    int keep = c->http.max_attempts;
+    c->http.max_attempts = 1;
     ylc_http_exchange(&c->http, "POST", path, &body, 1, hdr, &ck, &a, &e);
+    c->http.max_attempts = keep;
     free(a.body.p);
     ylc_shm_destroy(s);
 }
@@ -171,7 +175,7 @@ static int read_extensions(ylc_client *c, const ylc_clock *ck, ylc_error *err)
 }
 
 /* A registered region of at least size bytes. 0; -1 no answer (err); -2 the daemon refused
- * the region (err: its status and message). */
+ * the region (err: its status and message); -3 it answered 5xx (err): passing trouble. */
 static int shm_ensure(ylc_client *c, size_t size, const ylc_clock *ck, ylc_error *err)
 {
     if (c->shm.base && c->shm.size >= size)
@@ -200,7 +204,7 @@ static int shm_ensure(ylc_client *c, size_t size, const ylc_clock *ck, ylc_error
         snprintf(why, sizeof why, "%s", err->msg);
         ylc_fail(err, (int)status, "shared memory: the daemon did not register region '%s' "
                  "(key %s): %s", s.name, s.key, why);
-        rc = -2;
+        rc = status >= 500 ? -3 : -2;
     }
     free(a.body.p);
     if (rc) {
@@ -671,7 +675,8 @@ out:
 /* ------------------------------------------------------------------------------------ */
 /* One infer exchange                                                                    */
 
-/* 0 done; -1 failed (err); -2 the daemon refused the shared-memory region (err). */
+/* 0 done; -1 failed (err); -2 the daemon refused the shared-memory region, -3 could not
+ * register it just now (5xx) (err). */
 static int infer_once(ylc_client *c, const ylc_request *req, const ylc_clock *ck,
                       const ylc_compact_plan *plan, bool use_shm, ylc_result *res,
                       ylc_error *err)
@@ -913,7 +918,11 @@ int ylc_compute(ylc_client *c, const ylc_request *req, ylc_result *res, ylc_erro
             use_shm = false;
             continue;
         }
-        if (rc == -2) {
+        if (rc == -3 && c->transport == YLC_TRANSPORT_AUTO) {
+            use_shm = false; /* overloaded or draining: this call on the wire, ask again later */
+            continue;
+        }
+        if (rc == -2 || rc == -3) {
             rc = -1;
             break;
         }

@@ -1040,6 +1040,18 @@ START_TEST(test_shm_falls_back_to_the_wire)
     ck_assert_int_eq(fake_compute(c, 0, &err), 0);
     ck_assert_int_eq(fake_registrations(f), 2);
     ylc_client_free(c);
+
+    /* a 5xx to the registration is passing trouble: this call goes on the wire, the next
+     * asks again */
+    fake_set_meta(f, "{\"extensions\":[\"system_shared_memory\"]}", 500);
+    o.transport = YLC_TRANSPORT_AUTO;
+    ck_assert_msg(ylc_client_new(&c, &o, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(fake_compute_shm(c, 0, &shm, &err), 0);
+    ck_assert_int_eq(shm, 0);
+    ck_assert_int_eq(fake_registrations(f), 3);
+    ck_assert_int_eq(fake_compute_shm(c, 0, &shm, &err), 0);
+    ck_assert_int_eq(fake_registrations(f), 4);
+    ylc_client_free(c);
     fake_stop(f);
 
     /* no object of this process is left in /dev/shm */

@@ -525,6 +525,7 @@ static int grad_name(const char *name, int L, int *kind)
 
 static int set_dense_grad(ylc_result *res, const ylc_request *req, int l, void *g, size_t es)
 {
+    res->grad_borrowed[l] = g == req->grad_into[l];
     const ylc_tensor *t = &req->outputs[l];
     if (es == 8)
         res->grads_f64[l] = g;
@@ -605,7 +606,10 @@ static int parse_answer(const ylc_answer *a, const answer_ctx *x, ylc_result *re
                 int64_t want = 1;
                 for (int d = 0; d < x->req->outputs[l].ndim; d++)
                     want *= x->req->outputs[l].shape[d];
-                void *g = (int64_t)w->n == want ? dup_values(w, x->grad_es, err) : NULL;
+                void *into = x->req->grad_into[l];
+                void *g = (int64_t)w->n != want ? NULL
+                          : into ? (view_copy(w, into, x->grad_es, err) ? NULL : into)
+                                 : dup_values(w, x->grad_es, err);
                 if (!g) {
                     if ((int64_t)w->n != want)
                         ylc_fail(err, 200, "answer: %s has %zu values, want %" PRId64,
@@ -634,6 +638,19 @@ static int parse_answer(const ylc_answer *a, const answer_ctx *x, ylc_result *re
             ylc_fail(err, 200, "answer: grad_%d_obj and grad_%d_rows missing or misshapen", l, l);
             goto out;
         }
+        if (x->req->grad_layout != YLC_GRAD_COMPACT && obj[l]->bin && rows[l]->bin) {
+            /* straight from the answer (or the region) into the dense layout */
+            void *into = x->req->grad_into[l];
+            void *dense = into ? into
+                               : malloc((size_t)(p->anchors[l] * p->row_len[l]) * x->grad_es + 1);
+            if (!dense) {
+                ylc_fail(err, 0, "out of memory");
+                goto out;
+            }
+            ylc_compact_scatter(p, l, x->grad_es, obj[l]->bin, rows[l]->bin, dense);
+            set_dense_grad(res, x->req, l, dense, x->grad_es);
+            continue;
+        }
         void *o = dup_values(obj[l], x->grad_es, err);
         void *r = o ? dup_values(rows[l], x->grad_es, err) : NULL;
         if (!r) {
@@ -655,7 +672,8 @@ static int parse_answer(const ylc_answer *a, const answer_ctx *x, ylc_result *re
             memcpy(cg->index, p->index[l], (size_t)p->n_rows[l] * sizeof(int64_t));
             continue;
         }
-        void *dense = malloc((size_t)(p->anchors[l] * p->row_len[l]) * x->grad_es + 1);
+        void *dense = x->req->grad_into[l] ? x->req->grad_into[l]
+                      : malloc((size_t)(p->anchors[l] * p->row_len[l]) * x->grad_es + 1);
         if (dense)
             ylc_compact_scatter(p, l, x->grad_es, o, r, dense);
         free(o);
@@ -952,8 +970,10 @@ void ylc_result_free(ylc_result *r)
         return;
     free(r->image_terms);
     for (int l = 0; l < YLC_MAX_LAYERS; l++) {
-        free(r->grads[l]);
-        free(r->grads_f64[l]);
+        if (!r->grad_borrowed[l]) {
+            free(r->grads[l]);
+            free(r->grads_f64[l]);
+        }
         free(r->cgrads[l].obj);
         free(r->cgrads[l].rows);
         free(r->cgrads[l].index);

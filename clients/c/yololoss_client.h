@@ -143,6 +143,12 @@ typedef struct {
                               computed in double and never rounded, in res.grads_f64 */
     int grad_layout;       /* YLC_GRAD_DENSE (default): shaped as output l; YLC_GRAD_COMPACT:
                               as the daemon sent it (res.cgrads) when the call was compact */
+    void *grad_into[YLC_MAX_LAYERS]; /* optional, dense layout: write layer l's gradient
+                              here (as many float, or with YLC_F64 double, elements as
+                              output l) instead of a new buffer; res.grads[l] (grads_f64)
+                              then points here and ylc_result_free leaves it alone. Saves
+                              the allocation and page faults of a fresh buffer per call.
+                              After a failed call it may be partly written. */
 } ylc_request;
 
 /* A compact gradient of one layer: d loss / d t_o of every anchor, and the full gradient
@@ -177,6 +183,7 @@ typedef struct {
     int compact;                              /* 1: the call sent compact tensors */
     int shm;                                  /* 1: tensors went through shared memory */
     int64_t bytes_sent, bytes_received;       /* of the infer exchange, HTTP bodies only */
+    unsigned char grad_borrowed[YLC_MAX_LAYERS]; /* grads[l] is the caller's grad_into[l] */
 } ylc_result;
 
 int ylc_compute(ylc_client *c, const ylc_request *req, ylc_result *res, ylc_error *err);

@@ -42,6 +42,7 @@ include bench/bench.mk
 -include clients/clients.mk
 -include tests/fuzz/fuzz.mk
 -include docker/docker.mk
+-include examples/examples.mk
 
 build-all: $(ALL_BINS)
 

@@ -4,7 +4,7 @@
  *   PUT  /v1/runs/{run}/config     a JSON object (hyper-parameters...), stored as given and
  *                                  replacing the previous one; {run, config}. Also in
  *                                  GET /v1/runs, as each run's "config".
- *   GET  /v1/runs/{run}/config     {run, config}; 404 when none (or the run has no points)
+ *   GET  /v1/runs/{run}/config     {run, config}; 404 when none
  *   POST /v1/runs/{run}/scalars    {"step": N, "name": number, ...}: scalars of that step
  *                                  (learning rate, validation mAP...), stamped with the wall
  *                                  time; {run, step, stored}
@@ -39,19 +39,13 @@ static void config_get_done(yls_hop *op)
 {
     yls_request *r = op->data;
     yls_pending_end(r);
-    if (op->rc) {
+    if (op->rc)
         yls_api_reply_failed(r, op);
-        goto cleanup;
-    }
-    for (size_t i = 0; i < op->n; i++) {
-        if (strcmp(op->runs[i].run, op->run) || !op->runs[i].config)
-            continue;
-        yls_api_reply_object(r, json_pack("{s:o,s:o}", "run", yls_run_json(op->run),
-                                          "config", json_loads(op->runs[i].config, 0, NULL)));
-        goto cleanup;
-    }
-    yls_reply_error(r, 404, "run '%s' has no configuration (PUT one), or no points yet", op->run);
-cleanup:
+    else if (!op->text)
+        yls_reply_error(r, 404, "run '%s' has no configuration (PUT one)", op->run);
+    else
+        yls_api_reply_object(r, json_pack("{s:o,s:o}", "run", yls_run_json(op->run), "config",
+                                          json_loads(op->text, 0, NULL)));
     yls_hop_free(op);
 }
 
@@ -191,7 +185,7 @@ enum MHD_Result yls_api_scalars_post(yls_request *r)
 
 enum MHD_Result yls_api_config_get(yls_request *r)
 {
-    return yls_api_submit(r, yls_hop_new(YLS_HOP_RUNS, config_get_done, r));
+    return yls_api_submit(r, yls_hop_new(YLS_HOP_CONFIG, config_get_done, r));
 }
 
 enum MHD_Result yls_api_scalars_get(yls_request *r)

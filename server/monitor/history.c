@@ -131,6 +131,9 @@ static void run_one(worker *w, yls_hop *op)
     case YLS_HOP_PUT_CONFIG:
         op->rc = be->put_config(w->db, op->run, op->text, op->err);
         break;
+    case YLS_HOP_CONFIG:
+        op->rc = be->config(w->db, op->run, &op->text, op->err);
+        break;
     case YLS_HOP_PUT_SCALARS:
         op->rc = be->put_scalars(w->db, op->run, op->in_scalars, op->n_in, op->err);
         break;

@@ -37,6 +37,7 @@
  *                                  (image < 0), or every row of the steps that image is in
  *                                  (its batches: what its relative values need).
  *   put_config(db, run, json, err) store (replace) the run's configuration, a JSON object.
+ *   config(db, run, &json, err)    the run's configuration (malloc'd) or NULL: none.
  *   put_scalars(db, run, v, n, err) store n scalars in one transaction (replacing those
  *                                  with the same run, name and step).
  *   scalars(db, run, &v, &n, err)  the run's scalars, by name then step.
@@ -103,6 +104,7 @@ typedef struct {
     int (*images)(void *db, const char *run, int64_t image, yls_image_row **rows, size_t *n,
                   char *err);
     int (*put_config)(void *db, const char *run, const char *json, char *err);
+    int (*config)(void *db, const char *run, char **json, char *err);
     int (*put_scalars)(void *db, const char *run, const yls_scalar *v, size_t n, char *err);
     int (*scalars)(void *db, const char *run, yls_scalar **v, size_t *n, char *err);
     int (*layers)(void *db, const char *run, int *layers, char *err); /* max num_layers */
@@ -122,6 +124,7 @@ typedef enum {
     YLS_HOP_DELETE,
     YLS_HOP_IMAGES,
     YLS_HOP_PUT_CONFIG,
+    YLS_HOP_CONFIG,
     YLS_HOP_PUT_SCALARS,
     YLS_HOP_SCALARS,
     YLS_HOP_REPLAY, /* the points after a step, for several runs (a resumed event stream) */
@@ -142,7 +145,8 @@ struct yls_hop {
     char run[YLS_RUN_MAX];     /* STEPS, DELETE, IMAGES, PUT_CONFIG, (PUT_)SCALARS */
     int64_t after, limit;      /* STEPS; REPLAY: limit per run */
     int64_t image;             /* IMAGES: one image's batches, or -1: every row */
-    char *text;                /* PUT_CONFIG: the JSON object (malloc'd, freed with the op) */
+    char *text;                /* PUT_CONFIG in, CONFIG out: the JSON object (malloc'd, freed
+                                  with the op; CONFIG: NULL when the run has none) */
     yls_scalar *in_scalars;    /* PUT_SCALARS (malloc'd, freed with the op) */
     size_t n_in;
     bool want_layers;          /* STEPS: also layers, the run's largest num_layers */

@@ -615,6 +615,25 @@ static int pg_put_config(void *handle, const char *run, const char *json, char *
     return 0;
 }
 
+static int pg_config(void *handle, const char *run, char **json, char *err)
+{
+    pgdb *db = handle;
+    *json = NULL;
+    const char *params[1] = {run};
+    PGresult *res = query(db, "SELECT config FROM configs WHERE run = $1", 1, params, err,
+                          "config");
+    if (!res)
+        return -1;
+    int rc = 0;
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+        !(*json = strdup(PQgetvalue(res, 0, 0)))) {
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        rc = -1;
+    }
+    PQclear(res);
+    return rc;
+}
+
 static int pg_put_scalars(void *handle, const char *run, const yls_scalar *v, size_t n,
                           char *err)
 {
@@ -696,6 +715,7 @@ const yls_history_backend yls_history_pg = {
     .remove = pg_remove,
     .images = pg_images,
     .put_config = pg_put_config,
+    .config = pg_config,
     .put_scalars = pg_put_scalars,
     .scalars = pg_scalars,
     .layers = pg_layers,

@@ -416,6 +416,29 @@ static int sq_put_config(void *handle, const char *run, const char *json, char *
     return rc;
 }
 
+static int sq_config(void *handle, const char *run, char **json, char *err)
+{
+    sqlite3 *db = handle;
+    sqlite3_stmt *st = NULL;
+    *json = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT config FROM configs WHERE run = ?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return fail(db, err, "config");
+    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st), rc = 0;
+    if (s == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        if (t && !(*json = strdup((const char *)t))) {
+            snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+            rc = -1;
+        }
+    } else if (s != SQLITE_DONE) {
+        rc = fail(db, err, "config");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int sq_put_scalars(void *handle, const char *run, const yls_scalar *v, size_t n,
                           char *err)
 {
@@ -519,6 +542,7 @@ const yls_history_backend yls_history_sqlite = {
     .remove = sq_remove,
     .images = sq_images,
     .put_config = sq_put_config,
+    .config = sq_config,
     .put_scalars = sq_put_scalars,
     .scalars = sq_scalars,
     .layers = sq_layers,

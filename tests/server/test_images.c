@@ -544,11 +544,17 @@ void yt_check_config_and_scalars(const yt_daemon *d, const char *run, const char
     yt_case c;
     make_case(&c, 7300);
     yt_resp r;
-    ck_assert_int_eq(send_ids(d, &c, run, 0, batch_ids[0], AS_PARAM, &r), 200);
-    yt_resp_free(&r);
     char path[256];
     snprintf(path, sizeof path, "/v1/runs/%s/config", run);
     ck_assert_int_eq(yt_get(d, path, &r), 404);
+    yt_resp_free(&r);
+    /* a configuration given before the first point (a training loop starts that way) */
+    ck_assert_int_eq(put(d, "PUT", path, "{\"lr\":0.1}", auth, &r), 200);
+    yt_resp_free(&r);
+    json_t *j0 = yt_get_json(d, path);
+    ck_assert(json_real_value(json_object_get(json_object_get(j0, "config"), "lr")) == 0.1);
+    json_decref(j0);
+    ck_assert_int_eq(send_ids(d, &c, run, 0, batch_ids[0], AS_PARAM, &r), 200);
     yt_resp_free(&r);
     ck_assert_int_eq(put(d, "PUT", path, "{\"lr\":0.001,\"batch\":16,\"note\":\"<b>x</b>\"}", auth,
                          &r), 200);
@@ -608,6 +614,9 @@ void yt_check_config_and_scalars(const yt_daemon *d, const char *run, const char
     j = yt_get_json(d, path);
     ck_assert_uint_eq(json_object_size(json_object_get(j, "scalars")), 0);
     json_decref(j);
+    snprintf(path, sizeof path, "/v1/runs/%s/config", run);
+    ck_assert_int_eq(yt_get(d, path, &r), 404);
+    yt_resp_free(&r);
     yt_case_free(&c);
 }
 

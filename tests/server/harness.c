@@ -50,6 +50,11 @@ int yt_daemon_start(yt_daemon *d, const char *const *args, bool keep_stdout)
     for (int i = 0; args && args[i] && argc < 31; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
+    /* a log left by an earlier run whose test process had this pid must not be read for
+     * this daemon's "listening on" line (its port is long gone): the child creates it anew */
+    unlink(d->errlog);
+    if (keep_stdout)
+        unlink(d->outlog); /* the same for the access log */
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();

@@ -655,6 +655,35 @@ START_TEST(config_writes_need_the_token)
 }
 END_TEST
 
+/* The harness reads the daemon's port from its log, /tmp/yololossd-test-<pid>-<n>.err; logs
+ * of an earlier run stay in /tmp, and a test process can get the pid of one of them (this
+ * made images_ranked_over_http fail now and then with "Couldn't connect"). Stale logs for
+ * the names this process will use next must not be read. */
+START_TEST(stale_daemon_log_is_not_read)
+{
+    for (int n = 0; n < 64; n++) {
+        char path[128];
+        snprintf(path, sizeof path, "/tmp/yololossd-test-%d-%d.err", (int)getpid(), n);
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fputs("yololossd: listening on http://127.0.0.1:1 (a run long gone)\n", f);
+        fclose(f);
+    }
+    /* the parent reads the log while the child creates it: a race, so many starts */
+    for (int k = 0; k < 40; k++) {
+        yt_daemon d;
+        ck_assert_int_eq(yt_daemon_start(&d, NULL, false), 0);
+        ck_assert_msg(d.port != 1, "start %d read a stale log", k);
+        ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    }
+    for (int n = 0; n < 64; n++) {
+        char path[128];
+        snprintf(path, sizeof path, "/tmp/yololossd-test-%d-%d.err", (int)getpid(), n);
+        unlink(path);
+    }
+}
+END_TEST
+
 Suite *yt_suite_images(void)
 {
     Suite *s = suite_create("images");
@@ -667,6 +696,7 @@ Suite *yt_suite_images(void)
     tcase_add_test(tc, bytes_per_image_step);
     tcase_add_test(tc, config_and_scalars);
     tcase_add_test(tc, config_writes_need_the_token);
+    tcase_add_test(tc, stale_daemon_log_is_not_read);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -61,3 +61,36 @@ bench-client-c: $(B)/yololossd $(B)/bench_client_c
 BENCH_RUNS += bench-client-c
 
 -include $(wildcard $(B)/clients/c/tests/*.d)
+
+# libFuzzer target for the C client's answer parser (clients/c/fuzz/client_answer.c), with
+# clang, ASan and UBSan, as the core's and the server's.
+#   make fuzz-client [FUZZ_SECONDS=60]     fuzz it
+#   make fuzz-client-regress               replay clients/c/fuzz/corpus once (make test)
+CLIENT_FUZZ_SRC := clients/c/http.c clients/c/compact.c clients/c/shm.c
+CLIENT_FUZZ_CORPUS := clients/c/fuzz/corpus
+
+$(B)/fuzz/client_answer: clients/c/fuzz/client_answer.c clients/c/yololoss_client.c \
+                         $(CLIENT_FUZZ_SRC) $(wildcard clients/c/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(WARN) -fsanitize=fuzzer $(CLIENT_INC) $(CLIENT_CFLAGS) -o $@ \
+	  $< $(CLIENT_FUZZ_SRC) $(CLIENT_LIBS) -lm
+
+.PHONY: fuzz-client fuzz-client-regress
+fuzz-client: $(B)/fuzz/client_answer
+	@mkdir -p $(B)/fuzz/corpus/client_answer $(B)/fuzz/artifacts/client_answer
+	$(B)/fuzz/client_answer $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  -artifact_prefix=$(B)/fuzz/artifacts/client_answer/ \
+	  $(B)/fuzz/corpus/client_answer $(CLIENT_FUZZ_CORPUS)
+
+# `make fuzz` (and so fuzz-ci, which make test runs) covers the client's parser too.
+fuzz: fuzz-client
+
+fuzz-client-regress: $(B)/fuzz/client_answer
+	@n=$$(ls $(CLIENT_FUZZ_CORPUS) | wc -l); \
+	if $(B)/fuzz/client_answer $(FUZZ_OPTS) $(CLIENT_FUZZ_CORPUS)/* \
+	     > $(B)/fuzz/client_answer.regress.log 2>&1; \
+	then echo "fuzz-client-regress: $$n inputs ok"; \
+	else tail -n 60 $(B)/fuzz/client_answer.regress.log; \
+	     echo "fuzz-client-regress: FAILED (log $(B)/fuzz/client_answer.regress.log)"; exit 1; fi
+
+TEST_RUNS += fuzz-client-regress

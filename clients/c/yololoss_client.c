@@ -561,6 +561,12 @@ static int parse_answer(const ylc_answer *a, const answer_ctx *x, ylc_result *re
     int nv = answer_views(a, x, outs, v, (int)(sizeof v / sizeof v[0]), err);
     if (nv < 0)
         goto out;
+    for (int i = 0; i < nv; i++) /* one value per name (a second would leak the first) */
+        for (int j = 0; j < i; j++)
+            if (!strcmp(v[i].name, v[j].name)) {
+                ylc_fail(err, 200, "answer: output '%s' twice", v[i].name);
+                goto out;
+            }
     int L = -1;
     for (int i = 0; i < nv; i++)
         if (!strcmp(v[i].name, "layer_terms") && v[i].ndim == 2 &&

@@ -631,6 +631,38 @@ START_TEST(config_and_scalars)
 }
 END_TEST
 
+/* The /v1 write bodies: plain JSON of at most 64 KiB; --image-url only a web address. */
+START_TEST(config_body_limits_and_image_url_check)
+{
+    size_t big = 64 * 1024 + 1;
+    char *body = malloc(big + 1);
+    ck_assert_ptr_nonnull(body);
+    memset(body, ' ', big);
+    body[0] = '{';
+    body[big - 1] = '}';
+    body[big] = '\0';
+    yt_resp r;
+    ck_assert_int_eq(put(&yt_main, "PUT", "/v1/runs/limits/config", body, NULL, &r), 413);
+    yt_resp_free(&r);
+    body[big - 2] = '}'; /* 64 KiB exactly: taken */
+    body[big - 1] = '\0';
+    ck_assert_int_eq(put(&yt_main, "PUT", "/v1/runs/limits/config", body, NULL, &r), 200);
+    yt_resp_free(&r);
+    free(body);
+    yt_req q = {.method = "PUT", .path = "/v1/runs/limits/config", .body = "{}", .len = 2};
+    q.headers[0] = "Content-Encoding: gzip";
+    ck_assert_int_eq(yt_http(&yt_main, &q, &r), 415);
+    yt_resp_free(&r);
+
+    yt_daemon d;
+    const char *bad[] = {"javascript:alert({id})", "http://host/no-id.jpg", "ftp://h/{id}", NULL};
+    for (int i = 0; bad[i]; i++) {
+        const char *args[] = {"--image-url", bad[i], NULL};
+        ck_assert_msg(yt_daemon_start(&d, args, false) == -1, "--image-url %s was taken", bad[i]);
+    }
+}
+END_TEST
+
 START_TEST(config_writes_need_the_token)
 {
     char hist[256], tokpath[] = "/tmp/yololossd-token-XXXXXX";
@@ -695,6 +727,7 @@ Suite *yt_suite_images(void)
     tcase_add_test(tc, retention_and_replaced_steps);
     tcase_add_test(tc, bytes_per_image_step);
     tcase_add_test(tc, config_and_scalars);
+    tcase_add_test(tc, config_body_limits_and_image_url_check);
     tcase_add_test(tc, config_writes_need_the_token);
     tcase_add_test(tc, stale_daemon_log_is_not_read);
     suite_add_tcase(s, tc);

@@ -654,6 +654,16 @@ START_TEST(config_body_limits_and_image_url_check)
     ck_assert_int_eq(yt_http(&yt_main, &q, &r), 415);
     yt_resp_free(&r);
 
+    /* --history none: the ids are checked, the request answered, nothing stored */
+    yt_case c;
+    make_case(&c, 7500);
+    static const int64_t dup[NB] = {5, 6, 5};
+    ck_assert_int_eq(send_ids(&yt_small, &c, "nohist", 0, batch_ids[0], AS_INT64_BINARY, &r), 200);
+    yt_resp_free(&r);
+    ck_assert_int_eq(send_ids(&yt_small, &c, "nohist", 1, dup, AS_PARAM, &r), 400);
+    yt_resp_free(&r);
+    yt_case_free(&c);
+
     yt_daemon d;
     const char *bad[] = {"javascript:alert({id})", "http://host/no-id.jpg", "ftp://h/{id}", NULL};
     for (int i = 0; bad[i]; i++) {

@@ -44,7 +44,7 @@ test-core-sanitize:
 	$(MAKE) --no-print-directory SANITIZER=undefined test-core
 	$(MAKE) --no-print-directory SANITIZER=thread test-core
 	$(MAKE) --no-print-directory build/test_core
-	CK_FORK=no valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	YL_TEST_QUICK=1 CK_FORK=no valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
 	  --error-exitcode=9 build/test_core
 ifeq ($(SANITIZER),)
 TEST_RUNS += test-core-sanitize

@@ -3,6 +3,12 @@
 reference (yolo_reference.py). Deterministic: same files on every run.
 
     /usr/bin/python3 tests/reference/make_golden.py [OUT_DIR]     (default tests/golden)
+    /usr/bin/python3 tests/reference/make_golden.py --full-size   (tests/reference/full_size.json)
+
+Full-size cases (13/26/52 grids, C = 80) are too large to store: full_size.json keeps
+their parameters and seeds with a summary of the reference's answer; tests/python
+regenerates the data, checks the summary (so the generator and the reference have not
+drifted) and compares the core with the regenerated expectations element by element.
 
 Case directory format (read by tests/core/test_golden.c and build/eval_case):
   config.txt          `anchors w h w h ...` (%.17g), `ignore_thresh X`, and `bf16 NAME`
@@ -102,9 +108,14 @@ def random_boxes(rng, B, T, input_hw, anchors, C, fractional=False, pad_anywhere
     return boxes
 
 
-def gen_outputs(rng, y_true, anchors, input_hw, extreme=False, plant_prob=0.7):
+def gen_outputs(rng, y_true, anchors, input_hw, extreme=False, plant_prob=0.7, far=0,
+                thresh=0.5):
     """Float64 logits (B,H,W,3,5+C) per layer, with predictions planted around the truths
-    so that the ignore mask sees IoUs on both sides of any threshold."""
+    so that the ignore mask sees IoUs on both sides of any threshold. far: per truth, how
+    many predictions to plant in other cells: half of about its size with centres up to
+    one width away, half stretched along one axis (by up to 1/thresh) and shifted along
+    it so the truth sits near their edge, the farthest a prediction can be and still
+    reach the threshold: they probe the edges of the core's culling window."""
     anchors = np.asarray(anchors, dtype=np.float64).reshape(-1, 2)
     L = len(y_true)
     mask = ref.anchor_mask(L)
@@ -147,6 +158,33 @@ def gen_outputs(rng, y_true, anchors, input_hw, extreme=False, plant_prob=0.7):
                     outs[l2][b, j2, i2, k2, 0:2] = logit(np.array([fx, fy]))
                     outs[l2][b, j2, i2, k2, 2] = np.log(w * f[0] / anch2[k2, 0] * input_hw[1])
                     outs[l2][b, j2, i2, k2, 3] = np.log(h * f[1] / anch2[k2, 1] * input_hw[0])
+    for l in range(L if far else 0):
+        yt = y_true[l]
+        H, W = outs[l].shape[1:3]
+        anch = anchors[mask[l]]
+        for b, j, i, k in zip(*np.nonzero(yt[..., 4] != 0)):
+            x, y, w, h = yt[b, j, i, k, 0:4]
+            for n in range(far):
+                f = np.exp(rng.normal(0, 0.15, 2))
+                if n % 2 == 0:
+                    cx = x + rng.choice([-1, 1]) * rng.uniform(0, 1) * w
+                    cy = y + rng.choice([-1, 1]) * rng.uniform(0, 1) * h
+                else:
+                    ax = int(rng.integers(2))
+                    s = rng.uniform(1, 1 / max(thresh, 0.05))
+                    f = np.ones(2)
+                    f[ax] = s
+                    d = rng.choice([-1, 1]) * rng.uniform(0.6, 1.1) * (s - 1) / 2
+                    cx, cy = (x + d * w, y) if ax == 0 else (x, y + d * h)
+                i2, j2 = int(np.floor(cx * W)), int(np.floor(cy * H))
+                k2 = int(rng.integers(3))
+                if not (0 <= i2 < W and 0 <= j2 < H) or yt[b, j2, i2, k2, 4] != 0:
+                    continue
+                fx = np.clip(cx * W - i2, 0.01, 0.99)
+                fy = np.clip(cy * H - j2, 0.01, 0.99)
+                outs[l][b, j2, i2, k2, 0:2] = logit(np.array([fx, fy]))
+                outs[l][b, j2, i2, k2, 2] = np.log(w * f[0] / anch[k2, 0] * input_hw[1])
+                outs[l][b, j2, i2, k2, 3] = np.log(h * f[1] / anch[k2, 1] * input_hw[0])
     if extreme:
         for l in range(L):
             o = outs[l]
@@ -198,7 +236,7 @@ def plant_nan_ious(outs5, yt, n):
 
 def make_case(rng, model, H0, W0, C, B, anchors, thresh=0.5, out_dtypes="f4",
               out_ndim=4, boxes=None, boxes_dtype="f4", dense=None, extreme=False,
-              plant_prob=0.7, nan_ious=0):
+              plant_prob=0.7, nan_ious=0, far=0):
     """Build one case (a dict) with its expectations.
     boxes: (B,T,5) float64 array (stored as boxes_dtype), or dense: dict with y_true
     (list of float64 5-D arrays), dtypes (list), ndims (list)."""
@@ -228,7 +266,8 @@ def make_case(rng, model, H0, W0, C, B, anchors, thresh=0.5, out_dtypes="f4",
             yt.append(ref._as5d(ref.stored_to_f64(q, d == "bf16")))
         case["y_true"] = stored
         case["y_true_dtypes"] = list(dense["dtypes"])
-    outs5 = gen_outputs(rng, yt, anchors, input_hw, extreme=extreme, plant_prob=plant_prob)
+    outs5 = gen_outputs(rng, yt, anchors, input_hw, extreme=extreme, plant_prob=plant_prob,
+                        far=far, thresh=thresh)
     if nan_ious:
         plant_nan_ious(outs5, yt, nan_ious)
     stored_outs = quantize_outputs(outs5, out_dtypes, out_ndim)
@@ -582,6 +621,62 @@ def random_case(seed):
                             "ndims": [int(rng.choice([4, 5])) for _ in range(L)]})
 
 
+# ------------------------------------------------------------------------------------
+# Full-size cases (tests/python/test_full_size.py)
+# ------------------------------------------------------------------------------------
+
+FULL_SIZE_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "full_size.json")
+
+# name, seed, model, B, T (box rows per image), C, outputs dtype, ndim, truth, threshold.
+# truth: "f4"/"f8" boxes, or "dense:<dtype>" y_true with soft objectness on a few truths.
+FULL_SIZE_SPECS = [
+    ("full416_b2_f32_boxes", 7001, "full", 2, 60, 80, "f4", 4, "f4", 0.5),
+    ("full416_b4_f16_f64boxes_t07", 7002, "full", 4, 40, 80, "f2", 5, "f8", 0.7),
+    ("full416_b1_bf16_dense_f16_t03", 7003, "full", 1, 60, 80, "bf16", 4, "dense:f2", 0.3),
+    ("tiny416_b3_f64_dense_bf16", 7004, "tiny", 3, 50, 80, "f8", 5, "dense:bf16", 0.5),
+    ("tiny416_b2_f32_f32boxes_t06", 7005, "tiny", 2, 60, 80, "f4", 4, "f4", 0.6),
+    ("full416_b2_f32_f64boxes_t015", 7006, "full", 2, 40, 80, "f4", 5, "f8", 0.15),
+]
+
+
+def full_size_case(spec):
+    """The case of one FULL_SIZE_SPECS entry: 416x416, default anchors, dense truths
+    (up to T boxes per image), predictions planted around them."""
+    name, seed, model, B, T, C, dt, nd, truth, thresh = spec
+    rng = np.random.default_rng(seed)
+    anchors = ref.YOLOV3_ANCHORS if model == "full" else ref.TINY_ANCHORS
+    L = 3 if model == "full" else 2
+    boxes = random_boxes(rng, B, T, (416, 416), anchors, C)
+    if not truth.startswith("dense:"):
+        return make_case(rng, model, 13, 13, C, B, anchors, thresh, out_dtypes=dt,
+                         out_ndim=nd, boxes=boxes, boxes_dtype=truth, far=4)
+    yt = [y.astype(np.float64) for y in
+          ref.preprocess_true_boxes(boxes, (416, 416), anchors, C)]
+    soften(yt, [0.8, 0.55, 0.3])
+    return make_case(rng, model, 13, 13, C, B, anchors, thresh, out_dtypes=dt,
+                     out_ndim=nd, far=4, dense={"y_true": yt, "dtypes": [truth[6:]] * L,
+                                                "ndims": [nd] * L})
+
+
+def full_size_summary(case):
+    """What full_size.json stores of the reference's answer."""
+    e = case["expect"]
+    return {"loss": float(e["loss"]), "terms": [float(v) for v in e["terms"]],
+            "stats": [[float(v) for v in row] for row in e["stats"]],
+            "grad_abs_sum": [float(np.abs(g).sum()) for g in e["grads"]]}
+
+
+def write_full_size_json(path=FULL_SIZE_JSON):
+    import json
+    out = []
+    for spec in FULL_SIZE_SPECS:
+        out.append({"spec": list(spec), "summary": full_size_summary(full_size_case(spec))})
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    print("%d full-size summaries in %s" % (len(out), path))
+
+
 def check_ignore_matters(name, case):
     """A case with truths must have anchors without truth on both sides of the threshold
     among those that overlap a truth, so that the ignore mask really decides something."""
@@ -598,6 +693,9 @@ def check_ignore_matters(name, case):
 
 
 def main(argv):
+    if len(argv) > 1 and argv[1] == "--full-size":
+        write_full_size_json()
+        return
     root = argv[1] if len(argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "golden")
     root = os.path.normpath(root)

@@ -42,8 +42,8 @@ ALL_BINS += $(B)/yololossd
 # to compute the expected answers in-process.
 TEST_SERVER_SRC := $(wildcard tests/server/*.c)
 TEST_SERVER_OBJ := $(patsubst tests/server/%.c,$(B)/tests/server/%.o,$(TEST_SERVER_SRC))
-TEST_SERVER_CFLAGS := $(shell pkg-config --cflags check libcurl jansson zlib 2>/dev/null)
-TEST_SERVER_LIBS := $(shell pkg-config --libs check libcurl jansson zlib 2>/dev/null)
+TEST_SERVER_CFLAGS := $(shell pkg-config --cflags check libcurl jansson zlib sqlite3 2>/dev/null)
+TEST_SERVER_LIBS := $(shell pkg-config --libs check libcurl jansson zlib sqlite3 2>/dev/null)
 
 $(B)/tests/server/%.o: tests/server/%.c
 	@mkdir -p $(dir $@)

@@ -213,6 +213,7 @@ void yt_check_config_and_scalars(const yt_daemon *d, const char *run, const char
 void yt_check_images_retention(const yt_daemon *d, const char *run);
 Suite *yt_suite_wire(void);
 Suite *yt_suite_streams(void);
+Suite *yt_suite_history_reads(void);
 Suite *yt_suite_history_pg(void); /* make test-history-pg; needs PostgreSQL's binaries */
 
 #endif /* YT_HARNESS_H */

@@ -49,6 +49,7 @@ int main(void)
     srunner_add_suite(sr, yt_suite_hardening());
     srunner_add_suite(sr, yt_suite_wire());
     srunner_add_suite(sr, yt_suite_streams());
+    srunner_add_suite(sr, yt_suite_history_reads());
     srunner_add_suite(sr, yt_suite_history_pg());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,15 +95,16 @@ void ylc_sb_json_string(ylc_sbuf *b, const char *s)
 /* ------------------------------------------------------------------------------------ */
 /* The connection                                                                       */
 
+/* curl_global_init, once per process whichever thread makes the first client. */
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static bool global_ok;
+
+static void global_init_once(void) { global_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }
+
 static int global_init(ylc_error *err)
 {
-    static bool done;
-    if (!done) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-            return ylc_fail(err, 0, "curl_global_init failed");
-        done = true;
-    }
-    return 0;
+    pthread_once(&global_once, global_init_once);
+    return global_ok ? 0 : ylc_fail(err, 0, "curl_global_init failed");
 }
 
 /* 127.0.0.0/8, ::1 or localhost: where the daemon most likely shares this machine's

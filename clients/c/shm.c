@@ -17,7 +17,9 @@ int ylc_shm_create(ylc_shm *s, size_t size)
     memset(s, 0, sizeof *s);
     int fd = -1;
     for (int tries = 0; tries < 16 && fd < 0; tries++) {
-        snprintf(s->name, sizeof s->name, "yololoss-%ld-%u", (long)getpid(), counter++);
+        /* atomic: clients of different threads create objects concurrently */
+        unsigned n = __atomic_fetch_add(&counter, 1u, __ATOMIC_RELAXED);
+        snprintf(s->name, sizeof s->name, "yololoss-%ld-%u", (long)getpid(), n);
         snprintf(s->key, sizeof s->key, "/%s", s->name);
         fd = shm_open(s->key, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0 && errno != EEXIST)

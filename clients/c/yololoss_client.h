@@ -7,9 +7,9 @@
  * ylc_client owns its connection (kept alive between calls) until ylc_client_free. Free
  * functions accept NULL and zeroed structs.
  *
- * THREADS. A ylc_client is used by one thread at a time; make one per thread. Call
- * curl_global_init once at startup when threads are involved (ylc_client_new calls it
- * otherwise, which is not thread-safe).
+ * THREADS. A ylc_client is used by one thread at a time; make one per thread (each has its
+ * own connection and shared-memory region). ylc_client_new may be called from several
+ * threads at once: it calls curl_global_init once per process.
  *
  * ERRORS. Functions return 0, or -1 with err->status (the HTTP status: 400, 401, 404, 413,
  * 503, ...; 0 when no answer came back or the call was refused before sending) and

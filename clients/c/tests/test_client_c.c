@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -781,6 +782,55 @@ START_TEST(test_auto_uses_compact_shm_and_cleans_up)
 }
 END_TEST
 
+/* Clients of different threads (one each, as the header says) at once, each with its own
+ * shared-memory region: every answer right. */
+typedef struct {
+    batch_t *b;
+    int bad;
+} thread_job;
+
+static void *thread_calls(void *arg)
+{
+    thread_job *j = arg;
+    ylc_client *c;
+    ylc_error err;
+    ylc_options o = {.url = plain.url, .model = "yolov3-tiny", .timeout = 30};
+    if (ylc_client_new(&c, &o, &err)) {
+        j->bad = 1;
+        return NULL;
+    }
+    ylc_request req = batch_request(j->b, 1, 0);
+    for (int i = 0; i < 4 && !j->bad; i++) {
+        ylc_result r;
+        if (ylc_compute(c, &req, &r, &err) != 0 || !r.shm || !r.compact ||
+            r.loss != (double)(float)j->b->res.loss ||
+            memcmp(r.grads[1], j->b->grads[1], (size_t)count_of(&j->b->t_out[1]) * 4))
+            j->bad = 1;
+        ylc_result_free(&r);
+    }
+    ylc_client_free(c);
+    return NULL;
+}
+
+START_TEST(test_threads_own_clients)
+{
+    batch_t b;
+    batch_make(&b, 2, 6, 2, 3, YLC_F32, 0, 0, 33);
+    batch_expect(&b);
+    pthread_t t[4];
+    thread_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (thread_job){&b, 0};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, thread_calls, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_msg(!jobs[i].bad, "thread %d got a wrong answer or failed", i);
+    }
+    batch_free(&b);
+}
+END_TEST
+
 /* A region the daemon forgot (it was unregistered behind the client's back, as by a
  * restart): the client registers a fresh one and the call succeeds. */
 START_TEST(test_shm_region_forgotten)
@@ -1403,6 +1453,7 @@ static Suite *suite(void)
     tcase_add_test(tr, test_transports_full_size);
     tcase_add_test(tr, test_auto_uses_compact_shm_and_cleans_up);
     tcase_add_test(tr, test_shm_region_forgotten);
+    tcase_add_test(tr, test_threads_own_clients);
     suite_add_tcase(s, tr);
     TCase *compact = tcase_create("compact");
     tcase_set_timeout(compact, 60);

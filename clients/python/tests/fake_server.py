@@ -3,7 +3,8 @@ made to fail on cue: it answers the n-th infer with script[n], then a fixed good
 
 Script entries: an HTTP status (502, 503, ...; with the server's retry_after as the
 Retry-After header when set), "reset" (read the request, then close with a TCP RST), or
-"hang" (answer 200 only after `release` is set or 10 s pass). .attempts counts infers.
+"hang" (answer 200 only after `release` is set or 10 s pass). .attempts counts requests
+but GET /v2, which lists no extensions (so clients stay dense and on the wire).
 """
 
 import http.server
@@ -44,7 +45,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(action, json.dumps({"error": "scripted %d" % action}).encode(),
                        srv.retry_after)
 
-    do_GET = do_POST
+    def do_GET(self):
+        if self.path == "/v2":             # server metadata: no extensions, not counted
+            self._send(200, b'{"name":"fake","version":"0","extensions":[]}')
+        else:
+            self.do_POST()
 
     def _send(self, status, body, retry_after=None):
         self.send_response(status)

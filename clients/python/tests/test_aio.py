@@ -94,7 +94,8 @@ def test_metadata_and_errors(url):
 
 def test_refused_is_a_connection_error():
     async def go():
-        c = AsyncYoloLossClient("http://127.0.0.1:%d" % free_port(), retry=False)
+        c = AsyncYoloLossClient("http://127.0.0.1:%d" % free_port(), retry=False,
+                                compact=False)
         try:
             await c.compute(OUTS, boxes=BOXES)
         finally:
@@ -107,7 +108,7 @@ def test_refused_is_a_connection_error():
 def test_per_call_timeout():
     with FakeServer(["hang"]) as srv:
         async def go():
-            async with AsyncYoloLossClient(srv.url, timeout=60) as c:
+            async with AsyncYoloLossClient(srv.url, compact=False, timeout=60) as c:
                 with pytest.raises(TimeoutError) as e:
                     await c.compute(OUTS, boxes=BOXES, timeout=0.3)
                 assert isinstance(e.value, YoloLossTimeoutError)
@@ -120,7 +121,7 @@ def test_per_call_timeout():
 def test_statuses_are_retried(status, waits):
     with FakeServer([status] * 3) as srv:
         async def go():
-            async with AsyncYoloLossClient(srv.url, retry=FAST) as c:
+            async with AsyncYoloLossClient(srv.url, compact=False, retry=FAST) as c:
                 return (await c.compute(OUTS, boxes=BOXES)).loss, c.retries
         assert run(go()) == (2.5, 3)
         assert srv.attempts == 4 and len(waits) == 3
@@ -129,7 +130,7 @@ def test_statuses_are_retried(status, waits):
 def test_resets_are_retried(waits):
     with FakeServer(["reset", "reset"]) as srv:
         async def go():
-            async with AsyncYoloLossClient(srv.url, retry=FAST) as c:
+            async with AsyncYoloLossClient(srv.url, compact=False, retry=FAST) as c:
                 return (await c.compute(OUTS, boxes=BOXES)).loss
         assert run(go()) == 2.5
         assert srv.attempts == 3
@@ -138,12 +139,12 @@ def test_resets_are_retried(waits):
 def test_retry_after_deadline_and_off(waits):
     with FakeServer([503, 503], retry_after=0.05) as srv:
         async def go():
-            async with AsyncYoloLossClient(srv.url, retry=FAST) as c:
+            async with AsyncYoloLossClient(srv.url, compact=False, retry=FAST) as c:
                 return (await c.compute(OUTS, boxes=BOXES)).loss
         assert run(go()) == 2.5 and waits == [0.05, 0.05]
     with FakeServer([503] * 5, retry_after=100) as srv:
         async def go2():
-            async with AsyncYoloLossClient(srv.url, timeout=5) as c:
+            async with AsyncYoloLossClient(srv.url, compact=False, timeout=5) as c:
                 await c.compute(OUTS, boxes=BOXES)
         with pytest.raises(YoloLossHTTPError) as e:
             run(go2())
@@ -151,7 +152,7 @@ def test_retry_after_deadline_and_off(waits):
     for policy, n in ((False, 1), (Retry(max_attempts=3, backoff_base=0.001), 3)):
         with FakeServer([503] * 10) as srv:
             async def go3():
-                async with AsyncYoloLossClient(srv.url, retry=policy) as c:
+                async with AsyncYoloLossClient(srv.url, compact=False, retry=policy) as c:
                     await c.compute(OUTS, boxes=BOXES)
             with pytest.raises(YoloLossHTTPError):
                 run(go3())

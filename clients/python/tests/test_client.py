@@ -327,7 +327,8 @@ def test_bearer_token(guarded):
 
 
 def test_body_too_large_is_413(guarded):
-    c = YoloLossClient(guarded.url, model="yolov3-tiny", token="s3cret-token")
+    c = YoloLossClient(guarded.url, model="yolov3-tiny", token="s3cret-token",
+                       compact=False, shm="wire")    # the dense body, through the socket
     big = [np.zeros((1, 32, 32, 18), np.float32), np.zeros((1, 64, 64, 18), np.float64)]
     with pytest.raises(YoloLossError) as e:
         c.compute(big, boxes=np.zeros((1, 1, 5)))

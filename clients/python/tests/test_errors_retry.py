@@ -34,6 +34,12 @@ def waits(monkeypatch):
     return got
 
 
+def fake_client(url, **kw):
+    """A client for the scripted server: dense, on the wire (no GET /v2 before the infer,
+    so the server's script counts infers only)."""
+    return YoloLossClient(url, compact=False, shm="wire", **kw)
+
+
 def free_port():
     """A port with nothing listening on it (connections are refused)."""
     s = socket.socket()
@@ -57,7 +63,7 @@ def test_http_errors_carry_status_and_the_servers_message(url):
 
 
 def test_refused_connection_is_a_connection_error():
-    c = YoloLossClient("http://127.0.0.1:%d" % free_port(), retry=False)
+    c = fake_client("http://127.0.0.1:%d" % free_port(), retry=False)
     with pytest.raises(ConnectionError) as e:
         c.compute(OUTS, boxes=BOXES)
     assert isinstance(e.value, YoloLossConnectionError) and isinstance(e.value, YoloLossError)
@@ -70,7 +76,7 @@ def test_per_call_timeout_is_a_timeout_error():
     """The server answers after 10 s; the client's timeout is 60 s, the call's 0.3 s: the
     call must end with a TimeoutError, not the late answer."""
     with FakeServer(["hang"]) as srv:
-        c = YoloLossClient(srv.url, timeout=60)
+        c = fake_client(srv.url, timeout=60)
         with pytest.raises(TimeoutError) as e:
             c.compute(OUTS, boxes=BOXES, timeout=0.3)
         assert isinstance(e.value, YoloLossTimeoutError) and e.value.status is None
@@ -82,7 +88,7 @@ def test_per_call_timeout_is_a_timeout_error():
 def test_per_call_timeout_on_metadata_calls():
     with FakeServer(["hang"]) as srv:
         with pytest.raises(YoloLossTimeoutError):
-            YoloLossClient(srv.url, timeout=60).server_metadata(timeout=0.3)
+            fake_client(srv.url, timeout=60).model_metadata(timeout=0.3)
 
 
 @pytest.mark.parametrize("err", [
@@ -101,14 +107,14 @@ def test_errors_pickle_and_copy_with_their_fields(err):
 @pytest.mark.parametrize("status", [502, 503, 504])
 def test_gateway_and_overload_answers_are_retried(status, waits):
     with FakeServer([status] * 3) as srv:
-        c = YoloLossClient(srv.url, retry=FAST)
+        c = fake_client(srv.url, retry=FAST)
         assert c.compute(OUTS, boxes=BOXES).loss == 2.5
         assert srv.attempts == 4 and c.retries == 3 and len(waits) == 3
 
 
 def test_reset_connections_are_retried(waits):
     with FakeServer(["reset", "reset"]) as srv:
-        c = YoloLossClient(srv.url, retry=FAST)
+        c = fake_client(srv.url, retry=FAST)
         assert c.compute(OUTS, boxes=BOXES).loss == 2.5
         assert srv.attempts == 3 and c.retries == 2
 
@@ -149,7 +155,7 @@ def test_refused_connections_are_retried_until_the_server_is_up(monkeypatch):
 
     t = threading.Thread(target=answer_once, daemon=True)
     try:
-        c = YoloLossClient("http://127.0.0.1:%d" % port, retry=FAST)
+        c = fake_client("http://127.0.0.1:%d" % port, retry=FAST)
         assert c.compute(OUTS, boxes=BOXES).loss == 2.5
         assert len(calls) == 2 and c.retries == 2
     finally:
@@ -161,7 +167,7 @@ def test_refused_connections_are_retried_until_the_server_is_up(monkeypatch):
 def test_backoff_is_full_jitter_doubling_to_the_cap(waits):
     policy = Retry(backoff_base=0.004, backoff_max=0.02)
     with FakeServer([502] * 8) as srv:
-        c = YoloLossClient(srv.url, retry=policy)
+        c = fake_client(srv.url, retry=policy)
         assert c.compute(OUTS, boxes=BOXES).loss == 2.5
     assert len(waits) == 8
     caps = [min(0.02, 0.004 * 2 ** n) for n in range(8)]
@@ -170,14 +176,14 @@ def test_backoff_is_full_jitter_doubling_to_the_cap(waits):
 
 def test_retry_after_is_honoured(waits):
     with FakeServer([503, 503], retry_after=0.05) as srv:
-        c = YoloLossClient(srv.url, retry=FAST)
+        c = fake_client(srv.url, retry=FAST)
         assert c.compute(OUTS, boxes=BOXES).loss == 2.5
     assert waits == [0.05, 0.05]
 
 
 def test_a_retry_after_past_the_deadline_ends_the_call_at_once(waits):
     with FakeServer([503] * 5, retry_after=100) as srv:
-        c = YoloLossClient(srv.url, retry=FAST, timeout=5)
+        c = fake_client(srv.url, retry=FAST, timeout=5)
         with pytest.raises(YoloLossHTTPError) as e:
             c.compute(OUTS, boxes=BOXES)
         assert e.value.status == 503 and e.value.message == "scripted 503"
@@ -187,17 +193,17 @@ def test_a_retry_after_past_the_deadline_ends_the_call_at_once(waits):
 
 def test_max_attempts_and_off(waits):
     with FakeServer([503] * 10) as srv:
-        c = YoloLossClient(srv.url, retry=Retry(max_attempts=3, backoff_base=0.001))
+        c = fake_client(srv.url, retry=Retry(max_attempts=3, backoff_base=0.001))
         with pytest.raises(YoloLossHTTPError):
             c.compute(OUTS, boxes=BOXES)
         assert srv.attempts == 3 and c.retries == 2
     with FakeServer([503] * 10) as srv:
-        c = YoloLossClient(srv.url, retry=False)
+        c = fake_client(srv.url, retry=False)
         with pytest.raises(YoloLossHTTPError):
             c.compute(OUTS, boxes=BOXES)
         assert srv.attempts == 1 and c.retries == 0
     with FakeServer(["reset"] * 10) as srv:
-        c = YoloLossClient(srv.url, retry=Retry.off())
+        c = fake_client(srv.url, retry=Retry.off())
         with pytest.raises(YoloLossConnectionError):
             c.compute(OUTS, boxes=BOXES)
         assert srv.attempts == 1
@@ -206,7 +212,7 @@ def test_max_attempts_and_off(waits):
 @pytest.mark.parametrize("status", [400, 404, 500])
 def test_other_statuses_are_not_retried(status, waits):
     with FakeServer([status] * 3) as srv:
-        c = YoloLossClient(srv.url, retry=FAST)
+        c = fake_client(srv.url, retry=FAST)
         with pytest.raises(YoloLossHTTPError) as e:
             c.compute(OUTS, boxes=BOXES)
         assert e.value.status == status and srv.attempts == 1 and waits == []
@@ -216,7 +222,7 @@ def test_retries_stop_at_the_deadline():
     """Always 503 with a 0.2 s Retry-After and a 1 s deadline: a handful of attempts, then
     the 503 (counted, not timed: at most 1 / 0.2 + 1 attempts fit)."""
     with FakeServer([503] * 100, retry_after=0.2) as srv:
-        c = YoloLossClient(srv.url, timeout=1)
+        c = fake_client(srv.url, timeout=1)
         with pytest.raises(YoloLossHTTPError) as e:
             c.compute(OUTS, boxes=BOXES)
         assert e.value.status == 503

@@ -11,6 +11,7 @@ answers are retried by the client's Retry policy (_retry.py) inside the call's d
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import threading
 import time
@@ -19,11 +20,13 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
-from ._errors import YoloLossConnectionError, YoloLossTimeoutError
-from ._infer import (InferCall, decode_body, images_query, json_body, parse_json,
-                     scalars_body)
+from ._errors import (YoloLossConnectionError, YoloLossError, YoloLossHTTPError,
+                      YoloLossTimeoutError)
+from ._infer import (CompactHead, InferCall, decode_body, images_query, json_body,
+                     missing_row, parse_json, scalars_body)
 from ._result import Result
 from ._retry import Attempts, Retry, RetryLike, as_retry
+from ._shm import SHM_MODES, Region, is_loopback
 from ._tensors import ArrayLike
 
 __all__ = ["YoloLossClient"]
@@ -43,6 +46,7 @@ _sleep = time.sleep
 
 class _Conn(threading.local):
     conn: Optional[http.client.HTTPConnection] = None
+    region: Optional[Region] = None           # this thread's shared-memory region
 
 
 class YoloLossClient:
@@ -54,6 +58,12 @@ class YoloLossClient:
     runs with --token-file. timeout: the deadline of one call in seconds, its retries
     included (each method takes timeout= to override it). retry: a yololoss.Retry, True
     (the default policy) or False (no retries).
+    compact: send compact tensors (only the box channels of every anchor and the rows of
+    the anchors that may hold a truth; docs/protocol.md): None (default) when the server
+    offers them, True, False. shm: "auto" (default: tensors through a shared-memory region
+    when the server offers it and is on this host, falling back to the wire silently when
+    registering fails), "shm" (always; failures raise), "wire" (never). The answers are
+    the same bits whichever is used.
 
     Thread-safe: each thread gets its own keep-alive connection. close() (or a `with`
     block) closes them. Picklable and deep-copyable: a copy has the same settings and no
@@ -62,7 +72,10 @@ class YoloLossClient:
 
     def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "yolov3",
                  token: Optional[str] = None, timeout: float = 60.0,
-                 version: Optional[Union[str, int]] = None, retry: RetryLike = True) -> None:
+                 version: Optional[Union[str, int]] = None, retry: RetryLike = True,
+                 compact: Optional[bool] = None, shm: str = "auto") -> None:
+        if shm not in SHM_MODES:
+            raise ValueError("shm must be 'auto', 'shm' or 'wire', not %r" % (shm,))
         u = urlsplit(url if "://" in url else "http://" + url)
         if u.scheme not in ("http", "https"):
             raise ValueError("url: scheme must be http or https, not %r" % u.scheme)
@@ -77,6 +90,8 @@ class YoloLossClient:
         self.timeout = float(timeout)
         self.retry: Retry = as_retry(retry)
         self.retries = 0                  # requests sent again, over the client's life
+        self.compact = compact
+        self.shm = shm
         self._https = u.scheme == "https"
         self._host: str = u.hostname
         self._port = u.port or (443 if self._https else 80)
@@ -86,13 +101,16 @@ class YoloLossClient:
     def _init_connections(self) -> None:
         self._local = _Conn()
         self._all: set = set()
+        self._regions: set = set()
         self._lock = threading.Lock()
+        self._extensions: Optional[frozenset] = None   # the server's, read once
+        self._shm_failed = False                       # registration refused: use the wire
 
     # -- copies: settings travel, connections do not --
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
-        for k in ("_local", "_all", "_lock"):
+        for k in ("_local", "_all", "_regions", "_lock", "_extensions", "_shm_failed"):
             state.pop(k, None)
         return state
 
@@ -124,12 +142,80 @@ class YoloLossClient:
                 self._all.discard(c)
 
     def close(self) -> None:
-        """Close every connection of this client (all threads)."""
+        """Unregister this client's shared-memory regions and close every connection
+        (all threads). The client stays usable: a later call reconnects."""
+        with self._lock:
+            regions, self._regions = list(self._regions), set()
+        for r in regions:
+            self._unregister(r)
         with self._lock:
             conns, self._all = list(self._all), set()
         for c in conns:
             c.close()
         self._local = _Conn()
+
+    # -- shared memory --
+
+    def server_extensions(self, timeout: Optional[float] = None) -> frozenset:
+        """The extensions GET /v2 lists (read once per client)."""
+        if self._extensions is None:
+            try:
+                meta = self.server_metadata(timeout)
+            except YoloLossHTTPError:
+                meta = {}
+            self._extensions = frozenset(meta.get("extensions", []))
+        return self._extensions
+
+    def _use_shm(self, mode: str, timeout: Optional[float]) -> bool:
+        if mode == "wire" or (mode == "auto" and (self._shm_failed or not is_loopback(self._host))):
+            return False
+        if mode == "auto":
+            return "system_shared_memory" in self.server_extensions(timeout)
+        return True
+
+    def _region(self, size: int, mode: str, timeout: Optional[float]) -> Optional[Region]:
+        """This thread's registered region of at least size bytes (None: use the wire)."""
+        r = self._local.region
+        if r is not None and r.size >= size:
+            return r
+        if r is not None:
+            self._local.region = None
+            with self._lock:
+                self._regions.discard(r)
+            self._unregister(r)
+        try:
+            r = Region(max(size, 2 * (r.size if r is not None else 0), 1 << 20))
+        except OSError as e:
+            if mode == "shm":
+                raise YoloLossConnectionError(None, "cannot create a shared-memory object: %s"
+                                              % e) from e
+            self._shm_failed = True
+            return None
+        try:
+            body = json.dumps({"key": r.key, "offset": 0, "byte_size": r.size}).encode()
+            parse_json(*self._request("POST", self._path("v2", "systemsharedmemory", "region",
+                                                         r.name, "register"),
+                                      [body], {"Content-Type": "application/json"}, timeout))
+        except YoloLossHTTPError:
+            r.close()
+            if mode == "shm":
+                raise
+            self._shm_failed = True        # another host, another /dev/shm, another user
+            return None
+        finally:
+            r.unlink()                     # registered (or not): the name is not needed
+        self._local.region = r
+        with self._lock:
+            self._regions.add(r)
+        return r
+
+    def _unregister(self, r: Region) -> None:
+        try:
+            self._request("POST", self._path("v2", "systemsharedmemory", "region", r.name,
+                                             "unregister"), timeout=5)
+        except YoloLossError:
+            pass                           # the daemon is gone: so is the region
+        r.close()
 
     def __enter__(self) -> "YoloLossClient":
         return self
@@ -332,7 +418,8 @@ class YoloLossClient:
                 compress: Optional[str] = None, request_id: Optional[str] = None,
                 timeout: Optional[float] = None,
                 grad_datatype: Optional[str] = None,
-                image_ids: Optional[ArrayLike] = None) -> Result:
+                image_ids: Optional[ArrayLike] = None, compact: Optional[bool] = None,
+                shm: Optional[str] = None) -> Result:
         """The loss of one batch. Returns a Result.
 
         outputs: list of L raw head outputs, [B, H_l, W_l, 3*(5+C)] or [B, H_l, W_l, 3, 5+C]
@@ -350,18 +437,45 @@ class YoloLossClient:
         grad_datatype: "FP32" (default) or "FP64" (gradients computed and sent in double).
         image_ids: [B] integers, the batch's images' ids in your dataset (with run): the
           server keeps each image's loss per step and ranks the images (images()).
+        compact, shm: this call's choice instead of the client's (see the class).
         Raises YoloLossHTTPError (status and the server's message), YoloLossConnectionError,
         YoloLossTimeoutError (all YoloLossError), or TypeError/ValueError for arguments
         that cannot be sent at all.
         """
-        call = InferCall(outputs, boxes, y_true, grads, ignore_thresh, anchors, run, step,
-                         binary, compress, request_id, grad_datatype, image_ids)
-        status, rh, data = self._request("POST", self._model_path(None, "infer"), call.body,
-                                         call.headers, timeout)
-        return call.result(status, rh, data)
+        args = (outputs, boxes, y_true, grads, ignore_thresh, anchors, run, step, binary,
+                compress, request_id, grad_datatype, image_ids)
+        use = self.compact if compact is None else compact
+        if use is None:
+            use = "yololoss_compact" in self.server_extensions(timeout)
+        call = InferCall(*args, compact=use)
+        try:
+            return self.send(call, timeout, shm)
+        except YoloLossHTTPError as e:
+            if call.compact is None or not missing_row(e) or not _dense_available(outputs):
+                raise
+        return self.send(InferCall(*args, compact=False), timeout, shm)
+
+    def send(self, call: InferCall, timeout: Optional[float] = None,
+             shm: Optional[str] = None) -> Result:
+        """Send a prepared InferCall (yololoss.torch builds its own) and read its Result."""
+        mode = self.shm if shm is None else shm
+        if mode not in SHM_MODES:
+            raise ValueError("shm must be 'auto', 'shm' or 'wire', not %r" % (mode,))
+        region = None
+        if call.binary and self._use_shm(mode, timeout):      # JSON numbers: the wire
+            region = self._region(call.shm_bytes(), mode, timeout)
+        where = None if region is None else (region.name, region.buf)
+        body, hdrs = call.encode(where)
+        status, rh, data = self._request("POST", self._model_path(None, "infer"), body, hdrs,
+                                         timeout)
+        return call.result(status, rh, data, where)
 
 
 # ---- helpers --------------------------------------------------------------------------
+
+def _dense_available(outputs: Sequence[Any]) -> bool:
+    return not any(isinstance(o, CompactHead) for o in outputs)
+
 
 def _reason(e: BaseException) -> str:
     return str(e) or type(e).__name__

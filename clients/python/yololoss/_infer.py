@@ -11,23 +11,48 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._compact import head5, rows_for_boxes, rows_for_y_true
 from ._errors import YoloLossHTTPError, YoloLossProtocolError
 from ._result import Result
 from ._tensors import (BF16, WIRE_DTYPES, ArrayLike, format_anchors, json_numbers,
                        wire_tensor)
 
-__all__ = ["InferCall", "http_error", "parse_json", "decode_body"]
+__all__ = ["InferCall", "CompactHead", "http_error", "parse_json", "decode_body",
+           "missing_row"]
 
 SMALL_OUTPUTS = ("loss", "loss_terms", "layer_terms", "image_terms", "stats")
 GRAD_DATATYPES = ("FP32", "FP64")
 
 
-class InferCall:
-    """The request of one compute(): .body (list of bytes-like chunks), .headers;
-    .result(status, headers, body) -> Result (or raises)."""
+class CompactHead:
+    """One layer already in compact form (yololoss.torch gathers on the tensor's device):
+    box [B, H, W, 3, 5], rows [N, 5+C] (arrays or BF16), index [N] int64 sorted, and the
+    shape of the dense head they came from (for the dense gradient)."""
 
-    body: List[Any]
-    headers: Dict[str, str]
+    __slots__ = ("box", "rows", "index", "shape")
+
+    def __init__(self, box: ArrayLike, rows: ArrayLike, index: np.ndarray,
+                 shape: Sequence[int]) -> None:
+        self.box, self.rows, self.index, self.shape = box, rows, index, tuple(shape)
+
+
+def compact_head(dt: str, a: np.ndarray, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(box, rows) of a dense wire array (uint16 bits for BF16)."""
+    B, H, W, K = head5(a.shape)
+    a5 = a.reshape(B, H, W, 3, K)
+    return np.ascontiguousarray(a5[..., :5]), a5.reshape(-1, K)[index]
+
+
+_ALIGN = 64
+
+
+class InferCall:
+    """The request of one compute(), built from its arguments; encode() -> (body chunks,
+    headers), with the tensors in a shared-memory region when one is given;
+    result(status, headers, body) -> Result (or raises).
+
+    compact: send each layer as output_l_box / _rows / _index (docs/protocol.md); outputs
+    may also be CompactHead objects (then compact is implied)."""
 
     def __init__(self, outputs: Sequence[ArrayLike], boxes: Optional[ArrayLike] = None,
                  y_true: Optional[Sequence[ArrayLike]] = None, grads: bool = False,
@@ -36,7 +61,7 @@ class InferCall:
                  run: Optional[str] = None, step: Optional[int] = None, binary: bool = True,
                  compress: Optional[str] = None, request_id: Optional[str] = None,
                  grad_datatype: Optional[str] = None,
-                 image_ids: Optional[ArrayLike] = None) -> None:
+                 image_ids: Optional[ArrayLike] = None, compact: bool = False) -> None:
         if isinstance(outputs, (np.ndarray, BF16)) or not hasattr(outputs, "__len__"):
             raise TypeError("outputs must be a list of the L raw head outputs")
         if (boxes is None) == (y_true is None):
@@ -48,17 +73,56 @@ class InferCall:
             raise ValueError("compress must be None, 'gzip' or 'deflate'")
         if grad_datatype is not None and grad_datatype not in GRAD_DATATYPES:
             raise ValueError("grad_datatype must be 'FP32' or 'FP64', not %r" % (grad_datatype,))
-        self.n_layers = len(outputs)
-        tensors = [wire_tensor("output_%d" % l, o, "output") + ("output_%d" % l,)
-                   for l, o in enumerate(outputs)]
+        pre = [isinstance(o, CompactHead) for o in outputs]
+        if any(pre) and not all(pre):
+            raise TypeError("outputs: all layers compact (CompactHead) or none")
+        compact = compact or (bool(pre) and all(pre))
+        self.n_layers = L = len(outputs)
+        self.grads = grads
+        self.grad_itemsize = 8 if grad_datatype == "FP64" else 4
+        truth = []
         if boxes is not None:
-            tensors.append(wire_tensor("boxes", boxes, "boxes") + ("boxes",))
+            truth.append(wire_tensor("boxes", boxes, "boxes") + ("boxes",))
         else:
             assert y_true is not None
-            tensors += [wire_tensor("y_true_%d" % l, y, "y_true") + ("y_true_%d" % l,)
-                        for l, y in enumerate(y_true)]
+            truth += [wire_tensor("y_true_%d" % l, y, "y_true") + ("y_true_%d" % l,)
+                      for l, y in enumerate(y_true)]
+        tensors = []
+        # per layer: (index, dense shape) when compact, for the dense gradient
+        self.compact: Optional[List[Tuple[np.ndarray, Tuple[int, ...]]]] = None
+        if not compact:
+            tensors = [wire_tensor("output_%d" % l, o, "output") + ("output_%d" % l,)
+                       for l, o in enumerate(outputs)]
+            self.grad_shapes = [tuple(t[1]) for t in tensors]
+        else:
+            self.compact = []
+            if all(pre):
+                heads = list(outputs)
+            else:
+                dense = [wire_tensor("output_%d" % l, o, "output") for l, o in enumerate(outputs)]
+                grids = [head5(sh)[1:3] for _, sh, _ in dense]
+                if boxes is not None:
+                    index = rows_for_boxes(truth[0][2], grids)
+                else:
+                    index = rows_for_y_true([t[2] for t in truth])
+                heads = []
+                for (dt, sh, a), idx in zip(dense, index):
+                    box, rows = compact_head(dt, a, idx)
+                    if dt == "BF16":
+                        box, rows = BF16(box), BF16(rows)
+                    heads.append(CompactHead(box, rows, idx, sh))
+            for l, h in enumerate(heads):
+                tensors.append(wire_tensor("output_%d_box" % l, h.box, "output")
+                               + ("output_%d_box" % l,))
+                tensors.append(wire_tensor("output_%d_rows" % l, h.rows, "output")
+                               + ("output_%d_rows" % l,))
+                tensors.append(wire_tensor("output_%d_index" % l, h.index, "index")
+                               + ("output_%d_index" % l,))
+                self.compact.append((np.asarray(h.index, dtype=np.int64), h.shape))
+        tensors += truth
         if image_ids is not None:
             tensors.append(wire_tensor("image_ids", image_ids, "index") + ("image_ids",))
+        self.tensors = tensors
 
         params: Dict[str, Any] = {}
         if ignore_thresh is not None:
@@ -71,30 +135,74 @@ class InferCall:
             params["step"] = int(step)
         if grad_datatype is not None and grad_datatype != "FP32":
             params["grad_datatype"] = grad_datatype
+        self.params = params
+        self.binary = binary
+        self.compress = compress
+        self.request_id = request_id
+        # the gradient outputs: (name, bytes)
+        self.grad_outputs: List[Tuple[str, int]] = []
+        if grads:
+            g = self.grad_itemsize
+            if self.compact is None:
+                for l in range(L):
+                    self.grad_outputs.append(("grad_%d" % l,
+                                              g * int(np.prod(self.grad_shapes[l]))))
+            else:
+                for l, (idx, sh) in enumerate(self.compact):
+                    B, H, W, K = head5(sh)
+                    self.grad_outputs.append(("grad_%d_obj" % l, g * B * H * W * 3))
+                    self.grad_outputs.append(("grad_%d_rows" % l, g * len(idx) * K))
 
+    def shm_bytes(self) -> int:
+        """Bytes of a shared-memory region that holds every input and gradient output."""
+        n = 0
+        for _, _, a, name in self.tensors:
+            if name != "image_ids":
+                n += -(-a.nbytes // _ALIGN) * _ALIGN
+        for _, size in self.grad_outputs:
+            n += -(-size // _ALIGN) * _ALIGN
+        return n
+
+    def encode(self, shm: Optional[Tuple[str, memoryview]] = None
+               ) -> Tuple[List[Any], Dict[str, str]]:
+        """(body chunks, headers). shm: (region name, its mapping) to carry the inputs and
+        the gradients in a registered shared-memory region instead of the body."""
         blobs: List[np.ndarray] = []
         inputs = []
-        for dt, shape, a, name in tensors:
+        off = 0
+        for dt, shape, a, name in self.tensors:
             desc: Dict[str, Any] = {"name": name, "shape": [int(s) for s in shape],
                                     "datatype": dt}
-            if binary or dt == "BF16":
+            if shm is not None and name != "image_ids":   # the daemon reads ids from the body
+                n = a.nbytes
+                if n:
+                    shm[1][off:off + n] = memoryview(a).cast("B")
+                desc["parameters"] = {"shared_memory_region": shm[0],
+                                      "shared_memory_offset": off,
+                                      "shared_memory_byte_size": n}
+                off += -(-n // _ALIGN) * _ALIGN
+            elif self.binary or dt == "BF16":
                 desc["parameters"] = {"binary_data_size": a.nbytes}
                 if a.nbytes:
                     blobs.append(a)
             else:
                 desc["data"] = json_numbers(name, a)
             inputs.append(desc)
-        names = list(SMALL_OUTPUTS)
-        if grads:
-            names += ["grad_%d" % l for l in range(len(outputs))]
-        req: Dict[str, Any] = {
-            "inputs": inputs,
-            "outputs": [{"name": n, "parameters": {"binary_data": bool(binary)}}
-                        for n in names]}
-        if request_id is not None:
-            req["id"] = str(request_id)
-        if params:
-            req["parameters"] = params
+        outs: List[Dict[str, Any]] = [{"name": n, "parameters": {"binary_data": bool(self.binary)}}
+                                      for n in SMALL_OUTPUTS]
+        for name, size in self.grad_outputs:
+            if shm is not None:
+                outs.append({"name": name, "parameters": {
+                    "shared_memory_region": shm[0], "shared_memory_offset": off,
+                    "shared_memory_byte_size": size}})
+                off += -(-size // _ALIGN) * _ALIGN
+            else:
+                outs.append({"name": name, "parameters": {"binary_data": bool(self.binary)}})
+        req: Dict[str, Any] = {"inputs": inputs, "outputs": outs}
+        if self.request_id is not None:
+            req["id"] = str(self.request_id)
+        if self.params:
+            req["parameters"] = self.params
         header = json.dumps(req, separators=(",", ":"), allow_nan=False).encode()
 
         hdrs: Dict[str, str] = {}
@@ -104,18 +212,24 @@ class InferCall:
         else:
             hdrs["Content-Type"] = "application/json"
         body: List[Any] = [header] + blobs
-        if compress:
-            body = [_compress(compress, body)]
-            hdrs["Content-Encoding"] = compress
-            hdrs["Accept-Encoding"] = compress
-        self.body = body
-        self.headers = hdrs
+        if self.compress:
+            body = [_compress(self.compress, body)]
+            hdrs["Content-Encoding"] = self.compress
+            hdrs["Accept-Encoding"] = self.compress
+        return body, hdrs
 
-    def result(self, status: int, rh: Mapping[str, str], data: Any) -> Result:
+    def result(self, status: int, rh: Mapping[str, str], data: Any,
+               shm: Optional[Tuple[str, memoryview]] = None) -> Result:
         if status != 200:
             raise http_error(status, rh, data)
-        js, arrays = parse_infer_response(rh, data)
-        return Result(arrays, js.get("model_name"), js.get("id"))
+        js, arrays = parse_infer_response(rh, data, shm)
+        return Result(arrays, js.get("model_name"), js.get("id"), compact=self.compact)
+
+
+def missing_row(e: YoloLossHTTPError) -> bool:
+    """The daemon's answer to a compact request lacking a truth anchor's row (the client's
+    row choice should make it impossible; the call is then sent dense)."""
+    return e.status == 400 and "no row for the truth anchor" in e.message
 
 
 def _compress(enc: str, chunks: Sequence[Any]) -> bytes:
@@ -165,8 +279,11 @@ def parse_json(status: int, rh: Mapping[str, str], data: Any) -> Any:
         raise YoloLossProtocolError(status, "malformed JSON from the server: %s" % e, rh) from None
 
 
-def parse_infer_response(rh: Mapping[str, str], data: Any) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
-    """(header JSON, {name: array}) of an infer response, binary outputs as views."""
+def parse_infer_response(rh: Mapping[str, str], data: Any,
+                         shm: Optional[Tuple[str, memoryview]] = None
+                         ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+    """(header JSON, {name: array}) of an infer response, binary outputs as views, outputs
+    in the shared-memory region shm copied out of it."""
     hlen_s = rh.get("inference-header-content-length")
     n = len(data)
     try:
@@ -185,9 +302,18 @@ def parse_infer_response(rh: Mapping[str, str], data: Any) -> Tuple[Dict[str, An
             if dt is None:
                 raise ValueError("output %r: datatype %r" % (o.get("name"), o.get("datatype")))
             shape = tuple(int(s) for s in o["shape"])
-            size = (o.get("parameters") or {}).get("binary_data_size")
-            if size is not None:
-                count = int(np.prod(shape, dtype=np.int64))
+            p = o.get("parameters") or {}
+            size = p.get("binary_data_size")
+            count = int(np.prod(shape, dtype=np.int64))
+            if "shared_memory_region" in p:
+                if shm is None or p["shared_memory_region"] != shm[0]:
+                    raise ValueError("output %r: in an unknown shared-memory region %r"
+                                     % (o["name"], p["shared_memory_region"]))
+                at = int(p.get("shared_memory_offset", 0))
+                if at < 0 or at + count * dt.itemsize > len(shm[1]):
+                    raise ValueError("output %r: outside the shared-memory region" % o["name"])
+                a = np.frombuffer(shm[1], dtype=dt, count=count, offset=at).reshape(shape).copy()
+            elif size is not None:
                 if size != count * dt.itemsize or off + size > n:
                     raise ValueError("output %r: %d bytes for shape %s" % (o["name"], size, shape))
                 a = np.frombuffer(data, dtype=dt, count=count, offset=off).reshape(shape)

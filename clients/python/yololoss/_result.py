@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
+
+from ._compact import dense_grad
 
 __all__ = ["Result", "TERM_NAMES", "STAT_NAMES"]
 
@@ -31,14 +33,13 @@ class Result:
     layer_terms: np.ndarray
     image_terms: Optional[np.ndarray]
     stats: Dict[str, np.ndarray]
-    grads: Optional[List[np.ndarray]]
     outputs: Dict[str, np.ndarray]
     model_name: Optional[str]
     id: Optional[str]
 
     def __init__(self, outputs: Mapping[str, np.ndarray], model_name: Optional[str] = None,
                  request_id: Optional[str] = None,
-                 grads: Optional[List[np.ndarray]] = None) -> None:
+                 compact: Optional[List[Tuple[np.ndarray, Tuple[int, ...]]]] = None) -> None:
         self.outputs = dict(outputs)
         self.model_name = model_name
         self.id = request_id
@@ -51,12 +52,29 @@ class Result:
         for k, name in enumerate(STAT_NAMES):
             col = st[:, k]
             self.stats[name] = col.astype(np.int64) if name in _COUNT_STATS else col
-        if grads is None:
+        # compact answers: (row index, dense shape) per layer; the dense gradients are
+        # rebuilt from grad_l_obj and grad_l_rows when first read
+        self.compact = compact
+        self._grads: Optional[List[np.ndarray]] = None
+        if compact is None:
             found = []
             while "grad_%d" % len(found) in outputs:
                 found.append(outputs["grad_%d" % len(found)])
-            grads = found or None
-        self.grads = grads
+            self._grads = found or None
+
+    @property
+    def grads(self) -> Optional[List[np.ndarray]]:
+        """d loss / d output_l, shaped like the outputs sent (float32, or float64 with
+        grad_datatype="FP64"); None when not asked for."""
+        if self._grads is None and self.compact is not None and "grad_0_obj" in self.outputs:
+            self._grads = [dense_grad(self.outputs["grad_%d_obj" % l],
+                                      self.outputs["grad_%d_rows" % l], idx, shape)
+                           for l, (idx, shape) in enumerate(self.compact)]
+        return self._grads
+
+    @grads.setter
+    def grads(self, value: Optional[List[np.ndarray]]) -> None:
+        self._grads = value
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain Python values (for JSON logs); gradients left out."""

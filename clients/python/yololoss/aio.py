@@ -28,9 +28,9 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 
 import numpy as np
 
-from ._errors import YoloLossConnectionError, YoloLossTimeoutError
-from ._infer import (InferCall, decode_body, images_query, json_body, parse_json,
-                     scalars_body)
+from ._errors import YoloLossConnectionError, YoloLossHTTPError, YoloLossTimeoutError
+from ._infer import (CompactHead, InferCall, decode_body, images_query, json_body,
+                     missing_row, parse_json, scalars_body)
 from ._result import Result
 from ._retry import Attempts, Retry, RetryLike, as_retry
 from ._tensors import ArrayLike
@@ -57,11 +57,14 @@ def _lost(e: BaseException) -> bool:
 
 
 class AsyncYoloLossClient:
-    """The asyncio client of one yololossd model; arguments as YoloLossClient's."""
+    """The asyncio client of one yololossd model; arguments as YoloLossClient's (compact
+    tensors included; shared memory is not used: concurrent requests would each need a
+    region of their own)."""
 
     def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "yolov3",
                  token: Optional[str] = None, timeout: float = 60.0,
-                 version: Optional[Union[str, int]] = None, retry: RetryLike = True) -> None:
+                 version: Optional[Union[str, int]] = None, retry: RetryLike = True,
+                 compact: Optional[bool] = None) -> None:
         u = urlsplit(url if "://" in url else "http://" + url)
         if u.scheme not in ("http", "https"):
             raise ValueError("url: scheme must be http or https, not %r" % u.scheme)
@@ -76,6 +79,8 @@ class AsyncYoloLossClient:
         self.timeout = float(timeout)
         self.retry: Retry = as_retry(retry)
         self.retries = 0
+        self.compact = compact
+        self._extensions: Optional[frozenset] = None
         self._base = "%s://%s" % (u.scheme, u.netloc)
         self._host: str = u.hostname
         self._port = u.port or (443 if u.scheme == "https" else 80)
@@ -87,6 +92,7 @@ class AsyncYoloLossClient:
         state = self.__dict__.copy()
         state["_session"] = None
         state["_loop"] = None
+        state["_extensions"] = None
         return state
 
     def __repr__(self) -> str:
@@ -278,13 +284,40 @@ class AsyncYoloLossClient:
                       binary: bool = True, compress: Optional[str] = None,
                       request_id: Optional[str] = None, timeout: Optional[float] = None,
                       grad_datatype: Optional[str] = None,
-                      image_ids: Optional[ArrayLike] = None) -> Result:
+                      image_ids: Optional[ArrayLike] = None,
+                      compact: Optional[bool] = None) -> Result:
         """As YoloLossClient.compute, awaited."""
-        call = InferCall(outputs, boxes, y_true, grads, ignore_thresh, anchors, run, step,
-                         binary, compress, request_id, grad_datatype, image_ids)
+        args = (outputs, boxes, y_true, grads, ignore_thresh, anchors, run, step, binary,
+                compress, request_id, grad_datatype, image_ids)
+        use = self.compact if compact is None else compact
+        if use is None:
+            use = "yololoss_compact" in await self.server_extensions(timeout)
+        call = InferCall(*args, compact=use)
+        try:
+            return await self.send(call, timeout)
+        except YoloLossHTTPError as e:
+            if call.compact is None or not missing_row(e) or any(
+                    isinstance(o, CompactHead) for o in outputs):
+                raise
+        return await self.send(InferCall(*args, compact=False), timeout)
+
+    async def send(self, call: InferCall, timeout: Optional[float] = None) -> Result:
+        """Send a prepared InferCall and read its Result (always through the socket: a
+        shared-memory region per concurrent request is not worth it here)."""
+        body, hdrs = call.encode(None)
         status, rh, data = await self._request("POST", self._model_path(None, "infer"),
-                                               call.body, call.headers, timeout)
+                                               body, hdrs, timeout)
         return call.result(status, rh, data)
+
+    async def server_extensions(self, timeout: Optional[float] = None) -> frozenset:
+        """The extensions GET /v2 lists (read once per client)."""
+        if self._extensions is None:
+            try:
+                meta = await self.server_metadata(timeout)
+            except YoloLossHTTPError:
+                meta = {}
+            self._extensions = frozenset(meta.get("extensions", []))
+        return self._extensions
 
 
 def _body(raw: bytes, rh: Mapping[str, str]) -> Any:

@@ -32,6 +32,9 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 import numpy as np
 
 from ._client import YoloLossClient
+from ._compact import head5, rows_for_boxes, rows_for_y_true
+from ._errors import YoloLossHTTPError
+from ._infer import CompactHead, InferCall, missing_row
 from ._result import Result
 from ._tensors import BF16
 from .layouts import boxes_from_ultralytics, heads_from_ultralytics, input_size_of
@@ -76,18 +79,25 @@ class _RemoteLoss(torch.autograd.Function):
                 log: Tuple[Optional[str], Optional[int], Any],
                 *heads: torch.Tensor) -> torch.Tensor:
         want = any(ctx.needs_input_grad[3:])
-        res = module._compute(list(heads), truth, want, log)
+        res, where = module._compute(list(heads), truth, want, log)
         module.last_result = res
         B = int(heads[0].shape[0])
         ctx.batch = B
         ctx.reduction = module.reduction
         if want:
-            assert res.grads is not None
             # float32 (or float64) as sent: cast to the head's dtype only in backward,
             # after the multiplication by the incoming gradient
-            ctx.grads = [torch.from_numpy(np.asarray(g)).to(device=h.device)
-                         for g, h in zip(res.grads, heads)]
             ctx.dtypes = [h.dtype for h in heads]
+            ctx.shapes = [tuple(h.shape) for h in heads]
+            if where is None:
+                assert res.grads is not None
+                ctx.grads = [torch.from_numpy(np.asarray(g)).to(device=h.device)
+                             for g, h in zip(res.grads, heads)]
+            else:       # compact: the objectness gradient and the rows, on the device
+                ctx.compact = [
+                    (torch.from_numpy(np.asarray(res.outputs["grad_%d_obj" % l])).to(h.device),
+                     torch.from_numpy(np.asarray(res.outputs["grad_%d_rows" % l])).to(h.device),
+                     at) for l, (h, at) in enumerate(zip(heads, where))]
         dtype = torch.float64 if heads[0].dtype == torch.float64 else torch.float32
         if module.reduction == "none":
             per_image = np.asarray(res.image_terms, dtype=np.float64).sum(axis=1)
@@ -98,12 +108,23 @@ class _RemoteLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
         grads = getattr(ctx, "grads", None)
+        compact = getattr(ctx, "compact", None)
         out: List[Optional[torch.Tensor]] = [None, None, None]
         for i, need in enumerate(ctx.needs_input_grad[3:]):
-            if not need or grads is None:
+            if not need or (grads is None and compact is None):
                 out.append(None)
                 continue
-            g = grads[i]
+            if compact is not None:
+                # the dense gradient scattered on the device: zeros but the objectness
+                # channel and the sent rows, the values the dense answer carries
+                obj, rows, at = compact[i]
+                B, H, W, K = head5(ctx.shapes[i])
+                g = torch.zeros((B, H, W, 3, K), dtype=obj.dtype, device=obj.device)
+                g[..., 4] = obj
+                g[at] = rows
+                g = g.reshape(ctx.shapes[i])
+            else:
+                g = grads[i]
             s = grad_loss.to(device=g.device, dtype=g.dtype)
             if ctx.reduction == "mean":
                 prod = g * s
@@ -135,6 +156,11 @@ class RemoteYoloLoss(torch.nn.Module):
       "rank0" (default) logs rank 0's forwards only (every rank still counts steps);
       "per_rank" logs each rank as run "<run>.rank<r>".
     binary, compress: as for YoloLossClient.compute.
+    compact: None (default: the client's choice, by default compact tensors when the
+      server offers them), True or False. Compact: each head's 5 box channels and the rows
+      of the anchors that may hold a truth are sliced and gathered on the head's device
+      before the copy to the host, and the gradient is scattered back there; the client's
+      shm setting decides whether they travel through shared memory. Same bits either way.
 
     forward(outputs, boxes=None, y_true=None, step=None, targets=None, image_ids=None) ->
     the loss on the
@@ -157,7 +183,7 @@ class RemoteYoloLoss(torch.nn.Module):
                  run: Optional[str] = None, binary: bool = True,
                  compress: Optional[str] = None, reduction: str = "mean",
                  grad_datatype: Optional[str] = None, log_no_grad: bool = False,
-                 distributed_logging: str = "rank0") -> None:
+                 distributed_logging: str = "rank0", compact: Optional[bool] = None) -> None:
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError("layout must be one of %s" % ", ".join(map(repr, LAYOUTS)))
@@ -178,19 +204,56 @@ class RemoteYoloLoss(torch.nn.Module):
         self.grad_datatype = grad_datatype
         self.log_no_grad = log_no_grad
         self.distributed_logging = distributed_logging
+        self.compact = compact
         self.step = 0
         self.last_result: Optional[Result] = None
 
+    def _use_compact(self) -> bool:
+        use = self.compact if self.compact is not None else self.client.compact
+        if use is None:
+            use = "yololoss_compact" in self.client.server_extensions()
+        return bool(use)
+
     def _compute(self, heads: List[torch.Tensor], truth: Tuple[Any, Any], grads: bool,
-                 log: Tuple[Optional[str], Optional[int], Any]) -> Result:
+                 log: Tuple[Optional[str], Optional[int], Any]
+                 ) -> Tuple[Result, Optional[List[Tuple[torch.Tensor, ...]]]]:
+        """(Result, per-layer device index tuples when compact, else None)."""
         boxes, y_true = truth
         run, step, image_ids = log
-        return self.client.compute([_to_wire(h, "output") for h in heads], boxes=boxes,
-                                   y_true=y_true, grads=grads,
-                                   ignore_thresh=self.ignore_thresh, anchors=self.anchors,
-                                   run=run, step=step, binary=self.binary,
-                                   compress=self.compress, grad_datatype=self.grad_datatype,
-                                   image_ids=image_ids)
+        kw = dict(boxes=boxes, y_true=y_true, grads=grads, ignore_thresh=self.ignore_thresh,
+                  anchors=self.anchors, run=run, step=step, binary=self.binary,
+                  compress=self.compress, grad_datatype=self.grad_datatype,
+                  image_ids=image_ids)
+        if self._use_compact():
+            parts, where = self._compact_heads(heads, boxes, y_true)
+            try:
+                return self.client.send(InferCall(parts, **kw)), where
+            except YoloLossHTTPError as e:
+                if not missing_row(e):
+                    raise
+        return self.client.compute([_to_wire(h, "output") for h in heads], compact=False,
+                                   **kw), None
+
+    @staticmethod
+    def _compact_heads(heads: List[torch.Tensor], boxes: Any, y_true: Any
+                       ) -> Tuple[List[CompactHead], List[Tuple[torch.Tensor, ...]]]:
+        """Each head's box channels and chosen rows, sliced and gathered on its own device
+        before the copy to the host; the rows' (b, j, i, k) index tensors on that device."""
+        shapes = [head5(tuple(h.shape)) for h in heads]
+        if boxes is not None:
+            index = rows_for_boxes(boxes, [sh[1:3] for sh in shapes])
+        else:
+            index = rows_for_y_true([y.bits if isinstance(y, BF16) else y for y in y_true])
+        parts, where = [], []
+        for h, (B, H, W, K), idx in zip(heads, shapes, index):
+            h5 = h.detach().reshape(B, H, W, 3, K)
+            at = tuple(torch.from_numpy(np.ascontiguousarray(a)).to(h.device)
+                       for a in np.unravel_index(idx, (B, H, W, 3)))
+            box = _to_wire(h5[..., :5], "output")
+            rows = _to_wire(h5[at], "output")
+            parts.append(CompactHead(box, rows, idx, tuple(h.shape)))
+            where.append(at)
+        return parts, where
 
     def _run_name(self) -> Optional[str]:
         """The run this process logs to (None: this rank does not log)."""

@@ -1,0 +1,310 @@
+"""Compact tensors and shared memory (docs/protocol.md) in the Python client and
+RemoteYoloLoss: the rows chosen cover keras's assignment (against the reference's own
+preprocess_true_boxes), every answer is bit-identical to the dense request on the wire, the
+default picks compact + shared memory on a loopback daemon that offers them, and each
+fallback (no extension, a refused registration, a missing row) still gives the answer."""
+
+import json
+
+import numpy as np
+import pytest
+
+import make_golden as mg
+import yolo_reference as ref
+import yololoss._client as client_mod
+import yololoss._infer as infer_mod
+from conftest import Daemon
+from test_client import assert_matches, case_args, model_of
+from yololoss import YoloLossClient, YoloLossHTTPError
+from yololoss._compact import rows_for_boxes, rows_for_y_true
+
+SEEDS = [7300 + i for i in range(24)]
+
+
+def same_answer(a, b):
+    """The same bits for everything a compute returns (dense gradients included)."""
+    assert a.loss == b.loss and a.terms == b.terms
+    for x, y in ((a.layer_terms, b.layer_terms), (a.image_terms, b.image_terms)):
+        assert x.tobytes() == y.tobytes()
+    for k in a.stats:
+        assert a.stats[k].tobytes() == b.stats[k].tobytes(), k
+    assert (a.grads is None) == (b.grads is None)
+    for g, h in zip(a.grads or [], b.grads or []):
+        assert g.shape == h.shape and g.dtype == h.dtype and g.tobytes() == h.tobytes()
+
+
+class Spy:
+    """Records the JSON header of every infer request a client sends."""
+
+    def __init__(self, client, monkeypatch):
+        self.headers = []
+        real = client._request
+
+        def request(method, path, body=(), headers=None, timeout=None):
+            if path.endswith("/infer"):
+                raw = bytes(memoryview(body[0]).cast("B"))
+                n = int((headers or {}).get("Inference-Header-Content-Length", len(raw)))
+                self.headers.append(json.loads(raw[:n]))
+            return real(method, path, body, headers, timeout)
+        monkeypatch.setattr(client, "_request", request)
+
+    def inputs(self, k=-1):
+        return {i["name"]: i for i in self.headers[k]["inputs"]}
+
+
+# ---- the rows ------------------------------------------------------------------------------
+
+def test_rows_cover_keras_assignment_on_random_cases():
+    """For every random case with boxes (fractional ones included), the rows chosen hold
+    every anchor the reference's preprocess_true_boxes gives a truth."""
+    checked = 0
+    for seed in range(7400, 7600):
+        case = mg.random_case(seed)
+        if "boxes" not in case:
+            continue
+        shapes = [np.asarray(o).shape for o in case["outputs"]]
+        grids = [(s[1], s[2]) for s in shapes]
+        rows = rows_for_boxes(case["boxes"], grids)
+        C = (shapes[0][-1] // 3 - 5) if len(shapes[0]) == 4 else shapes[0][-1] - 5
+        yt = ref.preprocess_true_boxes(case["boxes"], (32 * grids[0][0], 32 * grids[0][1]),
+                                       case["anchors"], C)
+        for l, y in enumerate(yt):
+            truth = np.flatnonzero(y[..., 4] != 0)
+            assert np.isin(truth, rows[l]).all(), (seed, l)
+            assert (np.diff(rows[l]) > 0).all()
+            # and few: at most two cells of 3 anchors per box
+            assert len(rows[l]) <= 6 * case["boxes"].shape[0] * case["boxes"].shape[1]
+        assert rows_for_y_true(yt)[0].tolist() == np.flatnonzero(yt[0][..., 4]).tolist()
+        checked += 1
+    assert checked > 50
+
+
+def test_rows_cover_boxes_on_cell_boundaries():
+    """Centres exactly on, and a float32 ulp either side of, every cell boundary."""
+    anchors = ref.YOLOV3_ANCHORS * 128 / 416
+    boxes = []
+    for edge in range(0, 129, 8):
+        for d in (-1e-4, 0.0, 1e-4, 0.5):
+            c = min(max(edge + d, 4.0), 124.0)
+            boxes.append([c - 3.5, c - 2.25, c + 3.5, c + 2.25, 0])
+    boxes = np.array([boxes], np.float64)
+    grids = [(4, 4), (8, 8), (16, 16)]
+    rows = rows_for_boxes(boxes, grids)
+    for l, y in enumerate(ref.preprocess_true_boxes(boxes, (128, 128), anchors, 1)):
+        assert np.isin(np.flatnonzero(y[..., 4] != 0), rows[l]).all(), l
+
+
+# ---- bit identity ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_compact_and_shm_equal_dense_on_the_wire(url, seed):
+    case = mg.random_case(seed)
+    outs, kw = case_args(case)
+    c = YoloLossClient(url, model=model_of(case))
+    dense = c.compute(outs, grads=True, compact=False, shm="wire", **kw)
+    assert_matches(dense, case["expect"], case["L"])
+    for compact in (True, False):
+        for shm in ("wire", "shm"):
+            same_answer(dense, c.compute(outs, grads=True, compact=compact, shm=shm, **kw))
+    same_answer(c.compute(outs, compact=False, shm="wire", **kw),
+                c.compute(outs, compact=True, shm="shm", **kw))          # loss only
+    c.close()
+
+
+def test_fp64_gradients_compact_and_shm(url):
+    case = mg.random_case(SEEDS[0] + 1000)
+    outs, kw = case_args(case)
+    c = YoloLossClient(url, model=model_of(case))
+    dense = c.compute(outs, grads=True, compact=False, shm="wire", grad_datatype="FP64", **kw)
+    assert all(g.dtype == np.float64 for g in dense.grads)
+    for l, g in enumerate(dense.grads):
+        assert np.allclose(g, case["expect"]["grads"][l], rtol=1e-9, atol=1e-12)
+    for compact in (True, False):
+        same_answer(dense, c.compute(outs, grads=True, compact=compact, shm="shm",
+                                     grad_datatype="FP64", **kw))
+    c.close()
+
+
+# ---- what the default does --------------------------------------------------------------------
+
+def test_default_is_compact_through_shared_memory(url, monkeypatch):
+    case = mg.random_case(SEEDS[2])
+    outs, kw = case_args(case)
+    c = YoloLossClient(url, model=model_of(case))
+    spy = Spy(c, monkeypatch)
+    res = c.compute(outs, grads=True, **kw)
+    ins = spy.inputs()
+    assert "output_0_box" in ins and "output_0_index" in ins and "output_0" not in ins
+    assert ins["output_0_box"]["parameters"]["shared_memory_region"]
+    outs_asked = {o["name"]: o for o in spy.headers[-1]["outputs"]}
+    assert "shared_memory_region" in outs_asked["grad_0_obj"]["parameters"]
+    same_answer(res, c.compute(outs, grads=True, compact=False, shm="wire", **kw))
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def no_shm():
+    d = Daemon("--threads", "1", "--shared-memory", "off")
+    yield d
+    d.stop()
+
+
+def test_without_shared_memory_auto_uses_the_wire(no_shm, monkeypatch):
+    case = mg.random_case(SEEDS[3])
+    outs, kw = case_args(case)
+    c = YoloLossClient(no_shm.url, model=model_of(case))
+    spy = Spy(c, monkeypatch)
+    res = c.compute(outs, grads=True, **kw)
+    assert "shared_memory_region" not in json.dumps(spy.headers[-1])
+    assert "output_0_rows" in spy.inputs()                      # still compact
+    assert_matches(res, case["expect"], case["L"])
+    with pytest.raises(YoloLossHTTPError) as e:
+        YoloLossClient(no_shm.url, model=model_of(case), shm="shm").compute(outs, **kw)
+    assert e.value.status == 400
+
+
+def test_refused_registration_falls_back_to_the_wire(url, monkeypatch):
+    """A region the daemon cannot open (as on another host): auto goes on by the wire,
+    silently and from then on; shm="shm" raises."""
+    class Elsewhere(client_mod.Region):
+        def __init__(self, size):
+            super().__init__(size)
+            self.key = "/yololoss-no-such-object"
+    monkeypatch.setattr(client_mod, "Region", Elsewhere)
+    case = mg.random_case(SEEDS[4])
+    outs, kw = case_args(case)
+    c = YoloLossClient(url, model=model_of(case))
+    spy = Spy(c, monkeypatch)
+    res = c.compute(outs, grads=True, **kw)
+    assert c._shm_failed and "shared_memory_region" not in json.dumps(spy.headers[-1])
+    assert_matches(res, case["expect"], case["L"])
+    with pytest.raises(YoloLossHTTPError) as e:
+        YoloLossClient(url, model=model_of(case), shm="shm").compute(outs, **kw)
+    assert e.value.status == 400 and "yololoss-no-such-object" in e.value.message
+
+
+def test_a_missing_row_is_sent_again_dense(url, monkeypatch):
+    """Should the daemon find a truth anchor without its row, the call goes again dense."""
+    case = next(k for k in map(mg.random_case, range(7600, 7700))
+                if "boxes" in k and k["expect"]["stats"][:, 0].sum() > 0)
+    outs, kw = case_args(case)
+    monkeypatch.setattr(infer_mod, "rows_for_boxes",
+                        lambda boxes, grids: [np.zeros(0, np.int64) for _ in grids])
+    c = YoloLossClient(url, model=model_of(case))
+    spy = Spy(c, monkeypatch)
+    res = c.compute(outs, grads=True, **kw)
+    assert len(spy.headers) == 2
+    assert "output_0_rows" in spy.inputs(0) and "output_0" in spy.inputs(1)
+    assert_matches(res, case["expect"], case["L"])
+
+
+def test_pickled_client_reopens_its_region(url):
+    import pickle
+    case = mg.random_case(SEEDS[5])
+    outs, kw = case_args(case)
+    c = YoloLossClient(url, model=model_of(case))
+    a = c.compute(outs, grads=True, shm="shm", **kw)
+    c2 = pickle.loads(pickle.dumps(c))
+    assert c2._local.region is None
+    same_answer(a, c2.compute(outs, grads=True, shm="shm", **kw))
+    c.close()
+    c2.close()
+
+
+def test_rows_follow_keras_float32_not_the_exact_centre():
+    """A box centred exactly on a cell boundary, x = 56 of a 96-wide input on the 12-wide
+    grid: 56 / 96 rounds down in float32, so keras (and the core) put the truth in cell 6,
+    where float64 says 7. The wire contract's float64 rule alone misses that row (found by
+    test_rows_cover_keras_assignment_on_random_cases, seed 7474); the client sends both."""
+    boxes = np.array([[[49, 58, 63, 69, 0]]], np.float32)
+    rows = rows_for_boxes(boxes, [(2, 3), (4, 6), (8, 12)])
+    anchors = np.array([[14, 11], [20, 20], [30, 30], [40, 40], [50, 50], [60, 60],
+                        [70, 70], [80, 80], [90, 90]], np.float64)   # layer 2 takes it
+    y = ref.preprocess_true_boxes(boxes, (64, 96), anchors, 1)
+    truth = [np.argwhere(t[..., 4] != 0) for t in y]
+    cells = {l: [tuple(a[1:3]) for a in t] for l, t in enumerate(truth) if len(t)}
+    assert cells == {2: [(7, 6)]}, cells
+    for l, t in enumerate(y):
+        assert np.isin(np.flatnonzero(t[..., 4] != 0), rows[l]).all()
+
+
+# ---- RemoteYoloLoss and the asyncio client ---------------------------------------------------
+
+def _torch():
+    return pytest.importorskip("torch", reason="PyTorch is not installed (python3-torch)")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_torch_compact_equals_dense(url, dtype, reduction):
+    """Slicing and gathering on the tensor, the gradient scattered back: the parameter
+    gradients of a conv head are the dense path's, bit for bit (shared memory or not)."""
+    torch = _torch()
+    from yololoss.torch import RemoteYoloLoss
+    C = 3
+    anchors = ref.TINY_ANCHORS * 64 / 416
+    rng = np.random.default_rng(31)
+    x = torch.from_numpy(rng.normal(0, 1, (3, 6, 4, 4))).float()
+    boxes = mg.random_boxes(rng, 3, 4, (64, 64), anchors, C)
+    conv = torch.nn.Conv2d(6, 3 * (5 + C), 1)          # heads cast to the dtype under test
+    client = YoloLossClient(url, model="yolov3-tiny")
+
+    def run(compact, shm):
+        client.shm = shm
+        crit = RemoteYoloLoss(client, layout="NCHW", anchors=anchors, compact=compact,
+                              reduction=reduction)
+        conv.zero_grad()
+        out = conv(x)
+        heads = [torch.nn.functional.avg_pool2d(out, 2), out]
+        loss = crit([h.to(getattr(torch, dtype)) for h in heads], boxes=boxes)
+        (loss.sum() * 1024).backward()
+        return loss.detach(), [p.grad.clone() for p in conv.parameters()], crit.last_result
+    want = run(False, "wire")
+    assert want[2].compact is None
+    for shm in ("wire", "shm"):
+        got = run(True, shm)
+        assert got[2].compact is not None                 # it went compact
+        assert torch.equal(got[0], want[0])
+        assert all(torch.equal(a, b) for a, b in zip(got[1], want[1]))
+        same_answer(got[2], want[2])
+    client.close()
+
+
+def test_torch_compact_with_y_true_and_ultralytics_layout(url):
+    torch = _torch()
+    from yololoss.torch import RemoteYoloLoss
+    from yololoss.layouts import heads_from_ultralytics
+    C = 2
+    anchors = ref.TINY_ANCHORS * 64 / 416
+    rng = np.random.default_rng(32)
+    boxes = mg.random_boxes(rng, 2, 3, (64, 64), anchors, C)
+    y_true = [torch.from_numpy(y) for y in ref.preprocess_true_boxes(boxes, (64, 64), anchors, C)]
+    ultra = [rng.normal(0, 1, (2, 3, s, s, 5 + C)) for s in (4, 2)]
+    client = YoloLossClient(url, model="yolov3-tiny")
+    grads = []
+    for compact in (False, True):
+        heads = [torch.from_numpy(u).float().requires_grad_() for u in ultra]
+        crit = RemoteYoloLoss(client, layout="ultralytics", anchors=anchors, compact=compact)
+        crit(heads, y_true=y_true).backward()
+        grads.append([h.grad for h in heads])
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+    e = ref.evaluate([k.astype(np.float32).astype(np.float64)
+                      for k in heads_from_ultralytics(ultra)], anchors, 0.5, y_true=y_true)
+    assert crit.last_result.loss == pytest.approx(e["loss"], rel=1e-6)
+
+
+def test_async_compact_equals_dense(url):
+    pytest.importorskip("aiohttp", reason="aiohttp is not installed (python3-aiohttp)")
+    import asyncio
+    from yololoss.aio import AsyncYoloLossClient
+    case = mg.random_case(SEEDS[6])
+    outs, kw = case_args(case)
+
+    async def go():
+        async with AsyncYoloLossClient(url, model=model_of(case)) as c:
+            return (await c.compute(outs, grads=True, **kw),
+                    await c.compute(outs, grads=True, compact=False, **kw))
+    a, b = asyncio.run(go())
+    assert a.compact is not None and b.compact is None
+    same_answer(a, b)
+    assert_matches(a, case["expect"], case["L"])

@@ -75,7 +75,21 @@ typedef struct {
     uint64_t t0, t1;
 } chunk;
 
-static void finish_fail(yls_infer *job) { yls_reply_fail(job->req, &job->fail); }
+/* Give back the request's shared-memory regions once nothing reads or writes them any more
+ * (before the answer goes out: a client that unregisters a region after its answer finds it
+ * unmapped, not held by a request that is still being sent). */
+static void release_shm(yls_infer *job)
+{
+    for (int i = 0; i < job->in.n_held; i++)
+        yls_shm_release(job->in.shm, job->in.held[i]);
+    job->in.n_held = 0;
+}
+
+static void finish_fail(yls_infer *job)
+{
+    release_shm(job);
+    yls_reply_fail(job->req, &job->fail);
+}
 
 /* --------------------------------------------------------------------------------------- */
 /* Output phase                                                                              */
@@ -166,6 +180,7 @@ static void output_done(uv_work_t *w, int status)
         finish_fail(job);
         return;
     }
+    release_shm(job); /* outputs in shared memory are written; the body holds none of it */
     counted_payload *cp = job->payload;
     yls_payload *p = &cp->p;
     struct MHD_Response *resp =

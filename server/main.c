@@ -97,6 +97,7 @@ int main(int argc, char **argv)
     }
     if (s->history)
         yls_history_set_image_steps(s->history, s->opt.image_history_steps);
+    yls_record_follow_replicas(s);
     if (yls_shm_enabled(&s->opt) && !(s->shm = yls_shm_new())) {
         fprintf(stderr, YLS_NAME ": out of memory\n");
         goto out;

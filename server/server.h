@@ -395,6 +395,8 @@ struct yls_point_src {
 };
 bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MHD_Response *resp,
                       uint64_t bytes);
+/* Send the points other replicas record (PostgreSQL history) to this daemon's streams. */
+void yls_record_follow_replicas(yls_server *s);
 
 /* api_runs.c: the /v1/runs endpoints (but events). */
 yls_handler yls_api_runs, yls_api_steps, yls_api_csv, yls_api_delete;

@@ -45,6 +45,9 @@ struct yls_history {
     bool quit;
     int64_t image_steps; /* retention of the per-image rows */
     uv_async_t async;
+    uv_loop_t *loop;
+    char *pg_target;               /* PostgreSQL: for the listener */
+    yls_pg_listener *listener;     /* the other replicas' points; NULL: none */
 };
 
 yls_hop *yls_hop_new(yls_hop_kind kind, void (*done)(yls_hop *), void *data)
@@ -231,6 +234,7 @@ static void on_async(uv_async_t *a)
 static void on_async_closed(uv_handle_t *a)
 {
     yls_history *h = a->data;
+    free(h->pg_target);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
     free(h);
@@ -282,12 +286,19 @@ int yls_history_open(yls_history **out, uv_loop_t *loop, const char *spec, char 
         return -1;
     }
     h->be = be;
+    h->loop = loop;
+    if (be == &yls_history_pg && !(h->pg_target = strdup(target))) {
+        free(h);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     /* the writer first: it creates the file and the schema */
     if (worker_open(h, &h->writer, "writer", target, WRITE_QUEUE_MAX, berr) ||
         worker_open(h, &h->reader, "reader", target, READ_QUEUE_MAX, berr)) {
         snprintf(err, errlen, "--history %s: %s", be == &yls_history_sqlite ? spec : be->name,
                  berr); /* a PostgreSQL URL may hold a password */
         be->close(h->writer.db);
+        free(h->pg_target);
         free(h);
         return -1;
     }
@@ -331,10 +342,19 @@ int yls_history_submit(yls_history *h, yls_hop *op)
     return 0;
 }
 
+void yls_history_follow(yls_history *h, void (*on_point)(void *arg, const char *json),
+                        void (*on_gap)(void *arg), void *arg)
+{
+    if (h && h->pg_target && !h->listener)
+        h->listener = yls_pg_listen_start(h->pg_target, h->loop, on_point, on_gap, arg);
+}
+
 void yls_history_close(yls_history *h)
 {
     if (!h)
         return;
+    yls_pg_listen_stop(h->listener);
+    h->listener = NULL;
     stop_workers(h);     /* what is queued is done first */
     on_async(&h->async); /* the last done callbacks */
     uv_close((uv_handle_t *)&h->async, on_async_closed);

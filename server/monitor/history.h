@@ -179,6 +179,21 @@ void yls_history_set_image_steps(yls_history *h, int64_t n);
 int yls_history_submit(yls_history *h, yls_hop *op);
 /* Finish what is queued, stop the thread, close the store and the async handle. */
 void yls_history_close(yls_history *h);
+/* Follow the points other replicas record in a shared PostgreSQL history: on_point gets
+ * each one's JSON, on_gap says some may have been missed (both on the loop thread). Does
+ * nothing for SQLite (one daemon per file). */
+void yls_history_follow(yls_history *h, void (*on_point)(void *arg, const char *json),
+                        void (*on_gap)(void *arg), void *arg);
+
+/* history_pg_listen.c: NOTIFY/LISTEN between replicas. */
+#define YLS_PG_CHANNEL "yololoss_points"
+typedef struct yls_pg_listener yls_pg_listener;
+/* This process's id in the payloads ("<origin> <point JSON>"), so it skips its own. */
+const char *yls_pg_origin(void);
+yls_pg_listener *yls_pg_listen_start(const char *target, uv_loop_t *loop,
+                                     void (*on_point)(void *arg, const char *json),
+                                     void (*on_gap)(void *arg), void *arg);
+void yls_pg_listen_stop(yls_pg_listener *l); /* NULL is fine */
 yls_hop *yls_hop_new(yls_hop_kind kind, void (*done)(yls_hop *), void *data);
 void yls_hop_free(yls_hop *op);
 

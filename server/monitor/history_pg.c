@@ -353,6 +353,45 @@ static int record_images(pgdb *db, const yls_point *p, int64_t step, bool step_g
     return rc;
 }
 
+/* Tell the other replicas (history_pg_listen.c): a NOTIFY is delivered at COMMIT, so they
+ * hear of committed points only. The payload, "<origin> <point JSON>", stays under
+ * PostgreSQL's 8000 bytes: a point of YL_MAX_LAYERS layers is about 1.5 kB. */
+#define PG_NOTIFY_MAX 7999
+
+static int notify_point(pgdb *db, const yls_point *p, int64_t step, char *err)
+{
+    yls_point q = *p;
+    q.step = step;
+    json_t *o = yls_point_json(&q);
+    char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!json) {
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    const char *origin = yls_pg_origin();
+    size_t olen = strlen(origin), jlen = strlen(json), len = olen + 1 + jlen;
+    char *payload = len <= PG_NOTIFY_MAX ? malloc(len + 1) : NULL;
+    int rc = 0;
+    if (payload) {
+        memcpy(payload, origin, olen);
+        payload[olen] = ' ';
+        memcpy(payload + olen + 1, json, jlen + 1);
+        const char *params[1] = {payload};
+        PGresult *res = PQexecParams(db->conn, "SELECT pg_notify('" YLS_PG_CHANNEL "', $1)", 1,
+                                     NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            rc = fail_msg(err, "notify", PQresultErrorMessage(res));
+        PQclear(res);
+    } else if (len <= PG_NOTIFY_MAX) {
+        rc = -1;
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+    }
+    free(payload);
+    free(json);
+    return rc;
+}
+
 static int pg_record(void *handle, yls_point *pts, size_t n, int64_t image_steps, char *err)
 {
     pgdb *db = handle;
@@ -404,7 +443,8 @@ static int pg_record(void *handle, yls_point *pts, size_t n, int64_t image_steps
         else
             fail_msg(err, "insert", PQresultErrorMessage(res));
         PQclear(res);
-        if (!ok || record_images(db, p, steps[i], p->step >= 0, image_steps, err))
+        if (!ok || record_images(db, p, steps[i], p->step >= 0, image_steps, err) ||
+            notify_point(db, p, steps[i], err))
             goto cleanup;
     }
     in_tx = false; /* COMMIT ends it, successful or not */

@@ -4,7 +4,8 @@
  * thread, and the response is sent from the done callback, after the commit: a client that
  * has its answer knows the point is on disk. When the commit fails the client gets a 503
  * instead (and may retry). Committed points (or, with --history none, every point) go to
- * the metrics' gauges and to the event streams of their run.
+ * the metrics' gauges and to the event streams of their run; with a PostgreSQL history,
+ * the points other replicas record go to the event streams too.
  */
 #include "history.h"
 
@@ -118,4 +119,27 @@ bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MH
         yls_reply_error(r, 503, "the history is busy (its write queue is full); retry later");
     }
     return true;
+}
+
+/* A point another replica recorded (history_pg_listen.c): to the event streams. It is
+ * parsed and written again, so that what reaches a stream is always one line of JSON. */
+static void on_replica_point(void *arg, const char *json)
+{
+    yls_server *s = arg;
+    json_t *o = json_loads(json, 0, NULL);
+    const char *run = json_string_value(json_object_get(o, "run"));
+    json_t *step = json_object_get(o, "step");
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (run && strlen(run) < YLS_RUN_MAX && json_is_integer(step) && text)
+        yls_sse_publish(s, run, json_integer_value(step), text);
+    free(text);
+    json_decref(o);
+}
+
+/* The listener was away: end every stream, each client resumes from its Last-Event-ID. */
+static void on_replica_gap(void *arg) { yls_sse_close_all(arg); }
+
+void yls_record_follow_replicas(yls_server *s)
+{
+    yls_history_follow(s->history, on_replica_point, on_replica_gap, s);
 }

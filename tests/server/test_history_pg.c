@@ -8,7 +8,8 @@
  *
  * Covered: points recorded and read back through /v1 (steps given and not, runs, delete);
  * two daemons on one database writing one run at once (steps unique and contiguous, both
- * see every point); persistence across a restart of the daemon; an outage of the database
+ * see every point); event streams on either daemon carrying the points of both (NOTIFY /
+ * LISTEN) and resuming from the history; persistence across a restart of the daemon; an outage of the database
  * (503 for a recording request, the daemon lives on) and the recovery after it.
  */
 #include "harness.h"
@@ -322,6 +323,58 @@ START_TEST(pg_two_daemons_one_run)
 }
 END_TEST
 
+/* Replicas on one database: a stream on either shows the points recorded through both
+ * (NOTIFY/LISTEN), each once, and a stream resumed with Last-Event-ID on one replica gets
+ * what the other recorded meanwhile. */
+START_TEST(pg_streams_see_every_replica)
+{
+    SKIP_IF_NO_PG();
+    enum { N = 6 };
+    yt_daemon d[2];
+    start_daemon(&d[0]);
+    start_daemon(&d[1]);
+    static char buf[2][1 << 16];
+    size_t have[2];
+    int fd[2], st;
+    for (int k = 0; k < 2; k++) {
+        fd[k] = yt_stream_open(&d[k], "/v1/events?run=pg-live", NULL, buf[k], sizeof buf[k],
+                               &have[k], &st);
+        ck_assert_int_ge(fd[k], 0);
+        ck_assert_int_eq(st, 200);
+        ck_assert(yt_read_until(fd[k], buf[k], sizeof buf[k], &have[k], "retry: 2000\n\n"));
+    }
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(send_point(&d[i % 2], "pg-live", i, 3000 + (uint64_t)i, NULL), 200);
+    char want[96];
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < N; i++) {
+            snprintf(want, sizeof want, "event: point\ndata: {\"run\":\"pg-live\",\"step\":%d,", i);
+            ck_assert_msg(yt_read_until(fd[k], buf[k], sizeof buf[k], &have[k], want),
+                          "daemon %d: no step %d: %s", k, i, buf[k]);
+        }
+        int events = 0;
+        for (const char *p = buf[k]; (p = strstr(p, "event: point")); p++)
+            events++;
+        ck_assert_int_eq(events, N); /* nothing twice (its own points come once) */
+    }
+    ck_assert(strstr(buf[0], "id: pg-live:5\n") != NULL);
+    close(fd[0]);
+    /* daemon 1 records while daemon 0's client is away; it comes back with its last id */
+    ck_assert_int_eq(send_point(&d[1], "pg-live", N, 3100, NULL), 200);
+    ck_assert_int_eq(send_point(&d[1], "pg-live", N + 1, 3101, NULL), 200);
+    fd[0] = yt_stream_open(&d[0], "/v1/events?run=pg-live", "Last-Event-ID: pg-live:5", buf[0],
+                           sizeof buf[0], &have[0], &st);
+    ck_assert_int_eq(st, 200);
+    ck_assert_msg(yt_read_until(fd[0], buf[0], sizeof buf[0], &have[0],
+                                "id: pg-live:7\nevent: point\n"), "%s", buf[0]);
+    ck_assert(strstr(buf[0], "id: pg-live:6\nevent: point\n") != NULL);
+    close(fd[0]);
+    close(fd[1]);
+    ck_assert_int_eq(yt_daemon_stop(&d[0]), 0);
+    ck_assert_int_eq(yt_daemon_stop(&d[1]), 0);
+}
+END_TEST
+
 START_TEST(pg_survives_restart)
 {
     SKIP_IF_NO_PG();
@@ -399,6 +452,7 @@ Suite *yt_suite_history_pg(void)
     tcase_add_unchecked_fixture(tc, pg_setup, pg_teardown);
     tcase_add_test(tc, pg_record_read_delete);
     tcase_add_test(tc, pg_two_daemons_one_run);
+    tcase_add_test(tc, pg_streams_see_every_replica);
     tcase_add_test(tc, pg_survives_restart);
     tcase_add_test(tc, pg_outage_503_then_recovery);
     tcase_add_test(tc, pg_images_config_scalars);

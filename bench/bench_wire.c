@@ -17,9 +17,10 @@
  *            gradients written into another; only the JSON header crosses the socket.
  *            The client's tensors are taken to live in the region already (a client that
  *            allocates them there); copy_ms says what copying them in would add.
- * The same process plays the client (libcurl, one keep-alive connection, Expect off), so
- * the requests are encoded exactly as the clients encode them (the Python client's
- * compact/shm support had not landed when this was written: see docs/server.md).
+ * The same process plays the client (libcurl, one keep-alive connection, Expect off),
+ * encoding the requests as the clients do; bench/bench_wire.py runs the same workload
+ * through the Python client (with --inprocess-helper below for the workload and the
+ * in-process time).
  *
  * Links: "loopback" is the host's loopback. For each of --links, when run as root, the
  * benchmark re-runs itself inside a private network namespace (`unshare -n`) whose loopback
@@ -638,6 +639,34 @@ static void run_link(const char *link, const char *daemon, int threads, int requ
     free(w.boxes);
 }
 
+/* --inprocess-helper DIR (for bench_wire.py, the Python client's run): write the workload's
+ * tensors to DIR (out_<l>.f32, boxes.f32, raw little-endian), print "ready", then for each
+ * line on stdin ("0" loss, "1" loss + gradient) time the core in-process once and print
+ * the milliseconds: the same batch, the same thread count, right beside each request. */
+static int inprocess_helper(const char *dir, int threads, int B, int size, int C)
+{
+    workload w;
+    make_workload(&w, B, size, C);
+    for (int l = 0; l <= 3; l++) {
+        char path[512];
+        snprintf(path, sizeof path, l < 3 ? "%s/out_%d.f32" : "%s/boxes.f32", dir, l);
+        FILE *f = fopen(path, "wb");
+        size_t n = l < 3 ? w.out_n[l] : (size_t)B * (size_t)w.T * 5;
+        if (!f || fwrite(l < 3 ? w.out[l] : w.boxes, sizeof(float), n, f) != n || fclose(f))
+            die("cannot write %s", path);
+    }
+    inproc ip;
+    inproc_init(&ip, &w, threads);
+    printf("ready %d\n", w.T);
+    fflush(stdout);
+    char line[16];
+    while (fgets(line, sizeof line, stdin)) {
+        printf("%.6f\n", inproc_ms(&ip, line[0] == '1'));
+        fflush(stdout);
+    }
+    return 0;
+}
+
 /* Inside a fresh network namespace: bring lo up and limit it to rate. */
 static void limit_loopback(const char *rate)
 {
@@ -656,7 +685,8 @@ static void limit_loopback(const char *rate)
 
 int main(int argc, char **argv)
 {
-    const char *daemon = "build/yololossd", *links = "10gbit,1gbit", *inside = NULL;
+    const char *daemon = "build/yololossd", *links = "10gbit,1gbit", *inside = NULL,
+               *helper = NULL;
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), requests = 8, B = 16, size = 416, C = 80;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--daemon"))
@@ -669,6 +699,8 @@ int main(int argc, char **argv)
             links = argv[i + 1];
         else if (!strcmp(argv[i], "--inside"))
             inside = argv[i + 1];
+        else if (!strcmp(argv[i], "--inprocess-helper"))
+            helper = argv[i + 1];
         else if (!strcmp(argv[i], "--batch"))
             B = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--size"))
@@ -680,6 +712,8 @@ int main(int argc, char **argv)
     }
     if (requests < 1 || requests > 60)
         die("--requests must be 1..60");
+    if (helper)
+        return inprocess_helper(helper, threads, B, size, C);
     curl_global_init(CURL_GLOBAL_ALL);
     if (inside) {
         limit_loopback(inside);

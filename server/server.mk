@@ -111,7 +111,9 @@ BENCH_RUNS += bench-server
 
 # The wire benchmark (make bench): dense vs compact vs shared memory on the standard
 # workload, over loopback and, when run as root, over 10 and 1 Gbit links (a private network
-# namespace with tc on its loopback, made by the benchmark), beside the in-process time.
+# namespace with tc on its loopback, made by the benchmark), beside the in-process time;
+# first with libcurl (bench_wire.c), then through the Python client (bench_wire.py, which
+# uses bench_wire --inprocess-helper for the workload and the in-process time).
 $(B)/bench_wire: bench/bench_wire.c $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(shell pkg-config --cflags libcurl) -o $@ $< $(CORE_LIB) \
@@ -121,6 +123,7 @@ ALL_BINS += $(B)/bench_wire
 .PHONY: bench-wire
 bench-wire: $(B)/bench_wire $(B)/yololossd
 	$(B)/bench_wire --daemon $(B)/yololossd
+	$(PYTHON) bench/bench_wire.py --daemon $(B)/yololossd --helper $(B)/bench_wire
 BENCH_RUNS += bench-wire
 
 # Triton's tritonclient (pure Python, from its public source) against the daemon: skipped

@@ -1,11 +1,14 @@
 /* bench_core: the core on the standard workload, with the memcpy floor measured in the same
- * run. One JSON line per configuration; no thresholds here, the numbers speak. memcpy, the
- * 1-thread and the N-thread runs are timed in rounds, back to back; x_memcpy (compute time /
- * memcpy time of the same bytes) and speedup_vs_1_thread are medians of per-round ratios,
- * so background load affects both sides of each ratio alike.
+ * run. One JSON line per configuration; no thresholds here, the numbers speak. memcpy, a
+ * read-only pass, the 1-thread and the N-thread runs are timed in rounds, back to back;
+ * x_memcpy (compute time / memcpy time of the same bytes: the inputs, plus the gradient
+ * with gradients), x_readonly (compute time / one vectorised read of the inputs, the real
+ * floor: every input byte must be read once) and speedup_vs_1_thread are medians of
+ * per-round ratios, so background load affects both sides of each ratio alike.
  *
  *   build/bench_core [--batch 16] [--size 416] [--classes 80] [--boxes 8] [--reps 15]
  *                    [--threads N (default: all cores)] [--dtype FP32]
+ *                    [--kernel auto|scalar]
  *
  * Standard workload (issue "core"): B = 16, 416x416 (grids 13, 26, 52), 80 classes, 8 boxes
  * per image, logits from N(0, 1) with a fixed seed, fp32. Each time is the median of --reps
@@ -66,6 +69,24 @@ static double time_memcpy(copy_floor *f) {
     return t;
 }
 
+/* One read-only pass over the first `bytes` of src: a sum of 64-bit words, which gcc
+ * vectorises; the sum is kept so the pass cannot be optimised away. */
+static volatile uint64_t readonly_sink;
+
+static double time_readonly(const copy_floor *f, size_t bytes) {
+    double t0 = now_s();
+    const unsigned char *p = f->src;
+    uint64_t acc = 0;
+    size_t n = bytes / 8;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t w;
+        memcpy(&w, p + 8 * i, 8);
+        acc += w;
+    }
+    readonly_sink = acc;
+    return now_s() - t0;
+}
+
 static double time_compute(const yl_problem *p, int threads, const yl_grads *grads,
                            double *loss) {
     yl_result r;
@@ -83,32 +104,41 @@ static double time_compute(const yl_problem *p, int threads, const yl_grads *gra
 /* memcpy, 1 thread and N threads timed in alternation, so background load (this is often a
  * shared VM) hits all three alike; ratios are medians of the per-round ratios. */
 typedef struct {
-    double compute_s[2], memcpy_s, x_memcpy[2], speedup, loss;
+    double compute_s[2], memcpy_s, readonly_s, x_memcpy[2], x_readonly[2], speedup, loss;
 } measurement;
 
 static measurement measure(const yl_problem *p, int threads, const yl_grads *grads,
-                           copy_floor *f, int reps) {
+                           copy_floor *f, size_t in_bytes, int reps) {
     double *t1 = calloc((size_t)reps, sizeof *t1), *tn = calloc((size_t)reps, sizeof *tn);
     double *tm = calloc((size_t)reps, sizeof *tm), *r1 = calloc((size_t)reps, sizeof *r1);
     double *rn = calloc((size_t)reps, sizeof *rn), *sp = calloc((size_t)reps, sizeof *sp);
+    double *tr = calloc((size_t)reps, sizeof *tr), *q1 = calloc((size_t)reps, sizeof *q1);
+    double *qn = calloc((size_t)reps, sizeof *qn);
     measurement m;
     memset(&m, 0, sizeof m);
     time_compute(p, 1, grads, &m.loss); /* warm-up: pages, caches */
     time_compute(p, threads, grads, &m.loss);
     time_memcpy(f);
+    time_readonly(f, in_bytes);
     for (int r = 0; r < reps; r++) {
         tm[r] = time_memcpy(f);
+        tr[r] = time_readonly(f, in_bytes);
         t1[r] = time_compute(p, 1, grads, &m.loss);
         tn[r] = time_compute(p, threads, grads, &m.loss);
         r1[r] = t1[r] / tm[r];
         rn[r] = tn[r] / tm[r];
+        q1[r] = t1[r] / tr[r];
+        qn[r] = tn[r] / tr[r];
         sp[r] = t1[r] / tn[r];
     }
     m.compute_s[0] = median(t1, reps);
     m.compute_s[1] = median(tn, reps);
     m.memcpy_s = median(tm, reps);
+    m.readonly_s = median(tr, reps);
     m.x_memcpy[0] = median(r1, reps);
     m.x_memcpy[1] = median(rn, reps);
+    m.x_readonly[0] = median(q1, reps);
+    m.x_readonly[1] = median(qn, reps);
     m.speedup = median(sp, reps);
     free(t1);
     free(tn);
@@ -116,6 +146,9 @@ static measurement measure(const yl_problem *p, int threads, const yl_grads *gra
     free(r1);
     free(rn);
     free(sp);
+    free(tr);
+    free(q1);
+    free(qn);
     return m;
 }
 
@@ -132,6 +165,7 @@ static copy_floor make_floor(size_t bytes) {
 
 int main(int argc, char **argv) {
     int batch = 16, size = 416, classes = 80, nboxes = 8, reps = 15, dtype = YL_F32;
+    int kernel = YL_KERNEL_AUTO;
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     for (int a = 1; a + 1 < argc; a += 2) {
         if (!strcmp(argv[a], "--batch"))
@@ -148,6 +182,8 @@ int main(int argc, char **argv) {
             threads = atoi(argv[a + 1]);
         else if (!strcmp(argv[a], "--dtype"))
             dtype = yl_dtype_from_name(argv[a + 1]);
+        else if (!strcmp(argv[a], "--kernel"))
+            kernel = !strcmp(argv[a + 1], "scalar") ? YL_KERNEL_SCALAR : YL_KERNEL_AUTO;
         else {
             fprintf(stderr, "bench_core: unknown option %s\n", argv[a]);
             return 2;
@@ -208,20 +244,25 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_core: %s\n", err.msg);
         return 1;
     }
+    p.kernel = kernel;
 
     copy_floor floor_in = make_floor(in_bytes), floor_in_grad = make_floor(in_bytes + grad_bytes);
     for (int with_grad = 0; with_grad <= 1; with_grad++) {
         copy_floor *f = with_grad ? &floor_in_grad : &floor_in;
-        measurement m = measure(&p, threads, with_grad ? &grads : NULL, f, reps);
+        measurement m = measure(&p, threads, with_grad ? &grads : NULL, f, in_bytes, reps);
         for (int c = 0; c < (threads > 1 ? 2 : 1); c++) {
-            printf("{\"bench\":\"core\",\"mode\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,"
+            printf("{\"bench\":\"core\",\"mode\":\"%s\",\"kernel\":\"%s\",\"dtype\":\"%s\","
+                   "\"threads\":%d,"
                    "\"batch\":%d,\"size\":%d,\"classes\":%d,\"boxes\":%d,"
                    "\"ms_per_batch\":%.3f,\"images_per_s\":%.1f,\"memcpy_bytes\":%zu,"
-                   "\"memcpy_ms\":%.3f,\"x_memcpy\":%.3f,\"speedup_vs_1_thread\":%.3f,"
+                   "\"memcpy_ms\":%.3f,\"x_memcpy\":%.3f,\"readonly_bytes\":%zu,"
+                   "\"readonly_ms\":%.3f,\"x_readonly\":%.3f,\"speedup_vs_1_thread\":%.3f,"
                    "\"loss\":%.9g}\n",
-                   with_grad ? "loss+grad" : "loss", yl_dtype_name(dtype), c ? threads : 1,
+                   with_grad ? "loss+grad" : "loss", yl_kernel_name(&p), yl_dtype_name(dtype),
+                   c ? threads : 1,
                    batch, size, classes, nboxes, m.compute_s[c] * 1e3, batch / m.compute_s[c],
-                   f->bytes, m.memcpy_s * 1e3, m.x_memcpy[c], c ? m.speedup : 1.0, m.loss);
+                   f->bytes, m.memcpy_s * 1e3, m.x_memcpy[c], in_bytes, m.readonly_s * 1e3,
+                   m.x_readonly[c], c ? m.speedup : 1.0, m.loss);
             fflush(stdout);
         }
     }

@@ -164,30 +164,6 @@ static void prepare_culling(const layer_ctx *c, yl__truth *truth, int64_t n, dou
     }
 }
 
-/* Sum of log1p(e) over the ignored anchors without a truth, with one log per 64 anchors:
- * log(prod(1 + e)) over a block (each factor in (1, 2], so no overflow). A factor rounds by
- * half an ulp, an absolute error of 1e-16 on a term of at least 1e-6; e below 2^-20 would
- * lose its digits in 1 + e and is summed as its series e - e^2/2 instead. */
-typedef struct {
-    double logs, small, prod;
-    int n;
-} log1p_sum;
-
-static void log1p_add(log1p_sum *a, double e) {
-    if (e < 0x1p-20) {
-        a->small += e - e * e / 2;
-        return;
-    }
-    a->prod *= 1 + e;
-    if (++a->n == 64) {
-        a->logs += log(a->prod);
-        a->prod = 1;
-        a->n = 0;
-    }
-}
-
-static double log1p_total(const log1p_sum *a) { return a->logs + log(a->prod) + a->small; }
-
 static void load4(const void *data, int dtype, int64_t off, double v[4]) {
     for (int q = 0; q < 4; q++)
         v[q] = yl__load(data, dtype, off + q);
@@ -350,39 +326,47 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
     if (p->compact && (rc = find_rows(&c, s->truth, n_truth, err)) != YL_OK)
         return rc;
     const double thresh = p->cfg.ignore_thresh;
-    const int64_t A = YL_NUM_ANCHORS_PER_LAYER, cell_elems = A * c.src_stride;
+    const yl__kernels *kern = yl__kernels_for(p->kernel);
+    const int64_t A = YL_NUM_ANCHORS_PER_LAYER, n_row = A * c.W, n_pad = (n_row + 3) & ~3;
     const size_t gsize = c.g_f64 ? sizeof(double) : sizeof(float);
     const yl__truth *next = s->truth, *end = s->truth + n_truth;
     if (n_truth)
         prepare_culling(&c, s->truth, n_truth, thresh, s->cell_near);
-    double noobj_linear = 0; /* BCE(0, t_o) = max(t_o, 0) + log1p(exp(-|t_o|)) */
-    log1p_sum noobj_log = {.prod = 1};
+    for (int64_t q = n_row; q < n_pad; q++) { /* padding: contributes exact zeros */
+        s->row_to[q] = 0;
+        s->row_e[q] = 1;
+        s->row_m[q] = s->row_ig[q] = 0;
+    }
+    yl__noobj_acc acc; /* BCE(0, t_o) = max(t_o, 0) + log1p(exp(-|t_o|)), in lanes */
+    yl__noobj_init(&acc);
     char name[24];
     snprintf(name, sizeof name, p->compact ? "output_%d_box" : "output_%d", l);
 
     for (int64_t j = 0; j < c.H; j++) {
-        int64_t row_anchor = c.first + j * c.W * A; /* first anchor of the grid row */
+        int64_t row_anchor = c.first + j * n_row; /* first anchor of the grid row */
         if (c.g_layer && !p->compact) /* box and class channels of most anchors are 0 */
             memset((unsigned char *)c.g_layer + (size_t)(row_anchor * (5 + C)) * gsize, 0,
-                   (size_t)(c.W * A * (5 + C)) * gsize);
-        /* First pass over the row: prove every value finite, a cell at a time so the
-         * prefetcher streams the next cells meanwhile, and collect t_o for one vector exp. */
-        for (int64_t i = 0; i < c.W; i++) {
-            int64_t cell = (row_anchor + i * A) * c.src_stride;
-            int64_t bad = yl__find_nonfinite(c.src, c.src_dtype, cell, cell_elems);
-            if (bad >= 0)
-                return yl__fail_nonfinite(err, name, &p->output[l], b, cell + bad);
-            for (int k = 0; k < A; k++)
-                s->row_to[i * A + k] = yl__load(c.src, c.src_dtype, cell + k * c.src_stride + 4);
-        }
-        yl__exp_neg_abs(s->row_to, s->row_e, A * c.W);
-        /* Second pass, from cache: the anchors in memory order. */
+                   (size_t)(n_row * (5 + C)) * gsize);
+        /* Prove every value of the row finite (the class logits the loss never reads
+         * included), then gather t_o for one vector exp. */
+        int64_t bad = kern->scan(c.src, c.src_dtype, row_anchor * c.src_stride,
+                                 n_row * c.src_stride);
+        if (bad >= 0)
+            return yl__fail_nonfinite(err, name, &p->output[l], b,
+                                      row_anchor * c.src_stride + bad);
+        kern->gather(c.src, c.src_dtype, row_anchor * c.src_stride + 4, c.src_stride, n_row,
+                     s->row_to);
+        yl__exp_neg_abs(s->row_to, s->row_e, n_row);
+        /* Which anchors count: truth anchors not at all here, near ones unless a truth
+         * reaches ignore_thresh; the rest, nearly all, without decoding (see top). */
+        const yl__truth *row_truth = next;
         for (int64_t i = 0; i < c.W; i++) {
             int near = n_truth && s->cell_near[j * c.W + i];
             for (int k = 0; k < A; k++) {
-                int64_t anchor = (j * c.W + i) * A + k;
+                int64_t q = i * A + k, anchor = j * n_row + q;
                 if (next < end && next->anchor == anchor) {
-                    truth_anchor(&c, next++, i, j, k, sum);
+                    next++;
+                    s->row_m[q] = s->row_ig[q] = 0;
                     continue;
                 }
                 double ignore = 1;
@@ -391,23 +375,27 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
                     load4(c.src, c.src_dtype, (c.first + anchor) * c.src_stride, t);
                     ignore = !reaches_thresh(&c, t, i, j, k);
                 }
-                double to = s->row_to[i * A + k], e = s->row_e[i * A + k];
-                double s_o = sigmoid_e(to, e);
-                if (ignore) {
-                    noobj_linear += max2(to, 0.0);
-                    log1p_add(&noobj_log, e);
-                } else {
-                    sum->ignored++;
-                }
-                sum->sum_noobj += s_o;
-                sum->n_noobj++;
-                if (c.g_layer)
-                    gstore(c.g_layer, c.g_f64, (c.first + anchor) * c.g_stride + c.g_ch,
-                           ignore * s_o * c.inv_m);
+                s->row_m[q] = 1;
+                s->row_ig[q] = ignore;
+                sum->ignored += ignore == 0;
             }
         }
+        sum->n_noobj += n_row - (next - row_truth);
+        kern->noobj(s->row_to, s->row_e, s->row_m, s->row_ig, n_pad, s->row_s, &acc);
+        if (c.g_layer)
+            for (int64_t q = 0; q < n_row; q++)
+                if (s->row_m[q] != 0)
+                    gstore(c.g_layer, c.g_f64, (row_anchor + q) * c.g_stride + c.g_ch,
+                           s->row_ig[q] * s->row_s[q] * c.inv_m);
+        /* then the truth anchors, with keras's full formulas */
+        for (const yl__truth *t = row_truth; t < next; t++) {
+            int64_t q = t->anchor - j * n_row;
+            truth_anchor(&c, t, q / A, j, (int)(q % A), sum);
+        }
     }
-    sum->terms[2] += noobj_linear + log1p_total(&noobj_log);
+    double noobj_sum;
+    sum->terms[2] += yl__noobj_total(&acc, &noobj_sum);
+    sum->sum_noobj += noobj_sum;
     if (c.g_rows)
         fill_other_rows(&c);
     return YL_OK;

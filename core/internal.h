@@ -23,7 +23,31 @@ int yl__fail_nonfinite(yl_error *err, const char *name, const yl_tensor *t, int6
 
 /* dtype.c: element access. */
 double yl__load(const void *base, int dtype, int64_t i);
-/* Index (relative to first) of the first non-finite element of [first, first+n), or -1. */
+
+/* kernels.c: the per-element kernels, a scalar (reference) and an AVX2 build. */
+typedef struct {
+    double linear[4], noobj[4], prod[4], small[4], logs[4];
+    int blocks;
+} yl__noobj_acc;
+
+typedef struct {
+    const char *name;
+    /* Index (relative to first) of the first non-finite element of [first, first+n), or -1. */
+    int64_t (*scan)(const void *base, int dtype, int64_t first, int64_t n);
+    /* out[q] = element first + q*stride, q < n, as double */
+    void (*gather)(const void *base, int dtype, int64_t first, int64_t stride, int64_t n,
+                   double *out);
+    /* the anchors without a truth of a row (n a multiple of 4); see kernels.c */
+    void (*noobj)(const double *to, const double *e, const double *m, const double *ig,
+                  int64_t n, double *s_o, yl__noobj_acc *acc);
+} yl__kernels;
+
+const yl__kernels *yl__kernels_for(int kernel);
+void yl__noobj_init(yl__noobj_acc *acc);
+void yl__noobj_flush(yl__noobj_acc *acc);
+/* BCE(0, t_o) summed over the ignored anchors; *noobj_sum: sum of their sigmoid(t_o). */
+double yl__noobj_total(const yl__noobj_acc *acc, double *noobj_sum);
+/* The scalar scan, for the value checks outside the row loop. */
 int64_t yl__find_nonfinite(const void *base, int dtype, int64_t first, int64_t n);
 
 /* vexp.c: out[i] = exp(-|x[i]|) for finite x, vectorised where the platform allows. */
@@ -53,7 +77,9 @@ typedef struct {
     yl__class_link *links; /* boxes: one per row */
     double *class_target;  /* C doubles */
     unsigned char *cell_near; /* H*W flags: a prediction here may reach ignore_thresh */
-    double *row_to, *row_e;   /* a grid row's t_o and exp(-|t_o|), 3*W each */
+    /* a grid row's t_o, exp(-|t_o|), no-truth mask, counts-in-loss mask and sigmoid(t_o),
+     * 3*W each, padded to a multiple of 4 */
+    double *row_to, *row_e, *row_m, *row_ig, *row_s;
 } yl__scratch;
 
 void yl__scratch_carve(const yl_problem *p, void *scratch, yl__scratch *s);

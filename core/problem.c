@@ -88,14 +88,15 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
             max_anchors = p->anchors[l];
     int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
     int64_t truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
-    size_t at[7], n = 0;
+    size_t row = (size_t)((max_row * YL_NUM_ANCHORS_PER_LAYER + 3) & ~3) * sizeof(double);
+    size_t at[10], n = 0;
     at[0] = n, n += align8((size_t)truth_cap * sizeof(yl__truth));
     at[1] = n, n += align8(p->has_boxes ? (size_t)max_anchors * sizeof(int32_t) : 0);
     at[2] = n, n += align8((size_t)rows * sizeof(yl__class_link));
     at[3] = n, n += align8((size_t)p->num_classes * sizeof(double));
     at[4] = n, n += align8((size_t)(max_anchors / YL_NUM_ANCHORS_PER_LAYER));
-    at[5] = n, n += (size_t)max_row * YL_NUM_ANCHORS_PER_LAYER * sizeof(double);
-    at[6] = n, n += (size_t)max_row * YL_NUM_ANCHORS_PER_LAYER * sizeof(double);
+    for (int r = 5; r < 10; r++) /* row_to, row_e, row_m, row_ig, row_s */
+        at[r] = n, n += row;
     if (scratch) {
         unsigned char *c = scratch;
         s->truth_cap = truth_cap;
@@ -106,6 +107,9 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
         s->cell_near = c + at[4];
         s->row_to = (double *)(void *)(c + at[5]);
         s->row_e = (double *)(void *)(c + at[6]);
+        s->row_m = (double *)(void *)(c + at[7]);
+        s->row_ig = (double *)(void *)(c + at[8]);
+        s->row_s = (double *)(void *)(c + at[9]);
     }
     return n;
 }

@@ -166,8 +166,18 @@ typedef struct {
     yl_tensor rows[YL_MAX_LAYERS];     /* compact: (N_l, 5+C) */
     const int64_t *row_index[YL_MAX_LAYERS]; /* compact: N_l flat anchor indices */
     int64_t n_rows[YL_MAX_LAYERS];     /* compact: N_l */
+    int kernel;                        /* YL_KERNEL_*: AUTO after init */
     size_t scratch_size;
 } yl_problem;
+
+/* Which build of the per-element kernels yl_image runs. AUTO (what init sets): AVX2 where
+ * the CPU has it, else SCALAR. SCALAR is the reference branch; every branch gives the same
+ * bits (tested), so this only ever changes the speed. */
+#define YL_KERNEL_AUTO 0
+#define YL_KERNEL_SCALAR 1
+#define YL_KERNEL_AVX2 2
+/* "scalar" or "avx2": the kernels p's yl_image calls run on this CPU. */
+const char *yl_kernel_name(const yl_problem *p);
 
 /* Validate a batch. outputs: n_outputs = L raw outputs, 4-D (B,H,W,3*(5+C)) or 5-D
  * (B,H,W,3,5+C), any float dtype. Ground truth: exactly one of boxes (B,T,5; FP32 or FP64;

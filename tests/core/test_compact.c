@@ -1,11 +1,15 @@
-/* Compact problems (yl_problem_init_compact) against the dense problem built from the same
- * values, and fp64 gradients against fp32 ones:
+/* The paths that must give the bits of the dense, scalar path: compact problems
+ * (yl_problem_init_compact) against the dense problem built from the same values, the
+ * AVX2 kernels against the scalar ones (the reference branch), and fp64 gradients against
+ * fp32 ones:
  * - every golden case and random cases (all four dtypes, boxes and dense y_true, tiny and
  *   3 layers, 4-D and 5-D dense layouts, rows that are exactly the truth anchors or a
  *   superset, box and rows in different dtypes): results, statistics, per-image terms and
  *   gradients bit-identical (the compact t_o gradient is the dense channel 4, a gradient
  *   row the dense row), for fp32 and fp64 gradients, on 1 and 3 threads;
  * - fp64 gradients rounded to float are the fp32 gradients, bit for bit;
+ * - every case above, dense and compact, gives the same bytes with YL_KERNEL_SCALAR and
+ *   YL_KERNEL_AVX2 (where the CPU has AVX2; elsewhere both are the scalar build);
  * - a truth anchor without a row is YL_ENOROW naming image, layer, cell and anchor; bad
  *   indices, shapes and gradient buffers are refused at init or call, named.
  * The dense path itself is proven against the numpy reference and finite differences
@@ -197,7 +201,36 @@ static int same_element(const void *a, int64_t i, const void *b, int64_t j, size
                   (const unsigned char *)b + j * (int64_t)es, es) == 0;
 }
 
-/* Compact vs dense on threads 1 and 3, fp32 and fp64 gradients and loss only. */
+static int same_grads(const yl_problem *p, const run_out *a, const run_out *b) {
+    for (int l = 0; l < p->num_layers; l++)
+        if (memcmp(a->g.layer[l], b->g.layer[l], a->bytes[l]) != 0 ||
+            (a->row_bytes[l] && memcmp(a->g.rows[l], b->g.rows[l], a->row_bytes[l]) != 0))
+            return 0;
+    return 1;
+}
+
+/* The scalar and the AVX2 kernels: the same bytes out, both gradient dtypes. */
+static void check_kernels(const yl_problem *p, const char *what) {
+    yl_problem ps = *p, pv = *p;
+    ps.kernel = YL_KERNEL_SCALAR;
+    pv.kernel = YL_KERNEL_AVX2;
+    for (int gd = 0; gd < 2; gd++) {
+        run_out a, b;
+        run_problem(&ps, 1, gd ? YL_F64 : YL_F32, &a);
+        run_problem(&pv, 2, gd ? YL_F64 : YL_F32, &b);
+        ck_assert_msg(memcmp(&a.r, &b.r, sizeof a.r) == 0 &&
+                          memcmp(a.terms, b.terms, (size_t)p->batch * 4 * sizeof(double)) == 0,
+                      "%s (%s): %s kernels give loss %.17g, scalar %.17g", what,
+                      p->compact ? "compact" : "dense", yl_kernel_name(&pv), b.r.loss, a.r.loss);
+        ck_assert_msg(same_grads(p, &a, &b), "%s (%s): %s kernels' gradient differs", what,
+                      p->compact ? "compact" : "dense", yl_kernel_name(&pv));
+        free_run(&a);
+        free_run(&b);
+    }
+}
+
+/* Compact vs dense on threads 1 and 3, fp32 and fp64 gradients and loss only; scalar vs
+ * AVX2 kernels. */
 static void check_identical(const yl_problem *pd, const yl_problem *pc, const char *what) {
     const int64_t stride = 5 + pd->num_classes;
     run_out f32_dense;
@@ -263,6 +296,8 @@ static void check_identical(const yl_problem *pd, const yl_problem *pc, const ch
     ck_assert_msg(memcmp(&f32_dense.r, &c.r, sizeof c.r) == 0, "%s: loss-only differs", what);
     free_run(&c);
     free_run(&f32_dense);
+    check_kernels(pd, what);
+    check_kernels(pc, what);
 }
 
 /* ---------------------------------------------------------------- golden cases */
@@ -613,8 +648,11 @@ START_TEST(bad_compact_inputs_are_refused) {
     rows1[r5 * stride + 6] = keepf;
     float *box0 = c.box[0];
     box0[2 * 5 + 3] = INFINITY; /* image 0, cell (0, 0), anchor 2, t_h */
-    ck_assert_int_eq(yl_compute(&pc, 1, NULL, &r, NULL, &err), YL_ENONFINITE);
-    ck_assert_str_eq(err.msg, "output_0_box[0][0][0][2][3] is +Inf");
+    for (int kernel = YL_KERNEL_SCALAR; kernel <= YL_KERNEL_AVX2; kernel++) {
+        pc.kernel = kernel;
+        ck_assert_int_eq(yl_compute(&pc, 1, NULL, &r, NULL, &err), YL_ENONFINITE);
+        ck_assert_str_eq(err.msg, "output_0_box[0][0][0][2][3] is +Inf");
+    }
     free_compact(&c);
 
     /* no rows at all is a valid layout (N = 0, data NULL) but a truth needs its row */
@@ -630,6 +668,41 @@ START_TEST(bad_compact_inputs_are_refused) {
 }
 END_TEST
 
+/* A single NaN or Inf anywhere, in every dtype: both kernels' scans find that element. */
+START_TEST(both_kernels_find_every_nonfinite) {
+    static const int dtypes[4] = {YL_F32, YL_F16, YL_BF16, YL_F64};
+    static const double bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int d = 0; d < 4; d++) {
+        spec s = {.anchors = 9, .B = 2, .C = 7, .T = 6, .out_dtype = dtypes[d], .ndim = 4,
+                  .truth = -2, .gh = 2, .gw = 3, .sd = 1.0, .thresh = 0.5, .soft = 1};
+        dense_case x;
+        yl_problem pd;
+        make_dense(&s, &x, &pd, 300 + (uint64_t)d);
+        for (int n = 0; n < 40; n++) {
+            int l = n % 3;
+            int64_t count = pd.batch * pd.layer_elems[l];
+            int64_t at = n < 3 ? (n == 0 ? 0 : count - 1) : (int64_t)(uniform() * (double)count);
+            double keep = ld(x.out_data[l], dtypes[d], at);
+            st(x.out_data[l], dtypes[d], at, bad[n % 3]);
+            for (int kernel = YL_KERNEL_SCALAR; kernel <= YL_KERNEL_AVX2; kernel++) {
+                pd.kernel = kernel;
+                yl_result r;
+                yl_error err;
+                ck_assert_int_eq(yl_compute(&pd, 2, NULL, &r, NULL, &err), YL_ENONFINITE);
+                char name[16];
+                snprintf(name, sizeof name, "output_%d", l);
+                ck_assert_msg(err.index == at && strcmp(err.tensor, name) == 0,
+                              "%s, kernel %d: element %lld of %s, reported %s %lld (%s)",
+                              yl_dtype_name(dtypes[d]), kernel, (long long)at, name,
+                              err.tensor, (long long)err.index, err.msg);
+            }
+            st(x.out_data[l], dtypes[d], at, keep);
+        }
+        free_dense(&x);
+    }
+}
+END_TEST
+
 Suite *compact_suite(void) {
     Suite *s = suite_create("compact");
     TCase *t = tcase_create("compact");
@@ -639,6 +712,7 @@ Suite *compact_suite(void) {
     tcase_add_test(t, compact_equals_dense_full_size);
     tcase_add_test(t, missing_truth_row_is_named);
     tcase_add_test(t, bad_compact_inputs_are_refused);
+    tcase_add_test(t, both_kernels_find_every_nonfinite);
     suite_add_tcase(s, t);
     return s;
 }

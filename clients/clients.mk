@@ -39,6 +39,13 @@ test-clients-c: $(B)/yololossd $(B)/yololoss $(B)/test_clients_c
 test-clients-python: $(B)/yololossd
 	YL_DAEMON=$(B)/yololossd $(PYTHON) -m pytest -q -rs -p no:cacheprovider clients/python/tests
 
+# The Python client's transports (dense/compact x socket/shared memory) on the standard
+# workload, YoloLossClient and RemoteYoloLoss; JSON lines (bench/bench_client_python.py).
+.PHONY: bench-client-python
+bench-client-python: $(B)/yololossd
+	$(PYTHON) bench/bench_client_python.py --daemon $(B)/yololossd
+BENCH_RUNS += bench-client-python
+
 # node --test (Node 20+); skipped with a message where node is missing.
 NODE ?= node
 test-clients-js: $(B)/yololossd

@@ -308,3 +308,29 @@ def test_async_compact_equals_dense(url):
     assert a.compact is not None and b.compact is None
     same_answer(a, b)
     assert_matches(a, case["expect"], case["L"])
+
+
+def test_cuda_heads_compact_gather_and_scatter_on_the_device(url):
+    """CUDA heads: the rows are gathered on the GPU, the gradient scattered there; the
+    same bits as the dense path and as CPU heads."""
+    torch = _torch()
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    from yololoss.torch import RemoteYoloLoss
+    C = 3
+    anchors = ref.TINY_ANCHORS * 64 / 416
+    rng = np.random.default_rng(33)
+    raw = [rng.normal(0, 1, (3, s, s, 3 * (5 + C))) for s in (2, 4)]
+    boxes = mg.random_boxes(rng, 3, 4, (64, 64), anchors, C)
+    client = YoloLossClient(url, model="yolov3-tiny")
+    got = {}
+    for device in ("cpu", "cuda"):
+        for compact in (False, True):
+            heads = [torch.from_numpy(r).half().to(device).requires_grad_() for r in raw]
+            crit = RemoteYoloLoss(client, anchors=anchors, compact=compact)
+            (crit(heads, boxes=boxes) * 65536).backward()
+            assert all(h.grad.device == h.device for h in heads)
+            got[device, compact] = [h.grad.cpu() for h in heads]
+    for k, v in got.items():
+        assert all(torch.equal(a, b) for a, b in zip(v, got["cpu", False])), k
+    client.close()

@@ -61,7 +61,9 @@ typedef struct {
     double obj;       /* objectness (1 for boxes) */
     int32_t cls_head; /* boxes: first link of its class chain, -1 none */
     int32_t near_i0, near_i1, near_j0, near_j1; /* cells whose predictions may reach it */
-    double tw_lo[3], tw_hi[3], th_lo[3], th_hi[3]; /* raw t_w, t_h that may reach it, per k */
+    /* raw t_w, t_h that may reach it, per anchor k of the layer */
+    double tw_lo[YL_NUM_ANCHORS_PER_LAYER], tw_hi[YL_NUM_ANCHORS_PER_LAYER];
+    double th_lo[YL_NUM_ANCHORS_PER_LAYER], th_hi[YL_NUM_ANCHORS_PER_LAYER];
 } yl__truth;
 
 typedef struct {

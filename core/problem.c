@@ -10,7 +10,7 @@ static const double yolov3_anchors[18] = {10, 13, 16, 30, 33, 23, 30, 61, 62,
 static const double tiny_anchors[12] = {10, 14, 23, 27, 37, 58, 81, 82, 135, 169, 344, 319};
 
 /* keras-yolo3's masks by layer count; tiny's second mask really is [1,2,3] (anchor 0 unused). */
-static const int masks[2][3][3] = {
+static const int masks[2][YL_MAX_LAYERS][YL_NUM_ANCHORS_PER_LAYER] = {
     {{3, 4, 5}, {1, 2, 3}, {-1, -1, -1}}, /* 2 layers */
     {{6, 7, 8}, {3, 4, 5}, {0, 1, 2}},    /* 3 layers */
 };
@@ -55,13 +55,14 @@ static int check_dims(const yl_tensor *t, const char *name, int64_t *elems, yl_e
 static int layer_shape(const yl_tensor *t, const char *name, int64_t *bhw, int64_t *channels,
                        yl_error *err) {
     if (t->ndim == 4) {
-        if (t->shape[3] % 3 != 0 || t->shape[3] / 3 < 6)
+        if (t->shape[3] % YL_NUM_ANCHORS_PER_LAYER != 0 ||
+            t->shape[3] / YL_NUM_ANCHORS_PER_LAYER < 6)
             return yl__fail(err, YL_ESHAPE, name, -1, 3,
                             "%s: %lld channels is not 3*(5+C) with C >= 1", name,
                             (long long)t->shape[3]);
-        *channels = t->shape[3] / 3;
+        *channels = t->shape[3] / YL_NUM_ANCHORS_PER_LAYER;
     } else if (t->ndim == 5) {
-        if (t->shape[3] != 3 || t->shape[4] < 6)
+        if (t->shape[3] != YL_NUM_ANCHORS_PER_LAYER || t->shape[4] < 6)
             return yl__fail(err, YL_ESHAPE, name, -1, 3,
                             "%s: shape (..., %lld, %lld) is not (..., 3, 5+C) with C >= 1", name,
                             (long long)t->shape[3], (long long)t->shape[4]);

@@ -98,7 +98,7 @@ static int gather_boxes(const yl_problem *p, int64_t b, int l, yl__scratch *s, i
                         yl_error *err) {
     int64_t T = p->boxes.shape[1], W = p->grid_w[l], H = p->grid_h[l];
     int64_t count = 0;
-    memset(s->anchor_map, 0xff, (size_t)(H * W * 3) * sizeof(int32_t));
+    memset(s->anchor_map, 0xff, (size_t)p->anchors[l] * sizeof(int32_t));
     for (int64_t t = 0; t < T; t++) {
         int is_box, cls = 0;
         float xywh[4] = {0}, wh_px[2] = {0};

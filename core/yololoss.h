@@ -154,7 +154,7 @@ typedef struct {
     int64_t grid_h[YL_MAX_LAYERS];     /* H_l */
     int64_t grid_w[YL_MAX_LAYERS];     /* W_l */
     double input_h, input_w;           /* 32*H_0, 32*W_0 */
-    int mask[YL_MAX_LAYERS][3];        /* anchor indices per layer */
+    int mask[YL_MAX_LAYERS][YL_NUM_ANCHORS_PER_LAYER]; /* anchor indices per layer */
     yl_tensor output[YL_MAX_LAYERS];   /* dense: the raw output; compact: the box tensor */
     int has_boxes;                     /* 1: boxes, 0: y_true */
     yl_tensor boxes;                   /* (B, T, 5) */

@@ -151,7 +151,9 @@ static void *listen_main(void *arg)
         }
         if (wait_for(l, PQsocket(c), -1))
             break;
-        if (!PQconsumeInput(c)) {
+        /* a server that closes the connection may first send its FATAL message, which
+         * PQconsumeInput takes without failing: the status tells */
+        if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK || PQsocket(c) < 0) {
             fprintf(stderr, YLS_NAME ": history: the listening connection broke: %s",
                     PQerrorMessage(c));
             PQfinish(c);

@@ -124,8 +124,9 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
 {
     (void)pos;
     yls_sse *e = cls;
-    if (e->gone)
-        return MHD_CONTENT_READER_END_WITH_ERROR; /* closes the connection now */
+    if (e->gone) /* the last chunk fails to go out, and the connection closes; (an "error"
+                  * would do the same, with a line in the log for every closed tab) */
+        return MHD_CONTENT_READER_END_OF_STREAM;
     if (e->off < e->len) {
         size_t n = e->len - e->off < max ? e->len - e->off : max;
         memcpy(out, e->buf + e->off, n);

@@ -1134,6 +1134,25 @@ START_TEST(shm_errors)
     yt_resp_free(&resp);
     float want = (float)c.res.loss;
     ck_assert(!memcmp(small.p + 4, &want, 4));
+    /* an object shrunk after registration: refused, never read past its end (SIGBUS) */
+    {
+        wt_shm sh;
+        shm_make(&sh, "shrink", 16384);
+        shm_register_ok(&sh);
+        shm_small_req(&r, &c, &sh);
+        for (int i = 0; i < r.nin; i++) /* on pages wholly past the new end */
+            r.in[i].offset += 8192;
+        int fd = shm_open(sh.key, O_RDWR, 0);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(ftruncate(fd, 16), 0);
+        close(fd);
+        const char *w9[] = {"output_0", sh.name, "no longer holds", NULL};
+        expect_400(&r, "yolov3-tiny", w9);
+        ck_assert_int_eq(kill(yt_main.pid, 0), 0);
+        shm_unregister(sh.name);
+        munmap(sh.p, sh.size); /* the test's own mapping is past the end now too */
+        shm_unlink(sh.key);
+    }
     /* status of an unknown region; unregistering it is not an error (Triton's behaviour) */
     ck_assert_int_eq(yt_get(&yt_main, "/v2/systemsharedmemory/region/nope/status", &resp), 400);
     yt_resp_free(&resp);

@@ -334,3 +334,120 @@ def test_cuda_heads_compact_gather_and_scatter_on_the_device(url):
     for k, v in got.items():
         assert all(torch.equal(a, b) for a, b in zip(v, got["cpu", False])), k
     client.close()
+
+
+# ---- regions over a client's life: a lost region, a restart, fork, garbage collection -----
+
+def region_names(url):
+    c = YoloLossClient(url, shm="wire")
+    status, rh, data = c._request("GET", "/v2/systemsharedmemory/status")
+    return {r["name"] for r in json.loads(bytes(data))}
+
+
+def test_a_lost_region_is_registered_again(url):
+    case = mg.random_case(SEEDS[7])
+    outs, kw = case_args(case)
+    c = YoloLossClient(url, model=model_of(case), shm="shm")
+    a = c.compute(outs, grads=True, **kw)
+    first = c._local.region.name
+    assert first in region_names(url)
+    c._request("POST", "/v2/systemsharedmemory/region/%s/unregister" % first)
+    b = c.compute(outs, grads=True, **kw)           # 400 "no region": re-registered, sent again
+    assert c._local.region.name != first and c._local.region.name in region_names(url)
+    same_answer(a, b)
+    second = c._local.region.name
+    c.close()
+    assert not {first, second} & region_names(url)
+
+
+def test_a_restarted_daemon_gets_a_new_region():
+    """A rolling restart: the new daemon on the same port knows none of the regions."""
+    d = Daemon("--threads", "1")
+    port = d.url.rsplit(":", 1)[1]
+    case = mg.random_case(SEEDS[8])
+    outs, kw = case_args(case)
+    c = YoloLossClient(d.url, model=model_of(case))
+    try:
+        a = c.compute(outs, grads=True, **kw)
+        assert c._local.region is not None
+        d.stop()
+        d = Daemon("--threads", "1", "--port", port)
+        same_answer(a, c.compute(outs, grads=True, **kw))
+        assert c._local.region.name in region_names(d.url)
+    finally:
+        d.stop()
+
+
+def _child_compute(url, client, outs, kw, q):
+    try:
+        r = client.compute(outs, grads=True, **kw)
+        q.put((r.loss, client._local.region.name))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent
+        q.put(("error", repr(e)))
+
+
+def test_forked_child_uses_its_own_region_and_leaves_the_parents(url):
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    case = mg.random_case(SEEDS[9])
+    outs, kw = case_args(case)
+    c = YoloLossClient(url, model=model_of(case))
+    a = c.compute(outs, grads=True, **kw)
+    mine = c._local.region.name
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_compute, args=(url, c, outs, kw, q))
+    p.start()
+    loss, theirs = q.get(timeout=60)
+    p.join(30)
+    assert loss == a.loss and theirs != mine and p.exitcode == 0
+    assert mine in region_names(url)                 # the child's exit left it registered
+    assert theirs not in region_names(url)           # and released its own
+    same_answer(a, c.compute(outs, grads=True, **kw))
+    c.close()
+
+
+def test_a_dropped_client_releases_its_region(url):
+    import gc
+    case = mg.random_case(SEEDS[10])
+    outs, kw = case_args(case)
+    c = YoloLossClient(url, model=model_of(case), shm="shm")
+    c.compute(outs, grads=True, **kw)
+    name = c._local.region.name
+    assert name in region_names(url)
+    del c
+    gc.collect()
+    assert name not in region_names(url)
+
+
+FORK_SCRIPT = r"""
+import os, sys, json
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from yololoss import YoloLossClient
+c = YoloLossClient(sys.argv[1], model="yolov3-tiny", shm="shm")
+outs, boxes = [np.zeros((1, 1, 1, 18)), np.zeros((1, 2, 2, 18))], np.zeros((1, 1, 5))
+c.compute(outs, boxes=boxes, grads=True)
+pid = os.fork()
+if pid == 0:                       # a plain fork whose child ends normally (atexit runs)
+    c.compute(outs, boxes=boxes, grads=True)
+    sys.exit(0)
+os.waitpid(pid, 0)
+status, rh, data = c._request("GET", "/v2/systemsharedmemory/status")
+names = [r["name"] for r in json.loads(bytes(data))]
+print(json.dumps({"mine": c._local.region.name in names,
+                  "loss": c.compute(outs, boxes=boxes, grads=True).loss}))
+"""
+
+
+def test_plain_fork_child_exit_leaves_the_parents_region(url, tmp_path):
+    import os
+    import subprocess
+    import sys
+    script = tmp_path / "fork.py"
+    script.write_text(FORK_SCRIPT)
+    pkg = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    p = subprocess.run([sys.executable, str(script), url, pkg], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["mine"] and out["loss"] > 0

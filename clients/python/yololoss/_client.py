@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import threading
+import multiprocessing.util
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote, urlsplit
@@ -99,12 +101,26 @@ class YoloLossClient:
         self._init_connections()
 
     def _init_connections(self) -> None:
+        self._pid = os.getpid()
         self._local = _Conn()
         self._all: set = set()
         self._regions: set = set()
         self._lock = threading.Lock()
         self._extensions: Optional[frozenset] = None   # the server's, read once
         self._shm_failed = False                       # registration refused: use the wire
+        # regions left registered when the client is dropped without close(), or at exit:
+        # unregistered then. multiprocessing's Finalize rather than weakref.finalize: it
+        # also runs when a multiprocessing child ends (by os._exit, which skips atexit),
+        # and only in the process that made it (a fork's copy leaves the parent's alone)
+        multiprocessing.util.Finalize(self, _release_regions,
+                                      (self._regions, self._https, self._host, self._port,
+                                       self._prefix, self.token), exitpriority=10)
+
+    def _check_fork(self) -> None:
+        """In a forked child, forget the parent's connections and regions (they stay the
+        parent's: closing or unregistering them here would break it)."""
+        if self._pid != os.getpid():
+            self._init_connections()
 
     # -- copies: settings travel, connections do not --
 
@@ -124,6 +140,7 @@ class YoloLossClient:
     # -- connection management --
 
     def _connection(self) -> http.client.HTTPConnection:
+        self._check_fork()
         c = self._local.conn
         if c is None:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
@@ -144,8 +161,9 @@ class YoloLossClient:
     def close(self) -> None:
         """Unregister this client's shared-memory regions and close every connection
         (all threads). The client stays usable: a later call reconnects."""
-        with self._lock:
-            regions, self._regions = list(self._regions), set()
+        with self._lock:                   # in place: the finalizer holds this set
+            regions = list(self._regions)
+            self._regions.clear()
         for r in regions:
             self._unregister(r)
         with self._lock:
@@ -175,6 +193,7 @@ class YoloLossClient:
 
     def _region(self, size: int, mode: str, timeout: Optional[float]) -> Optional[Region]:
         """This thread's registered region of at least size bytes (None: use the wire)."""
+        self._check_fork()
         r = self._local.region
         if r is not None and r.size >= size:
             return r
@@ -461,17 +480,61 @@ class YoloLossClient:
         mode = self.shm if shm is None else shm
         if mode not in SHM_MODES:
             raise ValueError("shm must be 'auto', 'shm' or 'wire', not %r" % (mode,))
-        region = None
-        if call.binary and self._use_shm(mode, timeout):      # JSON numbers: the wire
-            region = self._region(call.shm_bytes(), mode, timeout)
-        where = None if region is None else (region.name, region.buf)
-        body, hdrs = call.encode(where)
-        status, rh, data = self._request("POST", self._model_path(None, "infer"), body, hdrs,
-                                         timeout)
-        return call.result(status, rh, data, where)
+        for again in (False, True):
+            region = None
+            if call.binary and self._use_shm(mode, timeout):      # JSON numbers: the wire
+                region = self._region(call.shm_bytes(), mode, timeout)
+            where = None if region is None else (region.name, region.buf)
+            body, hdrs = call.encode(where)
+            status, rh, data = self._request("POST", self._model_path(None, "infer"), body,
+                                             hdrs, timeout)
+            try:
+                return call.result(status, rh, data, where)
+            except YoloLossHTTPError as e:
+                if again or region is None or not _region_lost(e, region):
+                    raise
+                # the daemon lost our region (it restarted, or someone unregistered it):
+                # forget it, register a new one, send again
+                self._forget_region(region)
+        raise AssertionError("unreachable")
+
+    def _forget_region(self, r: Region) -> None:
+        if self._local.region is r:
+            self._local.region = None
+        with self._lock:
+            self._regions.discard(r)
+        r.close()
 
 
 # ---- helpers --------------------------------------------------------------------------
+
+def _region_lost(e: YoloLossHTTPError, r: Region) -> bool:
+    return e.status == 400 and ("no shared-memory region '%s'" % r.name) in e.message
+
+
+def _release_regions(regions: set, https: bool, host: str, port: int, prefix: str,
+                     token: Optional[str]) -> None:
+    """Unregister and unmap the regions a client left (its Finalize: garbage collection,
+    interpreter exit, the end of a multiprocessing child), on a connection of its own, a short timeout, errors
+    ignored (a daemon that is gone has dropped them anyway)."""
+    if not regions:
+        return
+    cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
+    conn = cls(host, port, timeout=2)
+    hdrs = {"Content-Length": "0"}
+    if token:
+        hdrs["Authorization"] = "Bearer " + token
+    for r in list(regions):
+        try:
+            conn.request("POST", "%s/v2/systemsharedmemory/region/%s/unregister"
+                         % (prefix, quote(r.name, safe="")), headers=hdrs)
+            conn.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+        r.close()
+    regions.clear()
+    conn.close()
+
 
 def _dense_available(outputs: Sequence[Any]) -> bool:
     return not any(isinstance(o, CompactHead) for o in outputs)

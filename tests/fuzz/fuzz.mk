@@ -15,7 +15,7 @@
 # Seeds: tests/fuzz/make_seeds.py writes tests/fuzz/corpus/*/seed-*.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= core_problem core_boxes core_dense
+FUZZ_TARGETS ?= core_problem core_boxes core_dense core_compact
 FUZZ_DIR := $(B)/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS_ALL = $(STD) -g -O1 $(FUZZ_SAN) $(FUZZ_CFLAGS)

@@ -182,9 +182,12 @@ static inline int ylf_known_code(int rc) {
 }
 
 static inline int ylf_known_tensor(const char *t) {
-    static const char *const names[] = {"",         "output_0", "output_1", "output_2",
-                                        "y_true_0", "y_true_1", "y_true_2", "boxes",
-                                        "anchors",  "ignore_thresh"};
+    static const char *const names[] = {
+        "",         "output_0", "output_1",      "output_2",      "y_true_0",
+        "y_true_1", "y_true_2", "boxes",         "anchors",       "ignore_thresh",
+        "grads",    "output_0_box", "output_1_box", "output_2_box", "output_0_rows",
+        "output_1_rows", "output_2_rows", "output_0_index", "output_1_index",
+        "output_2_index"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(t, names[i]) == 0)
             return 1;

@@ -428,10 +428,67 @@ def core_dense():
     write(t, "raw-f32-row", dense(rows={(0, 0, 0): raw_row}))
 
 
+def core_compact():
+    """tests/fuzz/core_compact.c: cfg, size, seed, box rows, then rows or raw indices."""
+    import random
+    t = "core_compact"
+    rnd = random.Random(12)
+
+    def size_byte(B, H0, W0, C, T):
+        for v in range(256):
+            if (1 + v % 2, 1 + (v // 2) % 2, 1 + (v // 4) % 2, 1 + (v // 8) % 3,
+                    1 + (v // 24) % 6) == (B, H0, W0, C, T):
+                return v
+        raise ValueError("no size byte")
+
+    def box(x0, y0, x1, y1, cls):  # bytes b with floor((b - 24) * dim / 200) = fraction
+        return bytes([24 + int(x0 * 200), 24 + int(y0 * 200), 24 + int(x1 * 200),
+                      24 + int(y1 * 200), cls])
+
+    def case(tiny=False, box_f64=False, out_dt=0, rows_f64=False, raw=None, drop=None,
+             B=1, H0=1, W0=1, C=1, boxes=(), extra=0.1):
+        L = 2 if tiny else 3
+        cfg = int(tiny) | int(box_f64) << 1 | out_dt << 2 | int(rows_f64) << 4 | \
+            int(raw is not None) << 5 | int(drop is not None) << 6
+        T = len(boxes[0])
+        d = bytes([cfg, size_byte(B, H0, W0, C, T)]) + bytes([7, 1, 2, 3])
+        for img in boxes:
+            for row in img:
+                d += box(*row)
+        if raw is not None:
+            for idx in raw:
+                d += bytes([len(idx)]) + b"".join(struct.pack("<h", v) for v in idx)
+            return d
+        d += bytes([drop or 0])
+        anchors = sum(B * (H0 << l) * (W0 << l) * 3 for l in range(L))
+        return d + bytes(rnd.randrange(32) if rnd.random() < extra else 200
+                         for _ in range(anchors))
+
+    two = [[(0.1, 0.1, 0.6, 0.7, 0), (0.5, 0.4, 0.9, 0.6, 1)]]
+    write(t, "v3-f32-exact", case(boxes=two, C=2, extra=0))
+    write(t, "v3-f16-rows-f64-superset", case(out_dt=1, rows_f64=True, boxes=two, C=2, extra=0.3))
+    write(t, "tiny-bf16-b2", case(tiny=True, out_dt=2, B=2, H0=2, W0=1, C=3, boxes=[
+        [(0.1, 0.1, 0.9, 0.9, 2), (0.3, 0.2, 0.5, 0.3, 1), (0.0, 0.0, 0.0, 0.0, 0)],
+        [(0.6, 0.5, 0.95, 0.9, 0), (0.2, 0.6, 0.4, 0.95, 2), (0.5, 0.1, 0.7, 0.2, 1)]]))
+    write(t, "v3-f64-boxes-f64-2x2", case(box_f64=True, out_dt=3, B=2, H0=2, W0=2, C=3, boxes=[
+        [(0.05, 0.1, 0.5, 0.5, 0), (0.5, 0.5, 0.9, 0.95, 1), (0.2, 0.6, 0.3, 0.8, 2)],
+        [(0.4, 0.3, 0.6, 0.7, 2), (0.0, 0.0, 0.0, 0.0, 0), (0.1, 0.1, 0.2, 0.15, 1)]]))
+    write(t, "err-missing-row", case(drop=0, boxes=two, C=2))
+    write(t, "err-missing-row-image-1", case(drop=1, B=2, C=2, boxes=[
+        [(0.1, 0.1, 0.6, 0.7, 0)], [(0.2, 0.3, 0.5, 0.9, 1)]]))
+    write(t, "err-bad-box-after-missing-row", case(drop=0, B=2, C=2, boxes=[
+        [(0.1, 0.1, 0.6, 0.7, 0)], [(0.2, 0.3, 0.5, 0.9, 7)]]))
+    write(t, "err-index-unsorted", case(raw=[[0, 2, 1], [3], [5, 6]], boxes=two, C=2))
+    write(t, "err-index-range", case(raw=[[0, 1], [3, 400], []], boxes=two, C=2))
+    write(t, "err-index-negative", case(raw=[[-1], [], []], boxes=two, C=2))
+    write(t, "raw-valid-no-truth-rows", case(raw=[[1, 2], [0, 11], [47]], boxes=two, C=2))
+
+
 def main():
     core_problem()
     core_boxes()
     core_dense()
+    core_compact()
     return 0
 
 

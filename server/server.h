@@ -30,8 +30,10 @@
  *
  * THREADS. Everything here runs on the libuv loop thread except the work callbacks of
  * infer.c, which run on the libuv pool and touch only their own yls_infer (read-only
- * problem, disjoint slices of the outputs), and the two history threads of history.c (a
- * writer and a reader, each with its own connection), which alone touch the storage.
+ * problem, disjoint slices of the outputs), the two history threads of history.c (a
+ * writer and a reader, each with its own connection), which alone touch the storage, and
+ * with PostgreSQL the listener thread of monitor/history_pg_listen.c (the points other
+ * replicas record, handed to the loop thread).
  * Counters, statistics, metrics and SSE streams are loop-thread only.
  *
  * OWNERSHIP. A yls_request lives from the first call of the access handler to libmicrohttpd's

@@ -55,8 +55,9 @@ def corrupt(box_list, fraction, size, num_classes, seed):
 class LossLedger:
     """Per-image losses of a training run, by image id (client side)."""
 
-    def __init__(self, last_k=5):
+    def __init__(self, last_k=5, per_box=True):
         self.last_k = last_k
+        self.per_box = per_box     # False: the daemon's rule (per image)
         self.history = {}          # id -> list of (step, loss, per box / batch's per box)
         self.terms = {}            # id -> list of the four terms (xy, wh, conf, class)
 
@@ -65,7 +66,9 @@ class LossLedger:
         boxes_per_image: [B] labelled boxes of each image."""
         image_terms = np.asarray(image_terms, dtype=np.float64).reshape(len(image_ids), 4)
         image_losses = image_terms.sum(axis=1)
-        per_box = image_losses / np.maximum(1, np.asarray(boxes_per_image, dtype=np.float64))
+        per_box = image_losses
+        if self.per_box:
+            per_box = per_box / np.maximum(1, np.asarray(boxes_per_image, dtype=np.float64))
         mean = float(per_box.mean())
         scale = 1.0 / mean if mean > 0 else 0.0
         for i, v, r, t in zip(image_ids, image_losses, per_box * scale, image_terms):

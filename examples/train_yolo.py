@@ -70,7 +70,9 @@ def parse_args(argv=None):
     p.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto",
                    help="auto: float16 autocast + GradScaler on CUDA, off on CPU")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (0: all cores). The network is small, and one "
+                   "thread avoids OpenMP spinning on cores shared with the daemon")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--corrupt", type=float, default=0.0, metavar="FRACTION",
                    help="share of training images whose labels are damaged")
@@ -150,7 +152,7 @@ def evaluate_map(model, images, boxes, device, batch=50):
     dets = []
     for i in range(0, len(images), batch):
         heads = model(to_input(images[i:i + batch], device))
-        dets += [tuple(t.cpu() for t in d) for d in detect(heads)]
+        dets += detect([h.float().cpu() for h in heads])
     model.train(was)
     return mean_average_precision(dets, boxes, len(CLASSES))
 
@@ -165,6 +167,29 @@ def compare_with_reference(heads, boxes, remote, reference_loss):
     d_grad = max(float(np.max(np.abs(np.asarray(g) - r))) for g, r in zip(remote.grads, ref.grads))
     return {"remote": float(remote.loss), "reference": float(ref.loss), "rel_loss": d_loss,
             "rel_image_terms": d_img, "abs_grad": d_grad}
+
+
+def server_ranking(args, say, remote, corrupted, kinds, n_train):
+    """The daemon's own ranking (GET /v1/runs/{run}/images?order=...), for each order."""
+    k = len(corrupted)
+    bad = set(corrupted.tolist())
+    out = {}
+    for order in ("loss", "class", "confidence"):
+        try:
+            top = [r["image"] for r in remote.client.images(args.run, order=order, limit=k,
+                                                           window=args.rank_last)["images"]]
+        except Exception as e:          # a daemon with --history none, or an older one
+            say("label errors: the daemon's ranking is not available: %s" % e)
+            return out
+        prec, rec = precision_recall_at(top, corrupted, k)
+        hits = [i for i in top if i in bad]
+        by_kind = {kind: sum(1 for i in hits if kinds[i] == kind) for kind in ("class", "shift")}
+        say("label errors, the daemon's ranking (order=%s, window %d): top %d holds %d: "
+            "precision %.3f, recall %.3f; found by kind %s" % (order, args.rank_last, k,
+                                                               len(hits), prec, rec, by_kind))
+        out["server_" + order] = {"precision": prec, "recall": rec, "found_by_kind": by_kind,
+                                  "top": top}
+    return out
 
 
 def main(argv=None):
@@ -205,8 +230,11 @@ def main(argv=None):
             daemon = Daemon(args.daemon)
             url = daemon.url
         client = YoloLossClient(url, model="yolov3-tiny")
+        if args.run is None and daemon:
+            args.run = "train_yolo"       # our own daemon: log, its history is temporary
         remote = RemoteYoloLoss(client, layout="NCHW", anchors=np.array(ANCHORS).ravel(),
                                 run=args.run)
+        remote.set_config({k: v for k, v in vars(args).items() if v is not None})
         say("loss: yololossd at %s (model yolov3-tiny, anchors %s)" % (url, ANCHORS))
     criterion = reference if args.loss == "reference" else remote
 
@@ -235,6 +263,7 @@ def train(args, say, device, amp, criterion, reference, tr_img, tr_box, va_img, 
         0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))))
     scaler = torch.cuda.amp.GradScaler(enabled=(amp == torch.float16))
     ledger = LossLedger(args.rank_last)
+    ledger_per_image = LossLedger(args.rank_last, per_box=False)   # the daemon's rule
     rng = np.random.default_rng(args.seed + 2)
     log = {"steps": [], "check": []}
     step, t0 = 0, time.monotonic()
@@ -255,7 +284,10 @@ def train(args, say, device, amp, criterion, reference, tr_img, tr_box, va_img, 
             else:
                 heads = model(x)
             heads = [h.float() for h in heads]       # the loss in float32, as AMP trainers do
-            loss = criterion(heads, boxes=bx)
+            if criterion is reference:
+                loss = criterion(heads, boxes=bx)
+            else:     # the ids let the daemon rank images by loss (with --run)
+                loss = criterion(heads, boxes=bx, image_ids=torch.from_numpy(ids))
             res = criterion.last_result
             if step < args.check_reference:
                 c = compare_with_reference(heads, bx, res, reference)
@@ -275,8 +307,11 @@ def train(args, say, device, amp, criterion, reference, tr_img, tr_box, va_img, 
             if ema:
                 ema.update(model)
             ledger.add(step, ids, res.image_terms, [len(b) for b in batch_box])
+            ledger_per_image.add(step, ids, res.image_terms, [len(b) for b in batch_box])
             log["steps"].append(float(loss.item()))
             step += 1
+            if step % 50 == 0 and criterion is not reference:
+                criterion.log_scalars(lr=sched.get_last_lr()[0])
             if step % 50 == 0 or step == total:
                 say("step %d/%d  loss %.4f (mean of the last 50)  %.1f s" % (
                     step, total, float(np.mean(log["steps"][-50:])), time.monotonic() - t0))
@@ -294,6 +329,8 @@ def train(args, say, device, amp, criterion, reference, tr_img, tr_box, va_img, 
            "map_fresh": fresh_map, "map_final": final_map, "ap_per_class": aps,
            "losses": log["steps"], "check": log["check"]}
 
+    if criterion is not reference:
+        criterion.log_scalars(val_map50=final_map, step=step - 1)
     if len(corrupted):
         ranking = ledger.ranking()
         k = len(corrupted)
@@ -305,6 +342,9 @@ def train(args, say, device, amp, criterion, reference, tr_img, tr_box, va_img, 
             "of %s" % (k, len(tr_img), k, len(hits), prec, rec, k / len(tr_img), by_kind,
                        {kind: sum(1 for v in kinds.values() if v == kind)
                         for kind in ("class", "shift")}))
+        if criterion is not reference and args.run:
+            out.update(server_ranking(args, say, criterion, corrupted, kinds, len(tr_img)))
+        out["client_per_image_top"] = ledger_per_image.ranking()[:k]
         out.update({"corrupted": corrupted.tolist(), "ranking_top": [int(i) for i in ranking[:k]],
                     "precision": prec, "recall": rec, "found_by_kind": by_kind})
     if args.json:

@@ -145,6 +145,11 @@ def test_average_precision_by_hand():
     assert aps[1] is None and m == pytest.approx(0.5 + 0.5 * 2 / 3)
     assert average_precision(np.array([0.5, 0.5, 1.0]), np.array([1, 0.5, 2 / 3])) == \
         pytest.approx(5 / 6)
+    # TP FP FP TP TP over 3 truths: precision 1, 1/2, 1/3, 1/2, 3/5. Between recall 1/3 and
+    # 2/3 the interpolated precision is the best to its right, 3/5, not 1/2.
+    r = np.array([1, 1, 1, 2, 3]) / 3
+    p = np.array([1, 1 / 2, 1 / 3, 1 / 2, 3 / 5])
+    assert average_precision(r, p) == pytest.approx((1 + 3 / 5 + 3 / 5) / 3)
 
 
 def test_map_counts_a_second_detection_of_one_truth_as_false():

@@ -558,7 +558,7 @@ def _read_body(resp: http.client.HTTPResponse, rh: Mapping[str, str]) -> Any:
             hlen = 0
         pad = (-hlen) % 16
         buf = np.empty(pad + n, dtype=np.uint8)
-        view = memoryview(buf)[pad:]
+        view = buf.data[pad:]
         got = 0
         while got < n:
             k = resp.readinto(view[got:])

@@ -96,8 +96,9 @@ class InferCall:
             self.grad_shapes = [tuple(t[1]) for t in tensors]
         else:
             self.compact = []
+            heads: List[CompactHead] = []
             if all(pre):
-                heads = list(outputs)
+                heads = [o for o in outputs if isinstance(o, CompactHead)]
             else:
                 dense = [wire_tensor("output_%d" % l, o, "output") for l, o in enumerate(outputs)]
                 grids = [head5(sh)[1:3] for _, sh, _ in dense]
@@ -105,12 +106,12 @@ class InferCall:
                     index = rows_for_boxes(truth[0][2], grids)
                 else:
                     index = rows_for_y_true([t[2] for t in truth])
-                heads = []
                 for (dt, sh, a), idx in zip(dense, index):
                     box, rows = compact_head(dt, a, idx)
                     if dt == "BF16":
-                        box, rows = BF16(box), BF16(rows)
-                    heads.append(CompactHead(box, rows, idx, sh))
+                        heads.append(CompactHead(BF16(box), BF16(rows), idx, sh))
+                    else:
+                        heads.append(CompactHead(box, rows, idx, sh))
             for l, h in enumerate(heads):
                 tensors.append(wire_tensor("output_%d_box" % l, h.box, "output")
                                + ("output_%d_box" % l,))
@@ -176,7 +177,7 @@ class InferCall:
             if shm is not None and name != "image_ids":   # the daemon reads ids from the body
                 n = a.nbytes
                 if n:
-                    shm[1][off:off + n] = memoryview(a).cast("B")
+                    shm[1][off:off + n] = a.reshape(-1).view(np.uint8).data
                 desc["parameters"] = {"shared_memory_region": shm[0],
                                       "shared_memory_offset": off,
                                       "shared_memory_byte_size": n}

@@ -57,7 +57,7 @@ class Result:
         self.compact = compact
         self._grads: Optional[List[np.ndarray]] = None
         if compact is None:
-            found = []
+            found: List[np.ndarray] = []
             while "grad_%d" % len(found) in outputs:
                 found.append(outputs["grad_%d" % len(found)])
             self._grads = found or None

@@ -3,7 +3,7 @@ bfloat16, which numpy lacks (BF16 holds its bit patterns)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, Dict, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -11,7 +11,7 @@ __all__ = ["BF16", "bf16", "ArrayLike", "wire_tensor", "format_anchors", "json_n
            "WIRE_DTYPES"]
 
 # Wire datatype <-> little-endian numpy dtype (BF16 travels as its uint16 bit patterns).
-WIRE_DTYPES = {"FP32": np.dtype("<f4"), "FP16": np.dtype("<f2"), "FP64": np.dtype("<f8"),
+WIRE_DTYPES: Dict[str, np.dtype] = {"FP32": np.dtype("<f4"), "FP16": np.dtype("<f2"), "FP64": np.dtype("<f8"),
                "BF16": np.dtype("<u2"), "INT64": np.dtype("<i8")}
 _NUMPY_TO_WIRE = {"f4": "FP32", "f2": "FP16", "f8": "FP64"}
 

@@ -334,4 +334,4 @@ def _body(raw: bytes, rh: Mapping[str, str]) -> Any:
     pad = (-hlen) % 16
     buf = np.empty(pad + len(raw), dtype=np.uint8)
     buf[pad:] = np.frombuffer(raw, dtype=np.uint8)
-    return memoryview(buf)[pad:]
+    return buf.data[pad:]

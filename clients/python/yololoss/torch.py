@@ -124,6 +124,7 @@ class _RemoteLoss(torch.autograd.Function):
                 g[at] = rows
                 g = g.reshape(ctx.shapes[i])
             else:
+                assert grads is not None
                 g = grads[i]
             s = grad_loss.to(device=g.device, dtype=g.dtype)
             if ctx.reduction == "mean":

@@ -4,7 +4,10 @@
  * x_memcpy (compute time / memcpy time of the same bytes: the inputs, plus the gradient
  * with gradients), x_readonly (compute time / one vectorised read of the inputs, the real
  * floor: every input byte must be read once) and speedup_vs_1_thread are medians of
- * per-round ratios, so background load affects both sides of each ratio alike.
+ * per-round ratios, so background load affects both sides of each ratio alike. The
+ * *_min fields are the fastest round of each (min_x_memcpy, min_x_readonly,
+ * min_speedup: ratios of those): on a shared machine the least disturbed run is the best
+ * estimate of what the code costs.
  *
  *   build/bench_core [--batch 16] [--size 416] [--classes 80] [--boxes 8] [--reps 15]
  *                    [--threads N (default: all cores)] [--dtype FP32]
@@ -117,6 +120,7 @@ static double time_compute(const yl_problem *p, int threads, const yl_grads *gra
  * evicts them from the caches, so no pass starts warmer than another. */
 typedef struct {
     double compute_s[2], memcpy_s, readonly_s, x_memcpy[2], x_readonly[2], speedup, loss;
+    double min_compute_s[2], min_memcpy_s, min_readonly_s;
 } measurement;
 
 static measurement measure(const yl_problem *p, int threads, const yl_grads *grads,
@@ -144,6 +148,13 @@ static measurement measure(const yl_problem *p, int threads, const yl_grads *gra
         q1[r] = t1[r] / tr[r];
         qn[r] = tn[r] / tr[r];
         sp[r] = t1[r] / tn[r];
+    }
+    m.min_compute_s[0] = m.min_compute_s[1] = m.min_memcpy_s = m.min_readonly_s = 1e300;
+    for (int r = 0; r < reps; r++) {
+        m.min_compute_s[0] = t1[r] < m.min_compute_s[0] ? t1[r] : m.min_compute_s[0];
+        m.min_compute_s[1] = tn[r] < m.min_compute_s[1] ? tn[r] : m.min_compute_s[1];
+        m.min_memcpy_s = tm[r] < m.min_memcpy_s ? tm[r] : m.min_memcpy_s;
+        m.min_readonly_s = tr[r] < m.min_readonly_s ? tr[r] : m.min_readonly_s;
     }
     m.compute_s[0] = median(t1, reps);
     m.compute_s[1] = median(tn, reps);
@@ -271,12 +282,17 @@ int main(int argc, char **argv) {
                    "\"ms_per_batch\":%.3f,\"images_per_s\":%.1f,\"memcpy_bytes\":%zu,"
                    "\"memcpy_ms\":%.3f,\"x_memcpy\":%.3f,\"readonly_bytes\":%zu,"
                    "\"readonly_ms\":%.3f,\"x_readonly\":%.3f,\"speedup_vs_1_thread\":%.3f,"
+                   "\"min_ms_per_batch\":%.3f,\"min_memcpy_ms\":%.3f,\"min_readonly_ms\":%.3f,"
+                   "\"min_x_memcpy\":%.3f,\"min_x_readonly\":%.3f,\"min_speedup\":%.3f,"
                    "\"loss\":%.9g}\n",
                    with_grad ? "loss+grad" : "loss", yl_kernel_name(&p), yl_dtype_name(dtype),
                    c ? threads : 1,
                    batch, size, classes, nboxes, m.compute_s[c] * 1e3, batch / m.compute_s[c],
                    f->bytes, m.memcpy_s * 1e3, m.x_memcpy[c], in_bytes, m.readonly_s * 1e3,
-                   m.x_readonly[c], c ? m.speedup : 1.0, m.loss);
+                   m.x_readonly[c], c ? m.speedup : 1.0, m.min_compute_s[c] * 1e3,
+                   m.min_memcpy_s * 1e3, m.min_readonly_s * 1e3,
+                   m.min_compute_s[c] / m.min_memcpy_s, m.min_compute_s[c] / m.min_readonly_s,
+                   c ? m.min_compute_s[0] / m.min_compute_s[1] : 1.0, m.loss);
             fflush(stdout);
         }
     }

@@ -1,7 +1,9 @@
 /* yl_image: the loss, gradient and statistics of one image, a pure function of its inputs.
  *
- * Per layer: gather the image's truths, then walk the anchors in memory order. Anchors
- * with a truth get keras's full formulas (xy, wh, confidence, class). Anchors without one
+ * Per layer: gather the image's truths, then go through the grid a row at a time (scan,
+ * gather t_o, exp, mark, sum: the steps are listed in docs/core.md; the per-element ones
+ * are core/kernels.c). Anchors with a truth get keras's full formulas (xy, wh, confidence,
+ * class), after the row's other anchors. Anchors without one
  * contribute only BCE(0, t_o) * ignore, so they need t_o, plus t_xy/t_wh when a decoded
  * prediction could reach ignore_thresh against some truth. That last test is what makes
  * loss-only evaluation cheap: a prediction whose centre lies in cell (i, j) can only reach

@@ -5,6 +5,7 @@ default picks compact + shared memory on a loopback daemon that offers them, and
 fallback (no extension, a refused registration, a missing row) still gives the answer."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -171,6 +172,7 @@ def test_refused_registration_falls_back_to_the_wire(url, monkeypatch):
             super().__init__(size)
             self.key = "/yololoss-no-such-object"
     monkeypatch.setattr(client_mod, "Region", Elsewhere)
+    left = set(os.listdir("/dev/shm"))
     case = mg.random_case(SEEDS[4])
     outs, kw = case_args(case)
     c = YoloLossClient(url, model=model_of(case))
@@ -181,6 +183,7 @@ def test_refused_registration_falls_back_to_the_wire(url, monkeypatch):
     with pytest.raises(YoloLossHTTPError) as e:
         YoloLossClient(url, model=model_of(case), shm="shm").compute(outs, **kw)
     assert e.value.status == 400 and "yololoss-no-such-object" in e.value.message
+    assert set(os.listdir("/dev/shm")) <= left          # nothing left in /dev/shm
 
 
 def test_a_missing_row_is_sent_again_dense(url, monkeypatch):

@@ -43,7 +43,7 @@ class Region:
         token = secrets.token_hex(6)
         self.key = "/yololoss-%d-%s" % (os.getpid(), token)
         self.name = "yololoss-%d-%d-%s" % (os.getpid(), next(_counter), token)
-        path = "/dev/shm" + self.key
+        self._path = path = "/dev/shm" + self.key   # unlink by it: tests change .key
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         self._linked = True
         try:
@@ -61,7 +61,7 @@ class Region:
         if self._linked:
             self._linked = False
             try:
-                os.unlink("/dev/shm" + self.key)
+                os.unlink(self._path)
             except OSError:
                 pass
 

@@ -45,6 +45,8 @@ from detection_map import mean_average_precision  # noqa: E402
 from label_errors import LossLedger, corrupt, precision_recall_at  # noqa: E402
 from shapes import CLASSES, augment, make_dataset, pad_boxes  # noqa: E402
 from tinyyolo import ANCHORS, TinyYolo, detect  # noqa: E402
+from yololoss import YoloLossClient, YoloLossError  # noqa: E402
+from yololoss.torch import RemoteYoloLoss  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -169,7 +171,7 @@ def compare_with_reference(heads, boxes, remote, reference_loss):
             "rel_image_terms": d_img, "abs_grad": d_grad}
 
 
-def server_ranking(args, say, remote, corrupted, kinds, n_train):
+def server_ranking(args, say, remote, corrupted, kinds):
     """The daemon's own ranking (GET /v1/runs/{run}/images?order=...), for each order."""
     k = len(corrupted)
     bad = set(corrupted.tolist())
@@ -178,7 +180,7 @@ def server_ranking(args, say, remote, corrupted, kinds, n_train):
         try:
             top = [r["image"] for r in remote.client.images(args.run, order=order, limit=k,
                                                            window=args.rank_last)["images"]]
-        except Exception as e:          # a daemon with --history none, or an older one
+        except YoloLossError as e:      # a daemon with --history none, or an older one
             say("label errors: the daemon's ranking is not available: %s" % e)
             return out
         prec, rec = precision_recall_at(top, corrupted, k)
@@ -197,6 +199,8 @@ def main(argv=None):
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     if args.size % 32:
         sys.exit("--size must be a multiple of 32")
+    if args.check_reference and args.loss != "remote":
+        sys.exit("--check-reference compares the service with the reference: use --loss remote")
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
@@ -222,23 +226,19 @@ def main(argv=None):
     if args.loss == "reference" or args.check_reference:
         from reference_loss import ReferenceYoloLoss
         reference = ReferenceYoloLoss(ANCHORS, layout="NCHW")
-    if args.loss == "remote" or args.check_reference:
-        from yololoss import YoloLossClient
-        from yololoss.torch import RemoteYoloLoss
-        url = args.url
-        if not url:
-            daemon = Daemon(args.daemon)
-            url = daemon.url
-        client = YoloLossClient(url, model="yolov3-tiny")
-        if args.run is None and daemon:
-            args.run = "train_yolo"       # our own daemon: log, its history is temporary
-        remote = RemoteYoloLoss(client, layout="NCHW", anchors=np.array(ANCHORS).ravel(),
-                                run=args.run)
-        remote.set_config({k: v for k, v in vars(args).items() if v is not None})
-        say("loss: yololossd at %s (model yolov3-tiny, anchors %s)" % (url, ANCHORS))
-    criterion = reference if args.loss == "reference" else remote
-
+    criterion = reference
     try:
+        if args.loss == "remote":
+            url = args.url
+            if not url:
+                daemon = Daemon(args.daemon)
+                url = daemon.url
+            if args.run is None and daemon:
+                args.run = "train_yolo"     # our own daemon: log, its history is temporary
+            criterion = RemoteYoloLoss(YoloLossClient(url, model="yolov3-tiny"), layout="NCHW",
+                                       anchors=np.array(ANCHORS).ravel(), run=args.run)
+            criterion.set_config({k: v for k, v in vars(args).items() if v is not None})
+            say("loss: yololossd at %s (model yolov3-tiny, anchors %s)" % (url, ANCHORS))
         return train(args, say, device, amp, criterion, reference, tr_img, tr_box, va_img,
                      va_box, corrupted, kinds)
     finally:
@@ -343,7 +343,7 @@ def train(args, say, device, amp, criterion, reference, tr_img, tr_box, va_img, 
                        {kind: sum(1 for v in kinds.values() if v == kind)
                         for kind in ("class", "shift")}))
         if criterion is not reference and args.run:
-            out.update(server_ranking(args, say, criterion, corrupted, kinds, len(tr_img)))
+            out.update(server_ranking(args, say, criterion, corrupted, kinds))
         out["client_per_image_top"] = ledger_per_image.ranking()[:k]
         out.update({"corrupted": corrupted.tolist(), "ranking_top": [int(i) for i in ranking[:k]],
                     "precision": prec, "recall": rec, "found_by_kind": by_kind})

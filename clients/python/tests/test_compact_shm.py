@@ -454,3 +454,64 @@ def test_plain_fork_child_exit_leaves_the_parents_region(url, tmp_path):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["mine"] and out["loss"] > 0
+
+
+@pytest.mark.parametrize("bad", ["3-D head", "channels not 3*(5+C)", "batch mismatch",
+                                 "y_true shape", "y_true count", "too few channels"])
+def test_malformed_inputs_get_the_daemons_400_by_default(url, bad):
+    """Shapes the compact form cannot express are sent dense: the daemon's 400 names the
+    tensor, as with compact=False, never a client-side crash."""
+    rng = np.random.default_rng(40)
+    outs = [rng.normal(size=(2, 1, 1, 18)), rng.normal(size=(2, 2, 2, 18))]
+    boxes = np.zeros((2, 1, 5))
+    y_true = [np.zeros((2, 1, 1, 18)), np.zeros((2, 2, 2, 18))]
+    truth = {"boxes": boxes}
+    if bad == "3-D head":
+        outs[1] = outs[1].reshape(2, 4, 18)
+    elif bad == "channels not 3*(5+C)":
+        outs[0] = rng.normal(size=(2, 1, 1, 17))
+    elif bad == "batch mismatch":
+        outs[1] = rng.normal(size=(3, 2, 2, 18))
+    elif bad == "y_true shape":
+        truth = {"y_true": [y_true[0], np.zeros((2, 2, 3, 18))]}
+    elif bad == "y_true count":
+        truth = {"y_true": y_true[:1]}
+    elif bad == "too few channels":
+        outs = [rng.normal(size=(2, 1, 1, 3)), rng.normal(size=(2, 2, 2, 3))]
+    c = YoloLossClient(url, model="yolov3-tiny")
+    errors = []
+    for compact in (None, False):
+        with pytest.raises(YoloLossHTTPError) as e:
+            c.compute(outs, compact=compact, grads=True, **truth)
+        errors.append((e.value.status, e.value.message))
+    assert errors[0] == errors[1] and errors[0][0] == 400
+    c.close()
+
+
+def test_grad_datatype_as_a_client_option(url):
+    case = mg.random_case(SEEDS[11])
+    outs, kw = case_args(case)
+    c = YoloLossClient(url, model=model_of(case), grad_datatype="FP64")
+    res = c.compute(outs, grads=True, **kw)
+    assert all(g.dtype == np.float64 for g in res.grads)
+    same_answer(res, c.compute(outs, grads=True, compact=False, shm="wire", **kw))
+    assert c.compute(outs, grads=True, grad_datatype="FP32", **kw).grads[0].dtype == np.float32
+    pytest.importorskip("aiohttp", reason="aiohttp is not installed (python3-aiohttp)")
+    import asyncio
+    from yololoss.aio import AsyncYoloLossClient
+
+    async def go():
+        async with AsyncYoloLossClient(url, model=model_of(case), grad_datatype="FP64") as a:
+            return await a.compute(outs, grads=True, **kw)
+    same_answer(res, asyncio.run(go()))
+    c.close()
+
+
+def test_torch_malformed_heads_get_the_daemons_400(url):
+    torch = _torch()
+    from yololoss.torch import RemoteYoloLoss
+    crit = RemoteYoloLoss(YoloLossClient(url, model="yolov3-tiny"))
+    heads = [torch.zeros(2, 1, 1, 17, requires_grad=True), torch.zeros(2, 2, 2, 17)]
+    with pytest.raises(YoloLossHTTPError) as e:
+        crit(heads, boxes=np.zeros((2, 1, 5)))
+    assert e.value.status == 400 and "output_0" in e.value.message

@@ -65,7 +65,8 @@ class YoloLossClient:
     offers them, True, False. shm: "auto" (default: tensors through a shared-memory region
     when the server offers it and is on this host, falling back to the wire silently when
     registering fails), "shm" (always; failures raise), "wire" (never). The answers are
-    the same bits whichever is used.
+    the same bits whichever is used. grad_datatype: the default of compute's ("FP32" or
+    "FP64").
 
     Thread-safe: each thread gets its own keep-alive connection. close() (or a `with`
     block) closes them. Picklable and deep-copyable: a copy has the same settings and no
@@ -75,7 +76,8 @@ class YoloLossClient:
     def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "yolov3",
                  token: Optional[str] = None, timeout: float = 60.0,
                  version: Optional[Union[str, int]] = None, retry: RetryLike = True,
-                 compact: Optional[bool] = None, shm: str = "auto") -> None:
+                 compact: Optional[bool] = None, shm: str = "auto",
+                 grad_datatype: Optional[str] = None) -> None:
         if shm not in SHM_MODES:
             raise ValueError("shm must be 'auto', 'shm' or 'wire', not %r" % (shm,))
         u = urlsplit(url if "://" in url else "http://" + url)
@@ -94,6 +96,7 @@ class YoloLossClient:
         self.retries = 0                  # requests sent again, over the client's life
         self.compact = compact
         self.shm = shm
+        self.grad_datatype = grad_datatype
         self._https = u.scheme == "https"
         self._host: str = u.hostname
         self._port = u.port or (443 if self._https else 80)
@@ -461,6 +464,8 @@ class YoloLossClient:
         YoloLossTimeoutError (all YoloLossError), or TypeError/ValueError for arguments
         that cannot be sent at all.
         """
+        if grad_datatype is None:
+            grad_datatype = self.grad_datatype
         args = (outputs, boxes, y_true, grads, ignore_thresh, anchors, run, step, binary,
                 compress, request_id, grad_datatype, image_ids)
         use = self.compact if compact is None else compact

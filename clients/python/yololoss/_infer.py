@@ -36,6 +36,26 @@ class CompactHead:
         self.box, self.rows, self.index, self.shape = box, rows, index, tuple(shape)
 
 
+def _compactable(outputs: Sequence[ArrayLike], y_true: Optional[Sequence[ArrayLike]]) -> bool:
+    """True when every head is [B, H, W, 3*(5+C)] or [B, H, W, 3, 5+C] with one B, and
+    every y_true (when given) has a head's B, H, W and a multiple of 3 channels."""
+    try:
+        shapes = [head5(tuple(o.shape)) for o in outputs]
+        if len({s[0] for s in shapes}) != 1 or any(s[3] < 5 for s in shapes):
+            return False
+        if y_true is not None:
+            if len(y_true) != len(outputs):
+                return False
+            for y, s in zip(y_true, shapes):
+                ys = tuple(y.shape)
+                if ys[:3] != s[:3] or (len(ys) == 4 and ys[3] % 3) or len(ys) not in (4, 5) \
+                        or (len(ys) == 5 and ys[3] != 3):
+                    return False
+    except (ValueError, AttributeError, TypeError, IndexError):
+        return False
+    return True
+
+
 def compact_head(dt: str, a: np.ndarray, index: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(box, rows) of a dense wire array (uint16 bits for BF16)."""
     B, H, W, K = head5(a.shape)
@@ -90,6 +110,10 @@ class InferCall:
         tensors = []
         # per layer: (index, dense shape) when compact, for the dense gradient
         self.compact: Optional[List[Tuple[np.ndarray, Tuple[int, ...]]]] = None
+        if compact and not all(pre) and not _compactable(outputs, y_true):
+            # shapes the compact form cannot express: sent dense, so that the daemon's 400
+            # names the tensor and dimension at fault, as for any dense request
+            compact = False
         if not compact:
             tensors = [wire_tensor("output_%d" % l, o, "output") + ("output_%d" % l,)
                        for l, o in enumerate(outputs)]

@@ -64,7 +64,7 @@ class AsyncYoloLossClient:
     def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "yolov3",
                  token: Optional[str] = None, timeout: float = 60.0,
                  version: Optional[Union[str, int]] = None, retry: RetryLike = True,
-                 compact: Optional[bool] = None) -> None:
+                 compact: Optional[bool] = None, grad_datatype: Optional[str] = None) -> None:
         u = urlsplit(url if "://" in url else "http://" + url)
         if u.scheme not in ("http", "https"):
             raise ValueError("url: scheme must be http or https, not %r" % u.scheme)
@@ -80,6 +80,7 @@ class AsyncYoloLossClient:
         self.retry: Retry = as_retry(retry)
         self.retries = 0
         self.compact = compact
+        self.grad_datatype = grad_datatype
         self._extensions: Optional[frozenset] = None
         self._base = "%s://%s" % (u.scheme, u.netloc)
         self._host: str = u.hostname
@@ -287,6 +288,8 @@ class AsyncYoloLossClient:
                       image_ids: Optional[ArrayLike] = None,
                       compact: Optional[bool] = None) -> Result:
         """As YoloLossClient.compute, awaited."""
+        if grad_datatype is None:
+            grad_datatype = self.grad_datatype
         args = (outputs, boxes, y_true, grads, ignore_thresh, anchors, run, step, binary,
                 compress, request_id, grad_datatype, image_ids)
         use = self.compact if compact is None else compact

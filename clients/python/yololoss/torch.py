@@ -34,7 +34,7 @@ import numpy as np
 from ._client import YoloLossClient
 from ._compact import head5, rows_for_boxes, rows_for_y_true
 from ._errors import YoloLossHTTPError
-from ._infer import CompactHead, InferCall, missing_row
+from ._infer import CompactHead, InferCall, _compactable, missing_row
 from ._result import Result
 from ._tensors import BF16
 from .layouts import boxes_from_ultralytics, heads_from_ultralytics, input_size_of
@@ -223,9 +223,10 @@ class RemoteYoloLoss(torch.nn.Module):
         run, step, image_ids = log
         kw = dict(boxes=boxes, y_true=y_true, grads=grads, ignore_thresh=self.ignore_thresh,
                   anchors=self.anchors, run=run, step=step, binary=self.binary,
-                  compress=self.compress, grad_datatype=self.grad_datatype,
+                  compress=self.compress,
+                  grad_datatype=self.grad_datatype or self.client.grad_datatype,
                   image_ids=image_ids)
-        if self._use_compact():
+        if _compactable(heads, y_true) and self._use_compact():
             parts, where = self._compact_heads(heads, boxes, y_true)
             try:
                 return self.client.send(InferCall(parts, **kw)), where

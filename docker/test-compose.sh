@@ -8,6 +8,9 @@
 #  - shared history: every replica serves all the run's points (GET /v1/runs/{run}/steps),
 #    whichever replica computed them (skipped, saying so, until the image's yololossd
 #    accepts --history postgresql://...);
+#  - live across replicas: an event stream opened through nginx before the batches (so
+#    served by one replica) carries every point of the run, each once, whichever replica
+#    computed it (NOTIFY/LISTEN; skipped when the daemon has no /v1/events);
 #  - Prometheus has the 3 replicas as targets, each up once the daemon serves /metrics;
 #  - every replica exits 0 on SIGTERM; then everything is removed (volumes too).
 set -euo pipefail
@@ -75,6 +78,19 @@ for i in $(seq 50); do
 done
 say "up: nginx on $url, Prometheus on 127.0.0.1:$PROMETHEUS_PORT, 3 replicas healthy, PostgreSQL accepts yololoss"
 
+# Live across replicas: one event stream through nginx, opened before any point exists.
+events=""
+if ((shared)) && grep -q -- '--max-streams' <<<"$help"; then
+  events=$(mktemp)
+  curl -sN --max-time 600 "$url/v1/events?run=$run" >"$events" 2>/dev/null &
+  events_pid=$!
+  for i in $(seq 100); do
+    grep -q '^retry: ' "$events" && break
+    ((i < 100)) || fail "no event stream through nginx: $(head -c 300 "$events")"
+    sleep 0.2
+  done
+fi
+
 # Real batches through nginx, 3 clients at once, one run.
 pids=() outs=()
 for k in 0 1 2; do
@@ -111,6 +127,24 @@ if ((shared)); then
     ((got == sent)) || fail "$s serves $got points of the run, want $sent"
   done
   say "shared history: each replica serves all $sent points of the run"
+fi
+
+if [[ -n $events ]]; then
+  for i in $(seq 150); do
+    got=$(grep -c '^event: point$' "$events" || true)
+    ((got >= sent)) && break
+    ((i < 150)) || fail "the stream through nginx carried $got of $sent points"
+    sleep 0.2
+  done
+  kill "$events_pid" 2>/dev/null || true
+  wait "$events_pid" 2>/dev/null || true
+  distinct=$(grep '^data: ' "$events" | "$PYTHON" -c 'import json,sys
+print(len({json.loads(l[6:])["step"] for l in sys.stdin}))')
+  got=$(grep -c '^event: point$' "$events" || true)
+  ((got == sent && distinct == sent)) ||
+    fail "the stream through nginx carried $got points ($distinct steps), want $sent"
+  rm -f "$events"
+  say "live across replicas: one stream through nginx carried all $sent points, each once"
 fi
 
 # Prometheus scrapes every replica.

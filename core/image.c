@@ -76,6 +76,8 @@ typedef struct {
     int C;
     const yl__truth *truth; /* the image's truths on this layer, by anchor */
     int64_t n_truth;
+    const int32_t *row_truths; /* those whose cell window includes the current grid row */
+    int64_t n_row_truths;
     yl__scratch *s;
 } layer_ctx;
 
@@ -99,11 +101,10 @@ static box decode(const layer_ctx *c, const double t[4], int64_t i, int64_t j, i
 static int reaches_thresh(const layer_ctx *c, const double t[4], int64_t i, int64_t j, int k) {
     int decoded = 0;
     box pred = {0, 0, 0, 0};
-    for (int64_t q = 0; q < c->n_truth; q++) {
-        const yl__truth *tr = &c->truth[q];
-        if (i < tr->near_i0 || i > tr->near_i1 || j < tr->near_j0 || j > tr->near_j1 ||
-            t[2] < tr->tw_lo[k] || t[2] > tr->tw_hi[k] || t[3] < tr->th_lo[k] ||
-            t[3] > tr->th_hi[k])
+    for (int64_t q = 0; q < c->n_row_truths; q++) {
+        const yl__truth *tr = &c->truth[c->row_truths[q]];
+        if (i < tr->near_i0 || i > tr->near_i1 || t[2] < tr->tw_lo[k] || t[2] > tr->tw_hi[k] ||
+            t[3] < tr->th_lo[k] || t[3] > tr->th_hi[k])
             continue;
         if (!decoded) {
             pred = decode(c, t, i, j, k);
@@ -358,29 +359,40 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
                                       row_anchor * c.src_stride + bad);
         kern->gather(c.src, c.src_dtype, row_anchor * c.src_stride + 4, c.src_stride, n_row,
                      s->row_to);
-        yl__exp_neg_abs(s->row_to, s->row_e, n_row);
+        kern->exp_neg_abs(s->row_to, s->row_e, n_row);
         /* Which anchors count: truth anchors not at all here, near ones unless a truth
          * reaches ignore_thresh; the rest, nearly all, without decoding (see top). */
+        for (int64_t q = 0; q < n_row; q++) /* most anchors: no truth, not near one */
+            s->row_m[q] = s->row_ig[q] = 1;
         const yl__truth *row_truth = next;
-        for (int64_t i = 0; i < c.W; i++) {
-            int near = n_truth && s->cell_near[j * c.W + i];
+        while (next < end && next->anchor < (j + 1) * n_row)
+            next++;
+        c.n_row_truths = 0; /* in truth order, so the first to reach thresh is the same */
+        for (int64_t q = 0; q < n_truth; q++)
+            if (s->truth[q].near_j0 <= j && j <= s->truth[q].near_j1)
+                s->row_truths[c.n_row_truths++] = (int32_t)q;
+        c.row_truths = s->row_truths;
+        const yl__truth *tn = row_truth; /* the row's truth anchors, skipped below */
+        for (int64_t i = 0; c.n_row_truths && i < c.W; i++) {
+            if (!s->cell_near[j * c.W + i])
+                continue;
             for (int k = 0; k < A; k++) {
                 int64_t q = i * A + k, anchor = j * n_row + q;
-                if (next < end && next->anchor == anchor) {
-                    next++;
-                    s->row_m[q] = s->row_ig[q] = 0;
+                while (tn < next && tn->anchor < anchor)
+                    tn++;
+                if (tn < next && tn->anchor == anchor)
                     continue;
+                double t[4];
+                load4(c.src, c.src_dtype, (c.first + anchor) * c.src_stride, t);
+                if (reaches_thresh(&c, t, i, j, k)) {
+                    s->row_ig[q] = 0;
+                    sum->ignored++;
                 }
-                double ignore = 1;
-                if (near) {
-                    double t[4];
-                    load4(c.src, c.src_dtype, (c.first + anchor) * c.src_stride, t);
-                    ignore = !reaches_thresh(&c, t, i, j, k);
-                }
-                s->row_m[q] = 1;
-                s->row_ig[q] = ignore;
-                sum->ignored += ignore == 0;
             }
+        }
+        for (const yl__truth *t = row_truth; t < next; t++) {
+            int64_t q = t->anchor - j * n_row;
+            s->row_m[q] = s->row_ig[q] = 0;
         }
         sum->n_noobj += n_row - (next - row_truth);
         kern->noobj(s->row_to, s->row_e, s->row_m, s->row_ig, n_pad, s->row_s, &acc);

@@ -37,6 +37,8 @@ typedef struct {
     /* out[q] = element first + q*stride, q < n, as double */
     void (*gather)(const void *base, int dtype, int64_t first, int64_t stride, int64_t n,
                    double *out);
+    /* out[q] = exp(-|x[q]|), finite x, within 2 ulp */
+    void (*exp_neg_abs)(const double *x, double *out, int64_t n);
     /* the anchors without a truth of a row (n a multiple of 4); see kernels.c */
     void (*noobj)(const double *to, const double *e, const double *m, const double *ig,
                   int64_t n, double *s_o, yl__noobj_acc *acc);
@@ -49,9 +51,9 @@ void yl__noobj_flush(yl__noobj_acc *acc);
 double yl__noobj_total(const yl__noobj_acc *acc, double *noobj_sum);
 /* The scalar scan, for the value checks outside the row loop. */
 int64_t yl__find_nonfinite(const void *base, int dtype, int64_t first, int64_t n);
-
-/* vexp.c: out[i] = exp(-|x[i]|) for finite x, vectorised where the platform allows. */
+/* The scalar exp(-|x|), for tests. */
 void yl__exp_neg_abs(const double *x, double *out, int64_t n);
+
 
 /* truth.c: one truth anchor of one layer of one image, whichever way the truth came. */
 typedef struct {
@@ -77,6 +79,7 @@ typedef struct {
     int64_t truth_cap;
     int32_t *anchor_map;   /* boxes: per anchor of the layer, index into truth or -1 */
     yl__class_link *links; /* boxes: one per row */
+    int32_t *row_truths;   /* truth_cap: the truths near the current grid row */
     double *class_target;  /* C doubles */
     unsigned char *cell_near; /* H*W flags: a prediction here may reach ignore_thresh */
     /* a grid row's t_o, exp(-|t_o|), no-truth mask, counts-in-loss mask and sigmoid(t_o),

@@ -7,7 +7,7 @@
  * fixed lanes (written out, so no reassociation is needed to vectorise them), the build is
  * ISO C (-std=c11: no FMA contraction), and nothing here calls libm. So the AVX2 branch
  * gives the same bits as the scalar one; tests/core/test_kernels.c checks that on every
- * dtype and both gradient dtypes, and against the reference. (exp stays in vexp.c for both:
+ * dtype and both gradient dtypes, and against the reference. (exp is our own, below:
  * libmvec's AVX2 exp differs from its SSE one in the last bit of about 1 value in 10^4.)
  */
 #include <math.h>
@@ -82,6 +82,50 @@
         }                                                                                 \
     }
 
+/* ---------------------------------------------------------------- exp(-|x|) */
+
+/* out[q] = exp(-|x[q]|) for finite x, within 2 ulp (tests/core/test_core.c holds it to that
+ * against libm on a million values). Cody-Waite reduction y = n ln2 + r, |r| <= ln2/2,
+ * n rounded by the 1.5 * 2^52 trick (no rounding call, and n can be read from the
+ * bits, so it vectorises); e^r by its Taylor series to r^13 (remainder below 5e-17
+ * relative); then times 2^(n+64) and 2^-64, so 2^(n+64) is always a normal number and a
+ * subnormal result is rounded once. y below -746 is clamped there: exp underflows to 0
+ * from -745.14 on. No libm call: both builds compute the same bits, and it runs 4 wide
+ * under AVX2 where libmvec's SSE exp ran 2. */
+#define YL__DEF_EXP(name, attr)                                                           \
+    attr static void name(const double *restrict x, double *restrict out, int64_t n) {    \
+        const double shift = 0x1.8p52, log2e = 0x1.71547652b82fep0;                       \
+        const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;        \
+        for (int64_t q = 0; q < n; q++) {                                                 \
+            double y = -fabs(x[q]);                                                       \
+            y = y < -746.0 ? -746.0 : y;                                                  \
+            double kn = y * log2e + shift;                                                \
+            double nf = kn - shift; /* round(y / ln2), exact integer in [-1077, 0] */     \
+            double r = (y - nf * ln2_hi) - nf * ln2_lo;                                   \
+            double p = 1.0 / 6227020800.0;                                                \
+            p = p * r + 1.0 / 479001600.0;                                                \
+            p = p * r + 1.0 / 39916800.0;                                                 \
+            p = p * r + 1.0 / 3628800.0;                                                  \
+            p = p * r + 1.0 / 362880.0;                                                   \
+            p = p * r + 1.0 / 40320.0;                                                    \
+            p = p * r + 1.0 / 5040.0;                                                     \
+            p = p * r + 1.0 / 720.0;                                                      \
+            p = p * r + 1.0 / 120.0;                                                      \
+            p = p * r + 1.0 / 24.0;                                                       \
+            p = p * r + 1.0 / 6.0;                                                        \
+            p = p * r + 0.5;                                                              \
+            p = p * r + 1.0;                                                              \
+            p = p * r + 1.0;                                                              \
+            uint64_t kb, sb;                                                              \
+            memcpy(&kb, &kn, 8);                                                          \
+            memcpy(&sb, &shift, 8);                                                       \
+            uint64_t eb = (kb - sb + 64 + 1023) << 52; /* 2^(n+64), n+64 >= -1013 */      \
+            double scale;                                                                 \
+            memcpy(&scale, &eb, 8);                                                       \
+            out[q] = p * scale * 0x1p-64;                                                 \
+        }                                                                                 \
+    }
+
 /* ---------------------------------------------------------------- anchors without a truth */
 
 void yl__noobj_init(yl__noobj_acc *acc) {
@@ -93,29 +137,45 @@ void yl__noobj_init(yl__noobj_acc *acc) {
 /* Per anchor q of a row: to, e = exp(-|to|), m = 1 for an anchor without a truth (0 for a
  * truth anchor or padding), ig = 1 when its confidence loss counts (not ignored). Adds
  * m * sigmoid(to) to noobj, ig * max(to, 0) to linear, and ig * log1p(e) as one factor
- * (1 + e) of a per-lane product (its log taken every YL__LOG_BLOCKS blocks: factors lie
- * in (1, 2], so 4 * 64 of them stay below 2^256), or as the series e - e^2/2 when
- * e < 2^-20 would lose its digits in 1 + e. s_o[q] = sigmoid(to) for the gradient. n is a
- * multiple of 4 (the row arrays are padded with m = ig = 0). The division per anchor and
- * the four independent lanes are what let both builds vectorise it. */
+ * (1 + e) of a per-lane product (its log taken once YL__LOG_BLOCKS blocks of 4 have gone
+ * by: factors lie in (1, 2], and fewer than 2 * 64 of them per lane stay below 2^128), or
+ * as the series e - e^2/2 when e < 2^-20 would lose its digits in 1 + e.
+ * s_o[q] = sigmoid(to) for the gradient. n is a multiple of 4 (the row arrays are padded
+ * with m = ig = 0). A chunk at a time: first an element-wise map (one division per
+ * anchor; gcc vectorises it with selects), then the sums in four written-out lanes (so the
+ * order is fixed, the same in both builds, and still vectorised). */
 #define YL__LOG_BLOCKS 64
+#define YL__CHUNK 256
 
 #define YL__DEF_NOOBJ(name, attr)                                                         \
     attr static void name(const double *restrict to, const double *restrict e,            \
                           const double *restrict m, const double *restrict ig, int64_t n, \
                           double *restrict s_o, yl__noobj_acc *restrict acc) {            \
-        for (int64_t q = 0; q < n; q += 4) {                                              \
-            for (int k = 0; k < 4; k++) {                                                 \
-                double t = to[q + k], x = e[q + k], w = ig[q + k];                        \
-                double s = (t >= 0 ? 1.0 : x) / (1.0 + x);                                \
-                s_o[q + k] = s;                                                           \
-                acc->noobj[k] += m[q + k] * s;                                            \
-                acc->linear[k] += w * (t > 0 ? t : 0.0);                                  \
-                int big = x >= 0x1p-20;                                                   \
-                acc->prod[k] *= w != 0 && big ? 1.0 + x : 1.0;                            \
-                acc->small[k] += w != 0 && !big ? x - x * x / 2 : 0.0;                    \
+        double nb[YL__CHUNK], li[YL__CHUNK], fa[YL__CHUNK], sm[YL__CHUNK];                \
+        for (int64_t c0 = 0; c0 < n; c0 += YL__CHUNK) {                                   \
+            int64_t len = n - c0 < YL__CHUNK ? n - c0 : YL__CHUNK;                        \
+            for (int64_t q = 0; q < len; q++) {                                           \
+                double t = to[c0 + q], x = e[c0 + q], w = ig[c0 + q];                     \
+                /* everything computed, then selected by exact 0/1 factors (w is 0 or 1):  \
+                 * no branch, so it vectorises (with -fno-trapping-math, core.mk) */      \
+                double one_x = 1.0 + x, series = x - x * x / 2;                           \
+                double s = (t >= 0 ? 1.0 : x) / one_x;                                    \
+                double big = x >= 0x1p-20 ? 1.0 : 0.0;                                    \
+                s_o[c0 + q] = s;                                                          \
+                nb[q] = m[c0 + q] * s;                                                    \
+                li[q] = w * (t > 0 ? t : 0.0);                                            \
+                fa[q] = 1.0 + (w * big) * x;                                              \
+                sm[q] = (w * (1.0 - big)) * series;                                       \
             }                                                                             \
-            if (++acc->blocks == YL__LOG_BLOCKS) {                                        \
+            for (int64_t q = 0; q < len; q += 4)                                          \
+                for (int k = 0; k < 4; k++) {                                             \
+                    acc->noobj[k] += nb[q + k];                                           \
+                    acc->linear[k] += li[q + k];                                          \
+                    acc->prod[k] *= fa[q + k];                                            \
+                    acc->small[k] += sm[q + k];                                           \
+                }                                                                         \
+            acc->blocks += (int)(len / 4);                                                \
+            if (acc->blocks >= YL__LOG_BLOCKS) {                                          \
                 acc->blocks = 0;                                                          \
                 yl__noobj_flush(acc);                                                     \
             }                                                                             \
@@ -146,16 +206,19 @@ double yl__noobj_total(const yl__noobj_acc *acc, double *noobj_sum) {
 YL__DEF_SCAN(scan_scalar, YL__ATTR_SCALAR)
 YL__DEF_GATHER(gather_scalar, YL__ATTR_SCALAR)
 YL__DEF_NOOBJ(noobj_scalar, YL__ATTR_SCALAR)
+YL__DEF_EXP(exp_scalar, YL__ATTR_SCALAR)
 
-static const yl__kernels scalar_kernels = {"scalar", scan_scalar, gather_scalar, noobj_scalar};
+static const yl__kernels scalar_kernels = {"scalar", scan_scalar, gather_scalar, exp_scalar,
+                                           noobj_scalar};
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define YL__ATTR_AVX2 __attribute__((target("avx2")))
 YL__DEF_SCAN(scan_avx2, YL__ATTR_AVX2)
 YL__DEF_GATHER(gather_avx2, YL__ATTR_AVX2)
 YL__DEF_NOOBJ(noobj_avx2, YL__ATTR_AVX2)
+YL__DEF_EXP(exp_avx2, YL__ATTR_AVX2)
 
-static const yl__kernels avx2_kernels = {"avx2", scan_avx2, gather_avx2, noobj_avx2};
+static const yl__kernels avx2_kernels = {"avx2", scan_avx2, gather_avx2, exp_avx2, noobj_avx2};
 #endif
 
 const char *yl_kernel_name(const yl_problem *p) { return yl__kernels_for(p->kernel)->name; }
@@ -175,3 +238,5 @@ const yl__kernels *yl__kernels_for(int kernel) {
 int64_t yl__find_nonfinite(const void *base, int dtype, int64_t first, int64_t n) {
     return scan_scalar(base, dtype, first, n);
 }
+
+void yl__exp_neg_abs(const double *x, double *out, int64_t n) { exp_scalar(x, out, n); }

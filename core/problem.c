@@ -90,7 +90,7 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
     int64_t truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
     size_t row = (size_t)((max_row * YL_NUM_ANCHORS_PER_LAYER + 3) & ~3) * sizeof(double);
-    size_t at[10], n = 0;
+    size_t at[11], n = 0;
     at[0] = n, n += align8((size_t)truth_cap * sizeof(yl__truth));
     at[1] = n, n += align8(p->has_boxes ? (size_t)max_anchors * sizeof(int32_t) : 0);
     at[2] = n, n += align8((size_t)rows * sizeof(yl__class_link));
@@ -98,6 +98,7 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     at[4] = n, n += align8((size_t)(max_anchors / YL_NUM_ANCHORS_PER_LAYER));
     for (int r = 5; r < 10; r++) /* row_to, row_e, row_m, row_ig, row_s */
         at[r] = n, n += row;
+    at[10] = n, n += align8((size_t)truth_cap * sizeof(int32_t));
     if (scratch) {
         unsigned char *c = scratch;
         s->truth_cap = truth_cap;
@@ -111,6 +112,7 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
         s->row_m = (double *)(void *)(c + at[7]);
         s->row_ig = (double *)(void *)(c + at[8]);
         s->row_s = (double *)(void *)(c + at[9]);
+        s->row_truths = (int32_t *)(void *)(c + at[10]);
     }
     return n;
 }

@@ -30,12 +30,6 @@ $(FUZZ_DIR)/core/%.o: core/%.c
 	$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(filter-out -Werror,$(WARN)) -fsanitize=fuzzer-no-link \
 	  -MMD -MP $(CORE_INC) -c $< -o $@
 
-# vexp.c is the one file built with -ffast-math (see core/core.mk).
-$(FUZZ_DIR)/core/vexp.o: core/vexp.c
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(filter-out -Werror,$(WARN)) -ffast-math \
-	  -fsanitize=fuzzer-no-link -MMD -MP $(CORE_INC) -c $< -o $@
-
 $(FUZZ_BINS): $(FUZZ_DIR)/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(FUZZ_CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(WARN) -fsanitize=fuzzer $(CORE_INC) -o $@ $< \

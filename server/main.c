@@ -23,7 +23,7 @@
  * the signal handles, so that the loop ends. */
 static void maybe_stop(yls_server *s)
 {
-    if (!s->draining || s->inflight > 0 || s->pending > 0 || s->sse || s->stopping)
+    if (!s->draining || s->inflight > 0 || s->uploading > 0 || s->pending > 0 || s->sse || s->stopping)
         return;
     s->stopping = true;
     yls_sse_shutdown(s);

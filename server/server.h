@@ -85,6 +85,7 @@ typedef struct {
     uint64_t max_json;        /* bytes of the JSON part of a request, and of a JSON response */
     uint64_t max_memory;      /* bytes admitted requests may hold in sum; 0: no budget */
     unsigned timeout;         /* idle connection timeout, seconds; 0: none */
+    unsigned max_per_address; /* open connections from one client address; 0: no limit */
     const char *token_file;   /* bearer token, NULL: no auth */
     const char *models_file;  /* extra models, NULL: only the built-in ones */
     const char *history;      /* "none", PATH or sqlite:PATH */
@@ -172,7 +173,9 @@ struct yls_server {
     bool ready;        /* false while starting and draining */
     bool draining;     /* SIGTERM/SIGINT seen */
     bool stopping;     /* shutdown started */
-    unsigned inflight; /* infer requests accepted and not yet completed */
+    unsigned inflight; /* infer requests whose body is complete, not yet completed */
+    unsigned uploading; /* infer requests admitted on their headers, body still arriving */
+    uint64_t gone_requests, gone_images; /* clients that left during compute; images skipped */
     unsigned pending;  /* other requests suspended waiting on a history thread */
 
     yls_history *history; /* NULL: --history none */
@@ -279,7 +282,8 @@ struct yls_request {
 
     /* body */
     bool want_body;        /* an infer request whose body we keep */
-    bool counted;          /* counted in srv->inflight */
+    bool uploading;        /* admitted, body still arriving: counted in srv->uploading */
+    bool counted;          /* counted in srv->inflight (from the end of its body) */
     yls_body body;
     uint64_t reserve;      /* memory budget reserved for what the body decodes into */
     uint64_t bytes_in;     /* raw body bytes received */
@@ -304,6 +308,10 @@ struct yls_request {
     /* the handler's state (an infer job): freed with the request by work_free */
     void *work;
     void (*work_free)(void *work);
+    /* set by a handler that suspends r: its client left (http.c polls the socket) */
+    void (*on_gone)(yls_request *r);
+    bool gone;
+    uv_poll_t *watch;
 };
 
 /* http.c: libmicrohttpd in the loop, one request's life */
@@ -313,8 +321,12 @@ void yls_http_stop(yls_server *s);
 void yls_http_kick(yls_server *s);
 /* Have libmicrohttpd run soon (after resuming a connection outside its callbacks). */
 void yls_http_wake(yls_server *s);
-/* Suspend r while its work runs on the pool. */
+/* Suspend r while its work runs on the pool (its socket is watched when r->on_gone is set:
+ * a client that leaves calls it), and resume it (yls_reply does). */
 void yls_request_suspend(yls_request *r);
+void yls_request_resume(yls_request *r);
+/* After on_gone, once nothing works on r any more: close its connection, no answer. */
+void yls_request_abandon(yls_request *r);
 const char *yls_header(const yls_request *r, const char *name);
 
 /* reply.c: the one reply helper. Queue resp (ownership taken) as the answer to r: now when
@@ -376,6 +388,12 @@ int yls_budget_fail(yls_fail *f, const char *what);
 /* Count (and refuse) jansson's allocations on this thread until the end (a body's parse). */
 void yls_budget_scope_begin(void);
 void yls_budget_scope_end(void);
+
+/* peers.c: open connections per client address (--max-connections-per-address). */
+struct sockaddr;
+bool yls_peer_admit(const struct sockaddr *sa, unsigned limit); /* 0: no limit */
+void yls_peer_opened(const struct sockaddr *sa);
+void yls_peer_closed(const struct sockaddr *sa);
 
 /* auth.c */
 int yls_auth_load(yls_server *s, const char *path, char *err, size_t errlen);

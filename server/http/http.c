@@ -22,6 +22,7 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,10 +58,93 @@ static bool parse_u64(const char *s, uint64_t *out)
 
 static void on_timer(uv_timer_t *t);
 
+/*
+ * A client that leaves while its request is suspended. libmicrohttpd does not read a
+ * suspended connection, so without this a client gone during compute is noticed only when
+ * the answer is written: its batch is computed, compressed and sent nowhere, holding its
+ * in-flight slot all along. A request whose handler set on_gone has its socket polled in
+ * the loop while suspended: end-of-file or an error calls on_gone once (the handler stops
+ * its work and calls yls_request_abandon); bytes (a pipelined request) end the watch, as
+ * they say the client is there.
+ */
+static void watch_closed(uv_handle_t *h) { free(h); }
+
+static void watch_stop(yls_request *r)
+{
+    if (!r->watch)
+        return;
+    r->watch->data = NULL;
+    uv_close((uv_handle_t *)r->watch, watch_closed);
+    r->watch = NULL;
+}
+
+static void on_watch(uv_poll_t *p, int status, int events)
+{
+    yls_request *r = p->data;
+    if (!r)
+        return;
+    if (r->uploading) {
+        /* the client finished sending (FIN) while its body is still being read: make
+         * libmicrohttpd look at the connection again (a resumed connection is read), so
+         * that it reads the rest and the end of file, and closes it if the body is short */
+        watch_stop(r);
+        MHD_suspend_connection(r->conn);
+        MHD_resume_connection(r->conn);
+        yls_http_wake(r->srv);
+        return;
+    }
+    bool gone = status < 0 || (events & UV_DISCONNECT);
+    if (!gone) {
+        int fd = -1;
+        uv_fileno((uv_handle_t *)p, &fd);
+        char c;
+        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    }
+    watch_stop(r);
+    if (gone && !r->gone && r->on_gone) {
+        r->gone = true;
+        r->on_gone(r);
+    }
+}
+
+static void watch_start(yls_request *r, int events)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    uv_poll_t *p = ci ? malloc(sizeof *p) : NULL;
+    if (!p)
+        return; /* unwatched: noticed when the answer is written, as before */
+    if (uv_poll_init_socket(&r->srv->loop, p, ci->connect_fd) != 0) {
+        free(p);
+        return;
+    }
+    p->data = r;
+    r->watch = p;
+    uv_poll_start(p, events, on_watch);
+}
+
 void yls_request_suspend(yls_request *r)
 {
     r->suspended = true;
     MHD_suspend_connection(r->conn);
+    if (r->on_gone)
+        watch_start(r, UV_READABLE | UV_DISCONNECT);
+}
+
+void yls_request_resume(yls_request *r)
+{
+    watch_stop(r);
+    r->suspended = false;
+    MHD_resume_connection(r->conn);
+    yls_http_wake(r->srv);
+}
+
+void yls_request_abandon(yls_request *r)
+{
+    r->gone = true;
+    if (r->suspended)
+        yls_request_resume(r); /* the access handler then closes the connection */
 }
 
 /* --------------------------------------------------------------------------------------- */
@@ -89,6 +173,7 @@ static yls_request *request_new(yls_server *s, struct MHD_Connection *c, const c
 
 static void request_free(yls_request *r)
 {
+    watch_stop(r);
     if (r->response)
         MHD_destroy_response(r->response);
     yls_big_free(r->body.base);
@@ -212,8 +297,9 @@ static int upload_headers(yls_request *r, yls_fail *f)
     r->reserve = reserve;
     r->body_limit = limit;
     r->want_body = true;
-    r->counted = true;
-    s->inflight++;
+    r->uploading = true; /* in flight only once the body is complete (on_access) */
+    s->uploading++;
+    watch_start(r, UV_DISCONNECT);
     return 0;
 }
 
@@ -331,6 +417,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         *con_cls = r;
         return on_headers(r, method, url);
     }
+    if (r->gone && !r->response)
+        return MHD_NO; /* resumed after its client left: close */
     if (r->response) {
         /* resumed with the answer */
         struct MHD_Response *resp = r->response;
@@ -345,6 +433,19 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         return go_on ? MHD_YES : MHD_NO;
     }
     /* the whole request is there */
+    if (r->uploading) {
+        /* a slow or stalled upload held no slot; now it takes one, if there is one */
+        watch_stop(r);
+        r->uploading = false;
+        s->uploading--;
+        if (!r->early.status && s->inflight >= s->opt.max_inflight)
+            yls_fail_set(&r->early, 503,
+                         "overloaded: %u infer requests are queued or running (--max-inflight "
+                         "%u); retry later",
+                         s->inflight, s->opt.max_inflight);
+        r->counted = true;
+        s->inflight++;
+    }
     if (r->early.status)
         return yls_reply_fail(r, &r->early);
     return r->route.entry->serve(r);
@@ -376,6 +477,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         r->route.entry->on_complete(r);
     if (r->counted)
         s->inflight--;
+    if (r->uploading)
+        s->uploading--;
     request_free(r);
 }
 
@@ -412,6 +515,41 @@ static void on_poll(uv_poll_t *p, int status, int events)
     if (status < 0)
         fprintf(stderr, YLS_NAME ": poll: %s\n", uv_strerror(status));
     yls_http_kick(p->data);
+}
+
+/* TCP keepalive on every connection: a client whose machine or network vanished sends no
+ * FIN, and an idle or suspended connection would be held until --timeout (or forever with
+ * --timeout 0). After 30 s of silence the kernel probes it every 10 s and gives up after 3
+ * unanswered probes, so the connection errors and is closed (a suspended one is seen by
+ * the socket watch). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    (void)socket_context;
+    const union MHD_ConnectionInfo *ai =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (code != MHD_CONNECTION_NOTIFY_STARTED) {
+        yls_peer_closed(ai ? ai->client_addr : NULL);
+        return;
+    }
+    yls_peer_opened(ai ? ai->client_addr : NULL);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return;
+    int on = 1, idle = 30, intvl = 10, cnt = 3;
+    setsockopt(ci->connect_fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
+/* --max-connections-per-address (peers.c). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addrlen;
+    const yls_server *s = cls;
+    return yls_peer_admit(addr, s->opt.max_per_address) ? MHD_YES : MHD_NO;
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -452,10 +590,11 @@ int yls_http_start(yls_server *s)
     } else {
         ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)o->port);
     }
-    s->mhd = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_access, s,
+    s->mhd = MHD_start_daemon(flags, (uint16_t)o->port, on_accept, s, on_access, s,
                               MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                              MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)o->timeout,
                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
                               MHD_OPTION_END);

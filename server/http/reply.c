@@ -16,9 +16,7 @@ enum MHD_Result yls_reply(yls_request *r, unsigned status, struct MHD_Response *
     if (r->suspended) {
         /* from an after-work callback: the handler queues it when libmicrohttpd calls back */
         r->response = resp;
-        r->suspended = false;
-        MHD_resume_connection(r->conn);
-        yls_http_wake(r->srv);
+        yls_request_resume(r);
         return MHD_YES;
     }
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);

@@ -255,6 +255,19 @@ static char *metrics_text(const yls_server *s)
     fprintf(f, "yololoss_worker_threads %u\n", s->opt.threads);
     head(f, "yololoss_inflight_requests", "gauge", "Infer requests queued or running.");
     fprintf(f, "yololoss_inflight_requests %u\n", s->inflight);
+    head(f, "yololoss_uploading_requests", "gauge",
+         "Infer requests admitted whose body is still arriving (not in flight yet).");
+    fprintf(f, "yololoss_uploading_requests %u\n", s->uploading);
+    head(f, "yololoss_memory_budget_bytes", "gauge", "Memory admitted requests may hold (--max-memory; 0: none).");
+    fprintf(f, "yololoss_memory_budget_bytes %" PRIu64 "\n", yls_budget_max());
+    head(f, "yololoss_memory_used_bytes", "gauge", "Memory counted against the budget now.");
+    fprintf(f, "yololoss_memory_used_bytes %" PRIu64 "\n", yls_budget_used());
+    head(f, "yololoss_client_gone_total", "counter",
+         "Infer requests whose client left during compute (work stopped, no answer).");
+    fprintf(f, "yololoss_client_gone_total %" PRIu64 "\n", s->gone_requests);
+    head(f, "yololoss_client_gone_images_total", "counter",
+         "Images not computed because their client left.");
+    fprintf(f, "yololoss_client_gone_images_total %" PRIu64 "\n", s->gone_images);
     head(f, "yololoss_event_streams", "gauge", "Open Server-Sent Events streams.");
     fprintf(f, "yololoss_event_streams %u\n", yls_sse_count(s));
 

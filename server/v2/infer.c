@@ -21,6 +21,7 @@
 #include "shm.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,13 @@ struct yls_infer {
 
     /* image phase */
     int64_t per_chunk, n_chunks, next_chunk, running;
+    struct chunk *queued; /* the chunks queued or running, for uv_cancel */
+    int64_t images_done;
+
+    /* the client left (yls_request on_gone): no more work, no answer */
+    bool gone;
+    atomic_bool stop; /* read by the chunks between images */
+    bool replying;    /* the answer is made (or waits on the history): too late to stop */
     int64_t fail_image; /* lowest failing image, -1: none */
     yl_error fail_err;
     bool fail_nomem, fail_budget;
@@ -65,10 +73,11 @@ struct yls_infer {
     uint64_t t_output_queued, t_output0, t_output1;
 };
 
-typedef struct {
+typedef struct chunk {
     uv_work_t work;
     yls_infer *job;
-    int64_t b0, b1;
+    struct chunk *next, **prevp;
+    int64_t b0, b1, done;
     int64_t fail_b; /* -1: all images done */
     yl_error err;
     bool nomem, over_budget;
@@ -87,8 +96,35 @@ static void release_shm(yls_infer *job)
 
 static void finish_fail(yls_infer *job)
 {
+    job->replying = true;
     release_shm(job);
     yls_reply_fail(job->req, &job->fail);
+}
+
+/* Nothing of job runs any more and its client left: count it and close the connection. */
+static void finish_gone(yls_infer *job)
+{
+    yls_server *s = job->srv;
+    s->gone_requests++;
+    if (job->prob.batch > job->images_done)
+        s->gone_images += (uint64_t)(job->prob.batch - job->images_done);
+    job->replying = true;
+    release_shm(job);
+    yls_request_abandon(job->req);
+}
+
+/* The client of job left (its socket closed while the request was suspended): queued chunks
+ * are cancelled, running ones stop at their next image, and the phase that ends last
+ * closes the connection (finish_gone) instead of answering. */
+static void on_gone(yls_request *r)
+{
+    yls_infer *job = r->work;
+    if (!job || job->replying)
+        return;
+    job->gone = true;
+    atomic_store(&job->stop, true);
+    for (struct chunk *c = job->queued; c; c = c->next)
+        uv_cancel((uv_req_t *)&c->work); /* 0 for those not started: chunk_done(UV_ECANCELED) */
 }
 
 /* --------------------------------------------------------------------------------------- */
@@ -176,6 +212,10 @@ static void output_done(uv_work_t *w, int status)
 {
     (void)status;
     yls_infer *job = container_of(w, yls_infer, work);
+    if (job->gone) {
+        finish_gone(job);
+        return;
+    }
     if (job->fail.status) {
         finish_fail(job);
         return;
@@ -191,6 +231,7 @@ static void output_done(uv_work_t *w, int status)
         return;
     }
     job->payload = NULL; /* the response owns it now */
+    job->replying = true;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             p->binary ? "application/octet-stream" : "application/json");
     if (p->binary) {
@@ -230,6 +271,9 @@ static void chunk_work(uv_work_t *w)
         }
         const yl_grads *grads = job->any_grads ? &g : NULL;
         for (int64_t b = c->b0; b < c->b1; b++) {
+            if (atomic_load_explicit(&job->stop, memory_order_relaxed))
+                break; /* the client left */
+            c->done++;
             if (yl_image(&job->prob, b, scratch, grads, &job->images[b], &c->err) != YL_OK) {
                 c->fail_b = b;
                 break;
@@ -244,6 +288,10 @@ static void chunk_done(uv_work_t *w, int status);
 
 static void all_done(yls_infer *job)
 {
+    if (job->gone) {
+        finish_gone(job);
+        return;
+    }
     if (job->fail_image >= 0) {
         if (job->fail_budget)
             yls_budget_fail(&job->fail, "the scratch memory of a chunk of images");
@@ -276,7 +324,8 @@ static void all_done(yls_infer *job)
 /* Queue chunks up to --threads at a time; finish when none is left. */
 static void schedule(yls_infer *job)
 {
-    while (job->running < (int64_t)job->srv->opt.threads && job->next_chunk < job->n_chunks) {
+    while (!job->gone && job->running < (int64_t)job->srv->opt.threads &&
+           job->next_chunk < job->n_chunks) {
         int64_t b0 = job->next_chunk * job->per_chunk;
         if (job->fail_image >= 0 && b0 > job->fail_image) {
             job->next_chunk = job->n_chunks; /* cannot change the reported error */
@@ -297,18 +346,31 @@ static void schedule(yls_infer *job)
         c->fail_b = -1;
         job->next_chunk++;
         job->running++;
+        c->next = job->queued;
+        if (c->next)
+            c->next->prevp = &c->next;
+        c->prevp = &job->queued;
+        job->queued = c;
         uv_queue_work(&job->srv->loop, &c->work, chunk_work, chunk_done);
     }
-    if (job->running == 0 && job->next_chunk >= job->n_chunks)
+    if (job->running == 0 && (job->gone || job->next_chunk >= job->n_chunks))
         all_done(job);
 }
 
 static void chunk_done(uv_work_t *w, int status)
 {
-    (void)status;
     chunk *c = container_of(w, chunk, work);
     yls_infer *job = c->job;
     job->running--;
+    *c->prevp = c->next;
+    if (c->next)
+        c->next->prevp = c->prevp;
+    if (status == UV_ECANCELED) {
+        free(c);
+        schedule(job);
+        return;
+    }
+    job->images_done += c->done;
     if (!job->t_infer0 || c->t0 < job->t_infer0)
         job->t_infer0 = c->t0;
     if (c->t1 > job->t_infer1)
@@ -450,6 +512,10 @@ static void input_done(uv_work_t *w, int status)
         snprintf(r->run, sizeof r->run, "%s", job->in.run);
     r->has_step = job->in.has_step;
     r->step = job->in.step;
+    if (job->gone) {
+        finish_gone(job);
+        return;
+    }
     if (job->fail.status) {
         finish_fail(job);
         return;
@@ -488,6 +554,7 @@ enum MHD_Result yls_infer_start(yls_request *r)
     job->t_ready = uv_hrtime();
     r->work = job;
     r->work_free = infer_free;
+    r->on_gone = on_gone;
     yls_request_suspend(r);
     uv_queue_work(&s->loop, &job->work, input_work, input_done);
     return MHD_YES;

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,9 @@ int yt_daemon_start(yt_daemon *d, const char *const *args, bool keep_stdout)
         snprintf(d->outlog, sizeof d->outlog, "/tmp/yololossd-test-%d-%d.out", (int)getpid(),
                  counter);
     counter++;
+    /* a stale log of the same name (an earlier run whose pid was the same, kept because it
+     * failed) would give its port to the wait below before the child truncates it */
+    unlink(d->errlog);
     /* --history none unless args say otherwise (the last flag wins) */
     const char *argv[32] = {path, "--host", "127.0.0.1", "--port", "0", "--history", "none"};
     int argc = 7;
@@ -443,4 +447,109 @@ int yt_stream_open(const yt_daemon *d, const char *path, const char *header, cha
     if (yt_read_until(fd, buf, len, have, "\r\n\r\n"))
         sscanf(buf, "HTTP/1.1 %d", status);
     return fd;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Requests held in flight by a client that does not read                                 */
+
+int yt_hold_send(const yt_daemon *d, const char *path, const void *body, size_t len,
+                 size_t header_len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    int small = 4096; /* before connect: the window stays small */
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %zu\r\n"
+                     "Inference-Header-Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                     path, len, header_len);
+    const char *parts[2] = {head, body};
+    size_t sizes[2] = {(size_t)n, len};
+    for (int i = 0; i < 2; i++)
+        for (size_t off = 0; off < sizes[i];) {
+            ssize_t k = send(fd, parts[i] + off, sizes[i] - off, MSG_NOSIGNAL);
+            if (k <= 0) {
+                close(fd);
+                return -1;
+            }
+            off += (size_t)k;
+        }
+    return fd;
+}
+
+bool yt_hold_answering(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 60000) == 1;
+}
+
+long yt_hold_finish(int fd, yt_resp *resp)
+{
+    memset(resp, 0, sizeof *resp);
+    growbuf all = {0};
+    char buf[65536];
+    for (;;) {
+        ssize_t k = recv(fd, buf, sizeof buf, 0);
+        if (k <= 0)
+            break;
+        if (grow_append(&all, buf, (size_t)k) != (size_t)k)
+            break;
+    }
+    close(fd);
+    char *end = all.p ? strstr(all.p, "\r\n\r\n") : NULL;
+    if (!end) {
+        free(all.p);
+        snprintf(resp->error, sizeof resp->error, "no response");
+        return 0;
+    }
+    size_t hl = (size_t)(end - all.p) + 4;
+    resp->headers = malloc(hl + 1);
+    memcpy(resp->headers, all.p, hl);
+    resp->headers[hl] = '\0';
+    resp->len = all.len - hl;
+    resp->body = malloc(resp->len + 1);
+    memcpy(resp->body, all.p + hl, resp->len);
+    resp->body[resp->len] = '\0';
+    free(all.p);
+    int st = 0;
+    sscanf(resp->headers, "HTTP/1.%*d %d", &st);
+    resp->status = st;
+    return st;
+}
+
+double yt_metric(const yt_daemon *d, const char *name)
+{
+    yt_resp r;
+    double v = -1;
+    if (yt_get(d, "/metrics", &r) == 200 && r.body) {
+        size_t n = strlen(name);
+        for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+            if (!strncmp(p, name, n) && p[n] == ' ') {
+                v = strtod(p + n + 1, NULL);
+                break;
+            }
+    }
+    yt_resp_free(&r);
+    return v;
+}
+
+double yt_metric_wait(const yt_daemon *d, const char *name, double want)
+{
+    double v = yt_metric(d, name);
+    for (int i = 0; i < 3000 && v != want; i++) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+        v = yt_metric(d, name);
+    }
+    return v;
 }

@@ -88,6 +88,20 @@ json_t *yt_get_json(const yt_daemon *d, const char *path);
 /* The "points" array of GET /v1/runs/{run}/steps (run already URL-escaped); json_decref it. */
 json_t *yt_run_points(const yt_daemon *d, const char *run);
 
+/* A request held in flight by its client: the whole request is sent on a raw socket whose
+ * receive buffer is tiny, and its (large) answer is not read, so the daemon cannot finish
+ * it. yt_hold_send returns the socket; yt_hold_finish reads the answer into resp (status,
+ * headers, Content-Length body) and closes it. */
+int yt_hold_send(const yt_daemon *d, const char *path, const void *body, size_t len,
+                 size_t header_len);
+long yt_hold_finish(int fd, yt_resp *resp);
+/* Wait (bounded: 60 s) until the answer starts to arrive (computed, being written). */
+bool yt_hold_answering(int fd);
+/* The value of a metric without labels in GET /metrics (-1 when absent). */
+double yt_metric(const yt_daemon *d, const char *name);
+/* Wait (bounded: 30 s) until the metric reaches want; its last value. */
+double yt_metric_wait(const yt_daemon *d, const char *name, double want);
+
 /* A response header's value (case-insensitive name) or NULL. */
 const char *yt_header(const yt_resp *r, const char *name, char *buf, size_t len);
 void yt_resp_free(yt_resp *r);

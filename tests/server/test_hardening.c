@@ -565,8 +565,16 @@ START_TEST(per_address_connection_limit)
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
     int fd[3];
     for (int i = 0; i < 3; i++) {
+        /* uploads begun: the connections are held (uploads, because a connection that
+         * closes before its headers are complete is not always noticed by libmicrohttpd
+         * until --timeout: docs/reliability.md, "Not covered yet") */
         fd[i] = raw_connect(d.port);
-        ck_assert(raw_send(fd[i], "GET", 3)); /* a request begun: the connection is held */
+        const char *head = "POST /v2/models/yolov3/infer HTTP/1.1\r\nHost: t\r\n"
+                           "Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n";
+        ck_assert(raw_send(fd[i], head, strlen(head)));
+        char h[256], b[256];
+        ck_assert_int_eq(raw_response(fd[i], h, sizeof h, b, sizeof b), 100); /* admitted */
+        ck_assert(raw_send(fd[i], "{", 1));
     }
     /* the fourth from the same address is closed at once, with no answer */
     int extra = raw_connect(d.port);
@@ -581,7 +589,7 @@ START_TEST(per_address_connection_limit)
         close(fd[i]);
     /* and then there is room again (bounded wait for the daemon to see the closes) */
     long st = 0;
-    for (int i = 0; i < 300 && st != 200; i++) {
+    for (int i = 0; i < 3000 && st != 200; i++) {
         yt_resp r;
         st = yt_get(&d, "/v2/health/live", &r);
         yt_resp_free(&r);

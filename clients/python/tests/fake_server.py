@@ -3,7 +3,8 @@ made to fail on cue: it answers the n-th infer with script[n], then a fixed good
 
 Script entries: an HTTP status (502, 503, ...; with the server's retry_after as the
 Retry-After header when set), "reset" (read the request, then close with a TCP RST), or
-"hang" (answer 200 only after `release` is set or 10 s pass). .attempts counts requests
+"hang" (answer 200 only after `release` is set or 10 s pass), or a key of BROKEN (a
+malformed 200 answer). .attempts counts requests
 but GET /v2, which lists no extensions (so clients stay dense and on the wire).
 """
 
@@ -18,6 +19,23 @@ GOOD = [("loss", [1], [2.5]), ("loss_terms", [4], [1, 0.5, 0.75, 0.25]),
         ("image_terms", [1, 4], [1, 0.5, 0.75, 0.25]), ("stats", [1, 8], [0] * 8)]
 GOOD_BODY = json.dumps({"model_name": "yolov3", "model_version": "1", "outputs": [
     {"name": n, "datatype": "FP32", "shape": s, "data": d} for n, s, d in GOOD]}).encode()
+
+
+# Malformed 200 answers: (body, Inference-Header-Content-Length or None).
+_HDR = json.dumps({"outputs": [{"name": "loss", "datatype": "FP32", "shape": [1],
+                                "parameters": {"binary_data_size": 8}}]}).encode()
+BROKEN = {
+    "not-json": (b"<html>proxy error page</html>", None),
+    "header-too-long": (b'{"outputs": []}', 999),
+    "short-binary": (_HDR + b"\0\0\0\0", len(_HDR)),
+    "bad-datatype": (b'{"outputs": [{"name": "loss", "datatype": "INT8", "shape": [1], '
+                     b'"data": [1]}]}', None),
+    "no-loss": (b'{"outputs": []}', None),
+    "flat-stats": (json.dumps({"outputs": [
+        {"name": n, "datatype": "FP32", "shape": s, "data": d} for n, s, d in [
+            ("loss", [1], [1]), ("loss_terms", [4], [1, 0, 0, 0]),
+            ("layer_terms", [1, 4], [1, 0, 0, 0]), ("stats", [8], [0] * 8)]]}).encode(), None),
+}
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -35,6 +53,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                        struct.pack("ii", 1, 0))
             self.close_connection = True
             self.connection.close()
+            return
+        if action in BROKEN:
+            body, hlen = BROKEN[action]
+            self.send_response(200)
+            if hlen is not None:
+                self.send_header("Inference-Header-Content-Length", str(hlen))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
             return
         if action == "hang":
             srv.release.wait(10)

@@ -235,3 +235,16 @@ def test_retry_policy_validation():
     with pytest.raises(TypeError):
         YoloLossClient("http://127.0.0.1:1", retry=3)
     assert Retry().statuses == frozenset({502, 503, 504})
+
+
+@pytest.mark.parametrize("answer", ["not-json", "header-too-long", "short-binary",
+                                    "bad-datatype", "no-loss", "flat-stats"])
+def test_malformed_answers_are_protocol_errors(answer):
+    from yololoss import YoloLossProtocolError
+    with FakeServer([answer]) as srv:
+        c = fake_client(srv.url, retry=FAST)
+        with pytest.raises(YoloLossProtocolError) as e:
+            c.compute(OUTS, boxes=BOXES)
+        assert isinstance(e.value, YoloLossError) and e.value.status == 200
+        assert "malformed answer" in e.value.message
+        assert srv.attempts == 1

@@ -248,7 +248,16 @@ class InferCall:
         if status != 200:
             raise http_error(status, rh, data)
         js, arrays = parse_infer_response(rh, data, shm)
-        return Result(arrays, js.get("model_name"), js.get("id"), compact=self.compact)
+        for name in ("loss", "loss_terms", "layer_terms", "stats") + tuple(
+                n for n, _ in self.grad_outputs):
+            if name not in arrays:
+                raise YoloLossProtocolError(200, "malformed answer from the server: no output "
+                                            "%r" % name, rh)
+        try:
+            return Result(arrays, js.get("model_name"), js.get("id"), compact=self.compact)
+        except (ValueError, IndexError, TypeError) as e:
+            raise YoloLossProtocolError(200, "malformed answer from the server: %s" % e,
+                                        rh) from None
 
 
 def missing_row(e: YoloLossHTTPError) -> bool:

@@ -1320,6 +1320,57 @@ START_TEST(shm_token_and_off)
 }
 END_TEST
 
+/* --shared-memory auto on a daemon listening on every interface: off (the harness's starter
+ * insists on 127.0.0.1, so this one starts the daemon itself). */
+START_TEST(shm_auto_off_beyond_loopback)
+{
+    const char *path = getenv("YL_DAEMON");
+    if (!path || !*path)
+        path = "build/yololossd";
+    yt_daemon d;
+    memset(&d, 0, sizeof d);
+    snprintf(d.errlog, sizeof d.errlog, "/tmp/yololossd-test-wire-%d-any.err", (int)getpid());
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int e = open(d.errlog, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int o = open("/dev/null", O_WRONLY);
+        dup2(e, 2);
+        dup2(o, 1);
+        execl(path, path, "--host", "0.0.0.0", "--port", "0", "--threads", "1", "--history",
+              "none", (char *)NULL);
+        _exit(127);
+    }
+    d.pid = pid;
+    for (int i = 0; i < 6000 && !d.port; i++) { /* up to 30 s */
+        char text[2048] = "";
+        FILE *f = fopen(d.errlog, "r");
+        size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+        if (f)
+            fclose(f);
+        text[n] = '\0';
+        const char *p = strstr(text, "listening on http://0.0.0.0:");
+        if (p)
+            d.port = (unsigned)atoi(p + strlen("listening on http://0.0.0.0:"));
+        else
+            usleep(5000);
+    }
+    ck_assert_uint_gt(d.port, 0);
+    json_t *m = yt_get_json(&d, "/v2"); /* 0.0.0.0 takes loopback connections too */
+    char *ext = json_dumps(json_object_get(m, "extensions"), 0);
+    ck_assert_msg(!strstr(ext, "system_shared_memory"), "%s", ext);
+    free(ext);
+    json_decref(m);
+    yt_resp resp;
+    ck_assert_int_eq(yt_get(&d, "/v2/systemsharedmemory/status", &resp), 400);
+    yt_resp_free(&resp);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    unlink(d.errlog);
+}
+END_TEST
+
 Suite *yt_suite_wire(void)
 {
     Suite *s = suite_create("wire");
@@ -1343,6 +1394,7 @@ Suite *yt_suite_wire(void)
     tcase_add_test(t, shm_client_exits);
     tcase_add_test(t, shm_unregister_in_flight);
     tcase_add_test(t, shm_token_and_off);
+    tcase_add_test(t, shm_auto_off_beyond_loopback);
     suite_add_tcase(s, t);
     return s;
 }

@@ -515,3 +515,18 @@ def test_torch_malformed_heads_get_the_daemons_400(url):
     with pytest.raises(YoloLossHTTPError) as e:
         crit(heads, boxes=np.zeros((2, 1, 5)))
     assert e.value.status == 400 and "output_0" in e.value.message
+
+
+def test_close_after_the_daemon_is_gone_does_not_retry(monkeypatch):
+    """Unregistering is not retried: a gone daemon has dropped the region anyway, and
+    close() must not spend the retry policy's deadline on it."""
+    waits = []
+    monkeypatch.setattr(client_mod, "_sleep", waits.append)
+    d = Daemon("--threads", "1")
+    case = mg.random_case(SEEDS[12])
+    outs, kw = case_args(case)
+    c = YoloLossClient(d.url, model=model_of(case), shm="shm")
+    c.compute(outs, grads=True, **kw)
+    d.stop()
+    c.close()
+    assert waits == [] and not c._regions

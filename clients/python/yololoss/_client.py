@@ -234,9 +234,9 @@ class YoloLossClient:
     def _unregister(self, r: Region) -> None:
         try:
             self._request("POST", self._path("v2", "systemsharedmemory", "region", r.name,
-                                             "unregister"), timeout=5)
+                                             "unregister"), timeout=5, retry=Retry.off())
         except YoloLossError:
-            pass                           # the daemon is gone: so is the region
+            pass                           # the daemon is gone (not retried): so is the region
         r.close()
 
     def __enter__(self) -> "YoloLossClient":
@@ -256,7 +256,8 @@ class YoloLossClient:
 
     def _request(self, method: str, path: str, body: Sequence[Any] = (),
                  headers: Optional[Mapping[str, str]] = None,
-                 timeout: Optional[float] = None) -> Tuple[int, Dict[str, str], Any]:
+                 timeout: Optional[float] = None,
+                 retry: Optional[Retry] = None) -> Tuple[int, Dict[str, str], Any]:
         """One HTTP exchange with retries: (status, headers dict, body bytes).
         body: a list of bytes-like chunks (sent without copying them together)."""
         hdrs = {"Accept-Encoding": "identity"}
@@ -268,7 +269,7 @@ class YoloLossClient:
         if method in ("POST", "PUT") or length:
             hdrs["Content-Length"] = str(length)
         limit = self.timeout if timeout is None else float(timeout)
-        att = Attempts(self.retry, limit)
+        att = Attempts(self.retry if retry is None else retry, limit)
         what = "%s %s" % (method, path)
         while True:
             remaining = att.remaining()

@@ -66,8 +66,8 @@ def request_bytes(client, outs, boxes, grads, compact, shm):
     sizes = []
     real = client._request
 
-    def spy(method, path, body=(), headers=None, timeout=None):
-        status, rh, data = real(method, path, body, headers, timeout)
+    def spy(method, path, body=(), headers=None, timeout=None, **kw):
+        status, rh, data = real(method, path, body, headers, timeout, **kw)
         if path.endswith("/infer"):
             sizes.append((sum(memoryview(c).nbytes for c in body), len(data)))
         return status, rh, data

@@ -41,12 +41,12 @@ class Spy:
         self.headers = []
         real = client._request
 
-        def request(method, path, body=(), headers=None, timeout=None):
+        def request(method, path, body=(), headers=None, timeout=None, **kw):
             if path.endswith("/infer"):
                 raw = bytes(memoryview(body[0]).cast("B"))
                 n = int((headers or {}).get("Inference-Header-Content-Length", len(raw)))
                 self.headers.append(json.loads(raw[:n]))
-            return real(method, path, body, headers, timeout)
+            return real(method, path, body, headers, timeout, **kw)
         monkeypatch.setattr(client, "_request", request)
 
     def inputs(self, k=-1):

@@ -84,15 +84,11 @@ TEST_RUNS += test-metrics-promtool
 
 # The dashboard in headless Chromium (Debian's) driven by playwright-core (npm): feeds a
 # live daemon steps, checks the charts show them, saves build/dashboard.png
-# and build/dashboard-images.png (`make dashboard-screenshot` writes docs/dashboard.png and
-# docs/dashboard-images.png instead).
+# and build/dashboard-images.png (the README's pictures come from real training runs instead:
+# `make docs-screenshots`, examples/examples.mk).
 test-dashboard: $(B)/yololossd $(DASH_NPM)
 	@mkdir -p build
 	YL_DAEMON=$(B)/yololossd node tests/server/dashboard.test.mjs
-
-.PHONY: dashboard-screenshot
-dashboard-screenshot: $(B)/yololossd $(DASH_NPM)
-	YL_DAEMON=$(B)/yololossd YL_SCREENSHOT=docs/dashboard.png node tests/server/dashboard.test.mjs
 
 TEST_RUNS += test-dashboard
 

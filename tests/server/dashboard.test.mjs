@@ -137,8 +137,8 @@ try {
   await page.dispatchEvent("#smooth", "input");
   await page.waitForTimeout(300);
   assert.deepEqual(errors, []);
-  // build/ by default, so a test run leaves the tree clean; `make dashboard-screenshot`
-  // refreshes the README's picture
+  // build/ by default, so a test run leaves the tree clean (the README's pictures come from
+  // real training runs: `make docs-screenshots`)
   const shot = process.env.YL_SCREENSHOT || "build/dashboard.png";
   await page.screenshot({path: shot, fullPage: true});
 

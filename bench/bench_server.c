@@ -31,88 +31,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "yololoss.h"
-
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-
-static uint64_t next_u64(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double uniform(void) { return (double)(next_u64() >> 11) * 0x1.0p-53; }
-
-static double normal(void)
-{
-    double u = uniform(), v = uniform();
-    return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* ------------------------------------------------------------------------------------ */
-
-typedef struct {
-    int B, size, C, L;
-    int64_t grid[3];
-    float *out[3];
-    size_t out_n[3];
-    float *boxes;
-    int T;
-} workload;
-
-static void make_workload(workload *w, int B, int size, int C)
-{
-    w->B = B, w->size = size, w->C = C, w->L = 3, w->T = 8;
-    for (int l = 0; l < 3; l++) {
-        w->grid[l] = size / 32 << l;
-        w->out_n[l] = (size_t)B * (size_t)(w->grid[l] * w->grid[l]) * (size_t)(3 * (5 + C));
-        w->out[l] = malloc(w->out_n[l] * sizeof(float));
-        for (size_t i = 0; i < w->out_n[l]; i++)
-            w->out[l][i] = (float)normal();
-    }
-    w->boxes = calloc((size_t)B * (size_t)w->T * 5, sizeof(float));
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < w->T; t++) {
-            float *r = w->boxes + ((size_t)b * (size_t)w->T + (size_t)t) * 5;
-            double bw = 10 + uniform() * size * 0.5, bh = 10 + uniform() * size * 0.5;
-            r[0] = (float)floor(uniform() * (size - bw));
-            r[1] = (float)floor(uniform() * (size - bh));
-            r[2] = (float)(r[0] + floor(bw));
-            r[3] = (float)(r[1] + floor(bh));
-            r[4] = (float)(next_u64() % (uint64_t)C);
-        }
-}
 
 /* In-process: median ms of yl_compute on the same batch. */
 static double inprocess_ms(const workload *w, int threads, bool grads)
 {
-    yl_config cfg;
-    yl_config_default(&cfg, 9);
-    yl_tensor out[3], boxes = {w->boxes, YL_F32, 3, {w->B, w->T, 5}};
-    for (int l = 0; l < 3; l++)
-        out[l] = (yl_tensor){w->out[l], YL_F32, 4,
-                             {w->B, w->grid[l], w->grid[l], 3 * (5 + w->C)}};
+    yl_tensor out[3], boxes;
     yl_problem p;
     yl_error err;
-    if (yl_problem_init(&p, &cfg, out, 3, &boxes, NULL, 0, &err) != YL_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        exit(1);
-    }
+    workload_problem(w, out, &boxes, &p);
     float *g[3];
     yl_grads gs = {.dtype = YL_F32};
     for (int l = 0; l < 3; l++)
@@ -127,38 +55,9 @@ static double inprocess_ms(const workload *w, int threads, bool grads)
     }
     for (int l = 0; l < 3; l++)
         free(g[l]);
-    qsort(t, 9, sizeof t[0], cmp_double);
-    return t[4];
+    return median(t, 9);
 }
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} buf;
-
-static void put(buf *b, const void *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void putf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(buf *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    put(b, tmp, (size_t)n);
-}
-
-/* A binary request (JSON header + blobs) or a JSON one. */
 static buf make_request(const workload *w, bool binary, bool grads, size_t *header_len)
 {
     buf h = {0};
@@ -322,45 +221,6 @@ static double loopback_ms(size_t in, size_t out)
     return t[2];
 }
 
-static pid_t start_daemon(const char *path, int threads, unsigned *port)
-{
-    char log[] = "/tmp/bench_server_XXXXXX";
-    int fd = mkstemp(log);
-    char th[16];
-    snprintf(th, sizeof th, "%d", threads);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(fd, 2);
-        dup2(devnull, 1);
-        execl(path, path, "--host", "127.0.0.1", "--port", "0", "--threads", th, "--max-json",
-              "1G", (char *)NULL);
-        _exit(127);
-    }
-    for (;;) {
-        char text[4096] = "";
-        FILE *f = fopen(log, "r");
-        size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
-        if (f)
-            fclose(f);
-        text[n] = '\0';
-        const char *p = strstr(text, "listening on http://127.0.0.1:");
-        if (p) {
-            *port = (unsigned)atoi(p + strlen("listening on http://127.0.0.1:"));
-            break;
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
-            fprintf(stderr, "bench_server: %s did not start: %s\n", path, text);
-            exit(1);
-        }
-        struct timespec ts = {0, 5000000};
-        nanosleep(&ts, NULL);
-    }
-    close(fd);
-    unlink(log);
-    return pid;
-}
-
 static void run_config(const char *protocol, const char *mode, const workload *w, unsigned port,
                        int threads, int clients, int requests, const buf *req, size_t header_len,
                        bool binary, double inproc_ms)
@@ -402,6 +262,7 @@ static void run_config(const char *protocol, const char *mode, const workload *w
 
 int main(int argc, char **argv)
 {
+    bench_name = "bench_server";
     const char *daemon = "build/yololossd";
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), requests = 20, B = 16, size = 416, C = 80,
         json_batch = 2;
@@ -430,7 +291,8 @@ int main(int argc, char **argv)
     workload w;
     make_workload(&w, B, size, C);
     unsigned port;
-    pid_t pid = start_daemon(daemon, threads, &port);
+    static const char *const max_json[] = {"--max-json", "1G", NULL};
+    pid_t pid = start_daemon(daemon, threads, max_json, &port);
     for (int g = 0; g < 2; g++) {
         bool grads = g == 1;
         size_t hl;
@@ -444,7 +306,7 @@ int main(int argc, char **argv)
         free(req.p);
     }
     workload wj;
-    rng_state = 0x2545F4914F6CDD1Dull;
+    reseed();
     make_workload(&wj, json_batch, size, C);
     size_t hl;
     buf req = make_request(&wj, false, false, &hl);
@@ -453,9 +315,7 @@ int main(int argc, char **argv)
         run_config("json", "loss", &wj, port, threads, clients, requests / 4 > 2 ? requests / 4 : 2,
                    &req, hl, false, inproc);
     free(req.p);
-    kill(pid, SIGTERM);
-    int st;
-    waitpid(pid, &st, 0);
+    bool clean_exit = stop_daemon(pid);
     curl_global_cleanup();
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+    return clean_exit ? 0 : 1;
 }

@@ -44,90 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "yololoss.h"
-
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-
-static uint64_t next_u64(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double uniform(void) { return (double)(next_u64() >> 11) * 0x1.0p-53; }
-
-static double normal(void)
-{
-    double u = uniform(), v = uniform();
-    return sqrt(-2 * log(u + 1e-300)) * cos(2 * M_PI * v);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof v[0], cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench_wire: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    exit(1);
-}
-
-/* ------------------------------------------------------------------------------------ */
-/* The workload (bench_server's)                                                          */
-
-typedef struct {
-    int B, size, C, T;
-    int64_t grid[3];
-    float *out[3];
-    size_t out_n[3];
-    float *boxes;
-} workload;
-
-static void make_workload(workload *w, int B, int size, int C)
-{
-    w->B = B, w->size = size, w->C = C, w->T = 8;
-    for (int l = 0; l < 3; l++) {
-        w->grid[l] = size / 32 << l;
-        w->out_n[l] = (size_t)B * (size_t)(w->grid[l] * w->grid[l]) * (size_t)(3 * (5 + C));
-        w->out[l] = malloc(w->out_n[l] * sizeof(float));
-        for (size_t i = 0; i < w->out_n[l]; i++)
-            w->out[l][i] = (float)normal();
-    }
-    w->boxes = calloc((size_t)B * (size_t)w->T * 5, sizeof(float));
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < w->T; t++) {
-            float *r = w->boxes + ((size_t)b * (size_t)w->T + (size_t)t) * 5;
-            double bw = 10 + uniform() * size * 0.5, bh = 10 + uniform() * size * 0.5;
-            r[0] = (float)floor(uniform() * (size - bw));
-            r[1] = (float)floor(uniform() * (size - bh));
-            r[2] = (float)(r[0] + floor(bw));
-            r[3] = (float)(r[1] + floor(bh));
-            r[4] = (float)(next_u64() % (uint64_t)C);
-        }
-}
 
 /* The core in-process on the same batch, gradients into buffers (the same thread count as
  * the daemon's): timed right before each request, so that both see the same load. */
@@ -139,15 +57,8 @@ typedef struct {
 
 static void inproc_init(inproc *ip, const workload *w, int threads)
 {
-    yl_config cfg;
-    yl_config_default(&cfg, 9);
     static yl_tensor out[3], boxes; /* the problem borrows them */
-    boxes = (yl_tensor){w->boxes, YL_F32, 3, {w->B, w->T, 5}};
-    for (int l = 0; l < 3; l++)
-        out[l] = (yl_tensor){w->out[l], YL_F32, 4, {w->B, w->grid[l], w->grid[l], 3 * (5 + w->C)}};
-    yl_error err;
-    if (yl_problem_init(&ip->p, &cfg, out, 3, &boxes, NULL, 0, &err) != YL_OK)
-        die("%s", err.msg);
+    workload_problem(w, out, &boxes, &ip->p);
     ip->g = (yl_grads){.dtype = YL_F32};
     for (int l = 0; l < 3; l++)
         ip->g.layer[l] = malloc(w->out_n[l] * sizeof(float));
@@ -166,40 +77,6 @@ static double inproc_ms(const inproc *ip, bool grads)
 
 /* ------------------------------------------------------------------------------------ */
 /* Request bodies                                                                          */
-
-typedef struct {
-    char *p;
-    size_t len, cap;
-} buf;
-
-static void reserve(buf *b, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p)
-            die("out of memory");
-    }
-}
-
-static void put(buf *b, const void *s, size_t n)
-{
-    reserve(b, n);
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void putf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(buf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    put(b, tmp, (size_t)n);
-}
 
 static void outputs_json(buf *h, bool grads, const char *const *grad_names, const char *shm_out,
                          const size_t *shm_off, const size_t *shm_size)
@@ -440,44 +317,6 @@ static double response_loss(const conn *c)
     return p ? strtod(p + 8, NULL) : NAN;
 }
 
-static pid_t start_daemon(const char *path, int threads, unsigned *port)
-{
-    char log[] = "/tmp/bench_wire_XXXXXX";
-    int fd = mkstemp(log);
-    char th[16];
-    snprintf(th, sizeof th, "%d", threads);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(fd, 2);
-        dup2(devnull, 1);
-        execl(path, path, "--host", "127.0.0.1", "--port", "0", "--threads", th, "--history",
-              "none", (char *)NULL);
-        _exit(127);
-    }
-    for (;;) {
-        char text[4096] = "";
-        FILE *f = fopen(log, "r");
-        size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
-        if (f)
-            fclose(f);
-        text[n] = '\0';
-        const char *p = strstr(text, "listening on http://127.0.0.1:");
-        if (p) {
-            *port = (unsigned)atoi(p + strlen("listening on http://127.0.0.1:"));
-            break;
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            die("%s did not start: %s", path, text);
-        struct timespec ts = {0, 5000000};
-        nanosleep(&ts, NULL);
-    }
-    close(fd);
-    unlink(log);
-    return pid;
-}
-
 /* ------------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -542,10 +381,11 @@ static void run_link(const char *link, const char *daemon, int threads, int requ
                      int size, int C)
 {
     workload w;
-    rng_state = 0x2545F4914F6CDD1Dull;
+    reseed();
     make_workload(&w, B, size, C);
     unsigned port;
-    pid_t pid = start_daemon(daemon, threads, &port);
+    static const char *const history_none[] = {"--history", "none", NULL};
+    pid_t pid = start_daemon(daemon, threads, history_none, &port);
     conn c;
     conn_init(&c, port);
 
@@ -630,8 +470,7 @@ static void run_link(const char *link, const char *daemon, int threads, int requ
     munmap(out.p, out.size);
     shm_unlink(in.key);
     shm_unlink(out.key);
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
+    stop_daemon(pid);
     for (int l = 0; l < 3; l++) {
         free(w.out[l]);
         free(ip.g.layer[l]);
@@ -685,6 +524,7 @@ static void limit_loopback(const char *rate)
 
 int main(int argc, char **argv)
 {
+    bench_name = "bench_wire";
     const char *daemon = "build/yololossd", *links = "10gbit,1gbit", *inside = NULL,
                *helper = NULL;
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), requests = 8, B = 16, size = 416, C = 80;

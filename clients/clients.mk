@@ -57,9 +57,11 @@ test-clients-js: $(B)/yololossd
 TEST_RUNS += test-clients-c test-clients-python test-clients-js
 
 # The C client end to end, each transport, beside the core in-process (bench/bench_client_c.c).
-$(B)/bench_client_c: bench/bench_client_c.c $(CLIENT_LIB) $(CORE_LIB)
+$(B)/bench_client_c: bench/bench_client_c.c bench/bench_common.c bench/bench_common.h $(CLIENT_LIB) \
+		$(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(CLIENT_INC) $(CORE_INC) $(CLIENT_CFLAGS) -o $@ $^ $(CLIENT_LIBS) -lm -lpthread
+	$(CC) $(CFLAGS_ALL) $(CLIENT_INC) $(CORE_INC) $(CLIENT_CFLAGS) -o $@ $(filter-out %.h,$^) \
+	  $(CLIENT_LIBS) -lm -lpthread
 
 ALL_BINS += $(B)/bench_client_c
 .PHONY: bench-client-c

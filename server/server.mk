@@ -94,9 +94,9 @@ TEST_RUNS += test-dashboard
 
 # The server benchmark (make bench): the standard workload end to end, binary and JSON,
 # 1/2/4 clients, against the core in-process in the same run.
-$(B)/bench_server: bench/bench_server.c $(CORE_LIB)
+$(B)/bench_server: bench/bench_server.c bench/bench_common.c bench/bench_common.h $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(shell pkg-config --cflags libcurl) -o $@ $< $(CORE_LIB) \
+	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(shell pkg-config --cflags libcurl) -o $@ $(filter %.c,$^) $(CORE_LIB) \
 	  $(shell pkg-config --libs libcurl) -lm -lpthread
 
 ALL_BINS += $(B)/bench_server
@@ -110,9 +110,9 @@ BENCH_RUNS += bench-server
 # namespace with tc on its loopback, made by the benchmark), beside the in-process time;
 # first with libcurl (bench_wire.c), then through the Python client (bench_wire.py, which
 # uses bench_wire --inprocess-helper for the workload and the in-process time).
-$(B)/bench_wire: bench/bench_wire.c $(CORE_LIB)
+$(B)/bench_wire: bench/bench_wire.c bench/bench_common.c bench/bench_common.h $(CORE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(shell pkg-config --cflags libcurl) -o $@ $< $(CORE_LIB) \
+	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(shell pkg-config --cflags libcurl) -o $@ $(filter %.c,$^) $(CORE_LIB) \
 	  $(shell pkg-config --libs libcurl) -lm -lrt
 
 ALL_BINS += $(B)/bench_wire

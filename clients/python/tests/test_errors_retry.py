@@ -248,3 +248,13 @@ def test_malformed_answers_are_protocol_errors(answer):
         assert isinstance(e.value, YoloLossError) and e.value.status == 200
         assert "malformed answer" in e.value.message
         assert srv.attempts == 1
+
+
+def test_jitter_does_not_follow_the_random_modules_seed():
+    """Training scripts seed `random` alike on every rank: the backoff must still differ."""
+    import random
+    draws = []
+    for _ in range(2):
+        random.seed(0)
+        draws.append([Retry().backoff(6) for _ in range(8)])
+    assert draws[0] != draws[1]

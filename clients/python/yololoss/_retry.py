@@ -21,6 +21,11 @@ from typing import FrozenSet, Optional, Union
 
 __all__ = ["Retry", "RetryLike"]
 
+# The jitter's source: the OS's, not the random module's state, which training scripts seed
+# alike in every process (random.seed(0) on every DDP rank) and forked children inherit;
+# either would make clients refused together come back together.
+_jitter = random.SystemRandom()
+
 
 @dataclass(frozen=True)
 class Retry:
@@ -53,7 +58,7 @@ class Retry:
     def backoff(self, n: int) -> float:
         """The full-jitter wait before retry n (0-based)."""
         cap = min(self.backoff_max, self.backoff_base * (2.0 ** min(n, 60)))
-        return random.uniform(0.0, cap)
+        return _jitter.uniform(0.0, cap)
 
 
 RetryLike = Union[Retry, bool, None]

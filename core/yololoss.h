@@ -10,8 +10,8 @@
  * was given. Every buffer (tensors, gradients, scratch, results) belongs to the caller and
  * must stay valid for the duration of the call that uses it; a yl_problem borrows the
  * tensor pointers (and compact index arrays) it was initialised with, so those must outlive
- * the problem. Only the
- * convenience function yl_compute allocates, and it frees everything before returning.
+ * the problem. Only the convenience function yl_compute allocates, and it frees everything
+ * before returning.
  * Nothing has global state: any function may run on any thread at any time, and calls
  * that share a yl_problem only read it.
  *

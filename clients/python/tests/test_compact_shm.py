@@ -305,8 +305,9 @@ def test_async_compact_equals_dense(url):
 
     async def go():
         async with AsyncYoloLossClient(url, model=model_of(case)) as c:
-            return (await c.compute(outs, grads=True, **kw),
-                    await c.compute(outs, grads=True, compact=False, **kw))
+            a = await c.compute(outs, grads=True, **kw)
+            assert c._regions                    # by default through shared memory
+            return a, await c.compute(outs, grads=True, compact=False, shm="wire", **kw)
     a, b = asyncio.run(go())
     assert a.compact is not None and b.compact is None
     same_answer(a, b)
@@ -530,3 +531,35 @@ def test_close_after_the_daemon_is_gone_does_not_retry(monkeypatch):
     d.stop()
     c.close()
     assert waits == [] and not c._regions
+
+
+def test_async_shared_memory_pool(url):
+    """Concurrent computes on one asyncio client each hold a region of the pool; the
+    answers equal the wire's bit for bit; a lost region is registered again; close()
+    unregisters them all."""
+    pytest.importorskip("aiohttp", reason="aiohttp is not installed (python3-aiohttp)")
+    import asyncio
+    from yololoss.aio import AsyncYoloLossClient
+    cases = [mg.random_case(s) for s in SEEDS[13:19]]
+    cases = [k for k in cases if model_of(k) == model_of(cases[0])]
+
+    async def go():
+        c = AsyncYoloLossClient(url, model=model_of(cases[0]), shm="shm")
+        wire = [await c.compute(case_args(k)[0], grads=True, shm="wire", **case_args(k)[1])
+                for k in cases]
+        got = await asyncio.gather(*[c.compute(case_args(k)[0], grads=True,
+                                               **case_args(k)[1]) for k in cases])
+        held = {r.name for r in c._regions}
+        assert 1 <= len(held) <= len(cases) and held <= region_names(url)
+        assert len(c._free) == len(held)                  # all given back
+        lost = c._free[0].name
+        await c._request("POST", "/v2/systemsharedmemory/region/%s/unregister" % lost)
+        again = [await c.compute(case_args(k)[0], grads=True, **case_args(k)[1])
+                 for k in cases for _ in range(2)]
+        await c.close()
+        return wire, got, again[::2], held
+    wire, got, again, held = asyncio.run(go())
+    for a, b, d in zip(wire, got, again):
+        same_answer(a, b)
+        same_answer(a, d)
+    assert not held & region_names(url)

@@ -17,6 +17,9 @@ alive. Picklable: a copy has the settings and no session.
 from __future__ import annotations
 
 import asyncio
+import json
+import multiprocessing.util
+import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import quote, urlsplit
 
@@ -28,11 +31,14 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 
 import numpy as np
 
-from ._errors import YoloLossConnectionError, YoloLossHTTPError, YoloLossTimeoutError
+from ._client import _region_lost, _release_regions
+from ._errors import (YoloLossConnectionError, YoloLossError, YoloLossHTTPError,
+                      YoloLossTimeoutError)
 from ._infer import (CompactHead, InferCall, decode_body, images_query, json_body,
                      missing_row, parse_json, scalars_body)
 from ._result import Result
 from ._retry import Attempts, Retry, RetryLike, as_retry
+from ._shm import SHM_MODES, Region, is_loopback
 from ._tensors import ArrayLike
 
 __all__ = ["AsyncYoloLossClient"]
@@ -57,14 +63,18 @@ def _lost(e: BaseException) -> bool:
 
 
 class AsyncYoloLossClient:
-    """The asyncio client of one yololossd model; arguments as YoloLossClient's (compact
-    tensors included; shared memory is not used: concurrent requests would each need a
-    region of their own)."""
+    """The asyncio client of one yololossd model; arguments as YoloLossClient's, compact
+    tensors and shared memory included. Requests in flight at once each hold a region of
+    their own from the client's pool (created and registered when none free is large
+    enough; given back when the answer is read)."""
 
     def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "yolov3",
                  token: Optional[str] = None, timeout: float = 60.0,
                  version: Optional[Union[str, int]] = None, retry: RetryLike = True,
-                 compact: Optional[bool] = None, grad_datatype: Optional[str] = None) -> None:
+                 compact: Optional[bool] = None, grad_datatype: Optional[str] = None,
+                 shm: str = "auto") -> None:
+        if shm not in SHM_MODES:
+            raise ValueError("shm must be 'auto', 'shm' or 'wire', not %r" % (shm,))
         u = urlsplit(url if "://" in url else "http://" + url)
         if u.scheme not in ("http", "https"):
             raise ValueError("url: scheme must be http or https, not %r" % u.scheme)
@@ -81,6 +91,7 @@ class AsyncYoloLossClient:
         self.retries = 0
         self.compact = compact
         self.grad_datatype = grad_datatype
+        self.shm = shm
         self._extensions: Optional[frozenset] = None
         self._base = "%s://%s" % (u.scheme, u.netloc)
         self._host: str = u.hostname
@@ -88,13 +99,31 @@ class AsyncYoloLossClient:
         self._prefix = u.path.rstrip("/")
         self._session: Optional[aiohttp.ClientSession] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._init_regions()
+
+    def _init_regions(self) -> None:
+        self._pid = os.getpid()
+        self._regions: set = set()          # every registered region of this client
+        self._free: List[Region] = []        # those no request holds now
+        self._shm_failed = False
+        # as the blocking client's: released at GC, exit and a multiprocessing child's end
+        multiprocessing.util.Finalize(self, _release_regions,
+                                      (self._regions, self._base.startswith("https"),
+                                       self._host, self._port, self._prefix, self.token),
+                                      exitpriority=10)
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
         state["_session"] = None
         state["_loop"] = None
         state["_extensions"] = None
+        for k in ("_regions", "_free", "_shm_failed", "_pid"):
+            state.pop(k, None)
         return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_regions()
 
     def __repr__(self) -> str:
         return "AsyncYoloLossClient(%r, model=%r)" % (self.url, self.model)
@@ -108,10 +137,70 @@ class AsyncYoloLossClient:
         return self._session
 
     async def close(self) -> None:
-        """Close the connection pool (a later call opens a new one)."""
+        """Unregister the shared-memory regions and close the connection pool (a later
+        call opens a new one)."""
+        if self._pid == os.getpid():
+            regions = list(self._regions)
+            self._regions.clear()
+            self._free.clear()
+            for r in regions:
+                await self._unregister(r)
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+    # -- shared memory --
+
+    def _use_shm(self, mode: str) -> bool:
+        if mode == "wire" or (mode == "auto" and (self._shm_failed or not is_loopback(self._host))):
+            return False
+        return mode == "shm" or "system_shared_memory" in (self._extensions or ())
+
+    async def _acquire(self, size: int, mode: str, timeout: Optional[float]) -> Optional[Region]:
+        """A registered region of at least size bytes that no other request holds (None:
+        use the wire)."""
+        if self._pid != os.getpid():              # a forked child: the parent's stay its
+            self._init_regions()
+        for r in self._free:
+            if r.size >= size:
+                self._free.remove(r)
+                return r
+        if self._free:                            # too small: make room for a larger one
+            small = self._free.pop(0)
+            self._regions.discard(small)
+            await self._unregister(small)
+        try:
+            r = Region(max(size, 1 << 20))
+        except OSError as e:
+            if mode == "shm":
+                raise YoloLossConnectionError(None, "cannot create a shared-memory object: %s"
+                                              % e) from e
+            self._shm_failed = True
+            return None
+        try:
+            body = json.dumps({"key": r.key, "offset": 0, "byte_size": r.size}).encode()
+            parse_json(*await self._request(
+                "POST", self._path("v2", "systemsharedmemory", "region", r.name, "register"),
+                [body], {"Content-Type": "application/json"}, timeout))
+        except YoloLossHTTPError:
+            r.close()
+            if mode == "shm":
+                raise
+            self._shm_failed = True
+            return None
+        finally:
+            r.unlink()
+        self._regions.add(r)
+        return r
+
+    async def _unregister(self, r: Region) -> None:
+        try:
+            await self._request("POST", self._path("v2", "systemsharedmemory", "region",
+                                                   r.name, "unregister"),
+                                timeout=5, retry=Retry.off())
+        except YoloLossError:
+            pass
+        r.close()
 
     async def __aenter__(self) -> "AsyncYoloLossClient":
         return self
@@ -130,14 +219,15 @@ class AsyncYoloLossClient:
 
     async def _request(self, method: str, path: str, body: Sequence[Any] = (),
                        headers: Optional[Mapping[str, str]] = None,
-                       timeout: Optional[float] = None) -> Tuple[int, Dict[str, str], Any]:
+                       timeout: Optional[float] = None,
+                       retry: Optional[Retry] = None) -> Tuple[int, Dict[str, str], Any]:
         hdrs = {"Accept-Encoding": "identity"}
         if self.token:
             hdrs["Authorization"] = "Bearer " + self.token
         hdrs.update(headers or {})
         data = b"".join(memoryview(c).cast("B") for c in body) if body else None
         limit = self.timeout if timeout is None else float(timeout)
-        att = Attempts(self.retry, limit)
+        att = Attempts(self.retry if retry is None else retry, limit)
         what = "%s %s" % (method, path)
         session = self._get_session()
         while True:
@@ -286,7 +376,7 @@ class AsyncYoloLossClient:
                       request_id: Optional[str] = None, timeout: Optional[float] = None,
                       grad_datatype: Optional[str] = None,
                       image_ids: Optional[ArrayLike] = None,
-                      compact: Optional[bool] = None) -> Result:
+                      compact: Optional[bool] = None, shm: Optional[str] = None) -> Result:
         """As YoloLossClient.compute, awaited."""
         if grad_datatype is None:
             grad_datatype = self.grad_datatype
@@ -297,20 +387,41 @@ class AsyncYoloLossClient:
             use = "yololoss_compact" in await self.server_extensions(timeout)
         call = InferCall(*args, compact=use)
         try:
-            return await self.send(call, timeout)
+            return await self.send(call, timeout, shm)
         except YoloLossHTTPError as e:
             if call.compact is None or not missing_row(e) or any(
                     isinstance(o, CompactHead) for o in outputs):
                 raise
-        return await self.send(InferCall(*args, compact=False), timeout)
+        return await self.send(InferCall(*args, compact=False), timeout, shm)
 
-    async def send(self, call: InferCall, timeout: Optional[float] = None) -> Result:
-        """Send a prepared InferCall and read its Result (always through the socket: a
-        shared-memory region per concurrent request is not worth it here)."""
-        body, hdrs = call.encode(None)
-        status, rh, data = await self._request("POST", self._model_path(None, "infer"),
-                                               body, hdrs, timeout)
-        return call.result(status, rh, data)
+    async def send(self, call: InferCall, timeout: Optional[float] = None,
+                   shm: Optional[str] = None) -> Result:
+        """Send a prepared InferCall and read its Result."""
+        mode = self.shm if shm is None else shm
+        if mode not in SHM_MODES:
+            raise ValueError("shm must be 'auto', 'shm' or 'wire', not %r" % (mode,))
+        if mode == "auto" and self._extensions is None and call.binary:
+            await self.server_extensions(timeout)
+        for again in (False, True):
+            region = None
+            if call.binary and self._use_shm(mode):
+                region = await self._acquire(call.shm_bytes(), mode, timeout)
+            where = None if region is None else (region.name, region.buf)
+            try:
+                body, hdrs = call.encode(where)
+                status, rh, data = await self._request("POST", self._model_path(None, "infer"),
+                                                       body, hdrs, timeout)
+                return call.result(status, rh, data, where)
+            except YoloLossHTTPError as e:
+                if again or region is None or not _region_lost(e, region):
+                    raise
+                self._regions.discard(region)     # the daemon lost it: a new one, once more
+                region.close()
+                region = None
+            finally:
+                if region is not None and region in self._regions:
+                    self._free.append(region)
+        raise AssertionError("unreachable")
 
     async def server_extensions(self, timeout: Optional[float] = None) -> frozenset:
         """The extensions GET /v2 lists (read once per client)."""

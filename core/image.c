@@ -77,6 +77,7 @@ typedef struct {
     const yl__truth *truth; /* the image's truths on this layer, by anchor */
     int64_t n_truth;
     const int32_t *row_truths; /* those whose cell window includes the current grid row */
+    const yl__kernels *kern;
     int64_t n_row_truths;
     yl__scratch *s;
 } layer_ctx;
@@ -189,8 +190,9 @@ static void truth_anchor(const layer_ctx *c, const yl__truth *tr, int64_t i, int
         off = goff = tr->row * stride;
         grow = c->g_rows;
     }
-    double t[4], to = yl__load(data, dtype, off + 4);
-    load4(data, dtype, off, t);
+    double *v = c->s->row_values; /* all 5+C values, one loop per dtype */
+    c->kern->gather(data, dtype, off, 1, stride, v);
+    double t[4] = {v[0], v[1], v[2], v[3]}, to = v[4];
     double obj = tr->obj, scale = 2 - tr->w * tr->h, g = obj * scale;
     double raw_xy[2] = {tr->x * (double)c->W - (double)i, tr->y * (double)c->H - (double)j};
     double raw_wh[2] = {log(tr->w / c->anchor_w[k] * p->input_w),
@@ -211,7 +213,7 @@ static void truth_anchor(const layer_ctx *c, const yl__truth *tr, int64_t i, int
     const double *target = c->s->class_target;
     double cls = 0;
     for (int q = 0; q < c->C; q++) {
-        double x = yl__load(data, dtype, off + 5 + q), z = target[q];
+        double x = v[5 + q], z = target[q];
         double sx = sigmoid(x);
         cls += bce(z, x);
         if (z > 0.5) {
@@ -330,6 +332,7 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
         return rc;
     const double thresh = p->cfg.ignore_thresh;
     const yl__kernels *kern = yl__kernels_for(p->kernel);
+    c.kern = kern;
     const int64_t A = YL_NUM_ANCHORS_PER_LAYER, n_row = A * c.W, n_pad = (n_row + 3) & ~3;
     const size_t gsize = c.g_f64 ? sizeof(double) : sizeof(float);
     const yl__truth *next = s->truth, *end = s->truth + n_truth;

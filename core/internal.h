@@ -81,6 +81,7 @@ typedef struct {
     yl__class_link *links; /* boxes: one per row */
     int32_t *row_truths;   /* truth_cap: the truths near the current grid row */
     double *class_target;  /* C doubles */
+    double *row_values;    /* 5+C doubles: the values of one truth anchor */
     unsigned char *cell_near; /* H*W flags: a prediction here may reach ignore_thresh */
     /* a grid row's t_o, exp(-|t_o|), no-truth mask, counts-in-loss mask and sigmoid(t_o),
      * 3*W each, padded to a multiple of 4 */

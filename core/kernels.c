@@ -58,6 +58,25 @@
 
 /* ---------------------------------------------------------------- t_o gather */
 
+/* fp16 and bf16 bits to double, exactly, with integer operations only (so the loops
+ * vectorise): a normal fp16 is rebased to float's exponent, a subnormal one is m * 2^-24,
+ * and inf/NaN keep their class. */
+static inline double half_bits_to_double(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    uint32_t bits = sign | (e == 31 ? 0x7f800000u | (m << 13) : ((e + 112) << 23) | (m << 13));
+    float f;
+    memcpy(&f, &bits, 4);
+    double sub = (double)m * 0x1p-24;
+    return e == 0 ? (sign ? -sub : sub) : (double)f;
+}
+
+static inline double bf16_bits_to_double(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return (double)f;
+}
+
 /* out[q] = element first + q*stride of base, q < n, converted exactly; one loop per dtype
  * instead of a dtype switch per element. */
 #define YL__DEF_GATHER(name, attr)                                                        \
@@ -76,9 +95,19 @@
             for (int64_t q = 0; q < n; q++)                                               \
                 memcpy(&out[q], p + 8 * (first + q * stride), 8);                         \
             break;                                                                        \
+        case YL_BF16:                                                                     \
+            for (int64_t q = 0; q < n; q++) {                                             \
+                uint16_t h;                                                               \
+                memcpy(&h, p + 2 * (first + q * stride), 2);                              \
+                out[q] = bf16_bits_to_double(h);                                          \
+            }                                                                             \
+            break;                                                                        \
         default:                                                                          \
-            for (int64_t q = 0; q < n; q++)                                               \
-                out[q] = yl__load(base, dtype, first + q * stride);                       \
+            for (int64_t q = 0; q < n; q++) {                                             \
+                uint16_t h;                                                               \
+                memcpy(&h, p + 2 * (first + q * stride), 2);                              \
+                out[q] = half_bits_to_double(h);                                          \
+            }                                                                             \
         }                                                                                 \
     }
 

@@ -90,7 +90,7 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
     int64_t truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
     size_t row = (size_t)((max_row * YL_NUM_ANCHORS_PER_LAYER + 3) & ~3) * sizeof(double);
-    size_t at[11], n = 0;
+    size_t at[12], n = 0;
     at[0] = n, n += align8((size_t)truth_cap * sizeof(yl__truth));
     at[1] = n, n += align8(p->has_boxes ? (size_t)max_anchors * sizeof(int32_t) : 0);
     at[2] = n, n += align8((size_t)rows * sizeof(yl__class_link));
@@ -99,6 +99,7 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     for (int r = 5; r < 10; r++) /* row_to, row_e, row_m, row_ig, row_s */
         at[r] = n, n += row;
     at[10] = n, n += align8((size_t)truth_cap * sizeof(int32_t));
+    at[11] = n, n += (size_t)(5 + p->num_classes) * sizeof(double);
     if (scratch) {
         unsigned char *c = scratch;
         s->truth_cap = truth_cap;
@@ -113,6 +114,7 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
         s->row_ig = (double *)(void *)(c + at[8]);
         s->row_s = (double *)(void *)(c + at[9]);
         s->row_truths = (int32_t *)(void *)(c + at[10]);
+        s->row_values = (double *)(void *)(c + at[11]);
     }
     return n;
 }

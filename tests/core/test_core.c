@@ -520,6 +520,31 @@ START_TEST(kernel_exp_within_2_ulp) {
 }
 END_TEST
 
+/* The kernels' dtype-specialised gather converts every fp16 and bf16 bit pattern as the
+ * reference conversions do (yl_half_to_double, yl_bf16_to_double), in both builds. */
+START_TEST(kernel_gather_converts_every_half) {
+    uint16_t *h = malloc(65536 * sizeof *h);
+    double *out = malloc(65536 * sizeof *out);
+    for (uint32_t i = 0; i < 65536; i++)
+        h[i] = (uint16_t)i;
+    for (int kernel = YL_KERNEL_SCALAR; kernel <= YL_KERNEL_AVX2; kernel++)
+        for (int d = 0; d < 2; d++) {
+            int dtype = d ? YL_BF16 : YL_F16;
+            yl__kernels_for(kernel)->gather(h, dtype, 0, 1, 65536, out);
+            int64_t bad = -1;
+            for (uint32_t i = 0; i < 65536 && bad < 0; i++) {
+                double want = d ? yl_bf16_to_double((uint16_t)i) : yl_half_to_double((uint16_t)i);
+                if (isnan(want) ? !isnan(out[i]) : memcmp(&want, &out[i], 8) != 0)
+                    bad = i;
+            }
+            ck_assert_msg(bad < 0, "%s gather of %s 0x%04llx: %.17g", yl__kernels_for(kernel)->name,
+                          yl_dtype_name(dtype), (unsigned long long)bad, bad >= 0 ? out[bad] : 0.0);
+        }
+    free(h);
+    free(out);
+}
+END_TEST
+
 START_TEST(dtype_conversions_round_to_nearest_even) {
     ck_assert(yl_half_to_double(0x3c00) == 1.0);
     ck_assert(yl_half_to_double(0x0001) == ldexp(1, -24));
@@ -718,6 +743,7 @@ Suite *core_suite(void) {
     tcase_add_test(inv, threads_and_order_give_identical_bits);
     tcase_add_test(inv, loss_only_equals_gradient_run);
     tcase_add_test(inv, kernel_exp_within_2_ulp);
+    tcase_add_test(inv, kernel_gather_converts_every_half);
     tcase_add_test(inv, box_path_equals_dense_path);
     tcase_add_test(inv, padding_rows_anywhere_change_nothing);
     tcase_add_test(inv, culling_matches_brute_force);

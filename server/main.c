@@ -3,9 +3,10 @@
  *
  * Startup: flags, models, token, the pool size (UV_THREADPOOL_SIZE, read by libuv when the
  * first work item is queued), the loop, the signals, libmicrohttpd; then the loop runs
- * until shutdown. SIGTERM/SIGINT start draining: ready answers 400, new infer requests 503,
- * those in flight finish and are sent, then libmicrohttpd stops, the handles close, the
- * loop ends and the process exits 0. A second signal exits at once with status 1.
+ * until shutdown. SIGTERM/SIGINT: ready answers 400 at once; after --drain-grace seconds
+ * (0 by default) of serving as usual the daemon drains: new infer requests 503, those in
+ * flight finish and are sent, then libmicrohttpd stops, the handles close, the loop ends
+ * and the process exits 0. A second signal exits at once with status 1.
  */
 #include "monitor/history.h"
 #include "v2/shm.h"
@@ -26,6 +27,7 @@ static void maybe_stop(yls_server *s)
     if (!s->draining || s->inflight > 0 || s->uploading > 0 || s->pending > 0 || s->sse || s->stopping)
         return;
     s->stopping = true;
+    uv_close((uv_handle_t *)&s->grace, NULL);
     yls_sse_shutdown(s);
     yls_http_stop(s);
     yls_history_close(s->history);
@@ -34,19 +36,38 @@ static void maybe_stop(yls_server *s)
     uv_close((uv_handle_t *)&s->sigint, NULL);
 }
 
+/* Drain: refuse new requests, finish those in flight, then stop (maybe_stop). */
+static void drain(yls_server *s)
+{
+    s->draining = true;
+    yls_sse_close_all(s);
+    fprintf(stderr, YLS_NAME ": draining, %u infer request%s in flight\n", s->inflight,
+            s->inflight == 1 ? "" : "s");
+    maybe_stop(s);
+}
+
+static void on_grace(uv_timer_t *t) { drain(t->data); }
+
+/* SIGTERM/SIGINT: ready says no at once, so that a load balancer stops routing here; for
+ * --drain-grace seconds requests are still served (those it routes meanwhile are not
+ * refused), then the daemon drains. A second signal exits at once. */
 static void on_signal(uv_signal_t *h, int signum)
 {
     yls_server *s = h->data;
-    if (s->draining) {
+    if (s->signalled) {
         fprintf(stderr, YLS_NAME ": %s again: exiting now\n", strsignal(signum));
         _exit(1);
     }
-    s->draining = true;
+    s->signalled = true;
     s->ready = false;
-    yls_sse_close_all(s);
-    fprintf(stderr, YLS_NAME ": %s: draining, %u infer request%s in flight\n", strsignal(signum),
-            s->inflight, s->inflight == 1 ? "" : "s");
-    maybe_stop(s);
+    if (s->opt.drain_grace) {
+        fprintf(stderr, YLS_NAME ": %s: ready says no; serving for %u s more (--drain-grace)\n",
+                strsignal(signum), s->opt.drain_grace);
+        uv_timer_start(&s->grace, on_grace, (uint64_t)s->opt.drain_grace * 1000, 0);
+        return;
+    }
+    fprintf(stderr, YLS_NAME ": %s\n", strsignal(signum));
+    drain(s);
 }
 
 
@@ -102,6 +123,8 @@ int main(int argc, char **argv)
         fprintf(stderr, YLS_NAME ": out of memory\n");
         goto out;
     }
+    uv_timer_init(&s->loop, &s->grace);
+    s->grace.data = s;
     uv_signal_init(&s->loop, &s->sigterm);
     uv_signal_init(&s->loop, &s->sigint);
     s->sigterm.data = s->sigint.data = s;
@@ -114,6 +137,7 @@ int main(int argc, char **argv)
         s->history = NULL;
         uv_close((uv_handle_t *)&s->sigterm, NULL);
         uv_close((uv_handle_t *)&s->sigint, NULL);
+        uv_close((uv_handle_t *)&s->grace, NULL);
         uv_run(&s->loop, UV_RUN_DEFAULT);
         goto out;
     }

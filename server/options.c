@@ -36,6 +36,8 @@ static void usage(FILE *out, unsigned threads, uint64_t max_memory)
             "                       tensors, gradients, responses); past it: 503 + Retry-After\n"
             "                       (default 3/4 of MemAvailable or of the cgroup limit, %s;\n"
             "                       0: no budget)\n"
+            "  --drain-grace SECONDS  after SIGTERM/SIGINT, ready answers 400 at once but requests\n"
+            "                       are still served this long, then new ones get 503 (default 0)\n"
             "  --max-connections-per-address N\n"
             "                       open connections from one client address; more are closed\n"
             "                       at once (default 0: no limit; a proxy's clients share one)\n"
@@ -133,7 +135,7 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         .max_streams = 256,
         .heartbeat = 15,
     };
-    enum { O_HOST = 256, O_PORT, O_THREADS, O_INFLIGHT, O_BODY, O_JSON, O_MEMORY, O_PER_ADDR, O_TIMEOUT,
+    enum { O_HOST = 256, O_PORT, O_THREADS, O_INFLIGHT, O_BODY, O_JSON, O_MEMORY, O_PER_ADDR, O_GRACE, O_TIMEOUT,
            O_TOKEN, O_MODELS, O_HISTORY, O_MAXRUNS, O_IMAGE_STEPS, O_IMAGE_URL, O_SHM, O_STREAMS,
            O_HEARTBEAT, O_HELP, O_VERSION };
     static const struct option longopts[] = {
@@ -145,6 +147,7 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         {"max-json", required_argument, NULL, O_JSON},
         {"max-memory", required_argument, NULL, O_MEMORY},
         {"max-connections-per-address", required_argument, NULL, O_PER_ADDR},
+        {"drain-grace", required_argument, NULL, O_GRACE},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"token-file", required_argument, NULL, O_TOKEN},
         {"models", required_argument, NULL, O_MODELS},
@@ -183,6 +186,10 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         case O_BODY: ok = parse_uint(optarg, SIZE_MAX / 2, &o->max_body, true); break;
         case O_JSON: ok = parse_uint(optarg, SIZE_MAX / 2, &o->max_json, true); break;
         case O_MEMORY: ok = parse_uint(optarg, SIZE_MAX / 2, &o->max_memory, true); break;
+        case O_GRACE:
+            ok = parse_uint(optarg, 3600, &v, false);
+            o->drain_grace = (unsigned)v;
+            break;
         case O_PER_ADDR:
             ok = parse_uint(optarg, 1000000, &v, false);
             o->max_per_address = (unsigned)v;

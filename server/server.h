@@ -85,6 +85,7 @@ typedef struct {
     uint64_t max_json;        /* bytes of the JSON part of a request, and of a JSON response */
     uint64_t max_memory;      /* bytes admitted requests may hold in sum; 0: no budget */
     unsigned timeout;         /* idle connection timeout, seconds; 0: none */
+    unsigned drain_grace;     /* seconds after SIGTERM of ready=400 while still serving */
     unsigned max_per_address; /* open connections from one client address; 0: no limit */
     const char *token_file;   /* bearer token, NULL: no auth */
     const char *models_file;  /* extra models, NULL: only the built-in ones */
@@ -171,7 +172,9 @@ struct yls_server {
     bool handles_open;
 
     bool ready;        /* false while starting and draining */
-    bool draining;     /* SIGTERM/SIGINT seen */
+    bool signalled;    /* SIGTERM/SIGINT seen: ready says no (from the first moment) */
+    bool draining;     /* new requests refused: after --drain-grace */
+    uv_timer_t grace;  /* --drain-grace */
     bool stopping;     /* shutdown started */
     unsigned inflight; /* infer requests whose body is complete, not yet completed */
     unsigned uploading; /* infer requests admitted on their headers, body still arriving */
@@ -329,6 +332,10 @@ void yls_request_resume(yls_request *r);
 void yls_request_abandon(yls_request *r);
 const char *yls_header(const yls_request *r, const char *name);
 
+/* mhd_errors.c: queue the daemon's own answer (libmicrohttpd's own error answers, queued
+ * without it, get JSON bodies there). */
+enum MHD_Result yls_mhd_queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *resp);
+
 /* reply.c: the one reply helper. Queue resp (ownership taken) as the answer to r: now when
  * r is inside the access handler, or after resuming r when it is suspended. bytes: body
  * size for the access log. */
@@ -338,6 +345,9 @@ enum MHD_Result yls_reply(yls_request *r, unsigned status, struct MHD_Response *
 enum MHD_Result yls_reply_json(yls_request *r, unsigned status, char *text);
 /* Content-Security-Policy and friends, on every monitoring response. */
 void yls_safe_headers(struct MHD_Response *resp);
+/* No answer can be made (out of memory): close r's connection, suspended or not (a
+ * suspended request must never be left suspended: it would hold its slot and shutdown). */
+enum MHD_Result yls_reply_none(yls_request *r);
 
 /* errors.c: the one error reply, {"error": msg} with the status's extra headers. */
 enum MHD_Result yls_reply_error(yls_request *r, unsigned status, const char *fmt, ...)

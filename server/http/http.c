@@ -423,7 +423,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         /* resumed with the answer */
         struct MHD_Response *resp = r->response;
         r->response = NULL;
-        enum MHD_Result ret = MHD_queue_response(c, r->status, resp);
+        enum MHD_Result ret = yls_mhd_queue(c, r->status, resp);
         MHD_destroy_response(resp);
         return ret;
     }

@@ -19,7 +19,7 @@ enum MHD_Result yls_reply(yls_request *r, unsigned status, struct MHD_Response *
         yls_request_resume(r);
         return MHD_YES;
     }
-    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+    enum MHD_Result ret = yls_mhd_queue(r->conn, status, resp);
     MHD_destroy_response(resp);
     return ret;
 }
@@ -33,10 +33,19 @@ enum MHD_Result yls_reply_json(yls_request *r, unsigned status, char *text)
         MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(text);
-        return MHD_NO;
+        return yls_reply_error(r, 500, "out of memory");
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     return yls_reply(r, status, resp, len);
+}
+
+enum MHD_Result yls_reply_none(yls_request *r)
+{
+    r->status = 0;
+    if (!r->suspended)
+        return MHD_NO; /* inside the access handler: libmicrohttpd closes the connection */
+    yls_request_abandon(r);
+    return MHD_YES;
 }
 
 /* A Content-Security-Policy that allows only the daemon's own scripts, styles and

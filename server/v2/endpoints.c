@@ -116,8 +116,8 @@ enum MHD_Result yls_ep_ready(yls_request *r)
     const yls_server *s = r->srv;
     if (s->ready && !s->draining)
         return reply_empty(r, 200);
-    return yls_reply_error(r, 400, s->draining ? "the server is shutting down"
-                                               : "the server is starting");
+    return yls_reply_error(r, 400, s->signalled ? "the server is shutting down"
+                                                : "the server is starting");
 }
 
 enum MHD_Result yls_ep_server_meta(yls_request *r) { return server_metadata(r); }
@@ -130,7 +130,7 @@ enum MHD_Result yls_ep_model_ready(yls_request *r)
     if (s->ready && !s->draining)
         return reply_empty(r, 200);
     return yls_reply_error(r, 400, "model '%s' is not ready: the server is %s",
-                           r->route.model->name, s->draining ? "shutting down" : "starting");
+                           r->route.model->name, s->signalled ? "shutting down" : "starting");
 }
 
 enum MHD_Result yls_ep_model_config(yls_request *r) { return model_config(r, r->route.model); }

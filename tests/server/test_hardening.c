@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -643,6 +644,131 @@ START_TEST(client_gone_mid_upload)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------------------ */
+/* Item 7: small things                                                                  */
+
+/* Wait (bounded: 30 s) for the daemon to exit; its status, or -1 (then it is killed). */
+static int wait_exit(yt_daemon *d)
+{
+    for (int i = 0; i < 3000; i++) {
+        int st;
+        pid_t w = waitpid(d->pid, &st, WNOHANG);
+        if (w == d->pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, NULL, 0);
+    return -1;
+}
+
+/* An error answer that cannot be made (out of memory, injected) for a request answered
+ * from the pool: its connection is closed, not left suspended, and SIGTERM still ends the
+ * daemon. */
+START_TEST(reply_oom_does_not_hang)
+{
+    setenv("YLOLOSSD_FAULT", "reply-oom", 1);
+    yt_daemon d;
+    const char *args[] = {"--threads", "1", NULL};
+    int started = yt_daemon_start(&d, args, false);
+    unsetenv("YLOLOSSD_FAULT");
+    ck_assert_int_eq(started, 0);
+    /* a body whose error (400: not JSON) is found on the pool, answered suspended */
+    const char *head = "POST /v2/models/yolov3/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                       "\r\nhello";
+    int fd = raw_connect(d.port);
+    ck_assert(raw_send(fd, head, strlen(head)));
+    char c;
+    errno = 0;
+    ssize_t n = recv(fd, &c, 1, 0);
+    ck_assert_msg(n == 0 || (n < 0 && errno == ECONNRESET),
+                  "no end of the connection (recv %zd, errno %d): left suspended", n, errno);
+    close(fd);
+    kill(d.pid, SIGTERM);
+    int rc = wait_exit(&d);
+    if (rc != 0)
+        yt_daemon_dump(&d);
+    ck_assert_int_eq(rc, 0);
+    unlink(d.errlog);
+}
+END_TEST
+
+/* --drain-grace: after SIGTERM ready says 400 at once, requests are still answered during
+ * the grace (a load balancer routes a few more before it sees ready), then the daemon
+ * drains and exits 0. */
+START_TEST(drain_grace_serves_then_stops)
+{
+    yt_daemon d;
+    const char *args[] = {"--threads", "1", "--drain-grace", "10", NULL};
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    yt_spec ss = {.num_anchors = 6, .B = 1, .H0 = 1, .W0 = 1, .C = 2, .out_dtype = YL_F32,
+                  .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 2, .seed = 3};
+    yt_case c;
+    yt_case_make(&c, &ss);
+    kill(d.pid, SIGTERM);
+    yt_resp r;
+    long ready = 200;
+    for (int i = 0; i < 3000 && ready == 200; i++) {
+        ready = yt_get(&d, "/v2/health/ready", &r);
+        yt_resp_free(&r);
+    }
+    ck_assert_int_eq(ready, 400);
+    /* within the grace: served, exact */
+    yt_send s = {.input_mode = 0, .output_binary = -1, .binary_data_output = true};
+    char msg[256];
+    ck_assert_msg(yt_infer(&d, &c, &s, &r) == 200, "%ld %s", r.status,
+                  yt_error_message(&r, msg, sizeof msg));
+    yt_outputs o;
+    char err[256];
+    ck_assert_msg(yt_parse_outputs(&r, &o, err, sizeof err) == 0, "%s", err);
+    yt_check_all(&c, &o);
+    yt_outputs_free(&o);
+    yt_resp_free(&r);
+    ck_assert_int_eq(wait_exit(&d), 0);
+    unlink(d.errlog);
+    yt_case_free(&c);
+}
+END_TEST
+
+/* libmicrohttpd's own refusals (431 headers too large, 505 version, 400 malformed chunk)
+ * come with JSON error bodies, like every other failure, not its HTML pages. */
+START_TEST(mhd_errors_are_json)
+{
+    struct {
+        const char *what;
+        int want;
+    } cases[] = {{"big", 431}, {"GET /v2/health/live HTTP/2.0\r\nHost: t\r\n\r\n", 505},
+                 {"POST /v2/models/yolov3/infer HTTP/1.1\r\nHost: t\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+                  400}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *req;
+        if (!strcmp(cases[i].what, "big")) {
+            size_t n = 300 * 1024;
+            req = malloc(n + 256);
+            int k = sprintf(req, "GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Big: ");
+            memset(req + k, 'a', n);
+            strcpy(req + k + n, "\r\n\r\n");
+        } else {
+            req = strdup(cases[i].what);
+        }
+        int fd = raw_connect(yt_main.port);
+        raw_send(fd, req, strlen(req));
+        free(req);
+        char h[4096], b[4096], msg[512];
+        int st = raw_response(fd, h, sizeof h, b, sizeof b);
+        close(fd);
+        ck_assert_msg(st == cases[i].want, "case %zu: status %d, want %d", i, st, cases[i].want);
+        ck_assert_msg(strstr(h, "application/json") != NULL, "case %zu: %s", i, h);
+        ck_assert_msg(is_json_error(b, msg, sizeof msg), "case %zu: not a JSON error: %s", i, b);
+    }
+    yt_resp r;
+    ck_assert_int_eq(yt_get(&yt_main, "/v2/health/live", &r), 200);
+    yt_resp_free(&r);
+}
+END_TEST
+
 Suite *yt_suite_hardening(void)
 {
     Suite *s = suite_create("hardening");
@@ -656,6 +782,9 @@ Suite *yt_suite_hardening(void)
     tcase_add_test(tc, inflight_counts_complete_bodies);
     tcase_add_test(tc, client_gone_during_compute);
     tcase_add_test(tc, client_gone_mid_upload);
+    tcase_add_test(tc, reply_oom_does_not_hang);
+    tcase_add_test(tc, drain_grace_serves_then_stops);
+    tcase_add_test(tc, mhd_errors_are_json);
     suite_add_tcase(s, tc);
     TCase *pa = tcase_create("per-address");
     tcase_set_timeout(pa, 60);

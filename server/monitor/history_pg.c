@@ -477,95 +477,107 @@ static PGresult *query(pgdb *db, const char *sql, int nparams, const char *const
     }
 }
 
-static int pg_runs(void *handle, yls_run_info **out, size_t *n, char *err)
+/* Fills one element from row i of res; -1 with err when it cannot. */
+typedef int (*row_fn)(const PGresult *res, int i, void *elem, const void *arg, char *err);
+
+/* query() and one zeroed element of elem bytes per row it returned, filled by row(): 0 with
+ * the array in *out and its length in *n, or -1 with err, all freed (release(), when given,
+ * frees what row() allocated in an element). */
+static int read_rows(pgdb *db, const char *sql, int nparams, const char *const *params,
+                     size_t elem, row_fn row, const void *arg, void (*release)(void *elem),
+                     void **out, size_t *n, char *err, const char *what)
 {
-    pgdb *db = handle;
     *out = NULL;
     *n = 0;
-    PGresult *res = query(db,
-                          "SELECT run, min(step), max(step), count(*), max(wall),"
-                          " (SELECT total FROM points q WHERE q.run = p.run"
-                          "  ORDER BY step DESC LIMIT 1),"
-                          " (SELECT config FROM configs c WHERE c.run = p.run)"
-                          " FROM points p GROUP BY run ORDER BY max(wall) DESC,"
-                          " run COLLATE \"C\"",
-                          0, NULL, err, "runs");
+    PGresult *res = query(db, sql, nparams, params, err, what);
     if (!res)
         return -1;
     int rows = PQntuples(res);
-    yls_run_info *v = calloc(rows ? (size_t)rows : 1, sizeof *v);
+    char *v = calloc(rows ? (size_t)rows : 1, elem);
     if (!v) {
         PQclear(res);
         snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
         return -1;
     }
-    for (int i = 0; i < rows; i++) {
-        yls_run_info *r = &v[i];
-        snprintf(r->run, sizeof r->run, "%s", PQgetvalue(res, i, 0));
-        r->first_step = get_int(res, i, 1);
-        r->last_step = get_int(res, i, 2);
-        r->points = get_int(res, i, 3);
-        r->updated = get_double(res, i, 4);
-        r->last_loss = get_double(res, i, 5);
-        if (!PQgetisnull(res, i, 6) && !(r->config = strdup(PQgetvalue(res, i, 6)))) {
-            for (int k = 0; k < i; k++)
-                free(v[k].config);
+    for (int i = 0; i < rows; i++)
+        if (row(res, i, v + (size_t)i * elem, arg, err)) {
+            for (int k = 0; release && k < i; k++)
+                release(v + (size_t)k * elem);
             free(v);
             PQclear(res);
-            snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
             return -1;
         }
-    }
     PQclear(res);
     *out = v;
     *n = (size_t)rows;
     return 0;
 }
 
+static int run_row(const PGresult *res, int i, void *elem, const void *arg, char *err)
+{
+    yls_run_info *r = elem;
+    (void)arg;
+    snprintf(r->run, sizeof r->run, "%s", PQgetvalue(res, i, 0));
+    r->first_step = get_int(res, i, 1);
+    r->last_step = get_int(res, i, 2);
+    r->points = get_int(res, i, 3);
+    r->updated = get_double(res, i, 4);
+    r->last_loss = get_double(res, i, 5);
+    if (!PQgetisnull(res, i, 6) && !(r->config = strdup(PQgetvalue(res, i, 6)))) {
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void run_release(void *elem) { free(((yls_run_info *)elem)->config); }
+
+static int pg_runs(void *handle, yls_run_info **out, size_t *n, char *err)
+{
+    return read_rows(handle,
+                     "SELECT run, min(step), max(step), count(*), max(wall),"
+                     " (SELECT total FROM points q WHERE q.run = p.run"
+                     "  ORDER BY step DESC LIMIT 1),"
+                     " (SELECT config FROM configs c WHERE c.run = p.run)"
+                     " FROM points p GROUP BY run ORDER BY max(wall) DESC,"
+                     " run COLLATE \"C\"",
+                     0, NULL, sizeof **out, run_row, NULL, run_release, (void **)out, n, err,
+                     "runs");
+}
+
+static int step_row(const PGresult *res, int i, void *elem, const void *run, char *err)
+{
+    yls_point *p = elem;
+    (void)err;
+    snprintf(p->run, sizeof p->run, "%s", (const char *)run);
+    p->step = get_int(res, i, 0);
+    p->wall = get_double(res, i, 1);
+    p->batch = get_int(res, i, 2);
+    p->total = get_double(res, i, 3);
+    for (int t = 0; t < 4; t++)
+        p->terms[t] = get_double(res, i, 4 + t);
+    int64_t L = get_int(res, i, 8);
+    p->num_layers = L < 0 ? 0 : L > YL_MAX_LAYERS ? YL_MAX_LAYERS : (int)L;
+    matrix_parse(PQgetvalue(res, i, 9), &p->layer_terms[0][0], p->num_layers, 4);
+    matrix_parse(PQgetvalue(res, i, 10), &p->stats[0][0], p->num_layers, YL_NUM_STATS);
+    p->latency = get_double(res, i, 11);
+    return 0;
+}
+
 static int pg_steps(void *handle, const char *run, int64_t after, int64_t limit,
                     yls_point **out, size_t *n, char *err)
 {
-    pgdb *db = handle;
-    *out = NULL;
-    *n = 0;
     char a[24], l[24];
     snprintf(a, sizeof a, "%lld", (long long)after);
     snprintf(l, sizeof l, "%lld", (long long)limit);
     const char *params[3] = {run, a, limit < 0 ? NULL : l}; /* LIMIT NULL: all */
-    PGresult *res = query(db,
-                          "SELECT step, wall, batch, total, xy, wh, confidence, class,"
-                          " num_layers, layer_terms, stats, latency FROM points"
-                          " WHERE run = $1 AND step > $2::bigint ORDER BY step"
-                          " LIMIT $3::bigint",
-                          3, params, err, "steps");
-    if (!res)
-        return -1;
-    int rows = PQntuples(res);
-    yls_point *v = calloc(rows ? (size_t)rows : 1, sizeof *v);
-    if (!v) {
-        PQclear(res);
-        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
-        return -1;
-    }
-    for (int i = 0; i < rows; i++) {
-        yls_point *p = &v[i];
-        snprintf(p->run, sizeof p->run, "%s", run);
-        p->step = get_int(res, i, 0);
-        p->wall = get_double(res, i, 1);
-        p->batch = get_int(res, i, 2);
-        p->total = get_double(res, i, 3);
-        for (int t = 0; t < 4; t++)
-            p->terms[t] = get_double(res, i, 4 + t);
-        int64_t L = get_int(res, i, 8);
-        p->num_layers = L < 0 ? 0 : L > YL_MAX_LAYERS ? YL_MAX_LAYERS : (int)L;
-        matrix_parse(PQgetvalue(res, i, 9), &p->layer_terms[0][0], p->num_layers, 4);
-        matrix_parse(PQgetvalue(res, i, 10), &p->stats[0][0], p->num_layers, YL_NUM_STATS);
-        p->latency = get_double(res, i, 11);
-    }
-    PQclear(res);
-    *out = v;
-    *n = (size_t)rows;
-    return 0;
+    return read_rows(handle,
+                     "SELECT step, wall, batch, total, xy, wh, confidence, class,"
+                     " num_layers, layer_terms, stats, latency FROM points"
+                     " WHERE run = $1 AND step > $2::bigint ORDER BY step"
+                     " LIMIT $3::bigint",
+                     3, params, sizeof **out, step_row, run, NULL, (void **)out, n, err,
+                     "steps");
 }
 
 static int pg_remove(void *handle, const char *run, int64_t *deleted, char *err)
@@ -597,40 +609,30 @@ static int pg_remove(void *handle, const char *run, int64_t *deleted, char *err)
     return rc;
 }
 
+static int image_row(const PGresult *res, int i, void *elem, const void *arg, char *err)
+{
+    yls_image_row *r = elem;
+    (void)arg, (void)err;
+    r->image = get_int(res, i, 0);
+    r->step = get_int(res, i, 1);
+    for (int t = 0; t < 4; t++)
+        r->terms[t] = get_double(res, i, 2 + t);
+    return 0;
+}
+
 static int pg_images(void *handle, const char *run, int64_t image, yls_image_row **out,
                      size_t *n, char *err)
 {
-    pgdb *db = handle;
-    *out = NULL;
-    *n = 0;
     char id[24];
     snprintf(id, sizeof id, "%lld", (long long)image);
     const char *params[2] = {run, id};
-    PGresult *res = query(db,
-                          "SELECT image, step, xy, wh, confidence, class FROM images"
-                          " WHERE run = $1 AND ($2::bigint < 0 OR step IN (SELECT step FROM"
-                          "  images WHERE run = $1 AND image = $2::bigint))"
-                          " ORDER BY step, image",
-                          2, params, err, "images");
-    if (!res)
-        return -1;
-    int rows = PQntuples(res);
-    yls_image_row *v = calloc(rows ? (size_t)rows : 1, sizeof *v);
-    if (!v) {
-        PQclear(res);
-        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
-        return -1;
-    }
-    for (int i = 0; i < rows; i++) {
-        v[i].image = get_int(res, i, 0);
-        v[i].step = get_int(res, i, 1);
-        for (int t = 0; t < 4; t++)
-            v[i].terms[t] = get_double(res, i, 2 + t);
-    }
-    PQclear(res);
-    *out = v;
-    *n = (size_t)rows;
-    return 0;
+    return read_rows(handle,
+                     "SELECT image, step, xy, wh, confidence, class FROM images"
+                     " WHERE run = $1 AND ($2::bigint < 0 OR step IN (SELECT step FROM"
+                     "  images WHERE run = $1 AND image = $2::bigint))"
+                     " ORDER BY step, image",
+                     2, params, sizeof **out, image_row, NULL, NULL, (void **)out, n, err,
+                     "images");
 }
 
 static double now_wall(void)
@@ -700,35 +702,25 @@ static int pg_put_scalars(void *handle, const char *run, const yls_scalar *v, si
     return -1;
 }
 
+static int scalar_row(const PGresult *res, int i, void *elem, const void *arg, char *err)
+{
+    yls_scalar *r = elem;
+    (void)arg, (void)err;
+    snprintf(r->name, sizeof r->name, "%s", PQgetvalue(res, i, 0));
+    r->step = get_int(res, i, 1);
+    r->wall = get_double(res, i, 2);
+    r->value = get_double(res, i, 3);
+    return 0;
+}
+
 static int pg_scalars(void *handle, const char *run, yls_scalar **out, size_t *n, char *err)
 {
-    pgdb *db = handle;
-    *out = NULL;
-    *n = 0;
     const char *params[1] = {run};
-    PGresult *res = query(db,
-                          "SELECT name, step, wall, value FROM scalars WHERE run = $1"
-                          " ORDER BY name COLLATE \"C\", step",
-                          1, params, err, "scalars");
-    if (!res)
-        return -1;
-    int rows = PQntuples(res);
-    yls_scalar *v = calloc(rows ? (size_t)rows : 1, sizeof *v);
-    if (!v) {
-        PQclear(res);
-        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
-        return -1;
-    }
-    for (int i = 0; i < rows; i++) {
-        snprintf(v[i].name, sizeof v[i].name, "%s", PQgetvalue(res, i, 0));
-        v[i].step = get_int(res, i, 1);
-        v[i].wall = get_double(res, i, 2);
-        v[i].value = get_double(res, i, 3);
-    }
-    PQclear(res);
-    *out = v;
-    *n = (size_t)rows;
-    return 0;
+    return read_rows(handle,
+                     "SELECT name, step, wall, value FROM scalars WHERE run = $1"
+                     " ORDER BY name COLLATE \"C\", step",
+                     1, params, sizeof **out, scalar_row, NULL, NULL, (void **)out, n, err,
+                     "scalars");
 }
 
 static int pg_layers(void *handle, const char *run, int *layers, char *err)

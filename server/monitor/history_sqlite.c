@@ -217,14 +217,86 @@ static int grow(void **v, size_t *cap, size_t len, size_t elem, char *err)
     return 0;
 }
 
+/* The SQL prepared with ?1 bound to run: NULL with err when it cannot be. */
+static sqlite3_stmt *prepare_run(sqlite3 *db, const char *sql, const char *run, char *err,
+                                 const char *what)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        fail(db, err, what);
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    return st;
+}
+
+/* Fills one zeroed element from the current row; -1 with err when it cannot. */
+typedef int (*row_fn)(sqlite3_stmt *st, void *elem, const void *arg, char *err);
+
+/* Steps st (NULL: the prepare failed, err is set) to the end, one element of elem bytes per
+ * row filled by row(): 0 with the array in *out and its length in *n, or -1 with err, all
+ * freed (release(), when given, frees what row() allocated in an element). Finalizes st. */
+static int read_rows(sqlite3 *db, sqlite3_stmt *st, size_t elem, row_fn row, const void *arg,
+                     void (*release)(void *elem), void **out, size_t *n, char *err,
+                     const char *what)
+{
+    *out = NULL;
+    *n = 0;
+    if (!st)
+        return -1;
+    char *v = NULL;
+    size_t len = 0, cap = 0;
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&v, &cap, len, elem, err))
+            goto fail;
+        void *e = v + len++ * elem;
+        memset(e, 0, elem);
+        if (row(st, e, arg, err))
+            goto fail;
+    }
+    if (s != SQLITE_DONE) {
+        fail(db, err, what);
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    *out = v;
+    *n = len;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    for (size_t i = 0; release && i < len; i++)
+        release(v + i * elem);
+    free(v);
+    return -1;
+}
+
+static int run_row(sqlite3_stmt *st, void *elem, const void *arg, char *err)
+{
+    yls_run_info *r = elem;
+    (void)arg;
+    const unsigned char *name = sqlite3_column_text(st, 0);
+    snprintf(r->run, sizeof r->run, "%s", name ? (const char *)name : "");
+    r->first_step = sqlite3_column_int64(st, 1);
+    r->last_step = sqlite3_column_int64(st, 2);
+    r->points = sqlite3_column_int64(st, 3);
+    r->updated = sqlite3_column_double(st, 4);
+    r->last_loss = sqlite3_column_double(st, 5);
+    const unsigned char *cfg = sqlite3_column_text(st, 6);
+    if (cfg && !(r->config = strdup((const char *)cfg))) {
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void run_release(void *elem) { free(((yls_run_info *)elem)->config); }
+
 static int sq_runs(void *handle, yls_run_info **out, size_t *n, char *err)
 {
     sqlite3 *db = handle;
     sqlite3_stmt *st = NULL;
-    yls_run_info *v = NULL;
-    size_t len = 0, cap = 0;
-    *out = NULL;
-    *n = 0;
     if (sqlite3_prepare_v2(db,
                            "SELECT run, min(step), max(step), count(*), max(wall),"
                            " (SELECT total FROM points q WHERE q.run = p.run"
@@ -232,93 +304,46 @@ static int sq_runs(void *handle, yls_run_info **out, size_t *n, char *err)
                            " (SELECT config FROM configs c WHERE c.run = p.run)"
                            " FROM points p GROUP BY run ORDER BY max(wall) DESC, run",
                            -1, &st, NULL) != SQLITE_OK)
-        return fail(db, err, "runs");
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&v, &cap, len, sizeof *v, err))
-            goto fail;
-        yls_run_info *r = &v[len++];
-        memset(r, 0, sizeof *r);
-        const unsigned char *name = sqlite3_column_text(st, 0);
-        snprintf(r->run, sizeof r->run, "%s", name ? (const char *)name : "");
-        r->first_step = sqlite3_column_int64(st, 1);
-        r->last_step = sqlite3_column_int64(st, 2);
-        r->points = sqlite3_column_int64(st, 3);
-        r->updated = sqlite3_column_double(st, 4);
-        r->last_loss = sqlite3_column_double(st, 5);
-        const unsigned char *cfg = sqlite3_column_text(st, 6);
-        if (cfg && !(r->config = strdup((const char *)cfg))) {
-            snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
-            goto fail;
-        }
-    }
-    if (s != SQLITE_DONE) {
-        fail(db, err, "runs");
-        goto fail;
-    }
-    sqlite3_finalize(st);
-    *out = v;
-    *n = len;
+        fail(db, err, "runs"); /* st is NULL: read_rows returns -1 */
+    return read_rows(db, st, sizeof **out, run_row, NULL, run_release, (void **)out, n, err,
+                     "runs");
+}
+
+static int step_row(sqlite3_stmt *st, void *elem, const void *run, char *err)
+{
+    yls_point *p = elem;
+    (void)err;
+    snprintf(p->run, sizeof p->run, "%s", (const char *)run);
+    p->step = sqlite3_column_int64(st, 0);
+    p->wall = sqlite3_column_double(st, 1);
+    p->batch = sqlite3_column_int64(st, 2);
+    p->total = sqlite3_column_double(st, 3);
+    for (int t = 0; t < 4; t++)
+        p->terms[t] = sqlite3_column_double(st, 4 + t);
+    int L = sqlite3_column_int(st, 8);
+    p->num_layers = L < 0 ? 0 : L > YL_MAX_LAYERS ? YL_MAX_LAYERS : L;
+    matrix_parse((const char *)sqlite3_column_text(st, 9), &p->layer_terms[0][0],
+                 p->num_layers, 4);
+    matrix_parse((const char *)sqlite3_column_text(st, 10), &p->stats[0][0], p->num_layers,
+                 YL_NUM_STATS);
+    p->latency = sqlite3_column_double(st, 11);
     return 0;
-fail:
-    sqlite3_finalize(st);
-    for (size_t i = 0; i < len; i++)
-        free(v[i].config);
-    free(v);
-    return -1;
 }
 
 static int sq_steps(void *handle, const char *run, int64_t after, int64_t limit,
                     yls_point **out, size_t *n, char *err)
 {
     sqlite3 *db = handle;
-    sqlite3_stmt *st = NULL;
-    yls_point *v = NULL;
-    size_t len = 0, cap = 0;
-    *out = NULL;
-    *n = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT step, wall, batch, total, xy, wh, confidence, class,"
-                           " num_layers, layer_terms, stats, latency FROM points"
-                           " WHERE run = ? AND step > ? ORDER BY step LIMIT ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        return fail(db, err, "steps");
-    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, after);
-    sqlite3_bind_int64(st, 3, limit);
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&v, &cap, len, sizeof *v, err))
-            goto fail;
-        yls_point *p = &v[len++];
-        memset(p, 0, sizeof *p);
-        snprintf(p->run, sizeof p->run, "%s", run);
-        p->step = sqlite3_column_int64(st, 0);
-        p->wall = sqlite3_column_double(st, 1);
-        p->batch = sqlite3_column_int64(st, 2);
-        p->total = sqlite3_column_double(st, 3);
-        for (int t = 0; t < 4; t++)
-            p->terms[t] = sqlite3_column_double(st, 4 + t);
-        int L = sqlite3_column_int(st, 8);
-        p->num_layers = L < 0 ? 0 : L > YL_MAX_LAYERS ? YL_MAX_LAYERS : L;
-        matrix_parse((const char *)sqlite3_column_text(st, 9), &p->layer_terms[0][0],
-                     p->num_layers, 4);
-        matrix_parse((const char *)sqlite3_column_text(st, 10), &p->stats[0][0], p->num_layers,
-                     YL_NUM_STATS);
-        p->latency = sqlite3_column_double(st, 11);
+    sqlite3_stmt *st = prepare_run(db,
+                                   "SELECT step, wall, batch, total, xy, wh, confidence, class,"
+                                   " num_layers, layer_terms, stats, latency FROM points"
+                                   " WHERE run = ? AND step > ? ORDER BY step LIMIT ?",
+                                   run, err, "steps");
+    if (st) {
+        sqlite3_bind_int64(st, 2, after);
+        sqlite3_bind_int64(st, 3, limit);
     }
-    if (s != SQLITE_DONE) {
-        fail(db, err, "steps");
-        goto fail;
-    }
-    sqlite3_finalize(st);
-    *out = v;
-    *n = len;
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    free(v);
-    return -1;
+    return read_rows(db, st, sizeof **out, step_row, run, NULL, (void **)out, n, err, "steps");
 }
 
 /* DELETE FROM table WHERE run = ?: 0 with *changes, or -1. */
@@ -354,45 +379,31 @@ static int sq_remove(void *handle, const char *run, int64_t *deleted, char *err)
     return 0;
 }
 
+static int image_row(sqlite3_stmt *st, void *elem, const void *arg, char *err)
+{
+    yls_image_row *r = elem;
+    (void)arg, (void)err;
+    r->image = sqlite3_column_int64(st, 0);
+    r->step = sqlite3_column_int64(st, 1);
+    for (int t = 0; t < 4; t++)
+        r->terms[t] = sqlite3_column_double(st, 2 + t);
+    return 0;
+}
+
 static int sq_images(void *handle, const char *run, int64_t image, yls_image_row **out,
                      size_t *n, char *err)
 {
     sqlite3 *db = handle;
-    sqlite3_stmt *st = NULL;
-    yls_image_row *v = NULL;
-    size_t len = 0, cap = 0;
-    *out = NULL;
-    *n = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT image, step, xy, wh, confidence, class FROM images"
-                           " WHERE run = ?1 AND (?2 < 0 OR step IN (SELECT step FROM images"
-                           "  WHERE run = ?1 AND image = ?2)) ORDER BY step, image",
-                           -1, &st, NULL) != SQLITE_OK)
-        return fail(db, err, "images");
-    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, image);
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&v, &cap, len, sizeof *v, err))
-            goto fail;
-        yls_image_row *r = &v[len++];
-        r->image = sqlite3_column_int64(st, 0);
-        r->step = sqlite3_column_int64(st, 1);
-        for (int t = 0; t < 4; t++)
-            r->terms[t] = sqlite3_column_double(st, 2 + t);
-    }
-    if (s != SQLITE_DONE) {
-        fail(db, err, "images");
-        goto fail;
-    }
-    sqlite3_finalize(st);
-    *out = v;
-    *n = len;
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    free(v);
-    return -1;
+    sqlite3_stmt *st = prepare_run(db,
+                                   "SELECT image, step, xy, wh, confidence, class FROM images"
+                                   " WHERE run = ?1 AND (?2 < 0 OR step IN (SELECT step FROM"
+                                   "  images WHERE run = ?1 AND image = ?2))"
+                                   " ORDER BY step, image",
+                                   run, err, "images");
+    if (st)
+        sqlite3_bind_int64(st, 2, image);
+    return read_rows(db, st, sizeof **out, image_row, NULL, NULL, (void **)out, n, err,
+                     "images");
 }
 
 static double now_wall(void)
@@ -404,11 +415,10 @@ static double now_wall(void)
 static int sq_put_config(void *handle, const char *run, const char *json, char *err)
 {
     sqlite3 *db = handle;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO configs VALUES (?,?,?)", -1, &st,
-                           NULL) != SQLITE_OK)
-        return fail(db, err, "config");
-    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    sqlite3_stmt *st = prepare_run(db, "INSERT OR REPLACE INTO configs VALUES (?,?,?)", run,
+                                   err, "config");
+    if (!st)
+        return -1;
     sqlite3_bind_text(st, 2, json, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 3, now_wall());
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : fail(db, err, "config");
@@ -419,12 +429,11 @@ static int sq_put_config(void *handle, const char *run, const char *json, char *
 static int sq_config(void *handle, const char *run, char **json, char *err)
 {
     sqlite3 *db = handle;
-    sqlite3_stmt *st = NULL;
     *json = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT config FROM configs WHERE run = ?", -1, &st, NULL) !=
-        SQLITE_OK)
-        return fail(db, err, "config");
-    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    sqlite3_stmt *st = prepare_run(db, "SELECT config FROM configs WHERE run = ?", run, err,
+                                   "config");
+    if (!st)
+        return -1;
     int s = sqlite3_step(st), rc = 0;
     if (s == SQLITE_ROW) {
         const unsigned char *t = sqlite3_column_text(st, 0);
@@ -476,54 +485,37 @@ cleanup:
     return rc;
 }
 
+static int scalar_row(sqlite3_stmt *st, void *elem, const void *arg, char *err)
+{
+    yls_scalar *r = elem;
+    (void)arg, (void)err;
+    const unsigned char *name = sqlite3_column_text(st, 0);
+    snprintf(r->name, sizeof r->name, "%s", name ? (const char *)name : "");
+    r->step = sqlite3_column_int64(st, 1);
+    r->wall = sqlite3_column_double(st, 2);
+    r->value = sqlite3_column_double(st, 3);
+    return 0;
+}
+
 static int sq_scalars(void *handle, const char *run, yls_scalar **out, size_t *n, char *err)
 {
     sqlite3 *db = handle;
-    sqlite3_stmt *st = NULL;
-    yls_scalar *v = NULL;
-    size_t len = 0, cap = 0;
-    *out = NULL;
-    *n = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT name, step, wall, value FROM scalars WHERE run = ?"
-                           " ORDER BY name, step",
-                           -1, &st, NULL) != SQLITE_OK)
-        return fail(db, err, "scalars");
-    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&v, &cap, len, sizeof *v, err))
-            goto fail;
-        yls_scalar *r = &v[len++];
-        const unsigned char *name = sqlite3_column_text(st, 0);
-        snprintf(r->name, sizeof r->name, "%s", name ? (const char *)name : "");
-        r->step = sqlite3_column_int64(st, 1);
-        r->wall = sqlite3_column_double(st, 2);
-        r->value = sqlite3_column_double(st, 3);
-    }
-    if (s != SQLITE_DONE) {
-        fail(db, err, "scalars");
-        goto fail;
-    }
-    sqlite3_finalize(st);
-    *out = v;
-    *n = len;
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    free(v);
-    return -1;
+    sqlite3_stmt *st = prepare_run(db,
+                                   "SELECT name, step, wall, value FROM scalars WHERE run = ?"
+                                   " ORDER BY name, step",
+                                   run, err, "scalars");
+    return read_rows(db, st, sizeof **out, scalar_row, NULL, NULL, (void **)out, n, err,
+                     "scalars");
 }
 
 static int sq_layers(void *handle, const char *run, int *layers, char *err)
 {
     sqlite3 *db = handle;
-    sqlite3_stmt *st = NULL;
     *layers = 0;
-    if (sqlite3_prepare_v2(db, "SELECT coalesce(max(num_layers), 0) FROM points WHERE run = ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        return fail(db, err, "layers");
-    sqlite3_bind_text(st, 1, run, -1, SQLITE_STATIC);
+    sqlite3_stmt *st = prepare_run(db, "SELECT coalesce(max(num_layers), 0) FROM points"
+                                       " WHERE run = ?", run, err, "layers");
+    if (!st)
+        return -1;
     int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : fail(db, err, "layers");
     if (rc == 0) {
         int L = sqlite3_column_int(st, 0);

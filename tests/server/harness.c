@@ -23,10 +23,35 @@
 
 yt_daemon yt_main, yt_small;
 
-static void nap_ms(long ms)
+void yt_nap_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+void yt_temp_history(char *path, size_t len, const char *tag)
+{
+    static int n;
+    snprintf(path, len, "/tmp/yololossd-test-%s-%d-%d.sqlite", tag, (int)getpid(), n++);
+    unlink(path);
+}
+
+void yt_remove_history(const char *path)
+{
+    char p[300];
+    const char *ext[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", path, ext[i]);
+        unlink(p);
+    }
+}
+
+void yt_token_file(char *path, const char *token)
+{
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, token, strlen(token)), (ssize_t)strlen(token));
+    close(fd);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -98,7 +123,7 @@ int yt_daemon_start(yt_daemon *d, const char *const *args, bool keep_stdout)
             d->pid = 0;
             return -1;
         }
-        nap_ms(5);
+        yt_nap_ms(5);
     }
 }
 

@@ -41,6 +41,14 @@ long yt_rss_kb(pid_t pid);
 long yt_hwm_kb(pid_t pid); /* its peak resident memory (VmHWM) */
 int yt_open_fds(pid_t pid);
 
+void yt_nap_ms(long ms);
+/* A fresh SQLite history path, /tmp/yololossd-test-<tag>-<pid>-<n>.sqlite (not created yet),
+ * and its removal with the -wal and -shm files beside it. */
+void yt_temp_history(char *path, size_t len, const char *tag);
+void yt_remove_history(const char *path);
+/* A --token-file holding token: path is a mkstemp template, filled in. */
+void yt_token_file(char *path, const char *token);
+
 /* Shared daemons, started by main before the suites (fork-inherited by every test):
  * yt_main: defaults with --threads 3; yt_small: --max-body 1M --max-json 256K
  * --max-inflight 1 --threads 1, stdout kept (access log), and a --models file. */

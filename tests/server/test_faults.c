@@ -22,18 +22,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static void nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Wait (at most 20 s) for the daemon's open fds to come down to want; the count. */
 static int fds_settle(pid_t pid, int want)
 {
     int n = yt_open_fds(pid);
     for (int i = 0; i < 400 && n > want; i++) {
-        nap_ms(50);
+        yt_nap_ms(50);
         n = yt_open_fds(pid);
     }
     return n;
@@ -50,7 +44,7 @@ static int connect_to(unsigned port)
     int rc = -1;
     for (int i = 0; i < 100 && (rc = connect(fd, (struct sockaddr *)&sa, sizeof sa)) != 0; i++) {
         close(fd);
-        nap_ms(20);
+        yt_nap_ms(20);
         fd = socket(AF_INET, SOCK_STREAM, 0);
         ck_assert_int_ge(fd, 0);
     }
@@ -218,7 +212,7 @@ START_TEST(slow_clients_cut_at_timeout)
             if (!cut[i])
                 send_all(fd[i], "{", 1);
         check_serves(&d, &c);
-        nap_ms(1000);
+        yt_nap_ms(1000);
         for (int i = 0; i < SLOW_CLIENTS; i++)
             if (!cut[i] && closed_by_server(fd[i], 0)) {
                 cut[i] = true;
@@ -394,7 +388,7 @@ START_TEST(sigterm_under_load)
         yt_resp_free(&r);
         if (ready != 200)
             break;
-        nap_ms(10);
+        yt_nap_ms(10);
     }
     yt_send s = {.input_mode = 0, .output_binary = -1, .binary_data_output = true};
     long st = yt_infer(&d, &c, &s, &r);
@@ -469,7 +463,7 @@ START_TEST(kill9_under_load_keeps_history)
         pthread_mutex_unlock(&mu);
         if (t >= KILL_AFTER)
             break;
-        nap_ms(10);
+        yt_nap_ms(10);
     }
     kill(d.pid, SIGKILL);
     ck_assert_int_eq(yt_daemon_wait(&d), 128 + SIGKILL);

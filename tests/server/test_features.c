@@ -201,11 +201,7 @@ END_TEST
 START_TEST(token_auth)
 {
     char path[] = "/tmp/yololossd-token-XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    const char *tok = "s3cret-token\n";
-    ck_assert_int_eq(write(fd, tok, strlen(tok)), (ssize_t)strlen(tok));
-    close(fd);
+    yt_token_file(path, "s3cret-token\n");
     yt_daemon d;
     const char *args[] = {"--token-file", path, "--threads", "1", NULL};
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
@@ -263,10 +259,7 @@ END_TEST
 START_TEST(token_rule_is_the_route_table)
 {
     char path[] = "/tmp/yololossd-token-XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, "tok\n", 4), 4);
-    close(fd);
+    yt_token_file(path, "tok\n");
     yt_daemon d;
     const char *args[] = {"--token-file", path, "--threads", "1", NULL};
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);

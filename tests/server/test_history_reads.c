@@ -19,29 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void temp_history(char *path, size_t len)
-{
-    static int n;
-    snprintf(path, len, "/tmp/yololossd-test-reads-%d-%d.sqlite", (int)getpid(), n++);
-    unlink(path);
-}
-
-static void remove_history(const char *path)
-{
-    char p[300];
-    const char *ext[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", path, ext[i]);
-        unlink(p);
-    }
-}
-
 /* A history file with n points: run `big` steps 0..big-1, the rest spread over `runs`
  * other runs. The daemon creates the schema (started and stopped once), SQL fills it. */
 static void make_history(const char *path, int big, int rest, int runs)
@@ -94,7 +71,7 @@ START_TEST(slow_reads_do_not_hold_up_recording)
 {
     enum { READERS = 24 };
     char hist[256];
-    temp_history(hist, sizeof hist);
+    yt_temp_history(hist, sizeof hist, "reads");
     make_history(hist, 1000, 200000, 1000);
     const char *args[] = {"--threads", "2", "--history", hist, NULL};
     yt_daemon d;
@@ -106,7 +83,7 @@ START_TEST(slow_reads_do_not_hold_up_recording)
         rd[i] = (reader){.d = &d, .seq = &seq};
         ck_assert_int_eq(pthread_create(&th[i], NULL, read_runs, &rd[i]), 0);
     }
-    nap_ms(200); /* a head start, so that the reads are queued first */
+    yt_nap_ms(200); /* a head start, so that the reads are queued first */
     ck_assert_int_eq(yt_record_point(&d, "live", -1, 4242), 200);
     int recorded_at = atomic_fetch_add(&seq, 1);
     int reads_after = 0;
@@ -124,7 +101,7 @@ START_TEST(slow_reads_do_not_hold_up_recording)
     ck_assert_int_eq(json_array_size(pts), 1);
     json_decref(pts);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
-    remove_history(hist);
+    yt_remove_history(hist);
 }
 END_TEST
 
@@ -132,7 +109,7 @@ START_TEST(csv_of_many_points_is_streamed)
 {
     enum { N = 80000 };
     char hist[256];
-    temp_history(hist, sizeof hist);
+    yt_temp_history(hist, sizeof hist, "reads");
     make_history(hist, N, 0, 1);
     /* Under AddressSanitizer freed memory waits in a quarantine (256 MB) before reuse,
      * which would count as growth here: this daemon gets none (harmless without ASan). */
@@ -168,7 +145,7 @@ START_TEST(csv_of_many_points_is_streamed)
                   hwm1 - hwm0, csv_kb);
     yt_resp_free(&r);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
-    remove_history(hist);
+    yt_remove_history(hist);
 }
 END_TEST
 
@@ -179,7 +156,7 @@ START_TEST(resume_replays_in_pieces)
 {
     enum { N = 2500 };
     char hist[256];
-    temp_history(hist, sizeof hist);
+    yt_temp_history(hist, sizeof hist, "reads");
     make_history(hist, N, 0, 1);
     const char *args[] = {"--threads", "1", "--history", hist, "--heartbeat", "0", NULL};
     yt_daemon d;
@@ -218,7 +195,7 @@ START_TEST(resume_replays_in_pieces)
     ck_assert_int_eq(events, N);
     ck_assert_int_eq(pieces, 3);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
-    remove_history(hist);
+    yt_remove_history(hist);
 }
 END_TEST
 

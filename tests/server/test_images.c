@@ -267,27 +267,10 @@ void yt_check_images_roundtrip(const yt_daemon *d, const char *run)
         yt_case_free(&cs[q]);
 }
 
-static void temp_history(char *path, size_t len)
-{
-    static int n;
-    snprintf(path, len, "/tmp/yololossd-test-images-%d-%d.sqlite", (int)getpid(), n++);
-    unlink(path);
-}
-
-static void remove_history(const char *path)
-{
-    char p[300];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-}
-
 START_TEST(images_ranked_over_http)
 {
     char hist[256];
-    temp_history(hist, sizeof hist);
+    yt_temp_history(hist, sizeof hist, "images");
     const char *args[] = {"--threads", "2", "--history", hist, "--image-url",
                           "http://img.example/a/{id}.jpg?v={id}", NULL};
     yt_daemon d;
@@ -323,7 +306,7 @@ START_TEST(images_ranked_over_http)
     ck_assert_int_eq(json_integer_value(json_object_get(j, "rows")), 0);
     json_decref(j);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
-    remove_history(hist);
+    yt_remove_history(hist);
 }
 END_TEST
 
@@ -437,13 +420,13 @@ void yt_check_images_retention(const yt_daemon *d, const char *run)
 START_TEST(retention_and_replaced_steps)
 {
     char hist[256];
-    temp_history(hist, sizeof hist);
+    yt_temp_history(hist, sizeof hist, "images");
     const char *args[] = {"--threads", "1", "--history", hist, "--image-history-steps", "2", NULL};
     yt_daemon d;
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
     yt_check_images_retention(&d, "keep2");
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
-    remove_history(hist);
+    yt_remove_history(hist);
     yt_case c;
     make_case(&c, 7201);
     yt_resp r;
@@ -458,7 +441,7 @@ START_TEST(retention_and_replaced_steps)
     ck_assert_int_eq(json_integer_value(json_object_get(j, "rows")), 0);
     json_decref(j);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
-    remove_history(hist);
+    yt_remove_history(hist);
     yt_case_free(&c);
 }
 END_TEST
@@ -483,7 +466,7 @@ static long file_size(const char *path)
 static long history_bytes(const char *keep)
 {
     char hist[256];
-    temp_history(hist, sizeof hist);
+    yt_temp_history(hist, sizeof hist, "images");
     const char *args[] = {"--threads", "1", "--history", hist, "--image-history-steps", keep, NULL};
     yt_daemon d;
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
@@ -510,7 +493,7 @@ static long history_bytes(const char *keep)
     json_decref(j);
     ck_assert_int_eq(yt_daemon_stop(&d), 0); /* the last connection: WAL checkpointed */
     long n = file_size(hist);
-    remove_history(hist);
+    yt_remove_history(hist);
     yt_case_free(&c);
     return n;
 }
@@ -676,11 +659,8 @@ END_TEST
 START_TEST(config_writes_need_the_token)
 {
     char hist[256], tokpath[] = "/tmp/yololossd-token-XXXXXX";
-    temp_history(hist, sizeof hist);
-    int fd = mkstemp(tokpath);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, "tok\n", 4), 4);
-    close(fd);
+    yt_temp_history(hist, sizeof hist, "images");
+    yt_token_file(tokpath, "tok\n");
     const char *args[] = {"--threads", "1", "--history", hist, "--token-file", tokpath, NULL};
     yt_daemon d;
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
@@ -693,7 +673,7 @@ START_TEST(config_writes_need_the_token)
     yt_resp_free(&r);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
     unlink(tokpath);
-    remove_history(hist);
+    yt_remove_history(hist);
 }
 END_TEST
 

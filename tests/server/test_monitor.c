@@ -18,23 +18,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void temp_history(char *path, size_t len)
-{
-    static int n;
-    snprintf(path, len, "/tmp/yololossd-test-history-%d-%d.sqlite", (int)getpid(), n++);
-    unlink(path);
-}
-
-static void remove_history(const char *path)
-{
-    char p[300];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-}
-
 /* One infer request of run (step < 0: none); returns its loss. */
 static double send_point(const yt_daemon *d, const char *run, int step, uint64_t seed)
 {
@@ -62,7 +45,7 @@ static double send_point(const yt_daemon *d, const char *run, int step, uint64_t
 START_TEST(history_survives_restart_and_kill9)
 {
     char hist[256];
-    temp_history(hist, sizeof hist);
+    yt_temp_history(hist, sizeof hist, "history");
     const char *args[] = {"--threads", "2", "--history", hist, NULL};
     yt_daemon d;
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
@@ -94,14 +77,14 @@ START_TEST(history_survives_restart_and_kill9)
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(pts, 3), "step")), 3);
     json_decref(pts);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
-    remove_history(hist);
+    yt_remove_history(hist);
 }
 END_TEST
 
 START_TEST(api_returns_what_was_recorded)
 {
     char hist[256];
-    temp_history(hist, sizeof hist);
+    yt_temp_history(hist, sizeof hist, "history");
     yt_daemon d;
     yt_resp r;
     const char *args2[] = {"--threads", "2", "--history", hist, NULL};
@@ -159,18 +142,15 @@ START_TEST(api_returns_what_was_recorded)
     ck_assert_int_eq(json_array_size(json_object_get(all, "runs")), 1);
     json_decref(all);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
-    remove_history(hist);
+    yt_remove_history(hist);
 }
 END_TEST
 
 START_TEST(delete_needs_the_token)
 {
     char hist[256], tokpath[] = "/tmp/yololossd-token-XXXXXX";
-    temp_history(hist, sizeof hist);
-    int fd = mkstemp(tokpath);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, "tok\n", 4), 4);
-    close(fd);
+    yt_temp_history(hist, sizeof hist, "history");
+    yt_token_file(tokpath, "tok\n");
     const char *args[] = {"--threads", "1", "--history", hist, "--token-file", tokpath, NULL};
     yt_daemon d;
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
@@ -186,7 +166,7 @@ START_TEST(delete_needs_the_token)
     yt_resp_free(&r);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
     unlink(tokpath);
-    remove_history(hist);
+    yt_remove_history(hist);
 }
 END_TEST
 

@@ -17,29 +17,6 @@
 
 #define BUF (1 << 16)
 
-static void nap_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void temp_history(char *path, size_t len)
-{
-    static int n;
-    snprintf(path, len, "/tmp/yololossd-test-streams-%d-%d.sqlite", (int)getpid(), n++);
-    unlink(path);
-}
-
-static void remove_history(const char *path)
-{
-    char p[300];
-    const char *ext[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", path, ext[i]);
-        unlink(p);
-    }
-}
-
 static void record(const yt_daemon *d, const char *run, int step)
 {
     static uint64_t seed = 9000;
@@ -71,7 +48,7 @@ static int stream(const yt_daemon *d, const char *path, const char *header, char
 START_TEST(one_stream_for_several_runs_resumes_with_last_event_id)
 {
     char hist[256];
-    temp_history(hist, sizeof hist);
+    yt_temp_history(hist, sizeof hist, "streams");
     const char *args[] = {"--threads", "2", "--history", hist, "--heartbeat", "0", NULL};
     yt_daemon d;
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
@@ -111,7 +88,7 @@ START_TEST(one_stream_for_several_runs_resumes_with_last_event_id)
     ck_assert_int_eq(count(buf, "event: point"), 2);
     close(fd);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
-    remove_history(hist);
+    yt_remove_history(hist);
 }
 END_TEST
 
@@ -170,7 +147,7 @@ START_TEST(max_streams_is_a_503_with_a_message)
     yt_resp_free(&r);
     close(a); /* a stream closed makes room */
     for (int i = 0; i < 100 && st != 200; i++) {
-        nap_ms(50);
+        yt_nap_ms(50);
         c = yt_stream_open(&d, "/v1/events", NULL, buf, BUF, &have, &st);
         if (st != 200)
             close(c);
@@ -210,7 +187,7 @@ START_TEST(abandoned_streams_give_their_descriptors_back)
         close(socks[i]);
     int fds = fds1;
     for (int i = 0; i < 200 && fds > fds0; i++) {
-        nap_ms(50);
+        yt_nap_ms(50);
         fds = yt_open_fds(d.pid);
     }
     ck_assert_msg(fds <= fds0, "%d descriptors after the clients left, %d before", fds, fds0);
@@ -225,12 +202,9 @@ END_TEST
 START_TEST(streams_follow_the_token_rule_of_reads)
 {
     char tokpath[] = "/tmp/yololossd-token-XXXXXX";
-    int tfd = mkstemp(tokpath);
-    ck_assert_int_ge(tfd, 0);
-    ck_assert_int_eq(write(tfd, "tok\n", 4), 4);
-    close(tfd);
+    yt_token_file(tokpath, "tok\n");
     char hist[256];
-    temp_history(hist, sizeof hist);
+    yt_temp_history(hist, sizeof hist, "streams");
     const char *args[] = {"--threads", "1", "--token-file", tokpath, "--heartbeat", "0",
                           "--history", hist, NULL};
     yt_daemon d;
@@ -255,7 +229,7 @@ START_TEST(streams_follow_the_token_rule_of_reads)
     }
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
     unlink(tokpath);
-    remove_history(hist);
+    yt_remove_history(hist);
 }
 END_TEST
 

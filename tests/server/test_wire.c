@@ -1283,10 +1283,7 @@ END_TEST
 START_TEST(shm_token_and_off)
 {
     char tok[] = "/tmp/yololossd-test-wire-token-XXXXXX";
-    int fd = mkstemp(tok);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, "s3cret\n", 7), 7);
-    close(fd);
+    yt_token_file(tok, "s3cret\n");
     const char *args[] = {"--token-file", tok, "--threads", "1", NULL};
     yt_daemon d;
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);

@@ -405,6 +405,17 @@ static void add_truth(wt_req *r, const yt_case *c)
     }
 }
 
+/* The case's dense inputs: output_0.. and its truth. */
+static void add_case_inputs(wt_req *r, const yt_case *c)
+{
+    for (int l = 0; l < c->L; l++) {
+        char n[32];
+        snprintf(n, sizeof n, "output_%d", l);
+        add_in(r, n, &c->out[l]);
+    }
+    add_truth(r, c);
+}
+
 static void add_compact_inputs(wt_req *r, const yt_case *c, const wt_compact *k)
 {
     for (int l = 0; l < c->L; l++) {
@@ -601,12 +612,7 @@ START_TEST(dense_fp64_gradients)
     wt_compact k;
     make_compact(&c, &k, 0, -1, -1, YL_F64);
     wt_req r = {.grad_datatype = "FP64", .binary_data_output = true};
-    for (int l = 0; l < c.L; l++) {
-        char n[32];
-        snprintf(n, sizeof n, "output_%d", l);
-        add_in(&r, n, &c.out[l]);
-    }
-    add_truth(&r, &c);
+    add_case_inputs(&r, &c);
     yt_resp resp;
     ck_assert_int_eq(send_req(&yt_main, "yolov3", &r, &resp), 200);
     wt_gots o;
@@ -712,12 +718,7 @@ START_TEST(compact_bad_inputs)
     }
     {   /* a compact output of a dense request */
         wt_req r = {0};
-        for (int l = 0; l < c.L; l++) {
-            char n[32];
-            snprintf(n, sizeof n, "output_%d", l);
-            add_in(&r, n, &c.out[l]);
-        }
-        add_truth(&r, &c);
+        add_case_inputs(&r, &c);
         add_out(&r, "grad_1_obj", true);
         const char *w[] = {"grad_1_obj", "compact", NULL};
         expect_400(&r, "yolov3", w);
@@ -782,6 +783,19 @@ typedef struct {
     size_t size;
     uint8_t *p;
 } wt_shm;
+
+/* Every input copied into region in, one after the other on 8-byte boundaries. */
+static void inputs_in_region(wt_req *r, const wt_shm *in)
+{
+    size_t off = 0;
+    for (int i = 0; i < r->nin; i++) {
+        memcpy(in->p + off, r->in[i].data, r->in[i].bytes);
+        r->in[i].how = WT_SHM;
+        r->in[i].region = in->name;
+        r->in[i].offset = off;
+        off += (r->in[i].bytes + 7) / 8 * 8;
+    }
+}
 
 static void shm_make(wt_shm *s, const char *tag, size_t size)
 {
@@ -861,12 +875,7 @@ START_TEST(shm_dense_roundtrip)
     yt_case c;
     yt_case_make(&c, &compact_specs[0]);
     wt_req r = {0};
-    for (int l = 0; l < c.L; l++) {
-        char n[32];
-        snprintf(n, sizeof n, "output_%d", l);
-        add_in(&r, n, &c.out[l]);
-    }
-    add_truth(&r, &c);
+    add_case_inputs(&r, &c);
     size_t in_total = 0, out_total = 0;
     for (int i = 0; i < r.nin; i++)
         in_total += (r.in[i].bytes + 63) / 64 * 64 + 64;
@@ -959,14 +968,7 @@ START_TEST(shm_compact_roundtrip)
     wt_shm in, out;
     shm_make(&in, "cin", in_total);
     shm_register_ok(&in);
-    size_t off = 0;
-    for (int i = 0; i < r.nin; i++) {
-        memcpy(in.p + off, r.in[i].data, r.in[i].bytes);
-        r.in[i].how = WT_SHM;
-        r.in[i].region = in.name;
-        r.in[i].offset = off;
-        off += (r.in[i].bytes + 7) / 8 * 8;
-    }
+    inputs_in_region(&r, &in);
     int64_t C5 = 5 + c.spec.C;
     size_t need = 0;
     for (int l = 0; l < c.L; l++) {
@@ -1016,23 +1018,22 @@ START_TEST(shm_compact_roundtrip)
 END_TEST
 
 /* A small tiny problem with its inputs in region `in` at offset 0. */
+/* An output written into region at offset, size bytes at most. */
+static void add_shm_out(wt_req *r, const char *name, bool binary, const char *region,
+                        uint64_t offset, uint64_t size)
+{
+    add_out(r, name, binary);
+    wt_out *o = &r->out[r->nout - 1];
+    o->region = region;
+    o->offset = offset;
+    o->size = size;
+}
+
 static void shm_small_req(wt_req *r, const yt_case *c, const wt_shm *in)
 {
     memset(r, 0, sizeof *r);
-    for (int l = 0; l < c->L; l++) {
-        char n[32];
-        snprintf(n, sizeof n, "output_%d", l);
-        add_in(r, n, &c->out[l]);
-    }
-    add_truth(r, c);
-    size_t off = 0;
-    for (int i = 0; i < r->nin; i++) {
-        memcpy(in->p + off, r->in[i].data, r->in[i].bytes);
-        r->in[i].how = WT_SHM;
-        r->in[i].region = in->name;
-        r->in[i].offset = off;
-        off += (r->in[i].bytes + 7) / 8 * 8;
-    }
+    add_case_inputs(r, c);
+    inputs_in_region(r, in);
 }
 
 START_TEST(shm_errors)
@@ -1082,17 +1083,12 @@ START_TEST(shm_errors)
     expect_400(&r, "yolov3-tiny", w3);
     /* a region too small for an output */
     shm_small_req(&r, &c, &in);
-    add_out(&r, "grad_0", true);
-    r.out[0].region = small.name;
-    r.out[0].size = 16;
+    add_shm_out(&r, "grad_0", true, small.name, 0, 16);
     const char *w4[] = {"grad_0", small.name, "too small", NULL};
     expect_400(&r, "yolov3-tiny", w4);
     /* an output overlapping an input (same region) */
     shm_small_req(&r, &c, &in);
-    add_out(&r, "grad_1", true);
-    r.out[0].region = in.name;
-    r.out[0].offset = r.in[1].offset + 8;
-    r.out[0].size = r.in[1].bytes;
+    add_shm_out(&r, "grad_1", true, in.name, r.in[1].offset + 8, r.in[1].bytes);
     const char *w5[] = {"grad_1", "overlaps input 'output_1'", in.name, NULL};
     expect_400(&r, "yolov3-tiny", w5);
     /* ... and through another region on the same object */
@@ -1100,36 +1096,25 @@ START_TEST(shm_errors)
     ck_assert_int_eq(shm_register(&yt_main, "alias", in.key, 0, 4096, NULL, &rr), 200);
     yt_resp_free(&rr);
     shm_small_req(&r, &c, &in);
-    add_out(&r, "grad_0", true);
-    r.out[0].region = "alias";
-    r.out[0].offset = 0;
-    r.out[0].size = r.in[0].bytes;
+    add_shm_out(&r, "grad_0", true, "alias", 0, r.in[0].bytes);
     const char *w6[] = {"grad_0", "alias", "overlaps input 'output_0'", NULL};
     expect_400(&r, "yolov3-tiny", w6);
     shm_unregister("alias");
     /* only one of region and byte size */
     shm_small_req(&r, &c, &in);
     r.in[0].how = WT_BINARY;
-    add_out(&r, "loss", false);
-    r.out[0].region = in.name;
-    r.out[0].size = 0;
+    add_shm_out(&r, "loss", false, in.name, 0, 0);
     /* shared_memory_byte_size 0 is given: too small */
     const char *w7[] = {"loss", "too small", NULL};
     expect_400(&r, "yolov3-tiny", w7);
     /* a misaligned output */
     shm_small_req(&r, &c, &in);
-    add_out(&r, "loss", false);
-    r.out[0].region = small.name;
-    r.out[0].offset = 2;
-    r.out[0].size = 4;
+    add_shm_out(&r, "loss", false, small.name, 2, 4);
     const char *w8[] = {"loss", "multiple of 4", NULL};
     expect_400(&r, "yolov3-tiny", w8);
     /* the daemon still computes a good request with an output in the small region */
     shm_small_req(&r, &c, &in);
-    add_out(&r, "loss", false);
-    r.out[0].region = small.name;
-    r.out[0].offset = 4;
-    r.out[0].size = 4;
+    add_shm_out(&r, "loss", false, small.name, 4, 4);
     ck_assert_int_eq(send_req(&yt_main, "yolov3-tiny", &r, &resp), 200);
     yt_resp_free(&resp);
     float want = (float)c.res.loss;
@@ -1225,12 +1210,7 @@ START_TEST(shm_unregister_in_flight)
     yt_case c;
     yt_case_make(&c, &s);
     wt_req r = {0};
-    for (int l = 0; l < c.L; l++) {
-        char n[32];
-        snprintf(n, sizeof n, "output_%d", l);
-        add_in(&r, n, &c.out[l]);
-    }
-    add_truth(&r, &c);
+    add_case_inputs(&r, &c);
     size_t total = 0;
     for (int i = 0; i < r.nin; i++)
         total += (r.in[i].bytes + 7) / 8 * 8;
@@ -1239,21 +1219,12 @@ START_TEST(shm_unregister_in_flight)
     shm_make(&out, "fout", r.in[0].bytes);
     shm_register_ok(&in);
     shm_register_ok(&out);
-    size_t off = 0;
-    for (int i = 0; i < r.nin; i++) {
-        memcpy(in.p + off, r.in[i].data, r.in[i].bytes);
-        r.in[i].how = WT_SHM;
-        r.in[i].region = in.name;
-        r.in[i].offset = off;
-        off += (r.in[i].bytes + 7) / 8 * 8;
-    }
+    inputs_in_region(&r, &in);
     /* all three read the input region; one writes its gradient into the output region (two
      * requests writing the same window would race each other: a client's error) */
     wt_req r_loss = r;
     add_out(&r_loss, "loss", false);
-    add_out(&r, "grad_0", true);
-    r.out[0].region = out.name;
-    r.out[0].size = r.in[0].bytes;
+    add_shm_out(&r, "grad_0", true, out.name, 0, r.in[0].bytes);
     pthread_t th[3];
     infer_thread_arg args[3];
     for (int i = 0; i < 3; i++) {

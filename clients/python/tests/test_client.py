@@ -415,3 +415,18 @@ def test_pip_installs_offline(tmp_path, url):
                        cwd=str(tmp_path))
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["0.2.0", "MIT", "text/markdown", "True", "0.2.0", "10.3972"]
+
+
+def test_a_dropped_client_closes_its_sockets(url):
+    """A client garbage-collected without close() closes its keep-alive sockets itself
+    (no ResourceWarning for an unclosed socket)."""
+    import gc
+    import warnings
+    c = YoloLossClient(url, model="yolov3-tiny", shm="wire")
+    c.compute(tiny_batch(), boxes=np.zeros((1, 1, 5)))
+    assert c._local.conn.sock is not None
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        del c
+        gc.collect()
+    assert not [x for x in w if issubclass(x.category, ResourceWarning)], w[0].message

@@ -118,6 +118,8 @@ class YoloLossClient:
         multiprocessing.util.Finalize(self, _release_regions,
                                       (self._regions, self._https, self._host, self._port,
                                        self._prefix, self.token), exitpriority=10)
+        # and its keep-alive sockets closed, not left to the GC (ResourceWarning)
+        multiprocessing.util.Finalize(self, _close_connections, (self._all,), exitpriority=9)
 
     def _check_fork(self) -> None:
         """In a forked child, forget the parent's connections and regions (they stay the
@@ -170,7 +172,8 @@ class YoloLossClient:
         for r in regions:
             self._unregister(r)
         with self._lock:
-            conns, self._all = list(self._all), set()
+            conns = list(self._all)          # in place too: the finalizer holds the set
+            self._all.clear()
         for c in conns:
             c.close()
         self._local = _Conn()
@@ -516,6 +519,12 @@ class YoloLossClient:
 
 def _region_lost(e: YoloLossHTTPError, r: Region) -> bool:
     return e.status == 400 and ("no shared-memory region '%s'" % r.name) in e.message
+
+
+def _close_connections(conns: set) -> None:
+    for c in list(conns):
+        c.close()
+    conns.clear()
 
 
 def _release_regions(regions: set, https: bool, host: str, port: int, prefix: str,

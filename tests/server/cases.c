@@ -509,7 +509,8 @@ void yt_check_all(const yt_case *c, const yt_outputs *o)
     ck_assert_int_eq(o->n, 5 + c->L);
 }
 
-long yt_record_point(const yt_daemon *d, const char *run, int step, uint64_t seed)
+long yt_send_point(const yt_daemon *d, const char *run, int step, uint64_t seed, double *loss,
+                   yt_resp *resp)
 {
     yt_spec spec = {.num_anchors = 6, .B = 2, .H0 = 1, .W0 = 2, .C = 2, .out_dtype = YL_F32,
                     .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 2, .seed = seed};
@@ -520,8 +521,18 @@ long yt_record_point(const yt_daemon *d, const char *run, int step, uint64_t see
     yt_send s = {.input_mode = 0, .output_binary = -1, .outputs = {"loss"}, .params = params};
     yt_resp r;
     long status = yt_infer(d, &c, &s, &r);
-    yt_resp_free(&r);
+    if (loss)
+        *loss = c.res.loss;
+    if (resp)
+        *resp = r;
+    else
+        yt_resp_free(&r);
     json_decref(params);
     yt_case_free(&c);
     return status;
+}
+
+long yt_record_point(const yt_daemon *d, const char *run, int step, uint64_t seed)
+{
+    return yt_send_point(d, run, step, seed, NULL, NULL);
 }

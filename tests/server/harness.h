@@ -183,6 +183,10 @@ long yt_infer(const yt_daemon *d, const yt_case *c, const yt_send *s, yt_resp *r
 /* One small infer request recording a point of run (step < 0: none): its HTTP status (the
  * answer itself is not checked: test_monitor.c does that). */
 long yt_record_point(const yt_daemon *d, const char *run, int step, uint64_t seed);
+/* The same, with the in-process loss of its batch in *loss and the answer in *resp (each
+ * when not NULL; the caller frees *resp). Thread-safe: no ck_assert. */
+long yt_send_point(const yt_daemon *d, const char *run, int step, uint64_t seed, double *loss,
+                   yt_resp *resp);
 
 typedef struct {
     char name[32];

@@ -194,28 +194,6 @@ static void pg_teardown(void)
         }                                                                                  \
     } while (0)
 
-/* One infer request recording a point of run (step < 0: none): its HTTP status, and its
- * loss in *loss (when 200). Thread-safe: no ck_assert. */
-static long send_point(const yt_daemon *d, const char *run, int step, uint64_t seed,
-                       double *loss)
-{
-    yt_spec spec = {.num_anchors = 6, .B = 2, .H0 = 1, .W0 = 2, .C = 2, .out_dtype = YL_F32,
-                    .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 2, .seed = seed};
-    yt_case c;
-    yt_case_make(&c, &spec);
-    json_t *params = step >= 0 ? json_pack("{s:s,s:i}", "run", run, "step", step)
-                               : json_pack("{s:s}", "run", run);
-    yt_send s = {.input_mode = 0, .output_binary = -1, .outputs = {"loss"}, .params = params};
-    yt_resp r;
-    long status = yt_infer(d, &c, &s, &r);
-    if (loss)
-        *loss = c.res.loss;
-    yt_resp_free(&r);
-    json_decref(params);
-    yt_case_free(&c);
-    return status;
-}
-
 static int64_t step_at(json_t *pts, size_t i)
 {
     return json_integer_value(json_object_get(json_array_get(pts, i), "step"));
@@ -234,9 +212,9 @@ START_TEST(pg_record_read_delete)
     start_daemon(&d);
     double loss[4];
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(send_point(&d, "pg-basic", -1, 500 + (uint64_t)i, &loss[i]), 200);
-    ck_assert_int_eq(send_point(&d, "pg-basic", 10, 503, &loss[3]), 200);
-    ck_assert_int_eq(send_point(&d, "pg-basic", 10, 503, &loss[3]), 200); /* replaces */
+        ck_assert_int_eq(yt_send_point(&d, "pg-basic", -1, 500 + (uint64_t)i, &loss[i], NULL), 200);
+    ck_assert_int_eq(yt_send_point(&d, "pg-basic", 10, 503, &loss[3], NULL), 200);
+    ck_assert_int_eq(yt_send_point(&d, "pg-basic", 10, 503, &loss[3], NULL), 200); /* replaces */
     json_t *pts = yt_run_points(&d, "pg-basic");
     ck_assert_int_eq(json_array_size(pts), 4);
     const int64_t want[4] = {0, 1, 2, 10};
@@ -250,7 +228,7 @@ START_TEST(pg_record_read_delete)
     }
     json_decref(pts);
     /* the next step follows the largest */
-    ck_assert_int_eq(send_point(&d, "pg-basic", -1, 504, NULL), 200);
+    ck_assert_int_eq(yt_record_point(&d, "pg-basic", -1, 504), 200);
     json_t *j = yt_get_json(&d, "/v1/runs/pg-basic/steps?after=2&limit=1");
     ck_assert_int_eq(json_array_size(json_object_get(j, "points")), 1);
     ck_assert_int_eq(step_at(json_object_get(j, "points"), 0), 10);
@@ -289,7 +267,7 @@ static void *write_points(void *arg)
 {
     writer *w = arg;
     for (int i = 0; i < w->n; i++)
-        if (send_point(w->d, "pg-shared", -1, w->seed + (uint64_t)i, NULL) != 200)
+        if (yt_record_point(w->d, "pg-shared", -1, w->seed + (uint64_t)i) != 200)
             w->failures++;
     return NULL;
 }
@@ -344,7 +322,7 @@ START_TEST(pg_streams_see_every_replica)
         ck_assert(yt_read_until(fd[k], buf[k], sizeof buf[k], &have[k], "retry: 2000\n\n"));
     }
     for (int i = 0; i < N; i++)
-        ck_assert_int_eq(send_point(&d[i % 2], "pg-live", i, 3000 + (uint64_t)i, NULL), 200);
+        ck_assert_int_eq(yt_record_point(&d[i % 2], "pg-live", i, 3000 + (uint64_t)i), 200);
     char want[96];
     for (int k = 0; k < 2; k++) {
         for (int i = 0; i < N; i++) {
@@ -360,8 +338,8 @@ START_TEST(pg_streams_see_every_replica)
     ck_assert(strstr(buf[0], "id: pg-live:5\n") != NULL);
     close(fd[0]);
     /* daemon 1 records while daemon 0's client is away; it comes back with its last id */
-    ck_assert_int_eq(send_point(&d[1], "pg-live", N, 3100, NULL), 200);
-    ck_assert_int_eq(send_point(&d[1], "pg-live", N + 1, 3101, NULL), 200);
+    ck_assert_int_eq(yt_record_point(&d[1], "pg-live", N, 3100), 200);
+    ck_assert_int_eq(yt_record_point(&d[1], "pg-live", N + 1, 3101), 200);
     fd[0] = yt_stream_open(&d[0], "/v1/events?run=pg-live", "Last-Event-ID: pg-live:5", buf[0],
                            sizeof buf[0], &have[0], &st);
     ck_assert_int_eq(st, 200);
@@ -381,8 +359,8 @@ START_TEST(pg_survives_restart)
     yt_daemon d;
     start_daemon(&d);
     double loss[2];
-    ck_assert_int_eq(send_point(&d, "pg-restart", -1, 700, &loss[0]), 200);
-    ck_assert_int_eq(send_point(&d, "pg-restart", -1, 701, &loss[1]), 200);
+    ck_assert_int_eq(yt_send_point(&d, "pg-restart", -1, 700, &loss[0], NULL), 200);
+    ck_assert_int_eq(yt_send_point(&d, "pg-restart", -1, 701, &loss[1], NULL), 200);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
     start_daemon(&d);
     json_t *pts = yt_run_points(&d, "pg-restart");
@@ -391,7 +369,7 @@ START_TEST(pg_survives_restart)
         ck_assert(fabs(json_real_value(json_object_get(json_array_get(pts, i), "total")) -
                        loss[i]) <= 1e-5 * fabs(loss[i]) + 1e-6);
     json_decref(pts);
-    ck_assert_int_eq(send_point(&d, "pg-restart", -1, 702, NULL), 200);
+    ck_assert_int_eq(yt_record_point(&d, "pg-restart", -1, 702), 200);
     pts = yt_run_points(&d, "pg-restart");
     ck_assert_int_eq(json_array_size(pts), 3);
     ck_assert_int_eq(step_at(pts, 2), 2);
@@ -405,7 +383,7 @@ START_TEST(pg_outage_503_then_recovery)
     SKIP_IF_NO_PG();
     yt_daemon d;
     start_daemon(&d);
-    ck_assert_int_eq(send_point(&d, "pg-outage", -1, 800, NULL), 200);
+    ck_assert_int_eq(yt_record_point(&d, "pg-outage", -1, 800), 200);
     /* a stream open across the outage is ended once the daemon listens again (points of
      * other replicas may have gone by unheard): its client resumes from the history */
     static char buf[1 << 16];
@@ -416,8 +394,8 @@ START_TEST(pg_outage_503_then_recovery)
     ck_assert_int_eq(pg_stop(), 0);
     pg_up = false;
     yt_resp r;
-    ck_assert_int_eq(send_point(&d, "pg-outage", -1, 801, NULL), 503);
-    ck_assert_int_eq(send_point(&d, "pg-outage", -1, 802, NULL), 503);
+    ck_assert_int_eq(yt_record_point(&d, "pg-outage", -1, 801), 503);
+    ck_assert_int_eq(yt_record_point(&d, "pg-outage", -1, 802), 503);
     long st = yt_get(&d, "/v1/runs/pg-outage/steps", &r);
     ck_assert_msg(st == 503, "GET during the outage: %ld (want 503)", st);
     yt_resp_free(&r);
@@ -425,7 +403,7 @@ START_TEST(pg_outage_503_then_recovery)
     yt_resp_free(&r);
     ck_assert_int_eq(pg_start(), 0);
     pg_up = true;
-    ck_assert_int_eq(send_point(&d, "pg-outage", -1, 803, NULL), 200);
+    ck_assert_int_eq(yt_record_point(&d, "pg-outage", -1, 803), 200);
     /* ended: the last chunk of its response (the connection may stay for keep-alive) */
     ck_assert_msg(yt_read_until(fd, buf, sizeof buf, &have, "\r\n0\r\n\r\n"),
                   "the stream was not ended: %s", buf);

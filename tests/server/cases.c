@@ -509,6 +509,16 @@ void yt_check_all(const yt_case *c, const yt_outputs *o)
     ck_assert_int_eq(o->n, 5 + c->L);
 }
 
+void yt_check_answer(const yt_case *c, yt_resp *r)
+{
+    yt_outputs o;
+    char err[256];
+    ck_assert_msg(yt_parse_outputs(r, &o, err, sizeof err) == 0, "%s", err);
+    yt_check_all(c, &o);
+    yt_outputs_free(&o);
+    yt_resp_free(r);
+}
+
 long yt_send_point(const yt_daemon *d, const char *run, int step, uint64_t seed, double *loss,
                    yt_resp *resp)
 {

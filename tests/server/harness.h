@@ -215,6 +215,9 @@ int yt_compare_output(const yt_case *c, const yt_outputs *o, const char *name, c
 void yt_check_output(const yt_case *c, const yt_outputs *o, const char *name);
 /* Every output of the model: loss ... grad_{L-1}. */
 void yt_check_all(const yt_case *c, const yt_outputs *o);
+/* Parses the answer r, checks every output against the in-process core (yt_check_all) and
+ * frees r. */
+void yt_check_answer(const yt_case *c, yt_resp *r);
 
 /* ------------------------------------------------------------------------------------ */
 /* Suites                                                                                */

@@ -106,12 +106,7 @@ static void check_serves(const yt_daemon *d, const yt_case *c)
     char msg[256];
     ck_assert_msg(yt_infer(d, c, &s, &r) == 200, "status %ld: %s %s", r.status,
                   yt_error_message(&r, msg, sizeof msg), r.error);
-    yt_outputs o;
-    char err[256];
-    ck_assert_msg(yt_parse_outputs(&r, &o, err, sizeof err) == 0, "%s", err);
-    yt_check_all(c, &o);
-    yt_outputs_free(&o);
-    yt_resp_free(&r);
+    yt_check_answer(c, &r);
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -277,12 +272,7 @@ static void held_finish(held *h)
     char msg[256];
     ck_assert_msg(h->resp.status == 200, "held request: %ld %s %s", h->resp.status,
                   yt_error_message(&h->resp, msg, sizeof msg), h->resp.error);
-    yt_outputs o;
-    char err[256];
-    ck_assert_msg(yt_parse_outputs(&h->resp, &o, err, sizeof err) == 0, "%s", err);
-    yt_check_all(h->c, &o);
-    yt_outputs_free(&o);
-    yt_resp_free(&h->resp);
+    yt_check_answer(h->c, &h->resp);
     free(h->body);
 }
 
@@ -314,12 +304,7 @@ static void hold_finish(hold *h, const yt_case *c)
     char msg[256];
     ck_assert_msg(yt_hold_finish(h->fd, &r) == 200, "held request: %ld %s %s", r.status,
                   yt_error_message(&r, msg, sizeof msg), r.error);
-    yt_outputs o;
-    char err[256];
-    ck_assert_msg(yt_parse_outputs(&r, &o, err, sizeof err) == 0, "%s", err);
-    yt_check_all(c, &o);
-    yt_outputs_free(&o);
-    yt_resp_free(&r);
+    yt_check_answer(c, &r);
     free(h->body);
 }
 

@@ -121,12 +121,7 @@ START_TEST(compression_both_ways)
         } else {
             ck_assert_str_eq(got_ce, "");
         }
-        yt_outputs o;
-        char err[256];
-        ck_assert_msg(yt_parse_outputs(&r, &o, err, sizeof err) == 0, "%s", err);
-        yt_check_all(&c, &o);
-        yt_outputs_free(&o);
-        yt_resp_free(&r);
+        yt_check_answer(&c, &r);
         free(z);
     }
     free(body);
@@ -238,12 +233,7 @@ START_TEST(token_auth)
     yt_resp_free(&r);
     inf.headers[0] = "authorization: bearer s3cret-token";
     ck_assert_int_eq(yt_http(&d, &inf, &r), 200);
-    yt_outputs o;
-    char err[256];
-    ck_assert_msg(yt_parse_outputs(&r, &o, err, sizeof err) == 0, "%s", err);
-    yt_check_all(&c, &o);
-    yt_outputs_free(&o);
-    yt_resp_free(&r);
+    yt_check_answer(&c, &r);
     free(body);
     yt_case_free(&c);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
@@ -369,12 +359,7 @@ static void bg_finish(bg_request *b, pthread_t th, const yt_case *c)
     char msg[256];
     ck_assert_msg(b->resp.status == 200, "%ld %s %s", b->resp.status,
                   yt_error_message(&b->resp, msg, sizeof msg), b->resp.error);
-    yt_outputs o;
-    char err[256];
-    ck_assert_msg(yt_parse_outputs(&b->resp, &o, err, sizeof err) == 0, "%s", err);
-    yt_check_all(c, &o);
-    yt_outputs_free(&o);
-    yt_resp_free(&b->resp);
+    yt_check_answer(c, &b->resp);
 }
 
 START_TEST(max_inflight)

@@ -243,12 +243,7 @@ START_TEST(versioned_path_and_empty_outputs)
                   .len = strlen(text), .headers = {"Content-Type: application/json"}};
     yt_resp r;
     ck_assert_int_eq(yt_http(&yt_main, &req, &r), 200);
-    yt_outputs o;
-    char err[256];
-    ck_assert_msg(yt_parse_outputs(&r, &o, err, sizeof err) == 0, "%s", err);
-    yt_check_all(&c, &o);
-    yt_outputs_free(&o);
-    yt_resp_free(&r);
+    yt_check_answer(&c, &r);
     free(text);
     json_decref(root);
     free(body);

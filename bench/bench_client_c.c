@@ -40,22 +40,18 @@ int main(int argc, char **argv)
     bench_name = "bench_client_c";
     const char *daemon = "build/yololossd";
     int threads = 2, requests = 8, B = 16, size = 416, C = 80;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--daemon"))
-            daemon = argv[i + 1];
-        else if (!strcmp(argv[i], "--threads"))
-            threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--requests"))
-            requests = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--batch"))
-            B = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--size"))
-            size = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--classes"))
-            C = atoi(argv[i + 1]);
-        else
-            die("unknown option %s", argv[i]);
-    }
+    const option opts[] = {
+        {"--daemon", NULL, &daemon},
+        {"--threads", &threads, NULL},
+        {"--requests", &requests, NULL},
+        {"--batch", &B, NULL},
+        {"--size", &size, NULL},
+        {"--classes", &C, NULL},
+        {NULL, NULL, NULL},
+    };
+    const char *bad = parse_options(argc, argv, opts);
+    if (bad)
+        die("unknown option %s", bad);
     if (threads < 1 || requests < 1 || requests > 1000 || B < 1 || size < 32 || size % 32 ||
         C < 1)
         die("bad option value");

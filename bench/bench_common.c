@@ -26,6 +26,22 @@ void die(const char *fmt, ...)
     exit(1);
 }
 
+const char *parse_options(int argc, char **argv, const option *opts)
+{
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const option *o = opts;
+        while (o->flag && strcmp(argv[i], o->flag))
+            o++;
+        if (!o->flag)
+            return argv[i];
+        if (o->i)
+            *o->i = atoi(argv[i + 1]);
+        else
+            *o->s = argv[i + 1];
+    }
+    return NULL;
+}
+
 #define SEED 0x2545F4914F6CDD1Dull
 static uint64_t rng_state = SEED;
 

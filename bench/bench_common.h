@@ -17,6 +17,17 @@ extern const char *bench_name;
 
 void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* A "--flag VALUE" option: into *i (atoi) or *s (the argument itself). */
+typedef struct {
+    const char *flag;
+    int *i;
+    const char **s;
+} option;
+
+/* Reads argv's --flag VALUE pairs into opts (ended by a NULL flag): NULL, or the first flag
+ * that is none of them. */
+const char *parse_options(int argc, char **argv, const option *opts);
+
 /* splitmix64 from a fixed seed; reseed() starts the sequence again (a second workload that
  * must not depend on how much of the sequence the first one used). */
 void reseed(void);

@@ -266,25 +266,20 @@ int main(int argc, char **argv)
     const char *daemon = "build/yololossd";
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), requests = 20, B = 16, size = 416, C = 80,
         json_batch = 2;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--daemon"))
-            daemon = argv[i + 1];
-        else if (!strcmp(argv[i], "--threads"))
-            threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--requests"))
-            requests = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--batch"))
-            B = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--size"))
-            size = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--classes"))
-            C = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--json-batch"))
-            json_batch = atoi(argv[i + 1]);
-        else {
-            fprintf(stderr, "bench_server: unknown option %s\n", argv[i]);
-            return 2;
-        }
+    const option opts[] = {
+        {"--daemon", NULL, &daemon},
+        {"--threads", &threads, NULL},
+        {"--requests", &requests, NULL},
+        {"--batch", &B, NULL},
+        {"--size", &size, NULL},
+        {"--classes", &C, NULL},
+        {"--json-batch", &json_batch, NULL},
+        {NULL, NULL, NULL},
+    };
+    const char *bad = parse_options(argc, argv, opts);
+    if (bad) {
+        fprintf(stderr, "bench_server: unknown option %s\n", bad);
+        return 2;
     }
     curl_global_init(CURL_GLOBAL_ALL);
     signal(SIGPIPE, SIG_IGN);

@@ -528,28 +528,21 @@ int main(int argc, char **argv)
     const char *daemon = "build/yololossd", *links = "10gbit,1gbit", *inside = NULL,
                *helper = NULL;
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), requests = 8, B = 16, size = 416, C = 80;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--daemon"))
-            daemon = argv[i + 1];
-        else if (!strcmp(argv[i], "--threads"))
-            threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--requests"))
-            requests = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--links"))
-            links = argv[i + 1];
-        else if (!strcmp(argv[i], "--inside"))
-            inside = argv[i + 1];
-        else if (!strcmp(argv[i], "--inprocess-helper"))
-            helper = argv[i + 1];
-        else if (!strcmp(argv[i], "--batch"))
-            B = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--size"))
-            size = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--classes"))
-            C = atoi(argv[i + 1]);
-        else
-            die("unknown option %s", argv[i]);
-    }
+    const option opts[] = {
+        {"--daemon", NULL, &daemon},
+        {"--threads", &threads, NULL},
+        {"--requests", &requests, NULL},
+        {"--links", NULL, &links},
+        {"--inside", NULL, &inside},
+        {"--inprocess-helper", NULL, &helper},
+        {"--batch", &B, NULL},
+        {"--size", &size, NULL},
+        {"--classes", &C, NULL},
+        {NULL, NULL, NULL},
+    };
+    const char *bad = parse_options(argc, argv, opts);
+    if (bad)
+        die("unknown option %s", bad);
     if (requests < 1 || requests > 60)
         die("--requests must be 1..60");
     if (helper)

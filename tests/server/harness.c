@@ -356,35 +356,26 @@ const char *yt_error_message(const yt_resp *r, char *buf, size_t len)
 /* The daemon's process and its history API, shared by the fault, monitor, history and
  * soak tests.                                                                           */
 
-long yt_rss_kb(pid_t pid)
+/* A "Key: N kB" line of /proc/<pid>/status; -1 when there is none. */
+static long status_kb(pid_t pid, const char *key)
 {
-    char p[64], line[256];
+    char p[64], line[256], fmt[32];
     snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
+    snprintf(fmt, sizeof fmt, "%s: %%ld kB", key);
     FILE *f = fopen(p, "r");
     long kb = -1;
     if (!f)
         return -1;
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+        if (sscanf(line, fmt, &kb) == 1)
             break;
     fclose(f);
     return kb;
 }
 
-long yt_hwm_kb(pid_t pid)
-{
-    char p[64], line[256];
-    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(p, "r");
-    long kb = -1;
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
+long yt_rss_kb(pid_t pid) { return status_kb(pid, "VmRSS"); }
+
+long yt_hwm_kb(pid_t pid) { return status_kb(pid, "VmHWM"); }
 
 int yt_open_fds(pid_t pid)
 {

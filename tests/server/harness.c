@@ -156,6 +156,20 @@ int yt_daemon_stop(yt_daemon *d)
     return yt_daemon_wait(d);
 }
 
+const char *yt_daemon_state(const yt_daemon *d, char *buf, size_t len)
+{
+    int st;
+    pid_t w = d->pid > 0 ? waitpid(d->pid, &st, WNOHANG) : -1;
+    if (w == 0)
+        snprintf(buf, len, "the daemon (pid %d) is running", (int)d->pid);
+    else if (w == d->pid) {
+        snprintf(buf, len, "the daemon (pid %d) is gone: exit status %d; its stderr is %s",
+                 (int)d->pid, exit_status(st), d->errlog);
+    } else
+        snprintf(buf, len, "no daemon");
+    return buf;
+}
+
 void yt_daemon_dump(const yt_daemon *d)
 {
     FILE *f = fopen(d->errlog, "r");
@@ -281,6 +295,15 @@ long yt_http(const yt_daemon *d, const yt_req *req, yt_resp *resp)
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
     CURLcode rc = curl_easy_perform(h);
+    if (req->gate) {
+        /* a request answered or failed before its body was asked for (refused on its
+         * headers, connection lost) never reaches on_read: its waiter must not wait forever,
+         * it finds the status in resp */
+        pthread_mutex_lock(&req->gate->mu);
+        req->gate->started = true;
+        pthread_cond_broadcast(&req->gate->cv);
+        pthread_mutex_unlock(&req->gate->mu);
+    }
     if (rc == CURLE_OK) {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
     } else {
@@ -448,7 +471,9 @@ int yt_stream_open(const yt_daemon *d, const char *path, const char *header, cha
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) {
+        int e = errno;
         close(fd);
+        errno = e; /* for the caller's message */
         return -1;
     }
     struct timeval tv = {.tv_sec = 0, .tv_usec = 100000};
@@ -456,8 +481,10 @@ int yt_stream_open(const yt_daemon *d, const char *path, const char *header, cha
     char req[4096];
     int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n%s%s\r\n", path,
                      header ? header : "", header ? "\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof req || send(fd, req, (size_t)n, 0) != n) {
+    if (n < 0 || (size_t)n >= sizeof req || send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+        int e = errno;
         close(fd);
+        errno = e;
         return -1;
     }
     if (yt_read_until(fd, buf, len, have, "\r\n\r\n"))

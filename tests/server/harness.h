@@ -34,6 +34,8 @@ int yt_daemon_start(yt_daemon *d, const char *const *args, bool keep_stdout);
 int yt_daemon_stop(yt_daemon *d);
 /* Wait for it to exit on its own: exit status as above. */
 int yt_daemon_wait(yt_daemon *d);
+/* "running", or how it ended (then reaped): for a failure's message. */
+const char *yt_daemon_state(const yt_daemon *d, char *buf, size_t len);
 /* Print its stderr to ours (after a failure). */
 void yt_daemon_dump(const yt_daemon *d);
 /* A process's resident memory in kB (VmRSS) and its open fds, from /proc; -1 if unreadable. */
@@ -59,7 +61,8 @@ extern yt_daemon yt_main, yt_small;
 
 /* An upload held back until released: the first read of the body (which libcurl makes
  * only after the server's "100 Continue", i.e. after the server accepted the headers)
- * marks it started and waits. */
+ * marks it started and waits. A request that ends without reading its body (refused on its
+ * headers, connection lost) marks it started too: the caller then finds its status. */
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -118,7 +121,7 @@ const char *yt_error_message(const yt_resp *r, char *buf, size_t len);
 
 /* An event stream on a raw socket: GET path (with one extra header line, or NULL), its
  * status (0: no answer) in *status; what was read (headers included) in buf, *have bytes.
- * Returns the socket (reads time out after 100 ms), or -1. */
+ * Returns the socket (reads time out after 100 ms), or -1 with errno set. */
 int yt_stream_open(const yt_daemon *d, const char *path, const char *header, char *buf,
                    size_t len, size_t *have, int *status);
 /* Read on until needle is in buf (true), the peer closes or about 10 s pass (false). */

@@ -397,6 +397,41 @@ START_TEST(max_inflight)
 }
 END_TEST
 
+/* A held upload refused on its headers: libcurl sent "Expect: 100-continue", the daemon
+ * answers 413 instead of "100 Continue", so the body is never asked for. The waiter must be
+ * released with the answer (the harness once waited for the body read forever: a refused or
+ * unconnected held request hung its test until Check's timeout). */
+START_TEST(held_upload_refused_on_its_headers)
+{
+    size_t len = 2u << 20; /* yt_small: --max-body 1M */
+    uint8_t *body = calloc(1, len);
+    ck_assert_ptr_nonnull(body);
+    yt_gate gate;
+    yt_gate_init(&gate);
+    bg_request b;
+    memset(&b, 0, sizeof b);
+    b.d = &yt_small;
+    b.req.path = "/v2/models/yolov3/infer";
+    b.req.body = body;
+    b.req.len = len;
+    b.req.headers[0] = "Inference-Header-Content-Length: 16";
+    b.req.gate = &gate;
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, bg_run, &b), 0);
+    yt_gate_wait_started(&gate);
+    pthread_join(th, NULL);
+    char msg[256];
+    ck_assert_msg(b.resp.status == 413, "%ld %s %s", b.resp.status,
+                  yt_error_message(&b.resp, msg, sizeof msg), b.resp.error);
+    ck_assert_msg(strstr(yt_error_message(&b.resp, msg, sizeof msg), "--max-body") != NULL,
+                  "%s", msg);
+    ck_assert_uint_eq(gate.pos, 0); /* not one byte of the body was read */
+    yt_resp_free(&b.resp);
+    yt_gate_release(&gate);
+    free(body);
+}
+END_TEST
+
 START_TEST(graceful_shutdown)
 {
     yt_daemon d;
@@ -518,6 +553,7 @@ Suite *yt_suite_features(void)
     tcase_add_test(tc, token_auth);
     tcase_add_test(tc, token_rule_is_the_route_table);
     tcase_add_test(tc, max_inflight);
+    tcase_add_test(tc, held_upload_refused_on_its_headers);
     tcase_add_test(tc, graceful_shutdown);
     tcase_add_test(tc, access_log_and_stats);
     suite_add_tcase(s, tc);

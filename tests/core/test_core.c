@@ -739,7 +739,10 @@ Suite *core_suite(void) {
     tcase_add_test(grad, gradient_matches_finite_differences_tiny);
     tcase_add_test(grad, gradient_matches_finite_differences_dense_soft);
     suite_add_tcase(s, grad);
+    /* not Check's 4 s default: culling_matches_brute_force alone takes 2 s under TSan on an
+     * idle machine, and make test runs the sanitizers on a loaded one */
     TCase *inv = tcase_create("invariants");
+    tcase_set_timeout(inv, 120);
     tcase_add_test(inv, threads_and_order_give_identical_bits);
     tcase_add_test(inv, loss_only_equals_gradient_run);
     tcase_add_test(inv, kernel_exp_within_2_ulp);
@@ -753,6 +756,7 @@ Suite *core_suite(void) {
     tcase_add_test(inv, dtype_conversions_round_to_nearest_even);
     suite_add_tcase(s, inv);
     TCase *errs = tcase_create("errors");
+    tcase_set_timeout(errs, 60);
     tcase_add_test(errs, malformed_calls_are_refused_with_context);
     tcase_add_test(errs, bad_values_are_refused_with_context);
     tcase_add_test(errs, dense_truth_values_are_checked);

@@ -218,37 +218,22 @@ void fake_set_meta(fake_server *f, const char *v2_body, int register_status)
     pthread_mutex_unlock(&f->mu);
 }
 
-int fake_registrations(fake_server *f)
+/* A counter the server thread writes, read under its lock. */
+static int read_locked(fake_server *f, const int *v)
 {
     pthread_mutex_lock(&f->mu);
-    int n = f->registrations;
+    int n = *v;
     pthread_mutex_unlock(&f->mu);
     return n;
 }
 
-int fake_last_accepted_coding(fake_server *f)
-{
-    pthread_mutex_lock(&f->mu);
-    int n = f->last_gzip;
-    pthread_mutex_unlock(&f->mu);
-    return n;
-}
+int fake_registrations(fake_server *f) { return read_locked(f, &f->registrations); }
 
-int fake_last_used_shm(fake_server *f)
-{
-    pthread_mutex_lock(&f->mu);
-    int n = f->last_shm;
-    pthread_mutex_unlock(&f->mu);
-    return n;
-}
+int fake_last_accepted_coding(fake_server *f) { return read_locked(f, &f->last_gzip); }
 
-int fake_requests(fake_server *f)
-{
-    pthread_mutex_lock(&f->mu);
-    int n = f->requests;
-    pthread_mutex_unlock(&f->mu);
-    return n;
-}
+int fake_last_used_shm(fake_server *f) { return read_locked(f, &f->last_shm); }
+
+int fake_requests(fake_server *f) { return read_locked(f, &f->requests); }
 
 void fake_stop(fake_server *f)
 {

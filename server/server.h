@@ -17,7 +17,9 @@
  * shared-memory region registry) and v2/shm_endpoints.c (its endpoints) ->
  * http/encoding.c (gzip/deflate) -> http/errors.c (the one error reply) and http/fail.c
  * (what it carries) -> v2/stats.c, http/access_log.c, http/auth.c, http/bufcache.c (large
- * buffers reused across requests).
+ * buffers reused across requests) -> http/budget.c (--max-memory: what admitted requests
+ * hold together) -> http/peers.c (connections per address) -> http/mhd_errors.c
+ * (libmicrohttpd's own error answers as JSON).
  * Monitoring (docs/monitoring.md): monitor/history.h (points and the storage backend
  * interface) -> monitor/history.c (the history threads) -> monitor/history_sqlite.c,
  * monitor/history_pg.c -> monitor/record.c (an infer request with `run` records a point,

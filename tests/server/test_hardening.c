@@ -3,6 +3,9 @@
  * Refusals decided from the headers reach a client that sent "Expect: 100-continue"
  * before any body byte (raw sockets: the first line the daemon sends is the final
  * status, never "100 Continue").
+ * The memory budget, JSON shape and output bounds, disconnects and in-flight slots, the
+ * per-address limit, replies that cannot be allocated, --drain-grace, libmicrohttpd's own
+ * errors as JSON.
  * Waits are bounded; nothing asserts on durations.
  */
 #include "harness.h"
@@ -377,6 +380,12 @@ START_TEST(memory_budget_counts_inflation)
     const char *args[] = {"--threads", "1", "--max-memory", "64M", "--max-body", "1G",
                           "--max-json", "1G", NULL};
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    /* a body that cannot fit, declared: 503 on its headers, before any byte of it */
+    expect_refused(d.port,
+                   "POST /v2/models/yolov3/infer HTTP/1.1\r\nHost: t\r\n"
+                   "Inference-Header-Content-Length: 100\r\nContent-Length: 209715200\r\n"
+                   "Expect: 100-continue\r\n\r\n",
+                   503, "--max-memory");
     size_t n = 200u << 20;
     char *text = malloc(n);
     memset(text, ' ', n);
@@ -786,7 +795,7 @@ Suite *yt_suite_hardening(void)
     tcase_add_test(tc, drain_grace_serves_then_stops);
     tcase_add_test(tc, mhd_errors_are_json);
     suite_add_tcase(s, tc);
-    TCase *pa = tcase_create("per-address");
+    TCase *pa = tcase_create("limits");
     tcase_set_timeout(pa, 60);
     tcase_add_test(pa, per_address_connection_limit);
     tcase_add_test(pa, memory_budget_counts_inflation);

@@ -397,7 +397,8 @@ uint64_t yls_budget_peak(void);
 bool yls_budget_hit(void);
 /* Set f (overwriting) to the 503 of a refusal; what: "a 12345-byte body". -1. */
 int yls_budget_fail(yls_fail *f, const char *what);
-/* Count (and refuse) jansson's allocations on this thread until the end (a body's parse). */
+/* Count (and refuse) jansson's allocations on this thread until the end (a body's parse);
+ * only inside a credit bracket (what the scope counted returns with the credit). */
 void yls_budget_scope_begin(void);
 void yls_budget_scope_end(void);
 

@@ -110,17 +110,33 @@ int yls_budget_fail(yls_fail *f, const char *what)
                         what, max_bytes, yls_budget_used());
 }
 
-/* jansson's allocator: counted (and refusable) only inside a scope. */
+/* jansson's allocator: counted (and refusable) only inside a scope. A parse makes millions
+ * of small allocations, so the thread takes from the shared counter a MiB at a time into
+ * its credit (one compare-and-swap per MiB, not per value) and frees go back to the
+ * credit; what is left returns at yls_budget_credit_end. */
+#define SCOPE_REFILL ((uint64_t)1 << 20)
+
 static void *counted_malloc(size_t n)
 {
     void *p = malloc(n);
     if (!p || !scope)
         return p;
-    size_t u = malloc_usable_size(p);
-    if (!yls_budget_take_block(u)) {
-        free(p);
-        return NULL;
+    uint64_t u = malloc_usable_size(p);
+    if (credit < u) {
+        uint64_t need = u - credit;
+        uint64_t grab = need > SCOPE_REFILL ? need : SCOPE_REFILL;
+        bool was_hit = hit;
+        if (!yls_budget_take(grab)) {
+            if (grab == need || !yls_budget_take(need)) {
+                free(p);
+                return NULL;
+            }
+            grab = need;
+            hit = was_hit; /* a refused refill of a whole MiB is not a refusal */
+        }
+        credit += grab;
     }
+    credit -= u;
     scope_held += u;
     return p;
 }
@@ -132,7 +148,7 @@ static void counted_free(void *p)
         if (u > scope_held)
             u = scope_held; /* allocated before the scope: not counted */
         scope_held -= u;
-        yls_budget_give(u);
+        credit += u;
     }
     free(p);
 }
@@ -145,7 +161,7 @@ void yls_budget_scope_begin(void)
 
 void yls_budget_scope_end(void)
 {
-    yls_budget_give(scope_held); /* what the scope left allocated is no longer counted */
+    credit += scope_held; /* what the scope left allocated is no longer counted */
     scope_held = 0;
     scope = false;
 }

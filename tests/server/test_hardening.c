@@ -778,6 +778,36 @@ START_TEST(mhd_errors_are_json)
 }
 END_TEST
 
+/* What the budget counts comes back: after small requests of every kind (JSON, binary,
+ * gzip, refused, failing on the pool), nothing stays counted (no block is large enough to
+ * be kept for reuse), so a leak in the accounting cannot creep up to a false 503. */
+START_TEST(memory_budget_returns_to_zero)
+{
+    yt_daemon d;
+    const char *args[] = {"--threads", "2", "--max-memory", "256M", NULL};
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    yt_spec ss = {.num_anchors = 9, .B = 3, .H0 = 2, .W0 = 2, .C = 4, .out_dtype = YL_F16,
+                  .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 3, .seed = 21};
+    yt_case c;
+    yt_case_make(&c, &ss);
+    for (int i = 0; i < 20; i++) {
+        yt_send s = {.input_mode = i % 4, .output_binary = i % 2 ? -1 : 0,
+                     .binary_data_output = i % 3 == 0};
+        yt_resp r;
+        ck_assert_int_eq(yt_infer(&d, &c, &s, &r), 200);
+        yt_resp_free(&r);
+        yt_req bad = {.path = "/v2/models/yolov3/infer", .body = "{\"inputs\":[]}", .len = 13};
+        ck_assert_int_eq(yt_http(&d, &bad, &r), 400);
+        yt_resp_free(&r);
+    }
+    double used = yt_metric_wait(&d, "yololoss_memory_used_bytes", 0);
+    ck_assert_msg(used == 0, "%.0f bytes still counted after the requests", used);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    unlink(d.errlog);
+    yt_case_free(&c);
+}
+END_TEST
+
 Suite *yt_suite_hardening(void)
 {
     Suite *s = suite_create("hardening");
@@ -788,6 +818,7 @@ Suite *yt_suite_hardening(void)
     tcase_add_test(tc, json_shape_bounded_by_data);
     tcase_add_test(tc, memory_budget_refuses_past_it);
     tcase_add_test(tc, json_output_capped);
+    tcase_add_test(tc, memory_budget_returns_to_zero);
     tcase_add_test(tc, inflight_counts_complete_bodies);
     tcase_add_test(tc, client_gone_during_compute);
     tcase_add_test(tc, client_gone_mid_upload);

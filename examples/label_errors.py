@@ -6,9 +6,10 @@ half every class swapped for another. LossLedger keeps every training image's lo
 image identity, as the loss service returns it per image (Result.image_terms), and ranks
 images by how high their loss stays.
 
-Ranking rule (client side; the daemon's GET /v1/runs/{r}/images?order=loss ranks by its
-own rule, see docs/monitoring.md): an image's score is the mean, over its last K
-appearances, of its loss per labelled box divided by the batch's mean loss per box.
+Ranking rule (client side; the daemon's GET /v1/runs/{r}/images?order=loss ranks the same
+way but divides by the anchors that hold a truth rather than the labelled boxes, see
+docs/monitoring.md): an image's score is the mean, over its last K appearances, of its
+loss per labelled box divided by the batch's mean loss per box.
 - Per box: an image with three boxes has about three times the loss of an image with one,
   labels right or wrong; per box, a wrong box stands out whatever the count.
 - Relative to the batch: takes out the fall of the loss over training, so an image seen
@@ -57,7 +58,7 @@ class LossLedger:
 
     def __init__(self, last_k=5, per_box=True):
         self.last_k = last_k
-        self.per_box = per_box     # False: the daemon's rule (per image)
+        self.per_box = per_box     # False: per image (the daemon's per=image)
         self.history = {}          # id -> list of (step, loss, per box / batch's per box)
         self.terms = {}            # id -> list of the four terms (xy, wh, conf, class)
 

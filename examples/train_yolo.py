@@ -176,21 +176,25 @@ def server_ranking(args, say, remote, corrupted, kinds):
     k = len(corrupted)
     bad = set(corrupted.tolist())
     out = {}
-    for order in ("loss", "class", "confidence"):
+    # per box (the daemon's default: each image's value per truth) for each order, and the
+    # loss per image for comparison
+    for order, per in (("loss", "box"), ("class", "box"), ("confidence", "box"),
+                       ("loss", "image")):
         try:
             top = [r["image"] for r in remote.client.images(args.run, order=order, limit=k,
-                                                           window=args.rank_last)["images"]]
+                                                           window=args.rank_last,
+                                                           per=per)["images"]]
         except YoloLossError as e:      # a daemon with --history none, or an older one
             say("label errors: the daemon's ranking is not available: %s" % e)
             return out
         prec, rec = precision_recall_at(top, corrupted, k)
         hits = [i for i in top if i in bad]
         by_kind = {kind: sum(1 for i in hits if kinds[i] == kind) for kind in ("class", "shift")}
-        say("label errors, the daemon's ranking (order=%s, window %d): top %d holds %d: "
-            "precision %.3f, recall %.3f; found by kind %s" % (order, args.rank_last, k,
-                                                               len(hits), prec, rec, by_kind))
-        out["server_" + order] = {"precision": prec, "recall": rec, "found_by_kind": by_kind,
-                                  "top": top}
+        say("label errors, the daemon's ranking (order=%s, per=%s, window %d): top %d holds "
+            "%d: precision %.3f, recall %.3f; found by kind %s" % (
+                order, per, args.rank_last, k, len(hits), prec, rec, by_kind))
+        key = "server_" + order + ("_per_image" if per == "image" else "")
+        out[key] = {"precision": prec, "recall": rec, "found_by_kind": by_kind, "top": top}
     return out
 
 
@@ -263,7 +267,7 @@ def train(args, say, device, amp, criterion, reference, tr_img, tr_box, va_img, 
         0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))))
     scaler = torch.cuda.amp.GradScaler(enabled=(amp == torch.float16))
     ledger = LossLedger(args.rank_last)
-    ledger_per_image = LossLedger(args.rank_last, per_box=False)   # the daemon's rule
+    ledger_per_image = LossLedger(args.rank_last, per_box=False)   # the daemon's per=image
     rng = np.random.default_rng(args.seed + 2)
     log = {"steps": [], "check": []}
     step, t0 = 0, time.monotonic()

@@ -235,7 +235,10 @@ def test_short_training_lowers_the_loss_and_ranks_images(tmp_path):
     assert len(r["corrupted"]) == 8 and len(r["ranking_top"]) == 8
     assert 0.0 <= r["precision"] <= 1.0 and r["precision"] == r["recall"]
     assert 0.0 <= r["map_fresh"] <= 1.0 and 0.0 <= r["map_final"] <= 1.0
-    # The daemon ranked the same images (sent as image_ids) by its rule, per image; the
-    # script's own ledger, fed with the per-image terms of each answer, agrees.
-    assert r["server_loss"]["top"] == r["client_per_image_top"]
+    # The daemon ranked the same images (sent as image_ids) by its rule; per image, the
+    # script's own ledger, fed with the per-image terms of each answer, agrees. (Per box the
+    # daemon divides by the anchors with a truth, which the script does not know; its
+    # default ranking is checked against a hand computation in tests/server/test_images.c.)
+    assert r["server_loss_per_image"]["top"] == r["client_per_image_top"]
+    assert len(r["server_loss"]["top"]) == 8 and set(r["server_loss"]["top"]) <= set(range(160))
     assert set(r["server_class"]["top"]) <= set(range(160))

@@ -1,13 +1,15 @@
 /*
  * api_images.c: the per-image table of a run over HTTP (docs/monitoring.md "Images").
  *
- *   GET /v1/runs/{run}/images?order=loss&limit=N&window=K
+ *   GET /v1/runs/{run}/images?order=loss&limit=N&window=K&per=box
  *       the images ranked by score, highest first (image_rank.h says how the score is
- *       computed): {run, order, window, images_total, rows, image_url, images: [{rank,
- *       image, score, appearances, used, last_step, last_value, mean_value, url}]}
- *   GET /v1/runs/{run}/images/{id}
- *       one image's rows: {run, image, url, history: [{step, xy, wh, confidence, class,
- *       loss, batch_mean, relative}]} by step; 404 when the run has no row of it
+ *       computed; per=box (default): values per truth, per=image: whole): {run, order,
+ *       per, window, images_total, rows, image_url, images: [{rank, image, score,
+ *       appearances, used, last_step, last_value, mean_value, last_truths, url}]}
+ *   GET /v1/runs/{run}/images/{id}?per=box
+ *       one image's rows: {run, image, per, url, history: [{step, xy, wh, confidence,
+ *       class, loss, truths, value, batch_mean, relative}]} by step; 404 when the run has
+ *       no row of it
  *
  * The rows are read on the history thread (every row of the run: the table is bounded by
  * --image-history-steps); ranking them and writing the answer run on the libuv pool, so that
@@ -27,6 +29,7 @@
 #define WINDOW_MAX 100000
 
 static const char *const order_names[5] = {"xy", "wh", "confidence", "class", "loss"};
+static const char *const per_names[2] = {"image", "box"}; /* YLS_PER_IMAGE, YLS_PER_TRUTH */
 
 typedef struct {
     uv_work_t work;
@@ -35,6 +38,7 @@ typedef struct {
     int64_t image;         /* the image of a history */
     bool ranking;          /* else one image's history */
     int term;              /* 0..3 or YLS_RANK_LOSS */
+    int per;               /* YLS_PER_TRUTH or YLS_PER_IMAGE */
     int64_t limit, window;
     yls_hop *op;           /* the rows, read by the history thread */
     /* out, from the pool */
@@ -70,7 +74,7 @@ static void rank_work(images_query *q)
     yls_hop *op = q->op;
     yls_image_score *sc = NULL;
     size_t m = 0;
-    if (yls_images_rank(op->rows, op->n, q->term, q->window, &sc, &m)) {
+    if (yls_images_rank(op->rows, op->n, q->term, q->per, q->window, &sc, &m)) {
         q->status = 503;
         snprintf(q->msg, sizeof q->msg, "out of memory ranking %zu rows; retry later", op->n);
         return;
@@ -87,12 +91,14 @@ static void rank_work(images_query *q)
         json_object_set_new(o, "last_step", json_integer(s->last_step));
         json_object_set_new(o, "last_value", yls_api_num(s->last_value));
         json_object_set_new(o, "mean_value", yls_api_num(s->mean_value));
+        json_object_set_new(o, "last_truths", json_integer(s->last_truths));
         json_object_set_new(o, "url", image_url(q->image_url, s->image));
         json_array_append_new(a, o);
     }
     free(sc);
-    json_t *root = json_pack("{s:o,s:s,s:I,s:I,s:I,s:o,s:o}", "run", yls_run_json(op->run),
-                             "order", order_names[q->term], "window", (json_int_t)q->window,
+    json_t *root = json_pack("{s:o,s:s,s:s,s:I,s:I,s:I,s:o,s:o}", "run", yls_run_json(op->run),
+                             "order", order_names[q->term], "per", per_names[q->per],
+                             "window", (json_int_t)q->window,
                              "images_total", (json_int_t)m, "rows", (json_int_t)op->n,
                              "image_url", q->image_url ? json_string(q->image_url) : json_null(),
                              "images", a);
@@ -107,7 +113,7 @@ static void history_work(images_query *q)
     yls_hop *op = q->op;
     double *mean = malloc((op->n ? op->n : 1) * sizeof *mean);
     double *rel = malloc((op->n ? op->n : 1) * sizeof *rel);
-    if (!mean || !rel || yls_images_relative(op->rows, op->n, YLS_RANK_LOSS, mean, rel)) {
+    if (!mean || !rel || yls_images_relative(op->rows, op->n, YLS_RANK_LOSS, q->per, mean, rel)) {
         free(mean);
         free(rel);
         q->status = 503;
@@ -120,11 +126,13 @@ static void history_work(images_query *q)
         if (row->image != q->image)
             continue;
         json_array_append_new(
-            a, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "step", (json_int_t)row->step,
-                         "xy", yls_api_num(row->terms[0]), "wh", yls_api_num(row->terms[1]),
-                         "confidence", yls_api_num(row->terms[2]), "class",
-                         yls_api_num(row->terms[3]), "loss",
-                         yls_api_num(yls_image_value(row, YLS_RANK_LOSS)), "batch_mean",
+            a, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:I,s:o,s:o,s:o}", "step",
+                         (json_int_t)row->step, "xy", yls_api_num(row->terms[0]), "wh",
+                         yls_api_num(row->terms[1]), "confidence", yls_api_num(row->terms[2]),
+                         "class", yls_api_num(row->terms[3]), "loss",
+                         yls_api_num(yls_image_value(row, YLS_RANK_LOSS, YLS_PER_IMAGE)),
+                         "truths", (json_int_t)row->truths, "value",
+                         yls_api_num(yls_image_value(row, YLS_RANK_LOSS, q->per)), "batch_mean",
                          yls_api_num(mean[i]), "relative", yls_api_num(rel[i])));
     }
     free(mean);
@@ -138,9 +146,9 @@ static void history_work(images_query *q)
                  op->run, q->image);
         return;
     }
-    json_t *root = json_pack("{s:o,s:I,s:o,s:o}", "run", yls_run_json(op->run), "image",
-                             (json_int_t)q->image, "url", image_url(q->image_url, q->image),
-                             "history", a);
+    json_t *root = json_pack("{s:o,s:I,s:s,s:o,s:o}", "run", yls_run_json(op->run), "image",
+                             (json_int_t)q->image, "per", per_names[q->per], "url",
+                             image_url(q->image_url, q->image), "history", a);
     q->text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     q->status = 200;
@@ -198,6 +206,18 @@ static enum MHD_Result images_serve(yls_request *r, bool ranking)
     q->image = r->route.image;
     q->image_url = r->srv->opt.image_url;
     q->term = YLS_RANK_LOSS;
+    q->per = YLS_PER_TRUTH;
+    const char *per = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "per");
+    if (per && *per) {
+        if (!strcmp(per, "image"))
+            q->per = YLS_PER_IMAGE;
+        else if (strcmp(per, "box")) {
+            free(q);
+            return yls_reply_error(r, 400, "per must be box (the loss per truth, the default) "
+                                           "or image, not '%.64s'",
+                                   per);
+        }
+    }
     if (ranking) {
         const char *order = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "order");
         if (order && *order) {

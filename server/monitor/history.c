@@ -79,6 +79,7 @@ void yls_hop_free(yls_hop *op)
     free(op->text);
     free(op->point.image_ids);
     free(op->point.image_terms);
+    free(op->point.image_truths);
     free(op->from);
     free(op);
 }

@@ -69,12 +69,14 @@ typedef struct {
     double stats[YL_MAX_LAYERS][YL_NUM_STATS]; /* count, avg_iou, avg_class, avg_obj,
                                                    avg_noobj, recall50, recall75, ignored */
     double latency; /* seconds from the first byte of the request to the answer */
-    /* RECORD only: the per-image rows to store with the point (0: none); both arrays are
+    /* RECORD only: the per-image rows to store with the point (0: none); the arrays are
      * malloc'd and owned by the hop (yls_hop_free), image_terms is [n_images][4], the
-     * terms of each image not divided by the batch (yl_image_terms). */
+     * terms of each image not divided by the batch (yl_image_terms); image_truths the
+     * image's anchors with a truth (the sum of its layers' yl_layer_sums.count). */
     int64_t n_images;
     int64_t *image_ids;
     double *image_terms;
+    int64_t *image_truths;
 } yls_point;
 
 /* A scalar a training loop logged next to the loss (learning rate, validation mAP...). */

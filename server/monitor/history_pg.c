@@ -49,7 +49,10 @@ static const char schema[] =
     " run TEXT NOT NULL, step BIGINT NOT NULL, image BIGINT NOT NULL,"
     " xy DOUBLE PRECISION NOT NULL, wh DOUBLE PRECISION NOT NULL,"
     " confidence DOUBLE PRECISION NOT NULL, class DOUBLE PRECISION NOT NULL,"
+    " truths BIGINT NOT NULL DEFAULT 0,"
     " PRIMARY KEY (run, step, image));"
+    /* a database of an older daemon: its rows get 0 truths (ranked per image) */
+    "ALTER TABLE images ADD COLUMN IF NOT EXISTS truths BIGINT NOT NULL DEFAULT 0;"
     "CREATE TABLE IF NOT EXISTS configs ("
     " run TEXT NOT NULL PRIMARY KEY, config TEXT NOT NULL,"
     " updated DOUBLE PRECISION NOT NULL);"
@@ -326,23 +329,26 @@ static int record_images(pgdb *db, const yls_point *p, int64_t step, bool step_g
         return -1;
     if (p->n_images == 0 || image_steps <= 0)
         return 0;
-    char *arr[5] = {array_text(p->image_ids, NULL, p->n_images, 0), NULL, NULL, NULL, NULL};
+    char *arr[6] = {array_text(p->image_ids, NULL, p->n_images, 0), NULL, NULL, NULL, NULL,
+                    array_text(p->image_truths, NULL, p->n_images, 0)};
     for (int t = 0; t < 4; t++)
         arr[1 + t] = array_text(NULL, p->image_terms + t, p->n_images, 4);
     int rc = -1;
-    if (arr[0] && arr[1] && arr[2] && arr[3] && arr[4]) {
-        const char *params[7] = {p->run, st, arr[0], arr[1], arr[2], arr[3], arr[4]};
+    if (arr[0] && arr[1] && arr[2] && arr[3] && arr[4] && arr[5]) {
+        const char *params[8] = {p->run, st, arr[0], arr[1], arr[2], arr[3], arr[4], arr[5]};
         rc = exec_params(db,
-                         "INSERT INTO images SELECT $1, $2::bigint, * FROM unnest($3::bigint[],"
-                         " $4::float8[], $5::float8[], $6::float8[], $7::float8[])"
+                         "INSERT INTO images (run, step, image, xy, wh, confidence, class,"
+                         " truths) SELECT $1, $2::bigint, * FROM unnest($3::bigint[],"
+                         " $4::float8[], $5::float8[], $6::float8[], $7::float8[],"
+                         " $8::bigint[])"
                          " ON CONFLICT (run, step, image) DO UPDATE SET xy = EXCLUDED.xy,"
                          " wh = EXCLUDED.wh, confidence = EXCLUDED.confidence,"
-                         " class = EXCLUDED.class",
-                         7, params, err, "images");
+                         " class = EXCLUDED.class, truths = EXCLUDED.truths",
+                         8, params, err, "images");
     } else {
         snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
     }
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < 6; k++)
         free(arr[k]);
     const char *ret[2] = {p->run, keep};
     if (rc == 0)
@@ -617,6 +623,7 @@ static int image_row(const PGresult *res, int i, void *elem, const void *arg, ch
     r->step = get_int(res, i, 1);
     for (int t = 0; t < 4; t++)
         r->terms[t] = get_double(res, i, 2 + t);
+    r->truths = get_int(res, i, 6);
     return 0;
 }
 
@@ -627,7 +634,7 @@ static int pg_images(void *handle, const char *run, int64_t image, yls_image_row
     snprintf(id, sizeof id, "%lld", (long long)image);
     const char *params[2] = {run, id};
     return read_rows(handle,
-                     "SELECT image, step, xy, wh, confidence, class FROM images"
+                     "SELECT image, step, xy, wh, confidence, class, truths FROM images"
                      " WHERE run = $1 AND ($2::bigint < 0 OR step IN (SELECT step FROM"
                      "  images WHERE run = $1 AND image = $2::bigint))"
                      " ORDER BY step, image",

@@ -27,6 +27,7 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS images ("
     " run TEXT NOT NULL, step INTEGER NOT NULL, image INTEGER NOT NULL,"
     " xy REAL NOT NULL, wh REAL NOT NULL, confidence REAL NOT NULL, class REAL NOT NULL,"
+    " truths INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY (run, step, image)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS configs ("
     " run TEXT NOT NULL PRIMARY KEY, config TEXT NOT NULL, updated REAL NOT NULL);"
@@ -38,6 +39,32 @@ static int fail(sqlite3 *db, char *err, const char *what)
 {
     snprintf(err, YLS_HISTORY_ERR_MAX, "%s: %s", what, db ? sqlite3_errmsg(db) : "?");
     return -1;
+}
+
+/* Whether table images has column truths (a file of an older daemon has not). */
+static bool has_truths(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    bool found = false;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info('images') WHERE name = 'truths'",
+                           -1, &st, NULL) == SQLITE_OK)
+        found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* An older file: add the column (its rows get 0 truths: ranked per image, see
+ * docs/monitoring.md). SQLite has no ADD COLUMN IF NOT EXISTS; a second daemon that added
+ * it meanwhile makes the ALTER fail, hence the second look. */
+static int migrate(sqlite3 *db, char *err)
+{
+    if (has_truths(db))
+        return 0;
+    if (sqlite3_exec(db, "ALTER TABLE images ADD COLUMN truths INTEGER NOT NULL DEFAULT 0",
+                     NULL, NULL, NULL) != SQLITE_OK &&
+        !has_truths(db))
+        return fail(db, err, "schema (adding images.truths)");
+    return 0;
 }
 
 static int sq_open(const char *target, void **out, char *err)
@@ -54,6 +81,10 @@ static int sq_open(const char *target, void **out, char *err)
     if (sqlite3_exec(db, schema, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, YLS_HISTORY_ERR_MAX, "schema: %s", msg ? msg : "?");
         sqlite3_free(msg);
+        sqlite3_close(db);
+        return -1;
+    }
+    if (migrate(db, err)) {
         sqlite3_close(db);
         return -1;
     }
@@ -127,6 +158,7 @@ static int record_images(sqlite3_stmt *const st[3], const yls_point *p,
         sqlite3_bind_int64(st[1], 3, p->image_ids[i]);
         for (int t = 0; t < 4; t++)
             sqlite3_bind_double(st[1], 4 + t, p->image_terms[i * 4 + t]);
+        sqlite3_bind_int64(st[1], 8, p->image_truths[i]);
         if (sqlite3_step(st[1]) != SQLITE_DONE)
             return -1;
     }
@@ -145,7 +177,8 @@ static int sq_record(void *handle, yls_point *pts, size_t n, int64_t image_steps
                            -1, &ins, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, "DELETE FROM images WHERE run = ?1 AND step = ?2", -1,
                            &img[0], NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO images VALUES (?,?,?,?,?,?,?)", -1,
+        sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO images (run, step, image, xy, wh,"
+                           " confidence, class, truths) VALUES (?,?,?,?,?,?,?,?)", -1,
                            &img[1], NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db,
                            "DELETE FROM images WHERE run = ?1 AND step <= (SELECT max(step)"
@@ -387,6 +420,7 @@ static int image_row(sqlite3_stmt *st, void *elem, const void *arg, char *err)
     r->step = sqlite3_column_int64(st, 1);
     for (int t = 0; t < 4; t++)
         r->terms[t] = sqlite3_column_double(st, 2 + t);
+    r->truths = sqlite3_column_int64(st, 6);
     return 0;
 }
 
@@ -395,9 +429,9 @@ static int sq_images(void *handle, const char *run, int64_t image, yls_image_row
 {
     sqlite3 *db = handle;
     sqlite3_stmt *st = prepare_run(db,
-                                   "SELECT image, step, xy, wh, confidence, class FROM images"
-                                   " WHERE run = ?1 AND (?2 < 0 OR step IN (SELECT step FROM"
-                                   "  images WHERE run = ?1 AND image = ?2))"
+                                   "SELECT image, step, xy, wh, confidence, class, truths"
+                                   " FROM images WHERE run = ?1 AND (?2 < 0 OR step IN"
+                                   "  (SELECT step FROM images WHERE run = ?1 AND image = ?2))"
                                    " ORDER BY step, image",
                                    run, err, "images");
     if (st)

@@ -7,11 +7,13 @@
 
 #include <stdlib.h>
 
-double yls_image_value(const yls_image_row *r, int term)
+double yls_image_value(const yls_image_row *r, int term, int per)
 {
-    if (term >= 0 && term < 4)
-        return r->terms[term];
-    return r->terms[0] + r->terms[1] + r->terms[2] + r->terms[3];
+    double v = term >= 0 && term < 4 ? r->terms[term]
+                                     : r->terms[0] + r->terms[1] + r->terms[2] + r->terms[3];
+    if (per == YLS_PER_TRUTH && r->truths > 1)
+        v /= (double)r->truths;
+    return v;
 }
 
 /* A row's sort key with its index (qsort has no context argument). */
@@ -56,8 +58,8 @@ static size_t *sorted(const yls_image_row *rows, size_t n, int (*cmp)(const void
     return idx;
 }
 
-int yls_images_relative(const yls_image_row *rows, size_t n, int term, double *batch_mean,
-                        double *relative)
+int yls_images_relative(const yls_image_row *rows, size_t n, int term, int per,
+                        double *batch_mean, double *relative)
 {
     size_t *idx = sorted(rows, n, by_step_image);
     if (!idx)
@@ -66,10 +68,10 @@ int yls_images_relative(const yls_image_row *rows, size_t n, int term, double *b
         size_t j = i;
         double sum = 0;
         for (; j < n && rows[idx[j]].step == rows[idx[i]].step; j++)
-            sum += yls_image_value(&rows[idx[j]], term);
+            sum += yls_image_value(&rows[idx[j]], term, per);
         double mean = sum / (double)(j - i);
         for (size_t k = i; k < j; k++) {
-            double v = yls_image_value(&rows[idx[k]], term);
+            double v = yls_image_value(&rows[idx[k]], term, per);
             batch_mean[idx[k]] = mean;
             relative[idx[k]] = mean > 0 ? v / mean : 1.0;
         }
@@ -87,7 +89,7 @@ static int by_score(const void *a, const void *b)
     return x->image < y->image ? -1 : x->image > y->image;
 }
 
-int yls_images_rank(const yls_image_row *rows, size_t n, int term, int64_t window,
+int yls_images_rank(const yls_image_row *rows, size_t n, int term, int per, int64_t window,
                     yls_image_score **out, size_t *nout)
 {
     *out = NULL;
@@ -96,7 +98,7 @@ int yls_images_rank(const yls_image_row *rows, size_t n, int term, int64_t windo
     double *rel = malloc((n ? n : 1) * sizeof *rel);
     yls_image_score *v = malloc((n ? n : 1) * sizeof *v);
     size_t *idx = NULL;
-    if (!mean || !rel || !v || yls_images_relative(rows, n, term, mean, rel) ||
+    if (!mean || !rel || !v || yls_images_relative(rows, n, term, per, mean, rel) ||
         !(idx = sorted(rows, n, by_image_newest))) {
         free(mean);
         free(rel);
@@ -114,11 +116,12 @@ int yls_images_rank(const yls_image_row *rows, size_t n, int term, int64_t windo
         s->appearances = (int64_t)(j - i);
         s->used = s->appearances < window ? s->appearances : window;
         s->last_step = first->step;
-        s->last_value = yls_image_value(first, term);
+        s->last_value = yls_image_value(first, term, per);
+        s->last_truths = first->truths;
         double sr = 0, sv = 0;
         for (size_t k = i; k < i + (size_t)s->used; k++) {
             sr += rel[idx[k]];
-            sv += yls_image_value(&rows[idx[k]], term);
+            sv += yls_image_value(&rows[idx[k]], term, per);
         }
         s->score = sr / (double)s->used;
         s->mean_value = sv / (double)s->used;

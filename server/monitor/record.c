@@ -55,11 +55,20 @@ static int add_image_rows(yls_point *p, const struct yls_point_src *src)
     size_t B = (size_t)src->batch;
     p->image_ids = malloc((B ? B : 1) * sizeof *p->image_ids);
     p->image_terms = malloc((B ? B : 1) * 4 * sizeof *p->image_terms);
-    if (!p->image_ids || !p->image_terms)
+    p->image_truths = malloc((B ? B : 1) * sizeof *p->image_truths);
+    if (!p->image_ids || !p->image_terms || !p->image_truths)
         return -1;
     memcpy(p->image_ids, src->image_ids, B * sizeof *p->image_ids);
-    for (size_t b = 0; b < B; b++)
+    for (size_t b = 0; b < B; b++) {
         yl_image_terms(&src->images[b], &p->image_terms[b * 4]);
+        /* the truths the loss saw: anchors with objectness > 0 (a box that another box of
+         * the image displaced from its anchor, as keras's preprocess_true_boxes does, is
+         * not one), whether the truth came as boxes or as y_true */
+        int64_t t = 0;
+        for (int l = 0; l < src->images[b].num_layers; l++)
+            t += src->images[b].layer[l].count;
+        p->image_truths[b] = t;
+    }
     p->n_images = (int64_t)B;
     return 0;
 }
@@ -111,6 +120,7 @@ bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MH
     pt.n_images = op->point.n_images;
     pt.image_ids = op->point.image_ids;
     pt.image_terms = op->point.image_terms;
+    pt.image_truths = op->point.image_truths;
     op->point = pt;
     if (yls_history_submit(s->history, op)) {
         free(h);

@@ -199,8 +199,16 @@ try {
   // the ranking as CSV
   const [dl2] = await Promise.all([page.waitForEvent("download"), page.click("#img-csv")]);
   const rcsv = readFileSync(await dl2.path(), "utf8").trimEnd().split("\r\n");
-  assert.equal(rcsv[0], '"rank","image","score","appearances","used","last_step","last_value","mean_value","url"');
+  assert.equal(rcsv[0], '"rank","image","score","appearances","used","last_step","last_value","mean_value","last_truths","url"');
   assert.equal(rcsv.length, 13);
+  // per image instead of per box (the default): the API's other order
+  const perImage = await api("GET", "/v1/runs/images/images?order=loss&per=image&window=5&limit=50");
+  await page.selectOption("#img-per", "image");
+  await page.waitForFunction(() => document.getElementById("img-summary").textContent.includes("per image"));
+  const rowsImage = await page.$$eval("#img-table tbody tr", trs => trs.map(tr => [...tr.cells].map(c => c.textContent)));
+  assert.deepEqual(rowsImage.map(r => Number(r[1])), perImage.images.map(o => o.image));
+  assert.equal(rowsImage[0][2], Number(perImage.images[0].score).toPrecision(4));
+  await page.selectOption("#img-per", "box");
   assert.deepEqual(errors, []);
   const shot2 = join(dirname(shot), "dashboard-images.png");
   await page.screenshot({path: shot2, fullPage: true});

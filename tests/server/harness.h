@@ -240,6 +240,7 @@ Suite *yt_suite_images(void);
  * of run with image_ids given every way and checks the ranking and an image's history; a
  * run's configuration and scalars (auth: an "Authorization: ..." header or NULL). */
 void yt_check_images_roundtrip(const yt_daemon *d, const char *run);
+void yt_check_images_older_row(const yt_daemon *d, const char *run);
 void yt_check_config_and_scalars(const yt_daemon *d, const char *run, const char *auth);
 /* With --image-history-steps 2: 4 steps keep the last 2; a replaced step's rows go. */
 void yt_check_images_retention(const yt_daemon *d, const char *run);

@@ -433,6 +433,34 @@ START_TEST(pg_images_config_scalars)
 }
 END_TEST
 
+/* A database of an older daemon: table images without truths (the column dropped, one
+ * row of the old form); a daemon starting adds the column back. */
+START_TEST(pg_older_images_table_gets_truths)
+{
+    SKIP_IF_NO_PG();
+    char host[96];
+    snprintf(host, sizeof host, "%s", pg_dir);
+    const char *psql[] = {"-h", host, "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1",
+                          "-c",
+                          "CREATE TABLE IF NOT EXISTS images (run TEXT NOT NULL,"
+                          " step BIGINT NOT NULL, image BIGINT NOT NULL,"
+                          " xy DOUBLE PRECISION NOT NULL, wh DOUBLE PRECISION NOT NULL,"
+                          " confidence DOUBLE PRECISION NOT NULL,"
+                          " class DOUBLE PRECISION NOT NULL, PRIMARY KEY (run, step, image));"
+                          "ALTER TABLE images DROP COLUMN IF EXISTS truths;"
+                          "INSERT INTO images VALUES ('pg-old', 0, 10, 1, 2, 3, 4)",
+                          NULL};
+    if (pg_run("psql", psql)) {
+        pg_log_dump();
+        ck_abort_msg("psql failed");
+    }
+    yt_daemon d;
+    start_daemon(&d);
+    yt_check_images_older_row(&d, "pg-old");
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+}
+END_TEST
+
 Suite *yt_suite_history_pg(void)
 {
     Suite *s = suite_create("history-pg");
@@ -445,6 +473,7 @@ Suite *yt_suite_history_pg(void)
     tcase_add_test(tc, pg_survives_restart);
     tcase_add_test(tc, pg_outage_503_then_recovery);
     tcase_add_test(tc, pg_images_config_scalars);
+    tcase_add_test(tc, pg_older_images_table_gets_truths);
     suite_add_tcase(s, tc);
     return s;
 }

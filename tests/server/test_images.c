@@ -16,6 +16,7 @@
 #include "../../server/monitor/image_rank.h"
 
 #include <math.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,16 +38,20 @@
  * Mean raw losses would put 8 (3) above 9 (2.5) only because 8 was in the batch of higher
  * losses; relative to their batches they tie: each was once above and once at or below. */
 static const yls_image_row hand_rows[] = {
-    {9, 2, {0, 1, 1, 0}}, /* backend order does not matter: shuffled on purpose */
-    {7, 0, {1, 0, 0, 0}}, {8, 0, {1, 1, 0, 0}}, {9, 0, {1, 1, 1, 0}},
-    {8, 1, {0, 2, 2, 0}}, {7, 1, {0, 1, 1, 2}}, {7, 2, {1, 2, 2, 1}},
+    {9, 2, {0, 1, 1, 0}, 1}, /* backend order does not matter: shuffled on purpose */
+    {7, 0, {1, 0, 0, 0}, 0}, {8, 0, {1, 1, 0, 0}, 1}, {9, 0, {1, 1, 1, 0}, 1},
+    {8, 1, {0, 2, 2, 0}, 0}, {7, 1, {0, 1, 1, 2}, 1}, {7, 2, {1, 2, 2, 1}, 1},
 };
 
 START_TEST(rank_matches_hand_computation)
 {
     size_t n = sizeof hand_rows / sizeof hand_rows[0], m;
     yls_image_score *s;
-    ck_assert_int_eq(yls_images_rank(hand_rows, n, YLS_RANK_LOSS, 2, &s, &m), 0);
+    /* these rows have 0 or 1 truth (max(1, 0) = 1): per truth and per image agree */
+    ck_assert_int_eq(yls_images_rank(hand_rows, n, YLS_RANK_LOSS, YLS_PER_IMAGE, 2, &s, &m), 0);
+    ck_assert(s[0].image == 7 && s[0].score == 1.25);
+    free(s);
+    ck_assert_int_eq(yls_images_rank(hand_rows, n, YLS_RANK_LOSS, YLS_PER_TRUTH, 2, &s, &m), 0);
     ck_assert_uint_eq(m, 3);
     ck_assert_int_eq(s[0].image, 7);
     ck_assert(s[0].score == 1.25);
@@ -63,7 +68,7 @@ START_TEST(rank_matches_hand_computation)
     ck_assert(s[2].mean_value == 2.5);
     free(s);
 
-    ck_assert_int_eq(yls_images_rank(hand_rows, n, 0, 2, &s, &m), 0);
+    ck_assert_int_eq(yls_images_rank(hand_rows, n, 0, YLS_PER_TRUTH, 2, &s, &m), 0);
     ck_assert_int_eq(s[0].image, 7);
     ck_assert(s[0].score == 1.5);
     ck_assert_int_eq(s[1].image, 8);
@@ -73,20 +78,74 @@ START_TEST(rank_matches_hand_computation)
     free(s);
 
     /* window 1: the last appearance only: 7 -> 1.5, 8 -> 1, 9 -> 0.5 */
-    ck_assert_int_eq(yls_images_rank(hand_rows, n, YLS_RANK_LOSS, 1, &s, &m), 0);
+    ck_assert_int_eq(yls_images_rank(hand_rows, n, YLS_RANK_LOSS, YLS_PER_TRUTH, 1, &s, &m), 0);
     ck_assert(s[0].image == 7 && s[0].score == 1.5 && s[0].used == 1);
     ck_assert(s[1].image == 8 && s[1].score == 1);
     ck_assert(s[2].image == 9 && s[2].score == 0.5);
     free(s);
 
     double mean[7], rel[7];
-    ck_assert_int_eq(yls_images_relative(hand_rows, n, YLS_RANK_LOSS, mean, rel), 0);
+    ck_assert_int_eq(yls_images_relative(hand_rows, n, YLS_RANK_LOSS, YLS_PER_TRUTH, mean, rel), 0);
     ck_assert(mean[0] == 4 && rel[0] == 0.5);  /* 9 at step 2 */
     ck_assert(mean[1] == 2 && rel[1] == 0.5);  /* 7 at step 0 */
     ck_assert(mean[4] == 4 && rel[4] == 1);    /* 8 at step 1 */
-    ck_assert_int_eq(yls_images_rank(hand_rows, 0, YLS_RANK_LOSS, 5, &s, &m), 0);
+    ck_assert_int_eq(yls_images_rank(hand_rows, 0, YLS_RANK_LOSS, YLS_PER_TRUTH, 5, &s, &m), 0);
     ck_assert_uint_eq(m, 0);
     free(s);
+}
+END_TEST
+
+/* Per truth against per image. Four images over two steps, window 2 (loss, truths):
+ *   step 0: 1: 12, 4   2: 5, 1   3: 6, 2   4: 5, 0 (max(1, 0) = 1)
+ *           per truth 3, 5, 3, 5 (mean 4): relative 0.75, 1.25, 0.75, 1.25
+ *           per image 12, 5, 6, 5 (mean 7): relative 12/7, 5/7, 6/7, 5/7
+ *   step 1: 1: 4, 4    2: 4, 1   3: 2, 2   4: 2, 1
+ *           per truth 1, 4, 1, 2 (mean 2): relative 0.5, 2, 0.5, 1
+ *           per image 4, 4, 2, 2 (mean 3): relative 4/3, 4/3, 2/3, 2/3
+ * per truth: 2: (2 + 1.25) / 2 = 1.625; 4: (1 + 1.25) / 2 = 1.125; 1 and 3: 0.625 (tie: 1
+ *   first); image 2's last value 4 (per truth), mean value (4 + 5) / 2 = 4.5;
+ * per image: 1: (4/3 + 12/7) / 2 first (its four boxes), then 2, 3, 4. */
+static const yls_image_row truth_rows[] = {
+    {4, 1, {0, 1, 1, 0}, 1}, {1, 0, {6, 2, 3, 1}, 4}, {2, 0, {2, 1, 1, 1}, 1},
+    {3, 0, {3, 1, 1, 1}, 2}, {4, 0, {2, 1, 1, 1}, 0}, {1, 1, {1, 1, 1, 1}, 4},
+    {2, 1, {1, 1, 1, 1}, 1}, {3, 1, {1, 1, 0, 0}, 2},
+};
+
+START_TEST(rank_per_truth_matches_hand_computation)
+{
+    size_t n = sizeof truth_rows / sizeof truth_rows[0], m;
+    yls_image_score *s;
+    ck_assert_int_eq(yls_images_rank(truth_rows, n, YLS_RANK_LOSS, YLS_PER_TRUTH, 2, &s, &m), 0);
+    ck_assert_uint_eq(m, 4);
+    static const int64_t by_truth[4] = {2, 4, 1, 3};
+    static const double truth_score[4] = {1.625, 1.125, 0.625, 0.625};
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(s[i].image == by_truth[i] && s[i].score == truth_score[i],
+                      "rank %d: image %lld score %.17g", i + 1, (long long)s[i].image,
+                      s[i].score);
+    ck_assert(s[0].last_value == 4 && s[0].mean_value == 4.5 && s[0].last_truths == 1);
+    ck_assert(s[1].last_value == 2 && s[1].mean_value == 3.5); /* 2/1 then 5/max(1, 0) */
+    free(s);
+
+    ck_assert_int_eq(yls_images_rank(truth_rows, n, YLS_RANK_LOSS, YLS_PER_IMAGE, 2, &s, &m), 0);
+    static const double image_score[4] = {(4.0 / 3 + 12.0 / 7) / 2, (4.0 / 3 + 5.0 / 7) / 2,
+                                          (2.0 / 3 + 6.0 / 7) / 2, (2.0 / 3 + 5.0 / 7) / 2};
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(s[i].image == i + 1 && s[i].score == image_score[i],
+                      "rank %d: image %lld score %.17g", i + 1, (long long)s[i].image,
+                      s[i].score);
+    ck_assert(s[0].last_value == 4 && s[0].mean_value == 8 && s[0].last_truths == 4);
+    free(s);
+
+    double mean[8], rel[8];
+    ck_assert_int_eq(yls_images_relative(truth_rows, n, YLS_RANK_LOSS, YLS_PER_TRUTH, mean, rel), 0);
+    ck_assert(mean[1] == 4 && rel[1] == 0.75); /* 1 at step 0: 12 / 4 truths = 3 */
+    ck_assert(mean[4] == 4 && rel[4] == 1.25); /* 4 at step 0: 5 / max(1, 0) */
+    ck_assert(mean[6] == 2 && rel[6] == 2);    /* 2 at step 1 */
+    /* a term per truth: class at step 0 is 1/4, 1, 1/2, 1 (mean 0.6875) */
+    ck_assert(yls_image_value(&truth_rows[1], 3, YLS_PER_TRUTH) == 0.25);
+    ck_assert(yls_image_value(&truth_rows[1], 3, YLS_PER_IMAGE) == 1);
+    ck_assert(yls_image_value(&truth_rows[4], YLS_RANK_LOSS, YLS_PER_TRUTH) == 5);
 }
 END_TEST
 
@@ -102,9 +161,47 @@ enum { AS_INT64_BINARY, AS_PARAM, AS_UINT64_JSON, AS_INT64_JSON };
 
 static void make_case(yt_case *c, uint64_t seed)
 {
-    yt_spec spec = {.num_anchors = 6, .B = NB, .H0 = 1, .W0 = 2, .C = 2, .out_dtype = YL_F32,
-                    .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 2, .seed = seed};
+    yt_spec spec = {.num_anchors = 9, .B = NB, .H0 = 2, .W0 = 2, .C = 2, .out_dtype = YL_F32,
+                    .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 4, .seed = seed};
     yt_case_make(c, &spec);
+}
+
+/* Image b's truths, counted here from its boxes: the rows of positive width (keras's
+ * valid_mask; 1 to 3 in these cases). Equal to the anchors with a truth (yolov3: each
+ * anchor in one layer's mask) unless two boxes share an anchor, which no_shared_anchor
+ * rules out for the cases used. */
+static int64_t truths_of(const yt_case *c, int64_t b)
+{
+    const float *v = c->boxes.data;
+    int64_t T = c->boxes.shape[1], n = 0;
+    for (int64_t t = 0; t < T; t++)
+        n += v[(b * T + t) * 5 + 2] - v[(b * T + t) * 5 + 0] > 0;
+    return n;
+}
+
+/* Whether the batch's boxes all got an anchor of their own: their count is the core's
+ * (its layers' count summed over the batch). */
+static bool no_shared_anchor(const yt_case *c)
+{
+    int64_t boxes = 0, distinct = 0;
+    for (int64_t b = 0; b < NB; b++)
+        boxes += truths_of(c, b);
+    for (int l = 0; l < c->L; l++)
+        distinct += (int64_t)c->res.stats[l][YL_STAT_COUNT];
+    return boxes == distinct;
+}
+
+/* Case q of the round trip: the first seed from 7000 + 100 q whose boxes share no anchor
+ * (so that the truths counted from the boxes are the daemon's, per image). */
+static void make_round_trip_case(yt_case *c, int q)
+{
+    for (uint64_t k = 0; k < 100; k++) {
+        make_case(c, 7000 + 100 * (uint64_t)q + k);
+        if (no_shared_anchor(c))
+            return;
+        yt_case_free(c);
+    }
+    ck_abort_msg("no case without a shared anchor");
 }
 
 /* POST case c of run (step given) with ids given the way `as` says; the status. */
@@ -148,7 +245,8 @@ static double loss_of(const double *t) { return t[0] + t[1] + t[2] + t[3]; }
 
 /* The score of image id as the rule says, from the core's terms (a plain second
  * implementation: appearances newest first, each divided by its batch's mean). */
-static double expected_score(yt_case *cs, int64_t id, int window, int term, int *appearances)
+static double expected_score(yt_case *cs, int64_t id, int window, int term, bool per_box,
+                             int *appearances)
 {
     double sum = 0;
     int used = 0;
@@ -157,14 +255,17 @@ static double expected_score(yt_case *cs, int64_t id, int window, int term, int 
         for (int b = 0; b < NB; b++) {
             if (batch_ids[q][b] != id)
                 continue;
-            double mean = 0;
+            double mean = 0, v = 0;
             for (int k = 0; k < NB; k++) {
                 const double *t = &cs[q].image_terms[k * 4];
-                mean += term < 4 ? t[term] : loss_of(t);
+                double x = term < 4 ? t[term] : loss_of(t);
+                if (per_box && truths_of(&cs[q], k) > 1)
+                    x /= (double)truths_of(&cs[q], k);
+                mean += x;
+                if (k == b)
+                    v = x;
             }
             mean /= NB;
-            const double *t = &cs[q].image_terms[b * 4];
-            double v = term < 4 ? t[term] : loss_of(t);
             (*appearances)++;
             if (used < window) {
                 sum += mean > 0 ? v / mean : 1.0;
@@ -174,15 +275,18 @@ static double expected_score(yt_case *cs, int64_t id, int window, int term, int 
     return used ? sum / used : NAN;
 }
 
+/* per: "box", "image", or NULL (the default: box) */
 static void check_ranking(const yt_daemon *d, const char *run, yt_case *cs, int window,
-                          const char *order, int term)
+                          const char *order, int term, const char *per)
 {
     static const int64_t all_ids[] = {10, 20, 30, 40, 50, 60};
     char path[256];
-    snprintf(path, sizeof path, "/v1/runs/%s/images?order=%s&window=%d&limit=100", run, order,
-             window);
+    snprintf(path, sizeof path, "/v1/runs/%s/images?order=%s&window=%d&limit=100%s%s", run,
+             order, window, per ? "&per=" : "", per ? per : "");
+    bool per_box = !per || !strcmp(per, "box");
     json_t *j = yt_get_json(d, path);
     ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "per")), per_box ? "box" : "image");
     ck_assert_int_eq(json_integer_value(json_object_get(j, "rows")), NREQ * NB);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "images_total")), 6);
     ck_assert_str_eq(json_string_value(json_object_get(j, "order")), order);
@@ -193,7 +297,7 @@ static void check_ranking(const yt_daemon *d, const char *run, yt_case *cs, int 
         json_t *o = json_array_get(imgs, i);
         int64_t id = json_integer_value(json_object_get(o, "image"));
         int app;
-        double want = expected_score(cs, id, window, term, &app);
+        double want = expected_score(cs, id, window, term, per_box, &app);
         double got = json_real_value(json_object_get(o, "score"));
         ck_assert_msg(fabs(got - want) <= 1e-12 * fabs(want), "image %lld: score %.17g, want %.17g",
                       (long long)id, got, want);
@@ -214,7 +318,7 @@ void yt_check_images_roundtrip(const yt_daemon *d, const char *run)
     yt_case cs[NREQ];
     static const int as[NREQ] = {AS_INT64_BINARY, AS_PARAM, AS_UINT64_JSON, AS_INT64_JSON};
     for (int q = 0; q < NREQ; q++) {
-        make_case(&cs[q], 7000 + (uint64_t)q);
+        make_round_trip_case(&cs[q], q);
         yt_resp r;
         long st = send_ids(d, &cs[q], run, q, batch_ids[q], as[q], &r);
         if (st != 200)
@@ -223,10 +327,28 @@ void yt_check_images_roundtrip(const yt_daemon *d, const char *run)
                       r.error);
         yt_resp_free(&r);
     }
-    check_ranking(d, run, cs, 2, "loss", 4);
-    check_ranking(d, run, cs, 5, "loss", 4);
-    check_ranking(d, run, cs, 1, "class", 3);
-    check_ranking(d, run, cs, 3, "xy", 0);
+    check_ranking(d, run, cs, 2, "loss", 4, NULL);
+    check_ranking(d, run, cs, 5, "loss", 4, "box");
+    check_ranking(d, run, cs, 2, "loss", 4, "image");
+    check_ranking(d, run, cs, 1, "class", 3, NULL);
+    check_ranking(d, run, cs, 3, "xy", 0, "image");
+    /* per box and per image differ in these cases (images of 1 to 3 boxes) */
+    {
+        char p1[256], p2[256];
+        snprintf(p1, sizeof p1, "/v1/runs/%s/images?window=2", run);
+        snprintf(p2, sizeof p2, "/v1/runs/%s/images?window=2&per=image", run);
+        json_t *a = yt_get_json(d, p1), *b = yt_get_json(d, p2);
+        bool differ = false;
+        for (size_t i = 0; i < 6; i++) {
+            json_t *x = json_array_get(json_object_get(a, "images"), i),
+                   *y = json_array_get(json_object_get(b, "images"), i);
+            differ |= json_real_value(json_object_get(x, "score")) !=
+                      json_real_value(json_object_get(y, "score"));
+        }
+        ck_assert_msg(differ, "the cases should have images of different box counts");
+        json_decref(a);
+        json_decref(b);
+    }
 
     /* one image's history: the core's terms, bit for bit, at each step it was in */
     char path[256];
@@ -246,13 +368,21 @@ void yt_check_images_roundtrip(const yt_daemon *d, const char *run)
             ck_assert_msg(json_real_value(json_object_get(o, names[k])) == t[k],
                           "step %d %s: %.17g != %.17g", steps10[i], names[k],
                           json_real_value(json_object_get(o, names[k])), t[k]);
+        /* per box, the default: each image's loss / max(1, truths) */
+        const yt_case *c = &cs[steps10[i]];
         double mean = 0;
         for (int b = 0; b < NB; b++)
-            mean += loss_of(&cs[steps10[i]].image_terms[b * 4]);
+            mean += loss_of(&c->image_terms[b * 4]) /
+                    (double)(truths_of(c, b) > 1 ? truths_of(c, b) : 1);
         mean /= NB;
+        int64_t tr = truths_of(c, pos10[i]);
+        double v = loss_of(t) / (double)(tr > 1 ? tr : 1);
+        ck_assert_int_eq(json_integer_value(json_object_get(o, "truths")), tr);
+        ck_assert(json_real_value(json_object_get(o, "loss")) == loss_of(t));
+        ck_assert(fabs(json_real_value(json_object_get(o, "value")) - v) <= 1e-12 * v);
         ck_assert(fabs(json_real_value(json_object_get(o, "batch_mean")) - mean) <= 1e-12 * mean);
-        ck_assert(fabs(json_real_value(json_object_get(o, "relative")) - loss_of(t) / mean) <=
-                  1e-12 * (loss_of(t) / mean));
+        ck_assert(fabs(json_real_value(json_object_get(o, "relative")) - v / mean) <=
+                  1e-12 * (v / mean));
     }
     json_decref(j);
     yt_resp r;
@@ -443,6 +573,66 @@ START_TEST(retention_and_replaced_steps)
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
     yt_remove_history(hist);
     yt_case_free(&c);
+}
+END_TEST
+
+/* After an older daemon's row ('run', 0, 10, 1, 2, 3, 4) without truths: it reads back
+ * with 0 truths (ranked per image), new rows carry theirs. */
+void yt_check_images_older_row(const yt_daemon *d, const char *run)
+{
+    yt_case c;
+    make_round_trip_case(&c, 0);
+    yt_resp r;
+    ck_assert_int_eq(send_ids(d, &c, run, 1, batch_ids[0], AS_PARAM, &r), 200);
+    yt_resp_free(&r);
+    char path[256];
+    snprintf(path, sizeof path, "/v1/runs/%s/images/10", run);
+    json_t *j = yt_get_json(d, path);
+    json_t *h = json_object_get(j, "history");
+    ck_assert_uint_eq(json_array_size(h), 2);
+    json_t *o0 = json_array_get(h, 0), *o1 = json_array_get(h, 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(o0, "truths")), 0);
+    ck_assert(json_real_value(json_object_get(o0, "loss")) == 10);
+    ck_assert(json_real_value(json_object_get(o0, "relative")) == 1); /* alone in its step */
+    ck_assert_int_eq(json_integer_value(json_object_get(o1, "truths")), truths_of(&c, 0));
+    json_decref(j);
+    snprintf(path, sizeof path, "/v1/runs/%s/images", run);
+    j = yt_get_json(d, path);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "rows")), 1 + NB);
+    json_decref(j);
+    yt_case_free(&c);
+}
+
+/* A history file of an older daemon (table images without truths): the daemon adds the
+ * column. */
+START_TEST(older_history_file_gets_truths)
+{
+    char hist[256];
+    yt_temp_history(hist, sizeof hist, "images");
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(hist, &db), SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_exec(db,
+                     "CREATE TABLE images (run TEXT NOT NULL, step INTEGER NOT NULL,"
+                     " image INTEGER NOT NULL, xy REAL NOT NULL, wh REAL NOT NULL,"
+                     " confidence REAL NOT NULL, class REAL NOT NULL,"
+                     " PRIMARY KEY (run, step, image)) WITHOUT ROWID;"
+                     "INSERT INTO images VALUES ('old', 0, 10, 1, 2, 3, 4);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    const char *args[] = {"--threads", "1", "--history", hist, NULL};
+    yt_daemon d;
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    yt_check_images_older_row(&d, "old");
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    /* and a second start finds the column there */
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    json_t *j = yt_get_json(&d, "/v1/runs/old/images/10");
+    ck_assert_uint_eq(json_array_size(json_object_get(j, "history")), 2);
+    json_decref(j);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    yt_remove_history(hist);
 }
 END_TEST
 
@@ -712,6 +902,8 @@ Suite *yt_suite_images(void)
     TCase *tc = tcase_create("images");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, rank_matches_hand_computation);
+    tcase_add_test(tc, rank_per_truth_matches_hand_computation);
+    tcase_add_test(tc, older_history_file_gets_truths);
     tcase_add_test(tc, images_ranked_over_http);
     tcase_add_test(tc, bad_image_ids_are_400_naming_them);
     tcase_add_test(tc, retention_and_replaced_steps);

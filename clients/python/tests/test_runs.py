@@ -77,6 +77,9 @@ def test_config_scalars_and_image_ranking(hist):
     assert sc["lr"]["values"] == pytest.approx([0.1, 0.05, 0.1 / 3])
     ranked = c.images("cfg", limit=10)
     assert [i["image"] for i in ranked["images"]] == [5, 9]
+    assert ranked["per"] == "box" and ranked["images"][0]["last_truths"] == 1
+    per_image = c.images("cfg", limit=10, per="image")
+    assert per_image["per"] == "image" and [i["image"] for i in per_image["images"]] == [5, 9]
     assert [h["step"] for h in c.image_history("cfg", 5)["history"]] == [0, 1, 2]
     with pytest.raises(ValueError):
         c.log_scalars("cfg", 3, {"step": 1})

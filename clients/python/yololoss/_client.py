@@ -422,12 +422,14 @@ class YoloLossClient:
         return self._get_json(self._path("v1", "runs", run, "scalars"), timeout).get("scalars", {})
 
     def images(self, run: str, order: str = "loss", limit: Optional[int] = None,
-               window: Optional[int] = None, timeout: Optional[float] = None) -> Dict[str, Any]:
+               window: Optional[int] = None, timeout: Optional[float] = None,
+               per: Optional[str] = None) -> Dict[str, Any]:
         """The run's images ranked by how far above their batches' mean loss they stay
         (compute(image_ids=...) records them): {"images": [{"rank", "image", "score", ...}],
-        ...}. order: "loss", "xy", "wh", "confidence" or "class"."""
+        ...}. order: "loss", "xy", "wh", "confidence" or "class"; per: "box" (the value
+        per truth, the daemon's default) or "image"."""
         return self._get_json(self._path("v1", "runs", run, "images")
-                              + images_query(order, limit, window), timeout)
+                              + images_query(order, limit, window, per), timeout)
 
     def image_history(self, run: str, image: int,
                       timeout: Optional[float] = None) -> Dict[str, Any]:

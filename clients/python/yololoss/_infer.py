@@ -378,8 +378,11 @@ def scalars_body(step: int, scalars: Mapping[str, float]) -> Dict[str, Any]:
     return body
 
 
-def images_query(order: str, limit: Optional[int], window: Optional[int]) -> str:
+def images_query(order: str, limit: Optional[int], window: Optional[int],
+                 per: Optional[str] = None) -> str:
     q = "?order=%s" % order
+    if per is not None:
+        q += "&per=%s" % per
     if limit is not None:
         q += "&limit=%d" % int(limit)
     if window is not None:

@@ -355,10 +355,10 @@ class AsyncYoloLossClient:
                                      timeout)).get("scalars", {})
 
     async def images(self, run: str, order: str = "loss", limit: Optional[int] = None,
-                     window: Optional[int] = None,
-                     timeout: Optional[float] = None) -> Dict[str, Any]:
+                     window: Optional[int] = None, timeout: Optional[float] = None,
+                     per: Optional[str] = None) -> Dict[str, Any]:
         return await self._get_json(self._path("v1", "runs", run, "images")
-                                    + images_query(order, limit, window), timeout)
+                                    + images_query(order, limit, window, per), timeout)
 
     async def image_history(self, run: str, image: int,
                             timeout: Optional[float] = None) -> Dict[str, Any]:

@@ -320,6 +320,7 @@
 
   const img = {
     run: document.getElementById("img-run"), order: document.getElementById("img-order"),
+    per: document.getElementById("img-per"),
     window: document.getElementById("img-window"), limit: document.getElementById("img-limit"),
     body: document.querySelector("#img-table tbody"), summary: document.getElementById("img-summary"),
     last: null, curve: null, curveId: null,
@@ -331,7 +332,8 @@
   async function loadRanking() {
     const run = img.run.value;
     if (!run) return;
-    const q = "?order=" + enc(img.order.value) + "&window=" + enc(img.window.value) + "&limit=" + enc(img.limit.value);
+    const q = "?order=" + enc(img.order.value) + "&per=" + enc(img.per.value) + "&window=" + enc(img.window.value) +
+      "&limit=" + enc(img.limit.value);
     let body;
     try {
       const res = await fetch("/v1/runs/" + enc(run) + "/images" + q);
@@ -341,7 +343,7 @@
     if (run !== img.run.value) return; // changed meanwhile
     img.last = body;
     img.summary.textContent = body.images_total + " images, " + body.rows + " rows; ranked by " + body.order +
-      " over the last " + body.window + " appearances";
+      " per " + body.per + " over the last " + body.window + " appearances";
     img.body.textContent = "";
     for (const o of body.images) {
       const tr = img.body.insertRow();
@@ -364,7 +366,7 @@
 
   // The image's relative loss (left axis) and its loss (right axis) at each appearance.
   async function loadCurve(run, id) {
-    const res = await fetch("/v1/runs/" + enc(run) + "/images/" + enc(id));
+    const res = await fetch("/v1/runs/" + enc(run) + "/images/" + enc(id) + "?per=" + enc(img.per.value));
     if (!res.ok) return;
     const h = (await res.json()).history;
     img.curveId = id;
@@ -396,7 +398,8 @@
 
   function rankingCSV() {
     if (!img.last) return;
-    const header = ["rank", "image", "score", "appearances", "used", "last_step", "last_value", "mean_value", "url"];
+    const header = ["rank", "image", "score", "appearances", "used", "last_step", "last_value", "mean_value",
+                    "last_truths", "url"];
     download("images-" + img.last.run + ".csv", header,
              img.last.images.map(o => header.map(k => o[k])));
   }
@@ -412,7 +415,7 @@
 
   document.getElementById("tab-charts").addEventListener("click", () => showView("charts"));
   document.getElementById("tab-images").addEventListener("click", () => showView("images"));
-  for (const el of [img.run, img.order, img.window, img.limit]) el.addEventListener("change", loadRanking);
+  for (const el of [img.run, img.order, img.per, img.window, img.limit]) el.addEventListener("change", loadRanking);
   document.getElementById("img-refresh").addEventListener("click", loadRanking);
   document.getElementById("img-csv").addEventListener("click", rankingCSV);
   setInterval(() => { if (document.body.dataset.view === "images") loadRanking(); }, 5000);

@@ -11,6 +11,10 @@
 #  - live across replicas: an event stream opened through nginx before the batches (so
 #    served by one replica) carries every point of the run, each once, whichever replica
 #    computed it (NOTIFY/LISTEN; skipped when the daemon has no /v1/events);
+#  - the same seen by a person: the real dashboard page, opened through nginx in headless
+#    Chromium before the first batch (docker/check_dashboard.mjs), comes to show every point
+#    of the run without a reload, those sent after it follows the run arriving through its
+#    one event stream (served by one replica); screenshot in build/compose-dashboard.png;
 #  - Prometheus has the 3 replicas as targets, each up once the daemon serves /metrics;
 #  - every replica exits 0 on SIGTERM; then everything is removed (volumes too).
 set -euo pipefail
@@ -22,6 +26,8 @@ IMAGE=${DOCKER_IMAGE:-localhost/yololoss:latest}
 PYTHON=${PYTHON:-/usr/bin/python3}
 COMPOSE=${COMPOSE:-podman-compose}
 HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+NODE=${NODE:-node}
 project=ylcompose$$
 run=compose-$$
 say() { printf 'docker-compose-test: %s\n' "$*"; }
@@ -37,7 +43,9 @@ replica_get() {
     "$PYTHON" -c 'import sys; d=sys.stdin.buffer.read(); h,_,b=d.partition(b"\r\n\r\n");
 sys.exit("HTTP " + h.split(b"\r\n")[0].decode()) if b" 200 " not in h.split(b"\r\n")[0] else sys.stdout.buffer.write(b)'
 }
+dash_pid=""
 cleanup() {
+  [[ -z $dash_pid ]] || kill "$dash_pid" 2>/dev/null || true
   if [[ ${KEEP:-0} == 1 ]]; then say "KEEP=1: left running (project $project)"; return; fi
   compose down -v >/dev/null 2>&1 || true
   local v
@@ -91,6 +99,38 @@ if ((shared)) && grep -q -- '--max-streams' <<<"$help"; then
   done
 fi
 
+# The dashboard through nginx, in Chromium, before any point of the run exists. It and this
+# script take turns through files in $dash (see check_dashboard.mjs).
+dash=""
+if [[ -n $events ]]; then
+  [[ -x ${CHROMIUM:-/usr/bin/chromium} ]] || fail "no ${CHROMIUM:-/usr/bin/chromium} for the dashboard check (.ci/deps installs it)"
+  [[ -d $ROOT/server/monitor/dashboard/node_modules/playwright-core ]] ||
+    fail "no playwright-core in server/monitor/dashboard/node_modules (make docker-image runs npm ci)"
+  dash=$(mktemp -d) && mkdir -p "$ROOT/build"
+  "$NODE" "$HERE/check_dashboard.mjs" "$url" "$run" "$dash" "$ROOT/build/compose-dashboard.png" \
+    >"$dash/out" 2>&1 &
+  dash_pid=$!
+fi
+# Until check_dashboard.mjs writes $dash/$1 (fails if it ends first; 300 s hang guard).
+dash_wait() {
+  local i
+  for i in $(seq 1500); do
+    [[ -e $dash/$1 ]] && return 0
+    kill -0 "$dash_pid" 2>/dev/null || { wait "$dash_pid" || true; dash_pid=""
+                                         fail "dashboard: $(tail -n 20 "$dash/out")"; }
+    ((i < 1500)) || fail "dashboard: not $1 after 300 s: $(tail -n 20 "$dash/out")"
+    sleep 0.2
+  done
+}
+[[ -z $dash ]] || dash_wait ready
+
+# The run's first batch alone, so that the page can find the run and follow it before the
+# others are sent.
+out=$("$PYTHON" "$HERE/check_service.py" "$url" --run "$run" --cases 1 --big 0 --step0 3000 \
+      --seed 9500 2>/dev/null) || fail "first batch: $out"
+sent=$("$PYTHON" -c 'import json,sys; print(json.loads(sys.argv[1])["requests"])' "$out")
+[[ -z $dash ]] || dash_wait following
+
 # Real batches through nginx, 3 clients at once, one run.
 pids=() outs=()
 for k in 0 1 2; do
@@ -99,7 +139,6 @@ for k in 0 1 2; do
     --step0 $((k * 1000)) --seed $((9300 + k * 50)) >"${outs[k]}" 2>/dev/null &
   pids+=($!)
 done
-sent=0
 for k in 0 1 2; do
   wait "${pids[k]}" || fail "client $k: $(cat "${outs[k]}")"
   n=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["requests"])' "${outs[k]}")
@@ -145,6 +184,14 @@ print(len({json.loads(l[6:])["step"] for l in sys.stdin}))')
     fail "the stream through nginx carried $got points ($distinct steps), want $sent"
   rm -f "$events"
   say "live across replicas: one stream through nginx carried all $sent points, each once"
+fi
+
+if [[ -n $dash ]]; then
+  echo "$sent" >"$dash/want"
+  wait "$dash_pid" || { dash_pid=""; fail "dashboard: $(tail -n 20 "$dash/out")"; }
+  dash_pid=""
+  say "dashboard through nginx, in Chromium: $(tail -n 1 "$dash/out")"
+  rm -rf "$dash"
 fi
 
 # Prometheus scrapes every replica.

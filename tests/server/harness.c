@@ -70,17 +70,15 @@ int yt_daemon_start(yt_daemon *d, const char *const *args, bool keep_stdout)
         snprintf(d->outlog, sizeof d->outlog, "/tmp/yololossd-test-%d-%d.out", (int)getpid(),
                  counter);
     counter++;
-    /* a stale log of the same name (an earlier run whose pid was the same, kept because it
-     * failed) would give its port to the wait below before the child truncates it */
-    unlink(d->errlog);
     /* --history none unless args say otherwise (the last flag wins) */
     const char *argv[32] = {path, "--host", "127.0.0.1", "--port", "0", "--history", "none"};
     int argc = 7;
     for (int i = 0; args && args[i] && argc < 31; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
-    /* a log left by an earlier run whose test process had this pid must not be read for
-     * this daemon's "listening on" line (its port is long gone): the child creates it anew */
+    /* a log left by an earlier run whose test process had this pid (pids wrap at 32768 on a
+     * busy machine, and a failed test keeps its logs) must not be read for this daemon's
+     * "listening on" line (its port is long gone): the child creates it anew */
     unlink(d->errlog);
     if (keep_stdout)
         unlink(d->outlog); /* the same for the access log */

@@ -18,7 +18,7 @@ $(B)/clients/c/tests/%.o: clients/c/tests/%.c
 
 $(CLIENT_LIB): $(B)/clients/c/yololoss_client.o $(B)/clients/c/http.o $(B)/clients/c/compact.o \
 		$(B)/clients/c/shm.o
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 # yololoss: the command-line client (.npy in, JSON and .npy out).
 $(B)/yololoss: $(B)/clients/c/yololoss_cli.o $(B)/clients/c/npyfile.o $(CLIENT_LIB)

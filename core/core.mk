@@ -18,6 +18,6 @@ $(B)/core/kernels.o: core/kernels.c
 
 $(CORE_LIB): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
+	rm -f $@ && $(AR) rcs $@ $^
 
 ALL_BINS += $(CORE_LIB)

@@ -326,6 +326,15 @@ void yls_http_stop(yls_server *s);
 void yls_http_kick(yls_server *s);
 /* Have libmicrohttpd run soon (after resuming a connection outside its callbacks). */
 void yls_http_wake(yls_server *s);
+/* conn_watch.c: the socket of a connection libmicrohttpd does not read (a suspended request,
+ * an event stream), watched in the loop: cb(p, status, events) runs when it is readable or
+ * hung up (events: UV_READABLE and/or UV_DISCONNECT); p->data is data, NULL after
+ * yls_conn_unwatch. NULL when the socket cannot be watched. */
+uv_poll_t *yls_conn_watch(yls_server *s, struct MHD_Connection *conn, int events,
+                          uv_poll_cb cb, void *data);
+void yls_conn_unwatch(uv_poll_t **p);
+/* In such a callback: did the client leave (end of file, an error), rather than send bytes? */
+bool yls_conn_peer_gone(uv_poll_t *p, int status, int events);
 /* Suspend r while its work runs on the pool (its socket is watched when r->on_gone is set:
  * a client that leaves calls it), and resume it (yls_reply does). */
 void yls_request_suspend(yls_request *r);

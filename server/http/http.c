@@ -67,16 +67,7 @@ static void on_timer(uv_timer_t *t);
  * its work and calls yls_request_abandon); bytes (a pipelined request) end the watch, as
  * they say the client is there.
  */
-static void watch_closed(uv_handle_t *h) { free(h); }
-
-static void watch_stop(yls_request *r)
-{
-    if (!r->watch)
-        return;
-    r->watch->data = NULL;
-    uv_close((uv_handle_t *)r->watch, watch_closed);
-    r->watch = NULL;
-}
+static void watch_stop(yls_request *r) { yls_conn_unwatch(&r->watch); }
 
 static void on_watch(uv_poll_t *p, int status, int events)
 {
@@ -93,14 +84,7 @@ static void on_watch(uv_poll_t *p, int status, int events)
         yls_http_wake(r->srv);
         return;
     }
-    bool gone = status < 0 || (events & UV_DISCONNECT);
-    if (!gone) {
-        int fd = -1;
-        uv_fileno((uv_handle_t *)p, &fd);
-        char c;
-        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-    }
+    bool gone = yls_conn_peer_gone(p, status, events);
     watch_stop(r);
     if (gone && !r->gone && r->on_gone) {
         r->gone = true;
@@ -110,18 +94,7 @@ static void on_watch(uv_poll_t *p, int status, int events)
 
 static void watch_start(yls_request *r, int events)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    uv_poll_t *p = ci ? malloc(sizeof *p) : NULL;
-    if (!p)
-        return; /* unwatched: noticed when the answer is written, as before */
-    if (uv_poll_init_socket(&r->srv->loop, p, ci->connect_fd) != 0) {
-        free(p);
-        return;
-    }
-    p->data = r;
-    r->watch = p;
-    uv_poll_start(p, events, on_watch);
+    r->watch = yls_conn_watch(r->srv, r->conn, events, on_watch, r);
 }
 
 void yls_request_suspend(yls_request *r)

@@ -142,16 +142,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
     return 0;
 }
 
-static void poll_closed(uv_handle_t *h) { free(h); }
-
-static void poll_stop(yls_sse *e)
-{
-    if (!e->poll)
-        return;
-    e->poll->data = NULL;
-    uv_close((uv_handle_t *)e->poll, poll_closed);
-    e->poll = NULL;
-}
+static void poll_stop(yls_sse *e) { yls_conn_unwatch(&e->poll); }
 
 /* The socket of a stream is readable: a client sends nothing on an event stream, so this
  * is its end-of-file or an error (it left), or bytes it should not send (then the heartbeat
@@ -161,14 +152,7 @@ static void on_socket(uv_poll_t *p, int status, int events)
     yls_sse *e = p->data;
     if (!e)
         return;
-    bool gone = status < 0 || (events & UV_DISCONNECT);
-    if (!gone) {
-        int fd = -1;
-        uv_fileno((uv_handle_t *)p, &fd);
-        char c;
-        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-    }
+    bool gone = yls_conn_peer_gone(p, status, events);
     poll_stop(e);
     if (gone) {
         e->gone = e->ended = true;
@@ -178,20 +162,8 @@ static void on_socket(uv_poll_t *p, int status, int events)
 
 static void poll_start(yls_sse *e)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(e->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci)
-        return;
-    uv_poll_t *p = malloc(sizeof *p);
-    if (!p)
-        return;
-    if (uv_poll_init_socket(&e->srv->loop, p, ci->connect_fd) != 0) {
-        free(p); /* not initialised: nothing to close; the heartbeat still frees it */
-        return;
-    }
-    p->data = e;
-    e->poll = p;
-    uv_poll_start(p, UV_READABLE | UV_DISCONNECT, on_socket);
+    /* unwatched when it cannot be: the heartbeat still frees a stream whose client left */
+    e->poll = yls_conn_watch(e->srv, e->conn, UV_READABLE | UV_DISCONNECT, on_socket, e);
 }
 
 static void unref(yls_sse *e)

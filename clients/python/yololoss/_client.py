@@ -51,6 +51,33 @@ class _Conn(threading.local):
     region: Optional[Region] = None           # this thread's shared-memory region
 
 
+
+def _configure(client: Any, url: str, model: str, token: Optional[str], timeout: float,
+               version: Optional[Union[str, int]], retry: RetryLike, compact: Optional[bool],
+               shm: str, grad_datatype: Optional[str]) -> Any:
+    """The settings the blocking and the asyncio client share, checked and set on client;
+    returns the split URL for the transport's own fields."""
+    if shm not in SHM_MODES:
+        raise ValueError("shm must be 'auto', 'shm' or 'wire', not %r" % (shm,))
+    u = urlsplit(url if "://" in url else "http://" + url)
+    if u.scheme not in ("http", "https"):
+        raise ValueError("url: scheme must be http or https, not %r" % u.scheme)
+    if not u.hostname:
+        raise ValueError("url: no host in %r" % url)
+    if not timeout > 0:
+        raise ValueError("timeout must be positive")
+    client.url = url
+    client.model = model
+    client.version = None if version is None else str(version)
+    client.token = token
+    client.timeout = float(timeout)
+    client.retry = as_retry(retry)
+    client.retries = 0                  # requests sent again, over the client's life
+    client.compact = compact
+    client.shm = shm
+    client.grad_datatype = grad_datatype
+    return u
+
 class YoloLossClient:
     """A client of one yololossd model.
 
@@ -73,30 +100,25 @@ class YoloLossClient:
     connections; it opens its own on first use.
     """
 
+    # set by _configure (shared with the other client)
+    url: str
+    model: str
+    version: Optional[str]
+    token: Optional[str]
+    timeout: float
+    retry: Retry
+    retries: int
+    compact: Optional[bool]
+    shm: str
+    grad_datatype: Optional[str]
+
     def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "yolov3",
                  token: Optional[str] = None, timeout: float = 60.0,
                  version: Optional[Union[str, int]] = None, retry: RetryLike = True,
                  compact: Optional[bool] = None, shm: str = "auto",
                  grad_datatype: Optional[str] = None) -> None:
-        if shm not in SHM_MODES:
-            raise ValueError("shm must be 'auto', 'shm' or 'wire', not %r" % (shm,))
-        u = urlsplit(url if "://" in url else "http://" + url)
-        if u.scheme not in ("http", "https"):
-            raise ValueError("url: scheme must be http or https, not %r" % u.scheme)
-        if not u.hostname:
-            raise ValueError("url: no host in %r" % url)
-        if not timeout > 0:
-            raise ValueError("timeout must be positive")
-        self.url = url
-        self.model = model
-        self.version = None if version is None else str(version)
-        self.token = token
-        self.timeout = float(timeout)
-        self.retry: Retry = as_retry(retry)
-        self.retries = 0                  # requests sent again, over the client's life
-        self.compact = compact
-        self.shm = shm
-        self.grad_datatype = grad_datatype
+        u = _configure(self, url, model, token, timeout, version, retry, compact, shm,
+                       grad_datatype)
         self._https = u.scheme == "https"
         self._host: str = u.hostname
         self._port = u.port or (443 if self._https else 80)

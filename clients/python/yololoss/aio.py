@@ -21,7 +21,7 @@ import json
 import multiprocessing.util
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 try:
     import aiohttp
@@ -31,13 +31,13 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 
 import numpy as np
 
-from ._client import _region_lost, _release_regions
+from ._client import _configure, _region_lost, _release_regions
 from ._errors import (YoloLossConnectionError, YoloLossError, YoloLossHTTPError,
                       YoloLossTimeoutError)
 from ._infer import (CompactHead, InferCall, decode_body, images_query, json_body,
                      missing_row, parse_json, scalars_body)
 from ._result import Result
-from ._retry import Attempts, Retry, RetryLike, as_retry
+from ._retry import Attempts, Retry, RetryLike
 from ._shm import SHM_MODES, Region, is_loopback
 from ._tensors import ArrayLike
 
@@ -68,30 +68,25 @@ class AsyncYoloLossClient:
     their own from the client's pool (created and registered when none free is large
     enough; given back when the answer is read)."""
 
+    # set by _configure (shared with the other client)
+    url: str
+    model: str
+    version: Optional[str]
+    token: Optional[str]
+    timeout: float
+    retry: Retry
+    retries: int
+    compact: Optional[bool]
+    shm: str
+    grad_datatype: Optional[str]
+
     def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "yolov3",
                  token: Optional[str] = None, timeout: float = 60.0,
                  version: Optional[Union[str, int]] = None, retry: RetryLike = True,
                  compact: Optional[bool] = None, grad_datatype: Optional[str] = None,
                  shm: str = "auto") -> None:
-        if shm not in SHM_MODES:
-            raise ValueError("shm must be 'auto', 'shm' or 'wire', not %r" % (shm,))
-        u = urlsplit(url if "://" in url else "http://" + url)
-        if u.scheme not in ("http", "https"):
-            raise ValueError("url: scheme must be http or https, not %r" % u.scheme)
-        if not u.hostname:
-            raise ValueError("url: no host in %r" % url)
-        if not timeout > 0:
-            raise ValueError("timeout must be positive")
-        self.url = url
-        self.model = model
-        self.version = None if version is None else str(version)
-        self.token = token
-        self.timeout = float(timeout)
-        self.retry: Retry = as_retry(retry)
-        self.retries = 0
-        self.compact = compact
-        self.grad_datatype = grad_datatype
-        self.shm = shm
+        u = _configure(self, url, model, token, timeout, version, retry, compact, shm,
+                       grad_datatype)
         self._extensions: Optional[frozenset] = None
         self._base = "%s://%s" % (u.scheme, u.netloc)
         self._host: str = u.hostname

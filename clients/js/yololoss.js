@@ -16,6 +16,10 @@
 // In a browser the page must come from the daemon's origin (for example through a reverse
 // proxy): yololossd sends no CORS headers, and the Inference-Header-Content-Length header
 // makes every infer request a preflighted one.
+//
+// In Node on Linux, against a daemon on the same host, the tensors go through a POSIX
+// shared-memory region instead of the socket (shm.js, docs/js-client.md); the answers are
+// the same bits.
 
 import { gatherCompact, planCompact, scatterCompact } from "./compact.js";
 
@@ -24,7 +28,25 @@ export const STAT_NAMES = Object.freeze(["count", "avg_iou", "avg_class", "avg_o
   "avg_noobj", "recall50", "recall75", "ignored"]);
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-const ELEMENT_SIZE = { FP32: 4, FP64: 8, FP16: 2, BF16: 2 };
+const IS_NODE = typeof process !== "undefined" && !!(process.versions && process.versions.node);
+const SHM_MODES = ["auto", "shm", "wire"];
+const SHM_ALIGN = 64;        // every tensor's slot in a region starts 64-byte aligned
+const SHM_MIN = 1 << 20;     // a region holds at least 1 MiB
+const alignUp = (n) => Math.ceil(n / SHM_ALIGN) * SHM_ALIGN;
+
+/** True for the hosts whose /dev/shm is ours: localhost, 127.0.0.0/8, ::1. */
+export function isLoopback(host) {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || h === "0:0:0:0:0:0:0:1" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+// shm.js, imported on first use (it needs node:fs, which a browser does not have)
+let shmModule = null;
+async function loadShm() {
+  if (shmModule === null) shmModule = IS_NODE ? await import("./shm.js") : false;
+  return shmModule;
+}
 
 /** A failed request. status: the HTTP status, or null when no answer came back;
  * attempts: how many attempts the call made (retries included). */
@@ -181,6 +203,7 @@ export class Result {
     this.gradShapes = null;
     this.compactGrads = null; // per layer { obj, rows, index } with gradLayout "compact"
     this.compact = false;     // the request sent compact tensors
+    this.sharedMemory = false; // the tensors went through a shared-memory region
     this.bytesSent = 0;
     this.bytesReceived = 0;
     if (outputs.grad_0) {
@@ -194,7 +217,9 @@ export class Result {
   }
 }
 
-function parseAnswer(buf, headers) {
+/** The answer's header and outputs; those in shared memory are read from region (a
+ * registered shm.js Region, or null). */
+function parseAnswer(buf, headers, region = null) {
   const bytes = new Uint8Array(buf);
   const hl = headers.get("inference-header-content-length");
   const hlen = hl == null ? bytes.length : Number(hl);
@@ -214,8 +239,18 @@ function parseAnswer(buf, headers) {
     if (!Ctor) throw new YoloLossError(200, `output ${o.name}: ${o.datatype}`);
     const n = o.shape.reduce((a, b) => a * b, 1);
     const size = o.parameters && o.parameters.binary_data_size;
+    const inShm = o.parameters && o.parameters.shared_memory_region;
     let data;
-    if (size != null) {
+    if (inShm != null) {
+      const at = o.parameters.shared_memory_offset ?? 0, want = Ctor.BYTES_PER_ELEMENT * n;
+      if (!region || inShm !== region.name) {
+        throw new YoloLossError(200, `output ${o.name}: in an unknown shared-memory region ${inShm}`);
+      }
+      if (!Number.isSafeInteger(at) || at < 0 || at + want > region.size) {
+        throw new YoloLossError(200, `output ${o.name}: outside the shared-memory region`);
+      }
+      data = new Ctor(region.read(at, want));
+    } else if (size != null) {
       if (size !== Ctor.BYTES_PER_ELEMENT * n || off + size > bytes.length) {
         throw new YoloLossError(200, `output ${o.name}: ${size} bytes for shape [${o.shape}]`);
       }
@@ -233,12 +268,16 @@ export class YoloLossClient {
   /**
    * @param {string} url  "http://127.0.0.1:8000" (a path prefix is kept)
    * @param {{model?: string, token?: string, timeout?: number, retry?: Retry|object|boolean,
-   *          tensors?: "auto"|"compact"|"dense", version?: string, fetch?: typeof fetch}}
+   *          tensors?: "auto"|"compact"|"dense", shm?: "auto"|"shm"|"wire",
+   *          version?: string, fetch?: typeof fetch}}
    *   options  timeout: the deadline of one call in seconds, retries included (default 60;
    *   compute takes its own); retry: the retry policy (a Retry, its options, true: the
    *   default, false: no retry); tensors: "auto" (default) sends the compact exact tensors
-   *   when the daemon offers "yololoss_compact", "compact" always, "dense" never. Shared
-   *   memory is not used: Node has no POSIX shared memory without a native addon.
+   *   when the daemon offers "yololoss_compact", "compact" always, "dense" never; shm:
+   *   "auto" (default) carries the tensors in a shared-memory region when this is Node on
+   *   Linux, the URL's host is loopback and the daemon offers "system_shared_memory" (a
+   *   refused registration switches the client to the wire for good), "shm" always
+   *   (failures throw), "wire" never. Call close() to unregister the regions.
    */
   constructor(url = "http://127.0.0.1:8000", options = {}) {
     if (!LITTLE_ENDIAN) throw new Error("yololoss.js needs a little-endian platform");
@@ -252,14 +291,127 @@ export class YoloLossClient {
     if (!["auto", "compact", "dense"].includes(this.tensors)) {
       throw new TypeError(`tensors must be "auto", "compact" or "dense", not ${this.tensors}`);
     }
+    this.shm = options.shm ?? "auto";
+    if (!SHM_MODES.includes(this.shm)) {
+      throw new TypeError(`shm must be "auto", "shm" or "wire", not ${this.shm}`);
+    }
     this._extensions = null; // the daemon's, read once (GET /v2)
     // on loopback compressing a dense gradient costs the daemon more than it saves: ask for
     // answers as they are (Node's fetch asks for gzip by default; browsers ignore this)
     let host = "";
     try { host = new URL(this.url).hostname; } catch { /* fetch reports the bad URL */ }
-    this._loopback = host === "localhost" || host === "[::1]" || host.startsWith("127.");
+    this._loopback = isLoopback(host);
     this.retries = 0;
     this._fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    // shared memory: every registered region, and those no call in flight holds (calls in
+    // flight at once each hold their own: one region's bytes serve one request at a time)
+    this._regions = new Set();
+    this._free = [];
+    this._shmFailed = false; // a registration was refused: the wire from now on
+    this._leftovers = null;  // shm.js's record of our regions, for the exit and GC cleanup
+  }
+
+  /** Unregister this client's shared-memory regions (one attempt each: a daemon that is
+   * gone has dropped them) and close their objects. The client stays usable. */
+  async close() {
+    const regions = [...this._regions];
+    this._regions.clear();
+    this._free.length = 0;
+    await Promise.all(regions.map((r) => this._unregister(r)));
+  }
+
+  // ---- shared memory ----
+
+  async _useShm(mode, timeout) {
+    if (mode === "wire") return false;
+    if (mode === "shm") return true;
+    if (this._shmFailed || !this._loopback || !IS_NODE) return false;
+    const lib = await loadShm();
+    if (!lib || !lib.available()) return false;
+    return (await this._daemonExtensions(timeout)).includes("system_shared_memory");
+  }
+
+  /** A registered region of at least size bytes that no call in flight holds; null: use the
+   * wire (auto mode, registration refused). */
+  async _acquire(size, mode, timeout) {
+    const fit = this._free.findIndex((r) => r.size >= size);
+    if (fit >= 0) return this._free.splice(fit, 1)[0];
+    let grow = 0;
+    if (this._free.length) { // too small: make room for a larger one
+      const small = this._free.shift();
+      this._regions.delete(small);
+      grow = 2 * small.size;
+      await this._unregister(small);
+    }
+    let r;
+    try {
+      const lib = await loadShm();
+      if (!lib) throw new Error("shared memory needs Node on Linux (/dev/shm)");
+      r = new lib.Region(Math.max(size, grow, SHM_MIN));
+    } catch (e) {
+      if (mode === "shm") {
+        throw new YoloLossError(null, `cannot create a shared-memory object: ${e.message}`);
+      }
+      this._shmFailed = true;
+      return null;
+    }
+    try {
+      const body = new TextEncoder().encode(JSON.stringify({ key: r.key, offset: 0, byte_size: r.size }));
+      const resp = await this._request("POST",
+        `/v2/systemsharedmemory/region/${encodeURIComponent(r.name)}/register`, body,
+        { "Content-Type": "application/json" }, timeout);
+      if (resp.status !== 200) {
+        const err = await this._error(resp);
+        r.close();
+        if (mode === "shm") throw err;
+        this._shmFailed = true; // another host, another /dev/shm, another user
+        return null;
+      }
+      await resp.arrayBuffer();
+    } catch (e) {
+      r.close();
+      throw e;
+    } finally {
+      r.unlink(); // registered (the daemon has mapped it) or not: the name is not needed
+    }
+    this._regions.add(r);
+    if (this._leftovers === null) this._leftovers = shmModule.leftovers(this, this._releaser());
+    this._leftovers.add(r);
+    return r;
+  }
+
+  /** What unregisters a region left behind (at exit, or once this client is collected):
+   * it holds the URL and token, not the client. */
+  _releaser() {
+    const url = this.url, token = this.token, fetchFn = this._fetch;
+    return async (r) => {
+      const headers = token ? { Authorization: `Bearer ${token}` } : {};
+      try {
+        const resp = await fetchFn(`${url}/v2/systemsharedmemory/region/${encodeURIComponent(r.name)}/unregister`,
+          { method: "POST", headers, signal: AbortSignal.timeout(2000) });
+        await resp.arrayBuffer();
+      } catch { /* the daemon is gone, and so is the region */ }
+      r.close();
+    };
+  }
+
+  async _unregister(r) {
+    if (this._leftovers) this._leftovers.delete(r);
+    try {
+      const resp = await this._request("POST",
+        `/v2/systemsharedmemory/region/${encodeURIComponent(r.name)}/unregister`,
+        new Uint8Array(0), {},
+        5, Retry.off());
+      await resp.arrayBuffer();
+    } catch { /* the daemon is gone (not retried): so is the region */ }
+    r.close();
+  }
+
+  /** Drop a region the daemon no longer knows (restarted, or unregistered by someone). */
+  _forget(r) {
+    this._regions.delete(r);
+    if (this._leftovers) this._leftovers.delete(r);
+    r.close();
   }
 
   _modelPath(model, suffix = "") {
@@ -270,13 +422,13 @@ export class YoloLossClient {
 
   /** One exchange with retries (see Retry), all within timeout seconds (default: the
    * client's): the fetch Response (body unread). body must be replayable (a Blob or bytes). */
-  async _request(method, path, body = null, headers = {}, timeout = null) {
+  async _request(method, path, body = null, headers = {}, timeout = null, retry = null) {
     const h = { ...headers };
     if (this.token) h.Authorization = `Bearer ${this.token}`;
     if (this._loopback) h["Accept-Encoding"] = "identity";
     const limit = timeout ?? this.timeout;
     const deadline = Date.now() + limit * 1000;
-    const policy = this.retry;
+    const policy = retry ?? this.retry;
     for (let attempt = 1; ; attempt++) {
       let resp = null, failure = null, asked = null;
       try {
@@ -370,18 +522,20 @@ export class YoloLossClient {
    * @param {{boxes?, yTrue?, grads?: boolean, ignoreThresh?: number,
    *          anchors?: string|number[], run?: string, step?: number, binary?: boolean,
    *          requestId?: string, timeout?: number, gradDatatype?: "FP32"|"FP64",
-   *          gradLayout?: "dense"|"compact"}} options  exactly one of boxes [B, T, 5]
+   *          gradLayout?: "dense"|"compact", shm?: "auto"|"shm"|"wire"}} options
+   *   exactly one of boxes [B, T, 5]
    *   (pixels: x_min, y_min, x_max, y_max, class) or yTrue (L dense tensors); timeout: this
    *   call's deadline in seconds, retries included (default: the client's); gradDatatype
    *   "FP64": gradients computed in double and never rounded (Float64Array); gradLayout
    *   "compact": a compact call's gradient as sent ({ obj, rows, index } per layer in
-   *   res.compactGrads) instead of dense
+   *   res.compactGrads) instead of dense; shm: this call's choice instead of the client's
+   *   (binary: false always uses the wire)
    * @returns {Promise<Result>}
    */
   async compute(outputs, options = {}) {
     const { boxes, yTrue, grads = false, ignoreThresh, anchors, run, step,
       binary = true, requestId, timeout = null, gradDatatype = "FP32",
-      gradLayout = "dense" } = options;
+      gradLayout = "dense", shm = this.shm } = options;
     if (!Array.isArray(outputs) || outputs.length === 0) {
       throw new TypeError("outputs must be a non-empty array of tensors");
     }
@@ -393,6 +547,9 @@ export class YoloLossClient {
     }
     if (gradLayout !== "dense" && gradLayout !== "compact") {
       throw new TypeError(`gradLayout must be "dense" or "compact", not ${gradLayout}`);
+    }
+    if (!SHM_MODES.includes(shm)) {
+      throw new TypeError(`shm must be "auto", "shm" or "wire", not ${shm}`);
     }
     const outs = outputs.map((t, l) => describe(`output_${l}`, t, "output"));
     const bx = boxes != null ? describe("boxes", boxes, "boxes") : null;
@@ -408,7 +565,7 @@ export class YoloLossClient {
     for (;;) {
       try {
         return await this._infer(outs, bx, yt, plan, { grads, ignoreThresh, anchors, run, step,
-          binary, requestId, gradDatatype, gradLayout, timeout: left() });
+          binary, requestId, gradDatatype, gradLayout, shm, left });
       } catch (e) {
         // a compact request the daemon finds short of a truth row (the contract says it
         // cannot happen): the dense request is the authority
@@ -438,11 +595,56 @@ export class YoloLossClient {
     }
     if (bx) tensors.push(bx);
     else tensors.push(...yt);
+    // the gradient outputs and their bytes
+    const g = o.gradDatatype === "FP64" ? 8 : 4;
+    const gradOuts = [];
+    if (o.grads) {
+      outs.forEach((t, l) => {
+        if (plan) {
+          const p = plan.layers[l];
+          gradOuts.push([`grad_${l}_obj`, g * p.anchors], [`grad_${l}_rows`, g * p.rows.length * p.row]);
+        } else {
+          gradOuts.push([`grad_${l}`, g * t.data.length]);
+        }
+      });
+    }
+    // binary: false (JSON numbers) always goes by the wire
+    const useShm = o.binary && await this._useShm(o.shm, o.left());
+    let shmBytes = 0;
+    if (useShm) {
+      for (const t of tensors) shmBytes += alignUp(t.data.byteLength);
+      for (const [, n] of gradOuts) shmBytes += alignUp(n);
+    }
+    for (let again = false; ; again = true) {
+      const region = useShm ? await this._acquire(shmBytes, o.shm, o.left()) : null;
+      try {
+        return await this._exchange(outs, tensors, gradOuts, plan, region, o);
+      } catch (e) {
+        // the daemon lost our region (it restarted, or someone unregistered it): forget it,
+        // register a new one, send again (once)
+        if (again || !region || !(e instanceof YoloLossError) || e.status !== 400 ||
+            !e.serverMessage.includes(`no shared-memory region '${region.name}'`)) throw e;
+        this._forget(region);
+      } finally {
+        if (region && this._regions.has(region)) this._free.push(region);
+      }
+    }
+  }
 
+  /** One infer request: the inputs in the body or written into region, the gradients
+   * answered in the body or in region. */
+  async _exchange(outs, tensors, gradOuts, plan, region, o) {
     const blobs = [];
+    let off = 0;
     const inputs = tensors.map((t) => {
       const d = { name: t.name, shape: t.shape, datatype: t.dtype };
-      if (o.binary || t.dtype === "BF16") {
+      if (region) {
+        const n = t.data.byteLength;
+        if (n) region.write(off, t.data);
+        d.parameters = { shared_memory_region: region.name, shared_memory_offset: off,
+          shared_memory_byte_size: n };
+        off += alignUp(n);
+      } else if (o.binary || t.dtype === "BF16") {
         d.parameters = { binary_data_size: t.data.byteLength };
         if (t.data.length) {
           blobs.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
@@ -453,13 +655,17 @@ export class YoloLossClient {
       return d;
     });
     const names = ["loss", "loss_terms", "layer_terms", "image_terms", "stats"];
-    if (o.grads) {
-      outs.forEach((_, l) => {
-        if (plan) names.push(`grad_${l}_obj`, `grad_${l}_rows`);
-        else names.push(`grad_${l}`);
-      });
+    const wanted = names.map((name) => ({ name, parameters: { binary_data: o.binary } }));
+    for (const [name, n] of gradOuts) {
+      if (region) {
+        wanted.push({ name, parameters: { shared_memory_region: region.name,
+          shared_memory_offset: off, shared_memory_byte_size: n } });
+        off += alignUp(n);
+      } else {
+        wanted.push({ name, parameters: { binary_data: o.binary } });
+      }
     }
-    const req = { inputs, outputs: names.map((name) => ({ name, parameters: { binary_data: o.binary } })) };
+    const req = { inputs, outputs: wanted };
     const params = {};
     if (o.ignoreThresh != null) params.ignore_thresh = Number(o.ignoreThresh);
     if (o.anchors != null) {
@@ -486,12 +692,13 @@ export class YoloLossClient {
       body = header;
     }
     const resp = await this._request("POST", this._modelPath(null, "/infer"), body, headers,
-      o.timeout);
+      o.left());
     if (resp.status !== 200) throw await this._error(resp);
     const buf = await resp.arrayBuffer();
-    const { header: h, outputs: got } = parseAnswer(buf, resp.headers);
+    const { header: h, outputs: got } = parseAnswer(buf, resp.headers, region);
     const res = new Result(got, h);
     res.compact = plan !== null;
+    res.sharedMemory = region !== null;
     res.bytesSent = body.size ?? body.byteLength;
     res.bytesReceived = buf.byteLength;
     if (plan && o.grads) {

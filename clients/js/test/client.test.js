@@ -1,52 +1,19 @@
-// yololoss.js against a live yololossd (YL_DAEMON, default build/yololossd, started here on
-// a free port): answers equal the project's numpy reference (tests/reference, through
-// make_cases.py and Debian's python3), in binary and JSON modes and every dtype; errors,
-// the bearer token, metadata. The retry policy is tested in retry.test.js.
+// yololoss.js against a live yololossd (YL_DAEMON, default build/yololossd, started on a
+// free port by test-support/daemon.js): answers equal the project's numpy reference
+// (tests/reference, through make_cases.py and Debian's python3), in binary and JSON modes
+// and every dtype; errors, the bearer token, metadata. The retry policy is tested in
+// retry.test.js, shared memory in shm.test.js.
 //
 //   YL_DAEMON=build/yololossd node --test clients/js/test/
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 
 import { YoloLossClient, YoloLossError, STAT_NAMES, TERM_NAMES, toBF16 } from "../yololoss.js";
-
-const HERE = dirname(fileURLToPath(import.meta.url));
-const ROOT = resolve(HERE, "..", "..", "..");
-const DAEMON = resolve(ROOT, process.env.YL_DAEMON ?? "build/yololossd");
-const PYTHON = process.env.PYTHON ?? "/usr/bin/python3";
-
-function startDaemon(...flags) {
-  return new Promise((ok, fail) => {
-    const p = spawn(DAEMON, ["--host", "127.0.0.1", "--port", "0", ...flags],
-      { stdio: ["ignore", "ignore", "pipe"] });
-    let err = "";
-    const timer = setTimeout(() => { p.kill(); fail(new Error(`no daemon: ${err}`)); }, 20000);
-    p.stderr.on("data", (d) => {
-      err += d;
-      const m = /listening on (http:\/\/\S+)/.exec(err);
-      if (m && !p.url) {
-        clearTimeout(timer);
-        p.url = m[1];
-        ok(p);
-      }
-    });
-    p.on("error", (e) => { clearTimeout(timer); fail(e); });
-    p.on("exit", (code) => { if (!p.url) { clearTimeout(timer); fail(new Error(`daemon exited ${code}: ${err}`)); } });
-  });
-}
-
-function stopDaemon(p) {
-  return new Promise((ok) => {
-    if (!p || p.exitCode !== null) return ok();
-    p.on("exit", () => ok());
-    p.kill("SIGTERM");
-  });
-}
+import { args, referenceCases as casesOf, startDaemon, stopDaemon } from "../test-support/daemon.js";
 
 let plain, guarded, tokenDir;
 before(async () => {
@@ -64,17 +31,9 @@ after(async () => {
 
 let cases = null;
 function referenceCases() {
-  if (cases === null) {
-    const seeds = [9100, 9101, 9102, 9103, 9104, 9105, 9106, 9107, 9108, 9109];
-    const out = execFileSync(PYTHON, [join(HERE, "make_cases.py"), ...seeds.map(String)],
-      { maxBuffer: 1 << 28 });
-    cases = JSON.parse(out);
-  }
+  if (cases === null) cases = casesOf([9100, 9101, 9102, 9103, 9104, 9105, 9106, 9107, 9108, 9109]);
   return cases;
 }
-
-const ARRAY = { FP32: Float32Array, FP64: Float64Array, FP16: Uint16Array, BF16: Uint16Array };
-const tensor = (t) => ({ data: ARRAY[t.dtype].from(t.data), shape: t.shape, dtype: t.dtype });
 
 function close(name, got, want) {
   const d = Math.abs(got - want);
@@ -105,12 +64,6 @@ function checkAgainst(res, e, withGrads) {
       }
     }
   });
-}
-
-function args(c) {
-  const outputs = c.outputs.map(tensor);
-  const truth = c.boxes ? { boxes: tensor(c.boxes) } : { yTrue: c.y_true.map(tensor) };
-  return [outputs, { ...truth, anchors: c.anchors, ignoreThresh: c.thresh }];
 }
 
 // ---- results --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // The retry policy of yololoss.js against a scripted fake server (no daemon): each attempt
 // arrives on its own connection ("Connection: close") and is counted, so the tests check
-// how many attempts a call made, never how long it took. The clients send dense tensors,
-// so that no GET /v2 (for the extensions) is among the requests counted.
+// how many attempts a call made, never how long it took. The clients send dense tensors by
+// the wire, so that no GET /v2 (for the extensions) is among the requests counted.
 //
 //   node --test clients/js/test/retry.test.js
 
@@ -72,7 +72,7 @@ test("every retryable failure in a row, then the answer: one call, seven attempt
   const srv = await fakeServer(["close", "reset", [502, null], [503, "0"], [504, null],
     [503, "Thu, 01 Jan 1970 00:00:00 GMT"]], "ok");
   try {
-    const c = new YoloLossClient(srv.url, { tensors: "dense", timeout: 20 });
+    const c = new YoloLossClient(srv.url, { tensors: "dense", shm: "wire", timeout: 20 });
     const res = await c.compute(outs, { boxes });
     assert.equal(res.loss, 2.5);
     assert.equal(res.terms.class, 0.25);
@@ -92,7 +92,7 @@ test("other statuses are answers, not outages: one attempt", async () => {
   for (const status of [400, 401, 404, 413, 500]) {
     const srv = await fakeServer([], [status, "0"]);
     try {
-      const c = new YoloLossClient(srv.url, { tensors: "dense", timeout: 20 });
+      const c = new YoloLossClient(srv.url, { tensors: "dense", shm: "wire", timeout: 20 });
       await assert.rejects(c.compute(outs, { boxes }), (e) =>
         e instanceof YoloLossError && e.status === status && /retry later/.test(e.message) &&
         e.attempts === 1);
@@ -105,7 +105,7 @@ test("other statuses are answers, not outages: one attempt", async () => {
 test("maxAttempts bounds the attempts; retry: false turns retrying off", async () => {
   let srv = await fakeServer([], [503, null]);
   try {
-    const c = new YoloLossClient(srv.url, { tensors: "dense", timeout: 20, retry: { maxAttempts: 3 } });
+    const c = new YoloLossClient(srv.url, { tensors: "dense", shm: "wire", timeout: 20, retry: { maxAttempts: 3 } });
     await assert.rejects(c.compute(outs, { boxes }), (e) => e.status === 503 && e.attempts === 3);
     assert.equal(srv.requests, 3);
     assert.equal(c.retries, 2);
@@ -113,7 +113,7 @@ test("maxAttempts bounds the attempts; retry: false turns retrying off", async (
 
   srv = await fakeServer([], "close");
   try {
-    const c = new YoloLossClient(srv.url, { tensors: "dense", timeout: 20, retry: false });
+    const c = new YoloLossClient(srv.url, { tensors: "dense", shm: "wire", timeout: 20, retry: false });
     await assert.rejects(c.compute(outs, { boxes }), (e) =>
       e.status === null && /\(1 attempt\)/.test(e.message));
     assert.equal(srv.requests, 1);
@@ -121,25 +121,25 @@ test("maxAttempts bounds the attempts; retry: false turns retrying off", async (
 
   // connection refused: the client counts its own attempts
   const c = new YoloLossClient(await refusingUrl(),
-    { timeout: 20, retry: new Retry({ maxAttempts: 4 }), tensors: "dense" });
+    { timeout: 20, retry: new Retry({ maxAttempts: 4 }), tensors: "dense", shm: "wire" });
   await assert.rejects(c.compute(outs, { boxes }), (e) =>
     e.status === null && e.attempts === 4 && /\(4 attempts\)/.test(e.message));
   assert.equal(c.retries, 3);
   assert.throws(() => new Retry({ maxAttempts: 0 }), RangeError);
-  assert.throws(() => new YoloLossClient(srv.url, { tensors: "dense", retry: "often" }), TypeError);
+  assert.throws(() => new YoloLossClient(srv.url, { tensors: "dense", shm: "wire", retry: "often" }), TypeError);
 });
 
 test("the deadline: a Retry-After past it is not waited for; a call's own timeout", async () => {
   let srv = await fakeServer([], [503, "30"]);
   try {
-    const c = new YoloLossClient(srv.url, { tensors: "dense", timeout: 5 });
+    const c = new YoloLossClient(srv.url, { tensors: "dense", shm: "wire", timeout: 5 });
     await assert.rejects(c.compute(outs, { boxes }), (e) => e.status === 503);
     assert.equal(srv.requests, 1);
   } finally { await srv.stop(); }
 
   srv = await fakeServer([], "hang");
   try {
-    const c = new YoloLossClient(srv.url, { tensors: "dense", timeout: 30 });
+    const c = new YoloLossClient(srv.url, { tensors: "dense", shm: "wire", timeout: 30 });
     await assert.rejects(c.compute(outs, { boxes, timeout: 0.3 }), (e) =>
       e.status === null && /no answer within the timeout \(0\.3s\)/.test(e.message));
     assert.equal(srv.requests, 1); // a timeout is not retried
@@ -148,7 +148,7 @@ test("the deadline: a Retry-After past it is not waited for; a call's own timeou
   // 503s without Retry-After until the deadline: the call ends with the last 503
   srv = await fakeServer([], [503, null]);
   try {
-    const c = new YoloLossClient(srv.url, { tensors: "dense", timeout: 30 });
+    const c = new YoloLossClient(srv.url, { tensors: "dense", shm: "wire", timeout: 30 });
     await assert.rejects(c.compute(outs, { boxes, timeout: 1 }), (e) =>
       e.status === 503 && e.attempts === srv.requests);
     assert.equal(c.retries, srv.requests - 1);

@@ -56,6 +56,15 @@ test-clients-js: $(B)/yololossd
 
 TEST_RUNS += test-clients-c test-clients-python test-clients-js
 
+# The JS client's transports (dense/compact x socket/shared memory) on the standard workload,
+# beside the daemon's core time for the same requests; JSON lines (bench/bench_client_js.js).
+.PHONY: bench-client-js
+bench-client-js: $(B)/yololossd
+	@if command -v $(NODE) >/dev/null 2>&1; then \
+	  $(NODE) bench/bench_client_js.js --daemon $(B)/yololossd; \
+	else echo "bench-client-js: skipped, $(NODE) is not installed (Node 20+ runs it)"; fi
+BENCH_RUNS += bench-client-js
+
 # The C client end to end, each transport, beside the core in-process (bench/bench_client_c.c).
 $(B)/bench_client_c: bench/bench_client_c.c bench/bench_common.c bench/bench_common.h $(CLIENT_LIB) \
 		$(CORE_LIB)

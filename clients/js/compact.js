@@ -78,7 +78,8 @@ export function planCompact(outputs, boxes, yTrue) {
   }
   for (let l = 0; l < layers.length; l++) {
     let n = 0;
-    for (const m of marks[l]) n += m;
+    const ml = marks[l];
+    for (let a = 0; a < ml.length; a++) n += ml[a];
     const index = new BigInt64Array(n);
     const plain = new Array(n);
     let k = 0;
@@ -99,8 +100,13 @@ export function gatherCompact(p) {
   const src = p.src.data, R = p.row;
   const Ctor = src.constructor;
   const box = new Ctor(p.anchors * 5);
-  for (let a = 0; a < p.anchors; a++) {
-    box.set(src.subarray(a * R, a * R + 5), a * 5);
+  // element by element: a subarray per anchor costs more than the copy itself
+  for (let a = 0, o = 0, b = 0; a < p.anchors; a++, o += R, b += 5) {
+    box[b] = src[o];
+    box[b + 1] = src[o + 1];
+    box[b + 2] = src[o + 2];
+    box[b + 3] = src[o + 3];
+    box[b + 4] = src[o + 4];
   }
   const rows = new Ctor(p.rows.length * R);
   p.rows.forEach((a, k) => rows.set(src.subarray(a * R, (a + 1) * R), k * R));

@@ -33,6 +33,7 @@ process.on("exit", () => {
 });
 
 let counter = 0;
+const CHUNK = 1 << 30; // Node's fs calls take at most 2 GiB - 1 bytes at once
 
 /** One shared-memory object of `size` bytes, open read-write here. .name is the region name
  * to register, .key the object's name for the daemon's shm_open. */
@@ -58,7 +59,7 @@ export class Region {
   write(offset, view) {
     const u8 = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
     for (let done = 0; done < u8.length;) {
-      done += writeSync(this.fd, u8, done, u8.length - done, offset + done);
+      done += writeSync(this.fd, u8, done, Math.min(CHUNK, u8.length - done), offset + done);
     }
   }
 
@@ -67,7 +68,7 @@ export class Region {
     const buf = new ArrayBuffer(n);
     const u8 = new Uint8Array(buf);
     for (let done = 0; done < n;) {
-      const got = readSync(this.fd, u8, done, n - done, offset + done);
+      const got = readSync(this.fd, u8, done, Math.min(CHUNK, n - done), offset + done);
       if (got === 0) throw new RangeError(`shared-memory object ${this.key}: ends before ${offset + n}`);
       done += got;
     }

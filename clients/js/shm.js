@@ -121,6 +121,9 @@ export function leftovers(client, release) {
   collected.register(client, rec);
   return {
     add: (r) => { rec.regions.add(r); records.add(rec); },
-    delete: (r) => { rec.regions.delete(r); },
+    delete: (r) => {
+      rec.regions.delete(r);
+      if (rec.regions.size === 0) records.delete(rec); // a closed client: nothing to keep
+    },
   };
 }

@@ -7,7 +7,9 @@
  * per-round ratios, so background load affects both sides of each ratio alike. The
  * *_min fields are the fastest round of each (min_x_memcpy, min_x_readonly,
  * min_speedup: ratios of those): on a shared machine the least disturbed run is the best
- * estimate of what the code costs.
+ * estimate of what the code costs. readonly_threads_ms and readonly_speedup (N-thread
+ * lines): the read-only pass split across the same N threads, timed in the same rounds;
+ * its speed-up is what the memory system allows a pass that only reads.
  *
  *   build/bench_core [--batch 16] [--size 416] [--classes 80] [--boxes 8] [--reps 15]
  *                    [--threads N (default: all cores)] [--dtype FP32]
@@ -18,6 +20,7 @@
  * runs after one warm-up run.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +103,50 @@ static double time_readonly(const yl_problem *p) {
     return now_s() - t0;
 }
 
+/* The same read-only pass split across `threads` threads (pthreads): what the memory
+ * system gives several cores at once. Its speed-up over the 1-thread pass bounds what any
+ * memory-bound loss can gain from threads on this machine. */
+typedef struct {
+    const yl_problem *p;
+    int part, parts;
+    uint64_t acc;
+} readonly_part;
+
+static void *run_readonly_part(void *arg) {
+    readonly_part *r = arg;
+    const yl_problem *p = r->p;
+    for (int l = 0; l < p->num_layers; l++) {
+        size_t bytes = (size_t)(p->batch * p->layer_elems[l]) * yl_dtype_size(p->output[l].dtype);
+        size_t words = bytes / 8, lo = words * (size_t)r->part / (size_t)r->parts,
+               hi = words * (size_t)(r->part + 1) / (size_t)r->parts;
+        r->acc += sum_words((const unsigned char *)p->output[l].data + 8 * lo, 8 * (hi - lo));
+    }
+    return NULL;
+}
+
+static double time_readonly_threads(const yl_problem *p, int threads) {
+    readonly_part parts[64];
+    pthread_t tid[64];
+    if (threads > 64)
+        threads = 64;
+    double t0 = now_s();
+    for (int t = 0; t < threads; t++) {
+        parts[t] = (readonly_part){p, t, threads, 0};
+        if (t > 0 && pthread_create(&tid[t], NULL, run_readonly_part, &parts[t]) != 0) {
+            fprintf(stderr, "bench_core: cannot start a thread\n");
+            exit(1);
+        }
+    }
+    run_readonly_part(&parts[0]);
+    uint64_t acc = parts[0].acc;
+    for (int t = 1; t < threads; t++) {
+        pthread_join(tid[t], NULL);
+        acc += parts[t].acc;
+    }
+    readonly_sink = acc;
+    return now_s() - t0;
+}
+
 static double time_compute(const yl_problem *p, int threads, const yl_grads *grads,
                            double *loss) {
     yl_result r;
@@ -120,6 +167,7 @@ static double time_compute(const yl_problem *p, int threads, const yl_grads *gra
  * evicts them from the caches, so no pass starts warmer than another. */
 typedef struct {
     double compute_s[2], memcpy_s, readonly_s, x_memcpy[2], x_readonly[2], speedup, loss;
+    double readonly_n_s, readonly_speedup; /* the read-only pass on N threads */
     double min_compute_s[2], min_memcpy_s, min_readonly_s;
 } measurement;
 
@@ -130,6 +178,7 @@ static measurement measure(const yl_problem *p, int threads, const yl_grads *gra
     double *rn = calloc((size_t)reps, sizeof *rn), *sp = calloc((size_t)reps, sizeof *sp);
     double *tr = calloc((size_t)reps, sizeof *tr), *q1 = calloc((size_t)reps, sizeof *q1);
     double *qn = calloc((size_t)reps, sizeof *qn);
+    double *trn = calloc((size_t)reps, sizeof *trn), *spr = calloc((size_t)reps, sizeof *spr);
     measurement m;
     memset(&m, 0, sizeof m);
     time_compute(p, 1, grads, &m.loss); /* warm-up: pages, caches */
@@ -143,6 +192,9 @@ static measurement measure(const yl_problem *p, int threads, const yl_grads *gra
         t1[r] = time_compute(p, 1, grads, &m.loss);
         time_memcpy(f);
         tn[r] = time_compute(p, threads, grads, &m.loss);
+        time_memcpy(f);
+        trn[r] = time_readonly_threads(p, threads);
+        spr[r] = tr[r] / trn[r];
         r1[r] = t1[r] / tm[r];
         rn[r] = tn[r] / tm[r];
         q1[r] = t1[r] / tr[r];
@@ -165,6 +217,10 @@ static measurement measure(const yl_problem *p, int threads, const yl_grads *gra
     m.x_readonly[0] = median(q1, reps);
     m.x_readonly[1] = median(qn, reps);
     m.speedup = median(sp, reps);
+    m.readonly_n_s = median(trn, reps);
+    m.readonly_speedup = median(spr, reps);
+    free(trn);
+    free(spr);
     free(t1);
     free(tn);
     free(tm);
@@ -284,6 +340,7 @@ int main(int argc, char **argv) {
                    "\"readonly_ms\":%.3f,\"x_readonly\":%.3f,\"speedup_vs_1_thread\":%.3f,"
                    "\"min_ms_per_batch\":%.3f,\"min_memcpy_ms\":%.3f,\"min_readonly_ms\":%.3f,"
                    "\"min_x_memcpy\":%.3f,\"min_x_readonly\":%.3f,\"min_speedup\":%.3f,"
+                   "\"readonly_threads_ms\":%.3f,\"readonly_speedup\":%.3f,"
                    "\"loss\":%.9g}\n",
                    with_grad ? "loss+grad" : "loss", yl_kernel_name(&p), yl_dtype_name(dtype),
                    c ? threads : 1,
@@ -292,7 +349,9 @@ int main(int argc, char **argv) {
                    m.x_readonly[c], c ? m.speedup : 1.0, m.min_compute_s[c] * 1e3,
                    m.min_memcpy_s * 1e3, m.min_readonly_s * 1e3,
                    m.min_compute_s[c] / m.min_memcpy_s, m.min_compute_s[c] / m.min_readonly_s,
-                   c ? m.min_compute_s[0] / m.min_compute_s[1] : 1.0, m.loss);
+                   c ? m.min_compute_s[0] / m.min_compute_s[1] : 1.0,
+                   (c ? m.readonly_n_s : m.readonly_s) * 1e3, c ? m.readonly_speedup : 1.0,
+                   m.loss);
             fflush(stdout);
         }
     }

@@ -117,6 +117,29 @@ static int reaches_thresh(const layer_ctx *c, const double t[4], int64_t i, int6
     return 0;
 }
 
+/* row_cand[q] = 1 for the anchors q of the grid row that some row truth's cell window and
+ * t_w, t_h bounds admit: exactly those for which reaches_thresh measures an IoU, so only
+ * they are passed to it. The tests are reaches_thresh's own, without branches (random
+ * logits make those branches unpredictable, and most anchors of a near cell fail them). */
+static void mark_candidates(const layer_ctx *c, int64_t row_anchor, int64_t n_row) {
+    yl__scratch *s = c->s;
+    const int64_t A = YL_NUM_ANCHORS_PER_LAYER;
+    c->kern->gather(c->src, c->src_dtype, row_anchor * c->src_stride + 2, c->src_stride, n_row,
+                    s->row_tw);
+    c->kern->gather(c->src, c->src_dtype, row_anchor * c->src_stride + 3, c->src_stride, n_row,
+                    s->row_th);
+    memset(s->row_cand, 0, (size_t)n_row);
+    for (int64_t r = 0; r < c->n_row_truths; r++) {
+        const yl__truth *tr = &c->truth[c->row_truths[r]];
+        for (int64_t i = tr->near_i0; i <= tr->near_i1; i++)
+            for (int k = 0; k < A; k++) {
+                double tw = s->row_tw[i * A + k], th = s->row_th[i * A + k];
+                s->row_cand[i * A + k] |= (unsigned char)((tw >= tr->tw_lo[k]) & (tw <= tr->tw_hi[k]) &
+                                                          (th >= tr->th_lo[k]) & (th <= tr->th_hi[k]));
+            }
+    }
+}
+
 static double best_iou(box pred, const yl__truth *truth, int64_t n) {
     double best = -INFINITY; /* keras: max over no truths is -inf, so nothing is ignored */
     for (int64_t k = 0; k < n; k++) {
@@ -128,11 +151,9 @@ static double best_iou(box pred, const yl__truth *truth, int64_t n) {
 }
 
 /* Each truth's window of cells and t_w, t_h bounds for predictions that might reach thresh
- * (see top), and the union of the windows as per-cell flags. */
-static void prepare_culling(const layer_ctx *c, yl__truth *truth, int64_t n, double thresh,
-                            unsigned char *near) {
+ * (see top). */
+static void prepare_culling(const layer_ctx *c, yl__truth *truth, int64_t n, double thresh) {
     const int64_t H = c->H, W = c->W;
-    memset(near, 0, (size_t)(H * W));
     for (int64_t q = 0; q < n; q++) {
         yl__truth *t = &truth[q];
         if (!(thresh > 0)) { /* IoU >= 0 >= thresh: every prediction must be decoded */
@@ -163,8 +184,6 @@ static void prepare_culling(const layer_ctx *c, yl__truth *truth, int64_t n, dou
                 t->th_hi[k] = th - lt + 1e-9;
             }
         }
-        for (int64_t j = t->near_j0; j <= t->near_j1 && t->near_i0 <= t->near_i1; j++)
-            memset(near + j * W + t->near_i0, 1, (size_t)(t->near_i1 - t->near_i0 + 1));
     }
 }
 
@@ -214,8 +233,9 @@ static void truth_anchor(const layer_ctx *c, const yl__truth *tr, int64_t i, int
     double cls = 0;
     for (int q = 0; q < c->C; q++) {
         double x = v[5 + q], z = target[q];
-        double sx = sigmoid(x);
-        cls += bce(z, x);
+        double e = exp(-fabs(x)); /* one exp for both: bce's and sigmoid's are the same */
+        double sx = sigmoid_e(x, e);
+        cls += max2(x, 0.0) - x * z + log1p(e);
         if (z > 0.5) {
             sum->sum_class += sx;
             sum->n_class++;
@@ -337,7 +357,7 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
     const size_t gsize = c.g_f64 ? sizeof(double) : sizeof(float);
     const yl__truth *next = s->truth, *end = s->truth + n_truth;
     if (n_truth)
-        prepare_culling(&c, s->truth, n_truth, thresh, s->cell_near);
+        prepare_culling(&c, s->truth, n_truth, thresh);
     for (int64_t q = n_row; q < n_pad; q++) { /* padding: contributes exact zeros */
         s->row_to[q] = 0;
         s->row_e[q] = 1;
@@ -363,10 +383,6 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
         kern->gather(c.src, c.src_dtype, row_anchor * c.src_stride + 4, c.src_stride, n_row,
                      s->row_to);
         kern->exp_neg_abs(s->row_to, s->row_e, n_row);
-        /* Which anchors count: truth anchors not at all here, near ones unless a truth
-         * reaches ignore_thresh; the rest, nearly all, without decoding (see top). */
-        for (int64_t q = 0; q < n_row; q++) /* most anchors: no truth, not near one */
-            s->row_m[q] = s->row_ig[q] = 1;
         const yl__truth *row_truth = next;
         while (next < end && next->anchor < (j + 1) * n_row)
             next++;
@@ -375,22 +391,26 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
             if (s->truth[q].near_j0 <= j && j <= s->truth[q].near_j1)
                 s->row_truths[c.n_row_truths++] = (int32_t)q;
         c.row_truths = s->row_truths;
+        /* Which anchors count: truth anchors not at all here, near ones unless a truth
+         * reaches ignore_thresh; the rest, nearly all, without decoding (see top). */
+        for (int64_t q = 0; q < n_row; q++) /* most anchors: no truth, not near one */
+            s->row_m[q] = s->row_ig[q] = 1;
+        if (c.n_row_truths)
+            mark_candidates(&c, row_anchor, n_row);
         const yl__truth *tn = row_truth; /* the row's truth anchors, skipped below */
-        for (int64_t i = 0; c.n_row_truths && i < c.W; i++) {
-            if (!s->cell_near[j * c.W + i])
+        for (int64_t q = 0; c.n_row_truths && q < n_row; q++) {
+            if (!s->row_cand[q])
                 continue;
-            for (int k = 0; k < A; k++) {
-                int64_t q = i * A + k, anchor = j * n_row + q;
-                while (tn < next && tn->anchor < anchor)
-                    tn++;
-                if (tn < next && tn->anchor == anchor)
-                    continue;
-                double t[4];
-                load4(c.src, c.src_dtype, (c.first + anchor) * c.src_stride, t);
-                if (reaches_thresh(&c, t, i, j, k)) {
-                    s->row_ig[q] = 0;
-                    sum->ignored++;
-                }
+            int64_t anchor = j * n_row + q;
+            while (tn < next && tn->anchor < anchor)
+                tn++;
+            if (tn < next && tn->anchor == anchor)
+                continue;
+            double t[4];
+            load4(c.src, c.src_dtype, (c.first + anchor) * c.src_stride, t);
+            if (reaches_thresh(&c, t, q / A, j, (int)(q % A))) {
+                s->row_ig[q] = 0;
+                sum->ignored++;
             }
         }
         for (const yl__truth *t = row_truth; t < next; t++) {

@@ -82,10 +82,13 @@ typedef struct {
     int32_t *row_truths;   /* truth_cap: the truths near the current grid row */
     double *class_target;  /* C doubles */
     double *row_values;    /* 5+C doubles: the values of one truth anchor */
-    unsigned char *cell_near; /* H*W flags: a prediction here may reach ignore_thresh */
     /* a grid row's t_o, exp(-|t_o|), no-truth mask, counts-in-loss mask and sigmoid(t_o),
      * 3*W each, padded to a multiple of 4 */
     double *row_to, *row_e, *row_m, *row_ig, *row_s;
+    /* a grid row's raw t_w and t_h, and per anchor 1 when some truth's window and t_w, t_h
+     * bounds admit it (3*W each) */
+    double *row_tw, *row_th;
+    unsigned char *row_cand;
 } yl__scratch;
 
 void yl__scratch_carve(const yl_problem *p, void *scratch, yl__scratch *s);

@@ -79,8 +79,8 @@ static int layer_shape(const yl_tensor *t, const char *name, int64_t *bhw, int64
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-/* The one scratch layout: the largest layer's truth list, anchor map and cell flags, plus
- * class links and one row of class targets and of t_o. Returns its size in bytes; with a
+/* The one scratch layout: the largest layer's truth list and anchor map, class links and
+ * targets, and one grid row of the per-anchor arrays. Returns its size in bytes; with a
  * buffer, also points s's members into it. */
 static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s) {
     int64_t max_anchors = 0, max_row = p->grid_w[p->num_layers - 1];
@@ -90,31 +90,34 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
     int64_t truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
     size_t row = (size_t)((max_row * YL_NUM_ANCHORS_PER_LAYER + 3) & ~3) * sizeof(double);
-    size_t at[12], n = 0;
-    at[0] = n, n += align8((size_t)truth_cap * sizeof(yl__truth));
-    at[1] = n, n += align8(p->has_boxes ? (size_t)max_anchors * sizeof(int32_t) : 0);
-    at[2] = n, n += align8((size_t)rows * sizeof(yl__class_link));
-    at[3] = n, n += align8((size_t)p->num_classes * sizeof(double));
-    at[4] = n, n += align8((size_t)(max_anchors / YL_NUM_ANCHORS_PER_LAYER));
-    for (int r = 5; r < 10; r++) /* row_to, row_e, row_m, row_ig, row_s */
+    enum { TRUTH, MAP, LINKS, TARGET, TRUTHS, VALUES, CAND, TO, E, M, IG, S, TW, TH, N_AT };
+    size_t at[N_AT], n = 0;
+    at[TRUTH] = n, n += align8((size_t)truth_cap * sizeof(yl__truth));
+    at[MAP] = n, n += align8(p->has_boxes ? (size_t)max_anchors * sizeof(int32_t) : 0);
+    at[LINKS] = n, n += align8((size_t)rows * sizeof(yl__class_link));
+    at[TARGET] = n, n += align8((size_t)p->num_classes * sizeof(double));
+    at[TRUTHS] = n, n += align8((size_t)truth_cap * sizeof(int32_t));
+    at[VALUES] = n, n += align8((size_t)(5 + p->num_classes) * sizeof(double));
+    at[CAND] = n, n += align8((size_t)(max_row * YL_NUM_ANCHORS_PER_LAYER));
+    for (int r = TO; r < N_AT; r++) /* the double arrays of one grid row */
         at[r] = n, n += row;
-    at[10] = n, n += align8((size_t)truth_cap * sizeof(int32_t));
-    at[11] = n, n += (size_t)(5 + p->num_classes) * sizeof(double);
     if (scratch) {
         unsigned char *c = scratch;
         s->truth_cap = truth_cap;
-        s->truth = (yl__truth *)(void *)(c + at[0]);
-        s->anchor_map = p->has_boxes ? (int32_t *)(void *)(c + at[1]) : NULL;
-        s->links = (yl__class_link *)(void *)(c + at[2]);
-        s->class_target = (double *)(void *)(c + at[3]);
-        s->cell_near = c + at[4];
-        s->row_to = (double *)(void *)(c + at[5]);
-        s->row_e = (double *)(void *)(c + at[6]);
-        s->row_m = (double *)(void *)(c + at[7]);
-        s->row_ig = (double *)(void *)(c + at[8]);
-        s->row_s = (double *)(void *)(c + at[9]);
-        s->row_truths = (int32_t *)(void *)(c + at[10]);
-        s->row_values = (double *)(void *)(c + at[11]);
+        s->truth = (yl__truth *)(void *)(c + at[TRUTH]);
+        s->anchor_map = p->has_boxes ? (int32_t *)(void *)(c + at[MAP]) : NULL;
+        s->links = (yl__class_link *)(void *)(c + at[LINKS]);
+        s->class_target = (double *)(void *)(c + at[TARGET]);
+        s->row_truths = (int32_t *)(void *)(c + at[TRUTHS]);
+        s->row_values = (double *)(void *)(c + at[VALUES]);
+        s->row_cand = c + at[CAND];
+        s->row_to = (double *)(void *)(c + at[TO]);
+        s->row_e = (double *)(void *)(c + at[E]);
+        s->row_m = (double *)(void *)(c + at[M]);
+        s->row_ig = (double *)(void *)(c + at[IG]);
+        s->row_s = (double *)(void *)(c + at[S]);
+        s->row_tw = (double *)(void *)(c + at[TW]);
+        s->row_th = (double *)(void *)(c + at[TH]);
     }
     return n;
 }

@@ -5,6 +5,7 @@
  *
  *   build/bench_wire [--daemon build/yololossd] [--threads N] [--requests 8]
  *                    [--links 10gbit,1gbit] [--batch 16] [--size 416] [--classes 80]
+ *                    [--modes dense,compact,shm]
  *
  * Standard workload: B = 16, 416x416 (grids 13, 26, 52), 80 classes, 8 boxes per image,
  * logits from N(0, 1) with a fixed seed, fp32 (bench_server's). Modes, each loss only and
@@ -21,6 +22,8 @@
  * encoding the requests as the clients do; bench/bench_wire.py runs the same workload
  * through the Python client (with --inprocess-helper below for the workload and the
  * in-process time).
+ *
+ * --modes runs a subset (the summary line needs all three); --links none: loopback only.
  *
  * Links: "loopback" is the host's loopback. For each of --links, when run as root, the
  * benchmark re-runs itself inside a private network namespace (`unshare -n`) whose loopback
@@ -377,6 +380,18 @@ static result run_mode(conn *c, const workload *w, const inproc *ip, int mode, b
     return r;
 }
 
+static const char *modes = "dense,compact,shm";
+
+/* Whether mode m is among --modes (a comma-separated list). */
+static bool mode_wanted(int m)
+{
+    size_t n = strlen(mode_name[m]);
+    for (const char *p = modes; (p = strstr(p, mode_name[m])); p += n)
+        if ((p == modes || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
 static void run_link(const char *link, const char *daemon, int threads, int requests, int B,
                      int size, int C)
 {
@@ -422,11 +437,16 @@ static void run_link(const char *link, const char *daemon, int threads, int requ
     copy_ms = median(copies, 5);
 
     bool slow = !strcmp(link, "1gbit");
-    result res[3][2];
+    result res[3][2] = {{{0}}};
+    bool all_modes = true;
     inproc ip;
     inproc_init(&ip, &w, threads);
     for (int g = 0; g < 2; g++) {
         for (int m = 0; m < 3; m++) {
+            if (!mode_wanted(m)) {
+                all_modes = false;
+                continue;
+            }
             /* the fast modes are cheap: more rounds make their medians steadier */
             int n = m != DENSE ? (3 * requests > 60 ? 60 : 3 * requests)
                     : slow     ? (requests > 3 ? 3 : requests)
@@ -448,21 +468,23 @@ static void run_link(const char *link, const char *daemon, int threads, int requ
             fflush(stdout);
         }
     }
-    const result *d = &res[DENSE][1], *k = &res[COMPACT][1], *s = &res[SHM][1];
-    bool same = res[DENSE][0].loss == res[COMPACT][0].loss && d->loss == k->loss &&
-                d->loss == s->loss && res[SHM][0].loss == d->loss;
-    printf("{\"bench\":\"wire_summary\",\"link\":\"%s\",\"threads\":%d,"
-           "\"compact_speedup_loss_grad\":%.2f,\"compact_speedup_loss\":%.2f,"
-           "\"compact_bytes_fraction_loss_grad\":%.4f,\"compact_bytes_fraction_loss\":%.4f,"
-           "\"shm_loss_grad_x_inprocess\":%.2f,\"shm_loss_x_inprocess\":%.2f,"
-           "\"shm_loss_grad_plus_copy_x_inprocess\":%.2f,\"losses_equal\":%s}\n",
-           link, threads, d->p50_ms / k->p50_ms, res[DENSE][0].p50_ms / res[COMPACT][0].p50_ms,
-           (double)(k->req_bytes + k->resp_bytes) / (double)(d->req_bytes + d->resp_bytes),
-           (double)(res[COMPACT][0].req_bytes + res[COMPACT][0].resp_bytes) /
-               (double)(res[DENSE][0].req_bytes + res[DENSE][0].resp_bytes),
-           s->x_inproc, res[SHM][0].x_inproc, (s->p50_ms + copy_ms) / s->inproc_ms,
-           same ? "true" : "false");
-    fflush(stdout);
+    if (all_modes) { /* the summary compares the three */
+        const result *d = &res[DENSE][1], *k = &res[COMPACT][1], *s = &res[SHM][1];
+        bool same = res[DENSE][0].loss == res[COMPACT][0].loss && d->loss == k->loss &&
+                    d->loss == s->loss && res[SHM][0].loss == d->loss;
+        printf("{\"bench\":\"wire_summary\",\"link\":\"%s\",\"threads\":%d,"
+               "\"compact_speedup_loss_grad\":%.2f,\"compact_speedup_loss\":%.2f,"
+               "\"compact_bytes_fraction_loss_grad\":%.4f,\"compact_bytes_fraction_loss\":%.4f,"
+               "\"shm_loss_grad_x_inprocess\":%.2f,\"shm_loss_x_inprocess\":%.2f,"
+               "\"shm_loss_grad_plus_copy_x_inprocess\":%.2f,\"losses_equal\":%s}\n",
+               link, threads, d->p50_ms / k->p50_ms, res[DENSE][0].p50_ms / res[COMPACT][0].p50_ms,
+               (double)(k->req_bytes + k->resp_bytes) / (double)(d->req_bytes + d->resp_bytes),
+               (double)(res[COMPACT][0].req_bytes + res[COMPACT][0].resp_bytes) /
+                   (double)(res[DENSE][0].req_bytes + res[DENSE][0].resp_bytes),
+               s->x_inproc, res[SHM][0].x_inproc, (s->p50_ms + copy_ms) / s->inproc_ms,
+               same ? "true" : "false");
+        fflush(stdout);
+    }
 
     curl_easy_cleanup(c.h);
     free(c.resp.p);
@@ -538,6 +560,7 @@ int main(int argc, char **argv)
         {"--batch", &B, NULL},
         {"--size", &size, NULL},
         {"--classes", &C, NULL},
+        {"--modes", NULL, &modes},
         {NULL, NULL, NULL},
     };
     const char *bad = parse_options(argc, argv, opts);
@@ -574,7 +597,7 @@ int main(int argc, char **argv)
         if (pid == 0) {
             execlp("unshare", "unshare", "-n", argv[0], "--inside", rate, "--daemon", daemon,
                    "--threads", th, "--requests", rq, "--batch", bs, "--size", sz, "--classes",
-                   cl, (char *)NULL);
+                   cl, "--modes", modes, (char *)NULL);
             _exit(127);
         }
         int st = 0;

@@ -105,6 +105,10 @@ int main(int argc, char **argv)
         goto out;
     }
     loop_ok = true;
+    if (yls_pool_open(s)) {
+        fprintf(stderr, YLS_NAME ": cannot start the event loop\n");
+        goto out;
+    }
     s->t_started = (uint64_t)time(NULL);
     s->metrics = yls_metrics_new(s);
     if (!s->metrics) {
@@ -153,6 +157,10 @@ int main(int argc, char **argv)
     fprintf(stderr, YLS_NAME ": stopped\n");
     status = 0;
 out:
+    if (loop_ok) {
+        yls_pool_close(s); /* nothing is in flight any more */
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+    }
     if (loop_ok && uv_loop_close(&s->loop) != 0)
         fprintf(stderr, YLS_NAME ": warning: handles left open at exit\n");
     yls_shm_free(s->shm); /* every region unmapped (no request is left) */

@@ -19,7 +19,8 @@
  * (what it carries) -> v2/stats.c, http/access_log.c, http/auth.c, http/bufcache.c (large
  * buffers reused across requests) -> http/budget.c (--max-memory: what admitted requests
  * hold together) -> http/peers.c (connections per address) -> http/mhd_errors.c
- * (libmicrohttpd's own error answers as JSON).
+ * (libmicrohttpd's own error answers as JSON) -> http/pool.c (the libuv pool: waiting work
+ * counted, messages from pool threads to the loop).
  * Monitoring (docs/monitoring.md): monitor/history.h (points and the storage backend
  * interface) -> monitor/history.c (the history threads) -> monitor/history_sqlite.c,
  * monitor/history_pg.c -> monitor/record.c (an infer request with `run` records a point,
@@ -46,6 +47,7 @@
 #define YLS_SERVER_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -182,6 +184,11 @@ struct yls_server {
     unsigned uploading; /* infer requests admitted on their headers, body still arriving */
     uint64_t gone_requests, gone_images; /* clients that left during compute; images skipped */
     unsigned pending;  /* other requests suspended waiting on a history thread */
+    atomic_uint pool_waiting; /* work items queued on the pool, not started (http/pool.c) */
+    uv_async_t pool_async;    /* messages from pool threads to the loop (http/pool.c) */
+    uv_mutex_t pool_mu;
+    struct yls_loop_msg *pool_msgs;
+    bool pool_open;
 
     yls_history *history; /* NULL: --history none */
     yls_metrics *metrics;
@@ -342,6 +349,36 @@ void yls_request_resume(yls_request *r);
 /* After on_gone, once nothing works on r any more: close its connection, no answer. */
 void yls_request_abandon(yls_request *r);
 const char *yls_header(const yls_request *r, const char *name);
+
+/* pool.c: work on the libuv pool (UV_THREADPOOL_SIZE = --threads), counted while it waits
+ * for a thread. Embed a yls_work and queue it from the loop thread; work runs on a pool
+ * thread, after on the loop thread (status UV_ECANCELED: work never ran). */
+typedef struct yls_work {
+    uv_work_t req;
+    yls_server *srv;
+    void (*work)(struct yls_work *w);
+    void (*after)(struct yls_work *w, int status);
+} yls_work;
+int yls_pool_queue(yls_server *s, yls_work *w, void (*work)(yls_work *w),
+                   void (*after)(yls_work *w, int status));
+int yls_pool_cancel(yls_work *w); /* uv_cancel: 0 when it had not started */
+/* Items queued and not started yet (any thread; a hint, it changes as you read it). */
+unsigned yls_pool_waiting(const yls_server *s);
+/* A message from a pool thread to the loop thread, for work that wants the loop's help
+ * before it ends (its after callback would come too late): yls_pool_tell (any thread) has
+ * cb(m) called on the loop thread soon, unless the loop thread takes it back first with
+ * yls_pool_untell (true when it was still pending). A message is pending at most once. */
+typedef struct yls_loop_msg {
+    struct yls_loop_msg *next;
+    bool pending; /* under pool_mu */
+    void (*cb)(struct yls_loop_msg *m);
+} yls_loop_msg;
+void yls_pool_tell(yls_server *s, yls_loop_msg *m);
+bool yls_pool_untell(yls_server *s, yls_loop_msg *m);
+/* The message handle: opened after uv_loop_init, closed before the loop's last run (it does
+ * not keep the loop alive: work in flight does). */
+int yls_pool_open(yls_server *s);
+void yls_pool_close(yls_server *s);
 
 /* mhd_errors.c: queue the daemon's own answer (libmicrohttpd's own error answers, queued
  * without it, get JSON bodies there). */

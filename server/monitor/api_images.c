@@ -32,7 +32,7 @@ static const char *const order_names[5] = {"xy", "wh", "confidence", "class", "l
 static const char *const per_names[2] = {"image", "box"}; /* YLS_PER_IMAGE, YLS_PER_TRUTH */
 
 typedef struct {
-    uv_work_t work;
+    yls_work work; /* first: the query is the work item */
     yls_request *r;
     const char *image_url; /* --image-url (read-only) */
     int64_t image;         /* the image of a history */
@@ -154,19 +154,19 @@ static void history_work(images_query *q)
     q->status = 200;
 }
 
-static void images_work(uv_work_t *w)
+static void images_work(yls_work *w)
 {
-    images_query *q = w->data;
+    images_query *q = (images_query *)(void *)w;
     if (q->ranking)
         rank_work(q);
     else
         history_work(q);
 }
 
-static void images_after(uv_work_t *w, int status)
+static void images_after(yls_work *w, int status)
 {
     (void)status;
-    images_query *q = w->data;
+    images_query *q = (images_query *)(void *)w;
     yls_request *r = q->r;
     yls_pending_end(r);
     if (q->status == 200)
@@ -189,8 +189,7 @@ static void rows_done(yls_hop *op)
         return;
     }
     q->op = op;
-    q->work.data = q;
-    uv_queue_work(&q->r->srv->loop, &q->work, images_work, images_after);
+    yls_pool_queue(q->r->srv, &q->work, images_work, images_after);
 }
 
 static enum MHD_Result images_serve(yls_request *r, bool ranking)

@@ -2,11 +2,19 @@
  * infer.c: one infer request as work on the libuv pool, in three phases.
  *
  *   input   (1 work item)   inflate, parse JSON + binary into tensors, yl_problem_init,
- *                           allocate per-image results and gradients;
- *   images  (chunks)        yl_image for each image of a chunk, with the chunk's own scratch;
- *                           at most --threads chunks of a request are queued at a time, so
- *                           the chunks of concurrent requests interleave in the pool's FIFO
- *                           and a large batch does not starve a small one;
+ *                           allocate per-image results and gradients; then the same thread
+ *                           goes on into the images as their first chunk (the "lead"), and
+ *                           a message asks the loop to queue the others beside it (a thread
+ *                           that went idle between parse and images, to be woken again by
+ *                           the loop, cost up to milliseconds: http/pool.c);
+ *   images  (chunks)        at most --threads work items per request ("chunks"), each with
+ *                           its own scratch, taking the next image from a shared counter
+ *                           (yl_compute's schedule) until none is left; a chunk steps aside
+ *                           after its current image when other work waits for the pool
+ *                           (http/pool.c), and is queued again behind it, so the images of
+ *                           concurrent requests interleave and a large batch does not
+ *                           starve a small one, while a lone request runs without a hop
+ *                           through the loop between its images;
  *   output  (1 work item)   yl_reduce (image order: the bytes do not depend on the thread
  *                           count or the schedule), then the response body, iovecs pointing
  *                           at the gradients, compressed if asked.
@@ -14,8 +22,9 @@
  * The connection stays suspended from the end of the body to the response. The work callbacks
  * touch only their yls_infer (the problem is read-only, each chunk writes its own images'
  * results and gradient slices); all bookkeeping happens in the after-work callbacks, on the
- * loop thread. When images fail, the error reported is that of the lowest failing image,
- * and chunks above it are not started.
+ * loop thread. When images fail, the error reported is that of the lowest failing image:
+ * images are taken in increasing order, so every image below a failing one has been taken
+ * and is finished, and no image above the lowest failure seen so far is started.
  */
 #include "infer.h"
 #include "shm.h"
@@ -28,8 +37,19 @@
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
+typedef struct chunk {
+    yls_work work;
+    yls_infer *job;
+    struct chunk *next, **prevp;
+    int64_t done;   /* images started */
+    int64_t fail_b; /* -1: none failed */
+    yl_error err;
+    bool nomem, over_budget;
+    uint64_t t0, t1;
+} chunk;
+
 struct yls_infer {
-    uv_work_t work; /* the input and the output phase */
+    yls_work work; /* the input and the output phase */
     yls_request *req;
     yls_server *srv;
     const yls_model *model;
@@ -50,8 +70,13 @@ struct yls_infer {
     yl_image_result *images;
 
     /* image phase */
-    int64_t per_chunk, n_chunks, next_chunk, running;
-    struct chunk *queued; /* the chunks queued or running, for uv_cancel */
+    atomic_llong next_image; /* the next image a chunk takes */
+    atomic_llong fail_min;   /* the lowest failing image so far; INT64_MAX: none */
+    atomic_int own_waiting;  /* this request's chunks queued, not started */
+    int64_t running;         /* chunks queued or running, the lead included */
+    chunk lead;              /* the input phase's thread, going on into the images */
+    yls_loop_msg ready;      /* from the lead: queue its helpers */
+    struct chunk *queued;    /* the chunks queued or running, for uv_cancel */
     int64_t images_done;
 
     /* the client left (yls_request on_gone): no more work, no answer */
@@ -72,17 +97,6 @@ struct yls_infer {
     uint64_t t_chunks_queued, t_infer0, t_infer1;
     uint64_t t_output_queued, t_output0, t_output1;
 };
-
-typedef struct chunk {
-    uv_work_t work;
-    yls_infer *job;
-    struct chunk *next, **prevp;
-    int64_t b0, b1, done;
-    int64_t fail_b; /* -1: all images done */
-    yl_error err;
-    bool nomem, over_budget;
-    uint64_t t0, t1;
-} chunk;
 
 /* Give back the request's shared-memory regions once nothing reads or writes them any more
  * (before the answer goes out: a client that unregisters a region after its answer finds it
@@ -124,7 +138,7 @@ static void on_gone(yls_request *r)
     job->gone = true;
     atomic_store(&job->stop, true);
     for (struct chunk *c = job->queued; c; c = c->next)
-        uv_cancel((uv_req_t *)&c->work); /* 0 for those not started: chunk_done(UV_ECANCELED) */
+        yls_pool_cancel(&c->work); /* 0 for those not started: chunk_done(UV_ECANCELED) */
 }
 
 /* --------------------------------------------------------------------------------------- */
@@ -178,7 +192,7 @@ static uint64_t json_bound(const yls_infer *job)
     return values * 16 + grad_values * (job->in.grad_dtype == YL_F64 ? 25 : 16) + 4096;
 }
 
-static void output_work(uv_work_t *w)
+static void output_work(yls_work *w)
 {
     yls_infer *job = container_of(w, yls_infer, work);
     job->t_output0 = uv_hrtime();
@@ -208,7 +222,7 @@ static void output_work(uv_work_t *w)
     job->t_output1 = uv_hrtime();
 }
 
-static void output_done(uv_work_t *w, int status)
+static void output_done(yls_work *w, int status)
 {
     (void)status;
     yls_infer *job = container_of(w, yls_infer, work);
@@ -251,40 +265,67 @@ static void output_done(uv_work_t *w, int status)
 /* --------------------------------------------------------------------------------------- */
 /* Image phase                                                                               */
 
-static void chunk_work(uv_work_t *w)
+/* Other work waits for the pool: this request's own chunks not counted. Both counters are
+ * changed own first on queueing and own last on starting, so the difference may miss an
+ * item for a moment (one more image before stepping aside) but never counts one too many. */
+static bool others_waiting(const yls_infer *job)
 {
-    chunk *c = container_of(w, chunk, work);
-    const yls_infer *job = c->job;
+    int own = atomic_load_explicit(&job->own_waiting, memory_order_relaxed);
+    return (int64_t)yls_pool_waiting(job->srv) - own > 0;
+}
+
+/* The lowest failing image so far, lowered to b. */
+static void lower_fail_min(yls_infer *job, int64_t b)
+{
+    long long cur = atomic_load(&job->fail_min);
+    while (b < cur && !atomic_compare_exchange_weak(&job->fail_min, &cur, b))
+        ;
+}
+
+/* The images chunk c takes, on a pool thread (chunk_work, or the lead in input_work). */
+static void run_images(yls_infer *job, chunk *c)
+{
     c->t0 = uv_hrtime();
     yls_budget_hit();
     void *scratch = yls_big_alloc(yl_scratch_size(&job->prob));
-    if (!scratch) {
-        c->nomem = true;
-        c->over_budget = yls_budget_hit();
-        c->fail_b = c->b0;
-    } else {
-        /* dense: grad_l; compact: grad_l_obj and grad_l_rows */
-        yl_grads g = {.dtype = job->in.grad_dtype};
-        for (int l = 0; l < job->prob.num_layers; l++) {
-            g.layer[l] = job->grads[job->in.compact ? 1 : 0][l].p;
-            g.rows[l] = job->grads[2][l].p;
-        }
-        const yl_grads *grads = job->any_grads ? &g : NULL;
-        for (int64_t b = c->b0; b < c->b1; b++) {
-            if (atomic_load_explicit(&job->stop, memory_order_relaxed))
-                break; /* the client left */
-            c->done++;
-            if (yl_image(&job->prob, b, scratch, grads, &job->images[b], &c->err) != YL_OK) {
-                c->fail_b = b;
-                break;
-            }
-        }
-        yls_big_free(scratch);
+    /* dense: grad_l; compact: grad_l_obj and grad_l_rows */
+    yl_grads g = {.dtype = job->in.grad_dtype};
+    for (int l = 0; l < job->prob.num_layers; l++) {
+        g.layer[l] = job->grads[job->in.compact ? 1 : 0][l].p;
+        g.rows[l] = job->grads[2][l].p;
     }
+    const yl_grads *grads = job->any_grads ? &g : NULL;
+    for (;;) {
+        if (atomic_load_explicit(&job->stop, memory_order_relaxed))
+            break; /* the client left */
+        if (c->done && others_waiting(job))
+            break; /* step aside; chunk_done queues this chunk's successor behind them */
+        int64_t b = atomic_fetch_add(&job->next_image, 1);
+        if (b >= job->prob.batch || b > atomic_load(&job->fail_min))
+            break; /* none left, or cannot change the reported error */
+        c->done++;
+        if (!scratch) {
+            c->nomem = true; /* reported as image b's */
+            c->over_budget = yls_budget_hit();
+        } else if (yl_image(&job->prob, b, scratch, grads, &job->images[b], &c->err) == YL_OK) {
+            continue;
+        }
+        c->fail_b = b;
+        lower_fail_min(job, b);
+        break;
+    }
+    yls_big_free(scratch);
     c->t1 = uv_hrtime();
 }
 
-static void chunk_done(uv_work_t *w, int status);
+static void chunk_work(yls_work *w)
+{
+    chunk *c = container_of(w, chunk, work);
+    atomic_fetch_sub_explicit(&c->job->own_waiting, 1, memory_order_relaxed);
+    run_images(c->job, c);
+}
+
+static void chunk_done(yls_work *w, int status);
 
 static void all_done(yls_infer *job)
 {
@@ -318,58 +359,55 @@ static void all_done(yls_infer *job)
         job->in.n_owned = 0;
     }
     job->t_output_queued = uv_hrtime();
-    uv_queue_work(&job->srv->loop, &job->work, output_work, output_done);
+    yls_pool_queue(job->srv, &job->work, output_work, output_done);
 }
 
-/* Queue chunks up to --threads at a time; finish when none is left. */
+/* Images not taken yet that can still change the answer. */
+static bool images_left(yls_infer *job)
+{
+    int64_t next = atomic_load(&job->next_image);
+    return next < job->prob.batch && next <= atomic_load(&job->fail_min);
+}
+
+/* Keep up to --threads chunks (at most one per image) queued or running while images are
+ * left; finish when none runs any more. */
 static void schedule(yls_infer *job)
 {
-    while (!job->gone && job->running < (int64_t)job->srv->opt.threads &&
-           job->next_chunk < job->n_chunks) {
-        int64_t b0 = job->next_chunk * job->per_chunk;
-        if (job->fail_image >= 0 && b0 > job->fail_image) {
-            job->next_chunk = job->n_chunks; /* cannot change the reported error */
-            break;
-        }
+    int64_t most = (int64_t)job->srv->opt.threads;
+    if (most > job->prob.batch)
+        most = job->prob.batch;
+    while (!job->gone && job->running < most && images_left(job)) {
         chunk *c = calloc(1, sizeof *c);
         if (!c) {
-            if (job->fail_image < 0 || b0 < job->fail_image) {
-                job->fail_image = b0;
-                job->fail_nomem = true;
-            }
-            job->next_chunk = job->n_chunks;
+            if (job->running)
+                break; /* those running take the rest */
+            /* none can be made: a 503 naming the next image (below any failure so far, as
+             * images_left said) */
+            int64_t b = atomic_fetch_add(&job->next_image, 1);
+            lower_fail_min(job, b);
+            job->fail_image = b;
+            job->fail_nomem = true;
+            job->fail_budget = false;
             break;
         }
         c->job = job;
-        c->b0 = b0;
-        c->b1 = b0 + job->per_chunk < job->prob.batch ? b0 + job->per_chunk : job->prob.batch;
         c->fail_b = -1;
-        job->next_chunk++;
         job->running++;
         c->next = job->queued;
         if (c->next)
             c->next->prevp = &c->next;
         c->prevp = &job->queued;
         job->queued = c;
-        uv_queue_work(&job->srv->loop, &c->work, chunk_work, chunk_done);
+        atomic_fetch_add_explicit(&job->own_waiting, 1, memory_order_relaxed);
+        yls_pool_queue(job->srv, &c->work, chunk_work, chunk_done);
     }
-    if (job->running == 0 && (job->gone || job->next_chunk >= job->n_chunks))
+    if (job->running == 0)
         all_done(job);
 }
 
-static void chunk_done(uv_work_t *w, int status)
+/* What chunk c did, into its job (loop thread). */
+static void chunk_merge(yls_infer *job, const chunk *c)
 {
-    chunk *c = container_of(w, chunk, work);
-    yls_infer *job = c->job;
-    job->running--;
-    *c->prevp = c->next;
-    if (c->next)
-        c->next->prevp = c->prevp;
-    if (status == UV_ECANCELED) {
-        free(c);
-        schedule(job);
-        return;
-    }
     job->images_done += c->done;
     if (!job->t_infer0 || c->t0 < job->t_infer0)
         job->t_infer0 = c->t0;
@@ -381,6 +419,23 @@ static void chunk_done(uv_work_t *w, int status)
         job->fail_nomem = c->nomem;
         job->fail_budget = c->over_budget;
     }
+}
+
+static void chunk_done(yls_work *w, int status)
+{
+    chunk *c = container_of(w, chunk, work);
+    yls_infer *job = c->job;
+    job->running--;
+    *c->prevp = c->next;
+    if (c->next)
+        c->next->prevp = c->prevp;
+    if (status == UV_ECANCELED) {
+        atomic_fetch_sub_explicit(&job->own_waiting, 1, memory_order_relaxed);
+        free(c);
+        schedule(job);
+        return;
+    }
+    chunk_merge(job, c);
     free(c);
     schedule(job);
 }
@@ -428,7 +483,7 @@ static int alloc_grads(yls_infer *job)
     return 0;
 }
 
-static void input_work(uv_work_t *w)
+static void input_work(yls_work *w)
 {
     yls_infer *job = container_of(w, yls_infer, work);
     job->t_input0 = uv_hrtime();
@@ -501,9 +556,21 @@ done:
     if (job->fail.status && yls_budget_hit())
         yls_budget_fail(f, "this request's input (body, parsed JSON, tensors, gradients)");
     job->t_input1 = uv_hrtime();
+    if (job->fail.status)
+        return;
+    /* the images, starting on this thread at once; the loop queues the helpers */
+    job->t_chunks_queued = job->t_input1;
+    job->lead.job = job;
+    job->lead.fail_b = -1;
+    if (job->srv->opt.threads > 1 && job->prob.batch > 1)
+        yls_pool_tell(job->srv, &job->ready);
+    run_images(job, &job->lead);
 }
 
-static void input_done(uv_work_t *w, int status)
+/* The lead's message: queue its helpers (loop thread). */
+static void on_ready(yls_loop_msg *m) { schedule(container_of(m, yls_infer, ready)); }
+
+static void input_done(yls_work *w, int status)
 {
     (void)status;
     yls_infer *job = container_of(w, yls_infer, work);
@@ -512,21 +579,18 @@ static void input_done(uv_work_t *w, int status)
         snprintf(r->run, sizeof r->run, "%s", job->in.run);
     r->has_step = job->in.has_step;
     r->step = job->in.step;
-    if (job->gone) {
-        finish_gone(job);
+    job->running--; /* the input phase, and its lead chunk */
+    if (!job->lead.job) { /* the input failed: no image was started */
+        if (job->gone)
+            finish_gone(job);
+        else
+            finish_fail(job);
         return;
     }
-    if (job->fail.status) {
-        finish_fail(job);
-        return;
-    }
-    int64_t B = job->prob.batch;
-    r->images = B;
-    int64_t target = 4 * (int64_t)job->srv->opt.threads; /* chunks per request */
-    job->per_chunk = (B + target - 1) / target;
-    job->n_chunks = (B + job->per_chunk - 1) / job->per_chunk;
-    job->t_chunks_queued = uv_hrtime();
-    schedule(job);
+    r->images = job->prob.batch;
+    yls_pool_untell(job->srv, &job->ready); /* not delivered yet: schedule does it now */
+    chunk_merge(job, &job->lead);
+    schedule(job); /* the rest of the images, or the output once no chunk runs */
 }
 
 /* --------------------------------------------------------------------------------------- */
@@ -551,12 +615,17 @@ enum MHD_Result yls_infer_start(yls_request *r)
     job->reserve = r->reserve; /* spent by the input phase */
     r->reserve = 0;
     job->fail_image = -1;
+    atomic_init(&job->next_image, 0);
+    atomic_init(&job->fail_min, INT64_MAX);
+    atomic_init(&job->own_waiting, 0);
+    job->ready.cb = on_ready;
+    job->running = 1; /* the input phase */
     job->t_ready = uv_hrtime();
     r->work = job;
     r->work_free = infer_free;
     r->on_gone = on_gone;
     yls_request_suspend(r);
-    uv_queue_work(&s->loop, &job->work, input_work, input_done);
+    yls_pool_queue(s, &job->work, input_work, input_done);
     return MHD_YES;
 }
 

@@ -5,6 +5,7 @@
  */
 #include "harness.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,55 @@ START_TEST(same_bytes_for_any_thread_count)
 }
 END_TEST
 
+/* Several images of a batch fail (non-finite values in different layers): the answer names
+ * the lowest failing image, as the core's own yl_compute does, whatever the thread count
+ * and however the images were shared out between the threads. */
+START_TEST(lowest_failing_image_for_any_thread_count)
+{
+    yt_spec spec = {.num_anchors = 9, .B = 13, .H0 = 2, .W0 = 2, .C = 3, .out_dtype = YL_F32,
+                    .truth = YT_BOXES, .truth_dtype = YL_F32, .T = 4, .seed = 112};
+    yt_case c;
+    yt_case_make(&c, &spec);
+    /* {layer, image, element of the image}: the lowest is image 5, in output_2 */
+    const int64_t bad[][3] = {{1, 7, 3}, {0, 9, 40}, {2, 5, 17}, {0, 12, 0}, {2, 11, 90}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        const yl_tensor *t = &c.out[bad[k][0]];
+        int64_t per_image = 1;
+        for (int d = 1; d < t->ndim; d++)
+            per_image *= t->shape[d];
+        ((float *)t->data)[bad[k][1] * per_image + bad[k][2]] = k % 2 ? INFINITY : NAN;
+    }
+    yl_problem p;
+    yl_error err;
+    yl_result res;
+    ck_assert_int_eq(yl_problem_init(&p, &c.cfg, c.out, c.L, &c.boxes, NULL, 0, &err), YL_OK);
+    ck_assert_int_ne(yl_compute(&p, 1, NULL, &res, NULL, &err), YL_OK);
+    ck_assert_msg(strstr(err.msg, "output_2") != NULL, "%s", err.msg);
+    yt_daemon d[2];
+    const char *args[2][3] = {{"--threads", "1", NULL}, {"--threads", "2", NULL}};
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(yt_daemon_start(&d[i], args[i], false), 0);
+    const yt_daemon *all[3] = {&d[0], &d[1], &yt_main};
+    for (int i = 0; i < 3; i++)
+        for (int round = 0; round < 4; round++) {
+            yt_send s = {.input_mode = 0, .output_binary = -1,
+                         .outputs = {round % 2 ? "grad_0" : "loss"}};
+            yt_resp r;
+            long st = yt_infer(all[i], &c, &s, &r);
+            char msg[600];
+            yt_error_message(&r, msg, sizeof msg);
+            ck_assert_msg(st == 400 && !strcmp(msg, err.msg), "daemon %d: %ld '%s', want 400 '%s'",
+                          i, st, msg, err.msg);
+            yt_resp_free(&r);
+        }
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(yt_daemon_stop(&d[i]), 0);
+        unlink(d[i].errlog);
+    }
+    yt_case_free(&c);
+}
+END_TEST
+
 /* Points recorded by many clients at once, while others read the history and a stream
  * follows the run: the history's writer and reader threads, group commits and the event
  * streams all run together (and so under ThreadSanitizer in make test-sanitize). */
@@ -212,6 +262,7 @@ Suite *yt_suite_concurrency(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, many_clients_mixed_sizes);
     tcase_add_test(tc, same_bytes_for_any_thread_count);
+    tcase_add_test(tc, lowest_failing_image_for_any_thread_count);
     tcase_add_test(tc, points_recorded_read_and_streamed_at_once);
     suite_add_tcase(s, tc);
     return s;

@@ -131,17 +131,19 @@ static inline double bf16_bits_to_double(uint16_t h) {
             double kn = y * log2e + shift;                                                \
             double nf = kn - shift; /* round(y / ln2), exact integer in [-1077, 0] */     \
             double r = (y - nf * ln2_hi) - nf * ln2_lo;                                   \
-            /* Estrin's scheme: the same polynomial as Horner's in a tree of depth 4 \
-             * instead of a chain of 13, so consecutive elements overlap in the pipeline */ \
+            /* e^r = 1 + r S(r), S = sum of r^(i-1) / i! for i = 1..13 by Estrin's      \
+             * scheme (a tree of depth 4 instead of a chain of 13, so consecutive      \
+             * elements overlap in the pipeline); S's rounding is scaled down by |r| <=  \
+             * ln2/2 before the one last addition, so this is as accurate as Horner's */ \
             double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;                                \
-            double p01 = 1.0 + r, p23 = 0.5 + r * (1.0 / 6.0);                            \
-            double p45 = 1.0 / 24.0 + r * (1.0 / 120.0);                                  \
-            double p67 = 1.0 / 720.0 + r * (1.0 / 5040.0);                                \
-            double p89 = 1.0 / 40320.0 + r * (1.0 / 362880.0);                            \
-            double pab = 1.0 / 3628800.0 + r * (1.0 / 39916800.0);                        \
-            double pcd = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0);                    \
-            double q0 = p01 + r2 * p23, q1 = p45 + r2 * p67, q2 = p89 + r2 * pab;         \
-            double p = (q0 + r4 * q1) + r8 * (q2 + r4 * pcd);                             \
+            double a0 = 1.0 + r * 0.5, a1 = 1.0 / 6.0 + r * (1.0 / 24.0);                 \
+            double a2 = 1.0 / 120.0 + r * (1.0 / 720.0);                                  \
+            double a3 = 1.0 / 5040.0 + r * (1.0 / 40320.0);                               \
+            double a4 = 1.0 / 362880.0 + r * (1.0 / 3628800.0);                           \
+            double a5 = 1.0 / 39916800.0 + r * (1.0 / 479001600.0);                       \
+            double sr = ((a0 + r2 * a1) + r4 * (a2 + r2 * a3)) +                          \
+                        r8 * ((a4 + r2 * a5) + r4 * (1.0 / 6227020800.0));                \
+            double p = 1.0 + r * sr;                                                      \
             uint64_t kb, sb;                                                              \
             memcpy(&kb, &kn, 8);                                                          \
             memcpy(&sb, &shift, 8);                                                       \

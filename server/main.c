@@ -134,7 +134,7 @@ int main(int argc, char **argv)
     s->sigterm.data = s->sigint.data = s;
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
-    s->routes = yls_routes;
+    s->router = &yls_daemon_router;
     s->after_run = maybe_stop;
     if (yls_http_start(s)) {
         yls_history_close(s->history);

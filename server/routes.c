@@ -53,3 +53,11 @@ const yls_route_entry yls_routes[] = {
     {"POST",   "/v2/systemsharedmemory/region/{region}/unregister", yls_ep_shm_unregister, true, NULL, false},
     {NULL, NULL, NULL, false, NULL, false},
 };
+
+/* A {model} capture is a model of the v2 table (v2/models.c). */
+static yls_model *find_model(const yls_server *s, const char *name, size_t len)
+{
+    return yls_models_find(&s->models, name, len);
+}
+
+const yls_router yls_daemon_router = {yls_routes, find_model};

@@ -199,9 +199,9 @@ struct yls_server {
     bool sse_timer_on;
     uint64_t t_started;   /* wall clock, seconds since the epoch */
 
-    /* given by main: the route table, and the hook http calls after each libmicrohttpd
-     * run (main stops the server there once draining is done) */
-    const yls_route_entry *routes;
+    /* given by main: the router (table and model lookup), and the hook http calls after
+     * each libmicrohttpd run (main stops the server there once draining is done) */
+    const struct yls_router *router;
     void (*after_run)(yls_server *s);
 };
 
@@ -253,9 +253,19 @@ typedef struct {
 /* server/routes.c: the table, ended by an entry with a NULL method. */
 extern const yls_route_entry yls_routes[];
 
-/* Match method and url against table. 0, or -1 with f set (404 unknown path, model or
- * version, 405 with out->allow set); out->entry is the matched entry or NULL. */
-int yls_route_match(const yls_route_entry *table, const yls_models *models, const char *method,
+/* What the transport routes with: a table, and the lookup of a {model} capture (NULL:
+ * unknown). Given by main (server/routes.c: yls_daemon_router, the table above and the
+ * v2 model table), so http/ never names a protocol function (tests/server/layers.sh). */
+typedef struct yls_router {
+    const yls_route_entry *table;
+    yls_model *(*find_model)(const yls_server *s, const char *name, size_t len);
+} yls_router;
+
+extern const yls_router yls_daemon_router;
+
+/* Match method and url against the router's table. 0, or -1 with f set (404 unknown path,
+ * model or version, 405 with out->allow set); out->entry is the matched entry or NULL. */
+int yls_route_match(const yls_router *router, const yls_server *s, const char *method,
                     const char *url, yls_route *out, yls_fail *f);
 
 /* Content codings (encoding.c). */

@@ -69,6 +69,14 @@ test-server: $(B)/yololossd $(B)/test_server
 
 TEST_RUNS += test-server
 
+# The layers call downward only: http/ names nothing of v2/ or monitor/, monitor/ nothing
+# of v2/ (checked on the objects with nm).
+.PHONY: test-server-layers
+test-server-layers: $(B)/yololossd
+	sh tests/server/layers.sh $(B)
+
+TEST_RUNS += test-server-layers
+
 .PHONY: test-history-pg
 test-history-pg: $(B)/yololossd $(B)/test_server
 	CK_FORK=yes CK_RUN_SUITE=history-pg YL_DAEMON=$(B)/yololossd $(B)/test_server

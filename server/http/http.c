@@ -307,7 +307,7 @@ static enum MHD_Result on_headers(yls_request *r, const char *method, const char
     yls_server *s = r->srv;
     yls_fail f = {0};
     /* one table decides the endpoint and the token rule; no match needs the token too */
-    int matched = yls_route_match(s->routes, &s->models, method, url, &r->route, &f);
+    int matched = yls_route_match(s->router, s, method, url, &r->route, &f);
     r->allow = r->route.allow;
     const yls_route_entry *e = r->route.entry;
     if (s->token && (!e || e->token) &&

@@ -1,7 +1,8 @@
 /*
  * router.c: method and path to an entry of a route table (server.h says how patterns read;
- * the daemon's table is server/routes.c). The transport calls this with the table main
- * gave it, so it never names an endpoint.
+ * the daemon's table is server/routes.c). The transport calls this with the router main
+ * gave it (the table and how a model name is looked up), so it never names an endpoint
+ * nor a protocol function.
  *
  * A pattern first matches the path's shape (literal text, one-segment captures, the
  * rest-of-path captures and their literal suffix); the first entry whose shape matches
@@ -114,11 +115,11 @@ static bool shape_match(const char *pattern, const char *url, captures *c)
 }
 
 /* The captures of the claiming pattern into out: 0 or -1 with a 404 in f. */
-static int check_captures(const captures *c, const yls_models *models, yls_route *out,
-                          yls_fail *f)
+static int check_captures(const captures *c, const yls_router *router, const yls_server *s,
+                          yls_route *out, yls_fail *f)
 {
     if (c->has_model) {
-        out->model = yls_models_find(models, c->model.s, c->model.len);
+        out->model = router->find_model(s, c->model.s, c->model.len);
         if (!out->model)
             return yls_fail_set(f, 404, "unknown model '%.*s' (GET /v2/models/stats lists them)",
                                 (int)(c->model.len > 64 ? 64 : c->model.len), c->model.s);
@@ -161,22 +162,24 @@ static int check_captures(const captures *c, const yls_models *models, yls_route
 
 /* The first segment after "/v2/models/" when it is not a model: the 404 to give when no
  * pattern has the path's shape (a typo in the model name is likelier than in the rest). */
-static int unknown_model(const yls_models *models, const char *url, yls_fail *f)
+static int unknown_model(const yls_router *router, const yls_server *s, const char *url,
+                         yls_fail *f)
 {
     static const char prefix[] = "/v2/models/";
     if (strncmp(url, prefix, sizeof prefix - 1))
         return 0;
     const char *m = url + sizeof prefix - 1;
     size_t len = strcspn(m, "/");
-    if (len == 0 || yls_models_find(models, m, len))
+    if (len == 0 || router->find_model(s, m, len))
         return 0;
     return yls_fail_set(f, 404, "unknown model '%.*s' (GET /v2/models/stats lists them)",
                         (int)(len > 64 ? 64 : len), m);
 }
 
-int yls_route_match(const yls_route_entry *table, const yls_models *models, const char *method,
+int yls_route_match(const yls_router *router, const yls_server *s, const char *method,
                     const char *url, yls_route *out, yls_fail *f)
 {
+    const yls_route_entry *table = router->table;
     memset(out, 0, sizeof *out);
     const yls_route_entry *claim = NULL;
     captures c;
@@ -186,11 +189,11 @@ int yls_route_match(const yls_route_entry *table, const yls_models *models, cons
             break;
         }
     if (!claim) {
-        if (unknown_model(models, url, f))
+        if (unknown_model(router, s, url, f))
             return -1;
         return yls_fail_set(f, 404, "no such endpoint: %.200s", url);
     }
-    if (check_captures(&c, models, out, f))
+    if (check_captures(&c, router, s, out, f))
         return -1;
     /* the methods of the claiming pattern */
     size_t n = 0;

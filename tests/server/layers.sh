@@ -1,0 +1,32 @@
+#!/bin/sh
+# The server's layers call downward only (README "Source layout", docs/server.md):
+#   http/     transport: names no function of v2/ or monitor/ (main hands it the route
+#             table and the model lookup: server/routes.c)
+#   monitor/  monitoring: names no function of v2/ (the protocol records into it, not the
+#             other way round)
+# Checked on the built objects: a symbol an object of one layer leaves undefined must not
+# be defined by an object of a layer it may not call.
+# usage: tests/server/layers.sh BUILD_DIR   (the daemon's objects under BUILD_DIR/server)
+set -eu
+b=${1:-build}/server
+for d in http v2 monitor; do
+    ls "$b/$d"/*.o >/dev/null 2>&1 || { echo "layers: no objects in $b/$d (build the daemon first)"; exit 2; }
+done
+defined() { for o in "$b/$1"/*.o; do nm --defined-only -g "$o" | awk '{print $3}'; done | sort -u; }
+undefined() { for o in "$b/$1"/*.o; do nm -u "$o" | awk -v f="$1/$(basename "$o" .o).c" '{print $2, f}'; done | sort -u; }
+bad=0
+check() { # layer that calls, layer it may not call
+    defined "$2" > "$tmp/defs"
+    undefined "$1" | awk -v callee="$2" 'NR == FNR { d[$1]; next }
+        ($1 in d) { print "layers: " $2 " calls " $1 ", defined in " callee "/"; found = 1 }
+        END { exit found }' "$tmp/defs" - || bad=1
+}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+check http v2
+check http monitor
+check monitor v2
+if [ $bad -ne 0 ]; then
+    exit 1
+fi
+echo "layers: http/ calls neither v2/ nor monitor/; monitor/ does not call v2/"

@@ -406,6 +406,11 @@ void yls_safe_headers(struct MHD_Response *resp);
 /* No answer can be made (out of memory): close r's connection, suspended or not (a
  * suspended request must never be left suspended: it would hold its slot and shutdown). */
 enum MHD_Result yls_reply_none(yls_request *r);
+/* Out of memory making an answer: a fixed JSON body with Retry-After (status, or 503 below
+ * 500), or yls_reply_none when even that cannot be made. */
+enum MHD_Result yls_reply_oom(yls_request *r, unsigned status);
+/* YLOLOSSD_FAULT=reply-oom (tests only): replies act as if memory were out. */
+bool yls_fault_reply_oom(void);
 
 /* errors.c: the one error reply, {"error": msg} with the status's extra headers. */
 enum MHD_Result yls_reply_error(yls_request *r, unsigned status, const char *fmt, ...)

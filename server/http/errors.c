@@ -1,7 +1,8 @@
 /*
  * errors.c: the one error reply. Every failure, wherever found, becomes
  * {"error": "<message>"} with its status and the headers that status calls for:
- * 401 WWW-Authenticate, 405 Allow, 501 Accept-Encoding, 503 Retry-After.
+ * 401 WWW-Authenticate, 405 Allow, 501 Accept-Encoding, 503 Retry-After. Built on reply.c
+ * (which never calls back here: out of memory it answers with yls_reply_oom's fixed body).
  */
 #include "server.h"
 
@@ -23,53 +24,20 @@ static json_t *message_string(char *msg)
     return json_string(msg);
 }
 
-/* YLOLOSSD_FAULT=reply-oom (tests only): every error reply fails to allocate, its body and
- * the fallback both, as when memory is exhausted. Read once. */
-static bool fault_reply_oom(void)
-{
-    static int v = -1;
-    if (v < 0) {
-        const char *f = getenv("YLOLOSSD_FAULT");
-        v = f && !strcmp(f, "reply-oom");
-    }
-    return v;
-}
-
-/*
- * No body could be made (out of memory). A request inside the access handler can say
- * MHD_NO and libmicrohttpd closes its connection; a suspended one (an answer from the
- * pool or the history thread) cannot, and used to stay suspended forever, holding its
- * slot and stopping shutdown. So: a body that needs no allocation first, and when even
- * the response object cannot be made, close the connection (yls_reply_none).
- */
-static enum MHD_Result reply_oom(yls_request *r, unsigned status)
-{
-    static const char oom[] = "{\"error\":\"out of memory making the answer; retry later\"}";
-    struct MHD_Response *resp =
-        fault_reply_oom() ? NULL
-                          : MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom,
-                                                            MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        return yls_reply_none(r);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    return yls_reply(r, status >= 500 ? status : 503, resp, sizeof oom - 1);
-}
-
 static enum MHD_Result reply_message(yls_request *r, unsigned status, char *msg)
 {
     json_t *o = json_object();
     json_object_set_new(o, "error", message_string(msg));
-    char *text = fault_reply_oom() ? NULL : json_dumps(o, JSON_COMPACT);
+    char *text = yls_fault_reply_oom() ? NULL : json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!text)
-        return reply_oom(r, status);
+        return yls_reply_oom(r, status);
     size_t len = strlen(text);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(text);
-        return reply_oom(r, status);
+        return yls_reply_oom(r, status);
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     switch (status) {

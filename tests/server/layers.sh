@@ -4,6 +4,7 @@
 #             table and the model lookup: server/routes.c)
 #   monitor/  monitoring: names no function of v2/ (the protocol records into it, not the
 #             other way round)
+# and within a layer no two files call each other (a helper lives in the file below both).
 # Checked on the built objects: a symbol an object of one layer leaves undefined must not
 # be defined by an object of a layer it may not call.
 # usage: tests/server/layers.sh BUILD_DIR   (the daemon's objects under BUILD_DIR/server)
@@ -26,7 +27,16 @@ trap 'rm -rf "$tmp"' EXIT
 check http v2
 check http monitor
 check monitor v2
+for d in http v2 monitor; do # file-level call edges within the layer, then mutual pairs
+    for o in "$b/$d"/*.o; do nm --defined-only -g "$o" | awk -v f="$(basename "$o" .o)" '{print "D", $3, f}'; done > "$tmp/d"
+    for o in "$b/$d"/*.o; do nm -u "$o" | awk -v f="$(basename "$o" .o)" '{print "U", $2, f}'; done >> "$tmp/d"
+    awk -v layer="$d" '$1 == "D" { def[$2] = $3; next }
+        ($2 in def) && def[$2] != $3 { e[$3 " " def[$2]] = $2 }
+        END { for (k in e) { split(k, a, " "); r = a[2] " " a[1]
+                  if ((r in e) && a[1] < a[2]) { print "layers: " layer "/" a[1] ".c calls " e[k] " of " layer "/" a[2] ".c, which calls " e[r] " of it"; bad = 1 } }
+              exit bad }' "$tmp/d" || bad=1
+done
 if [ $bad -ne 0 ]; then
     exit 1
 fi
-echo "layers: http/ calls neither v2/ nor monitor/; monitor/ does not call v2/"
+echo "layers: http/ calls neither v2/ nor monitor/; monitor/ does not call v2/; no two files of a layer call each other"

@@ -49,8 +49,13 @@ $(B)/tests/server/%.o: tests/server/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(TEST_SERVER_CFLAGS) -c $< -o $@
 
-# image_rank.o: the images ranking, a pure file of the daemon checked against numbers by hand
-$(B)/test_server: $(TEST_SERVER_OBJ) $(B)/server/monitor/image_rank.o $(CORE_LIB)
+# test_point.c includes the daemon's monitor/history.h
+$(B)/tests/server/test_point.o: TEST_SERVER_CFLAGS += -Iserver $(SERVER_CFLAGS)
+
+# image_rank.o: the images ranking, a pure file of the daemon checked against numbers by
+# hand; point.o: a point's JSON and stored matrices (test_point.c)
+$(B)/test_server: $(TEST_SERVER_OBJ) $(B)/server/monitor/image_rank.o $(B)/server/monitor/point.o \
+                  $(CORE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_SERVER_LIBS) -lm -lpthread
 
 ALL_BINS += $(B)/test_server

@@ -9,8 +9,6 @@
 
 #include <jansson.h>
 
-/* A finite number, else null (JSON has no NaN). */
-json_t *yls_api_num(double v);
 /* 200 with o (taken over) as compact JSON. */
 enum MHD_Result yls_api_reply_object(yls_request *r, json_t *o);
 /* The backend failed (a database outage, say): 503 with Retry-After. */

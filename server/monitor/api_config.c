@@ -76,8 +76,8 @@ static void scalars_get_done(yls_hop *op)
         size_t j = i;
         for (; j < op->n && !strcmp(op->scalars[j].name, op->scalars[i].name); j++) {
             json_array_append_new(steps, json_integer(op->scalars[j].step));
-            json_array_append_new(walls, yls_api_num(op->scalars[j].wall));
-            json_array_append_new(values, yls_api_num(op->scalars[j].value));
+            json_array_append_new(walls, yls_json_num(op->scalars[j].wall));
+            json_array_append_new(values, yls_json_num(op->scalars[j].value));
         }
         json_object_set_new(all, op->scalars[i].name,
                             json_pack("{s:o,s:o,s:o}", "steps", steps, "walls", walls, "values",

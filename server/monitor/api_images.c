@@ -85,12 +85,12 @@ static void rank_work(images_query *q)
         json_t *o = json_object();
         json_object_set_new(o, "rank", json_integer((json_int_t)i + 1));
         json_object_set_new(o, "image", json_integer(s->image));
-        json_object_set_new(o, "score", yls_api_num(s->score));
+        json_object_set_new(o, "score", yls_json_num(s->score));
         json_object_set_new(o, "appearances", json_integer(s->appearances));
         json_object_set_new(o, "used", json_integer(s->used));
         json_object_set_new(o, "last_step", json_integer(s->last_step));
-        json_object_set_new(o, "last_value", yls_api_num(s->last_value));
-        json_object_set_new(o, "mean_value", yls_api_num(s->mean_value));
+        json_object_set_new(o, "last_value", yls_json_num(s->last_value));
+        json_object_set_new(o, "mean_value", yls_json_num(s->mean_value));
         json_object_set_new(o, "last_truths", json_integer(s->last_truths));
         json_object_set_new(o, "url", image_url(q->image_url, s->image));
         json_array_append_new(a, o);
@@ -127,13 +127,13 @@ static void history_work(images_query *q)
             continue;
         json_array_append_new(
             a, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:I,s:o,s:o,s:o}", "step",
-                         (json_int_t)row->step, "xy", yls_api_num(row->terms[0]), "wh",
-                         yls_api_num(row->terms[1]), "confidence", yls_api_num(row->terms[2]),
-                         "class", yls_api_num(row->terms[3]), "loss",
-                         yls_api_num(yls_image_value(row, YLS_RANK_LOSS, YLS_PER_IMAGE)),
+                         (json_int_t)row->step, "xy", yls_json_num(row->terms[0]), "wh",
+                         yls_json_num(row->terms[1]), "confidence", yls_json_num(row->terms[2]),
+                         "class", yls_json_num(row->terms[3]), "loss",
+                         yls_json_num(yls_image_value(row, YLS_RANK_LOSS, YLS_PER_IMAGE)),
                          "truths", (json_int_t)row->truths, "value",
-                         yls_api_num(yls_image_value(row, YLS_RANK_LOSS, q->per)), "batch_mean",
-                         yls_api_num(mean[i]), "relative", yls_api_num(rel[i])));
+                         yls_json_num(yls_image_value(row, YLS_RANK_LOSS, q->per)), "batch_mean",
+                         yls_json_num(mean[i]), "relative", yls_json_num(rel[i])));
     }
     free(mean);
     free(rel);

@@ -26,7 +26,6 @@
 #define STEPS_DEFAULT 1000
 #define STEPS_MAX 100000
 
-json_t *yls_api_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 void yls_pending_begin(yls_request *r)
 {
@@ -65,9 +64,9 @@ static void runs_done(yls_hop *op)
         json_object_set_new(o, "run", yls_run_json(ri->run));
         json_object_set_new(o, "first_step", json_integer(ri->first_step));
         json_object_set_new(o, "last_step", json_integer(ri->last_step));
-        json_object_set_new(o, "last_loss", yls_api_num(ri->last_loss));
+        json_object_set_new(o, "last_loss", yls_json_num(ri->last_loss));
         json_object_set_new(o, "points", json_integer(ri->points));
-        json_object_set_new(o, "updated", yls_api_num(ri->updated));
+        json_object_set_new(o, "updated", yls_json_num(ri->updated));
         json_t *cfg = ri->config ? json_loads(ri->config, 0, NULL) : NULL;
         json_object_set_new(o, "config", cfg ? cfg : json_null());
         json_array_append_new(a, o);

@@ -209,5 +209,12 @@ struct json_t;
 struct json_t *yls_point_json(const yls_point *p);
 /* A run name as a JSON string. */
 struct json_t *yls_run_json(const char *run);
+/* A number; null when it is not finite (JSON has no NaN or Inf). */
+struct json_t *yls_json_num(double v);
+/* A point's rows x cols matrix (layer terms, statistics) as the history stores it:
+ * [[a,b,..],..] with non-finite values as null (malloc'd text; NULL out of memory), and back
+ * (what is not a number there, or missing, reads as NaN). */
+char *yls_matrix_json(const double *v, int rows, int cols);
+void yls_matrix_parse(const char *text, double *v, int rows, int cols);
 
 #endif /* YLS_HISTORY_H */

@@ -188,32 +188,6 @@ fail:
     return -1;
 }
 
-/* [[a,b,..],..]: rows x cols doubles (the SQLite backend's format). */
-static char *matrix_json(const double *v, int rows, int cols)
-{
-    json_t *a = json_array();
-    for (int i = 0; i < rows; i++) {
-        json_t *row = json_array();
-        for (int j = 0; j < cols; j++)
-            json_array_append_new(row, json_real(isfinite(v[i * cols + j]) ? v[i * cols + j]
-                                                                           : 0.0));
-        json_array_append_new(a, row);
-    }
-    char *s = json_dumps(a, JSON_COMPACT);
-    json_decref(a);
-    return s;
-}
-
-static void matrix_parse(const char *text, double *v, int rows, int cols)
-{
-    json_t *a = text ? json_loads(text, 0, NULL) : NULL;
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++)
-            v[i * cols + j] = json_number_value(json_array_get(json_array_get(a, (size_t)i),
-                                                               (size_t)j));
-    json_decref(a);
-}
-
 /* A double as PostgreSQL's float8 input. */
 static void fmt_double(char *buf, size_t len, double v)
 {
@@ -424,8 +398,8 @@ static int pg_record(void *handle, yls_point *pts, size_t n, int64_t image_steps
             fmt_double(terms[t], sizeof terms[t], p->terms[t]);
         snprintf(nl, sizeof nl, "%d", p->num_layers);
         fmt_double(latency, sizeof latency, p->latency);
-        char *lt = matrix_json(&p->layer_terms[0][0], p->num_layers, 4);
-        char *stt = matrix_json(&p->stats[0][0], p->num_layers, YL_NUM_STATS);
+        char *lt = yls_matrix_json(&p->layer_terms[0][0], p->num_layers, 4);
+        char *stt = yls_matrix_json(&p->stats[0][0], p->num_layers, YL_NUM_STATS);
         const char *params[13] = {p->run, step, wall, batch, total, terms[0], terms[1],
                                   terms[2], terms[3], nl, lt ? lt : "[]", stt ? stt : "[]",
                                   latency};
@@ -564,8 +538,8 @@ static int step_row(const PGresult *res, int i, void *elem, const void *run, cha
         p->terms[t] = get_double(res, i, 4 + t);
     int64_t L = get_int(res, i, 8);
     p->num_layers = L < 0 ? 0 : L > YL_MAX_LAYERS ? YL_MAX_LAYERS : (int)L;
-    matrix_parse(PQgetvalue(res, i, 9), &p->layer_terms[0][0], p->num_layers, 4);
-    matrix_parse(PQgetvalue(res, i, 10), &p->stats[0][0], p->num_layers, YL_NUM_STATS);
+    yls_matrix_parse(PQgetvalue(res, i, 9), &p->layer_terms[0][0], p->num_layers, 4);
+    yls_matrix_parse(PQgetvalue(res, i, 10), &p->stats[0][0], p->num_layers, YL_NUM_STATS);
     p->latency = get_double(res, i, 11);
     return 0;
 }

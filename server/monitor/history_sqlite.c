@@ -94,31 +94,6 @@ static int sq_open(const char *target, void **out, char *err)
 
 static void sq_close(void *db) { sqlite3_close(db); }
 
-/* [[a,b,..],..]: rows x cols doubles. */
-static char *matrix_json(const double *v, int rows, int cols)
-{
-    json_t *a = json_array();
-    for (int i = 0; i < rows; i++) {
-        json_t *row = json_array();
-        for (int j = 0; j < cols; j++)
-            json_array_append_new(row, json_real(v[i * cols + j]));
-        json_array_append_new(a, row);
-    }
-    char *s = json_dumps(a, JSON_COMPACT);
-    json_decref(a);
-    return s;
-}
-
-static void matrix_parse(const char *text, double *v, int rows, int cols)
-{
-    json_t *a = text ? json_loads(text, 0, NULL) : NULL;
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++)
-            v[i * cols + j] = json_number_value(json_array_get(json_array_get(a, (size_t)i),
-                                                               (size_t)j));
-    json_decref(a);
-}
-
 static int next_step(sqlite3 *db, const char *run, int64_t *step)
 {
     sqlite3_stmt *st = NULL;
@@ -194,8 +169,8 @@ static int sq_record(void *handle, yls_point *pts, size_t n, int64_t image_steps
             fail(db, err, "next step");
             goto cleanup;
         }
-        char *lt = matrix_json(&p->layer_terms[0][0], p->num_layers, 4);
-        char *stt = matrix_json(&p->stats[0][0], p->num_layers, YL_NUM_STATS);
+        char *lt = yls_matrix_json(&p->layer_terms[0][0], p->num_layers, 4);
+        char *stt = yls_matrix_json(&p->stats[0][0], p->num_layers, YL_NUM_STATS);
         sqlite3_reset(ins);
         sqlite3_bind_text(ins, 1, p->run, -1, SQLITE_STATIC);
         sqlite3_bind_int64(ins, 2, p->step);
@@ -355,9 +330,9 @@ static int step_row(sqlite3_stmt *st, void *elem, const void *run, char *err)
         p->terms[t] = sqlite3_column_double(st, 4 + t);
     int L = sqlite3_column_int(st, 8);
     p->num_layers = L < 0 ? 0 : L > YL_MAX_LAYERS ? YL_MAX_LAYERS : L;
-    matrix_parse((const char *)sqlite3_column_text(st, 9), &p->layer_terms[0][0],
+    yls_matrix_parse((const char *)sqlite3_column_text(st, 9), &p->layer_terms[0][0],
                  p->num_layers, 4);
-    matrix_parse((const char *)sqlite3_column_text(st, 10), &p->stats[0][0], p->num_layers,
+    yls_matrix_parse((const char *)sqlite3_column_text(st, 10), &p->stats[0][0], p->num_layers,
                  YL_NUM_STATS);
     p->latency = sqlite3_column_double(st, 11);
     return 0;

@@ -236,6 +236,7 @@ Suite *yt_suite_security(void);
 Suite *yt_suite_healthcheck(void);
 Suite *yt_suite_hardening(void);
 Suite *yt_suite_images(void);
+Suite *yt_suite_point(void);
 /* test_images.c's checks, also run against PostgreSQL (test_history_pg.c): records 4 steps
  * of run with image_ids given every way and checks the ranking and an image's history; a
  * run's configuration and scalars (auth: an "Authorization: ..." header or NULL). */

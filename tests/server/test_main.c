@@ -43,6 +43,7 @@ int main(void)
     srunner_add_suite(sr, yt_suite_concurrency());
     srunner_add_suite(sr, yt_suite_monitor());
     srunner_add_suite(sr, yt_suite_images());
+    srunner_add_suite(sr, yt_suite_point());
     srunner_add_suite(sr, yt_suite_faults());
     srunner_add_suite(sr, yt_suite_security());
     srunner_add_suite(sr, yt_suite_healthcheck());

@@ -5,7 +5,7 @@
  *
  *   build/bench_wire [--daemon build/yololossd] [--threads N] [--requests 8]
  *                    [--links 10gbit,1gbit] [--batch 16] [--size 416] [--classes 80]
- *                    [--modes dense,compact,shm]
+ *                    [--modes dense,compact,shm] [--versus OTHER_DAEMON]
  *
  * Standard workload: B = 16, 416x416 (grids 13, 26, 52), 80 classes, 8 boxes per image,
  * logits from N(0, 1) with a fixed seed, fp32 (bench_server's). Modes, each loss only and
@@ -24,6 +24,11 @@
  * in-process time).
  *
  * --modes runs a subset (the summary line needs all three); --links none: loopback only.
+ * --versus compares two builds of the daemon under the same load: both run, and each
+ * shared-memory request goes to one then the other (who goes first alternates), each right
+ * after its own in-process run; one "wire_versus" line per daemon, link and loss / loss +
+ * gradient. (Runs of a whole benchmark one after the other, on a machine whose load
+ * changes from second to second, differed by more than the change being measured.)
  *
  * Links: "loopback" is the host's loopback. For each of --links, when run as root, the
  * benchmark re-runs itself inside a private network namespace (`unshare -n`) whose loopback
@@ -500,6 +505,97 @@ static void run_link(const char *link, const char *daemon, int threads, int requ
     free(w.boxes);
 }
 
+/* --versus: the shared-memory requests alternated between two daemons (paths[0], paths[1]),
+ * each beside its own in-process run, under the same load. */
+static void run_versus(const char *link, const char *const paths[2], int threads, int requests,
+                       int B, int size, int C)
+{
+    workload w;
+    reseed();
+    make_workload(&w, B, size, C);
+    static const char *const history_none[] = {"--history", "none", NULL};
+    pid_t pid[2];
+    conn c[2];
+    for (int k = 0; k < 2; k++) {
+        unsigned port;
+        pid[k] = start_daemon(paths[k], threads, history_none, &port);
+        conn_init(&c[k], port);
+    }
+    size_t in_bytes = (size_t)B * (size_t)w.T * 5 * sizeof(float), g_bytes = 0;
+    for (int l = 0; l < 3; l++) {
+        in_bytes += w.out_n[l] * sizeof(float);
+        g_bytes += w.out_n[l] * sizeof(float);
+    }
+    region in, out;
+    region_make(&in, "in", in_bytes);
+    region_make(&out, "out", g_bytes);
+    shm_fill(&w, &in);
+    const region *rs[2] = {&in, &out};
+    for (int k = 0; k < 2; k++) /* the same regions registered with both */
+        for (int j = 0; j < 2; j++) {
+            buf reg = {0};
+            putf(&reg, "{\"key\":\"%s\",\"offset\":0,\"byte_size\":%zu}", rs[j]->key, rs[j]->size);
+            char path[160];
+            snprintf(path, sizeof path, "/v2/systemsharedmemory/region/%s/register", rs[j]->name);
+            long st = post(&c[k], path, &reg, 0);
+            if (st != 200)
+                die("register %s with %s: HTTP %ld", rs[j]->name, paths[k], st);
+            free(reg.p);
+        }
+    inproc ip;
+    inproc_init(&ip, &w, threads);
+    int n = 3 * requests > 60 ? 60 : 3 * requests;
+    for (int g = 0; g < 2; g++) {
+        double lat[2][60], base[2][60], ratio[2][60], loss[2] = {NAN, NAN};
+        int failures[2] = {0, 0};
+        buf body = {0};
+        shm_request(&w, g, &in, &out, &body);
+        for (int i = 0; i < n + 1; i++) /* the first round is a warm-up */
+            for (int kk = 0; kk < 2; kk++) {
+                int k = (i + kk) % 2;
+                double t_in = inproc_ms(&ip, g);
+                double t0 = now_s();
+                long st = post(&c[k], "/v2/models/yolov3/infer", &body, 0);
+                double t1 = now_s();
+                if (st != 200)
+                    failures[k]++;
+                loss[k] = response_loss(&c[k]);
+                if (i == 0)
+                    continue;
+                lat[k][i - 1] = (t1 - t0) * 1e3;
+                base[k][i - 1] = t_in;
+                ratio[k][i - 1] = lat[k][i - 1] / t_in;
+            }
+        for (int k = 0; k < 2; k++) {
+            double lo = lat[k][0];
+            for (int i = 1; i < n; i++)
+                lo = lat[k][i] < lo ? lat[k][i] : lo;
+            printf("{\"bench\":\"wire_versus\",\"link\":\"%s\",\"daemon\":\"%s\",\"mode\":\"shm\","
+                   "\"gradient\":%s,\"threads\":%d,\"batch\":%d,\"size\":%d,\"classes\":%d,"
+                   "\"requests\":%d,\"failures\":%d,\"p50_ms\":%.3f,\"min_ms\":%.3f,"
+                   "\"inprocess_ms\":%.3f,\"x_inprocess\":%.2f,\"loss\":%.9g}\n",
+                   link, paths[k], g ? "true" : "false", threads, B, size, C, n, failures[k],
+                   median(lat[k], n), lo, median(base[k], n), median(ratio[k], n), loss[k]);
+        }
+        fflush(stdout);
+        free(body.p);
+    }
+    for (int k = 0; k < 2; k++) {
+        curl_easy_cleanup(c[k].h);
+        free(c[k].resp.p);
+        stop_daemon(pid[k]);
+    }
+    munmap(in.p, in.size);
+    munmap(out.p, out.size);
+    shm_unlink(in.key);
+    shm_unlink(out.key);
+    for (int l = 0; l < 3; l++) {
+        free(w.out[l]);
+        free(ip.g.layer[l]);
+    }
+    free(w.boxes);
+}
+
 /* --inprocess-helper DIR (for bench_wire.py, the Python client's run): write the workload's
  * tensors to DIR (out_<l>.f32, boxes.f32, raw little-endian), print "ready", then for each
  * line on stdin ("0" loss, "1" loss + gradient) time the core in-process once and print
@@ -548,7 +644,7 @@ int main(int argc, char **argv)
 {
     bench_name = "bench_wire";
     const char *daemon = "build/yololossd", *links = "10gbit,1gbit", *inside = NULL,
-               *helper = NULL;
+               *helper = NULL, *versus = NULL;
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), requests = 8, B = 16, size = 416, C = 80;
     const option opts[] = {
         {"--daemon", NULL, &daemon},
@@ -561,6 +657,7 @@ int main(int argc, char **argv)
         {"--size", &size, NULL},
         {"--classes", &C, NULL},
         {"--modes", NULL, &modes},
+        {"--versus", NULL, &versus},
         {NULL, NULL, NULL},
     };
     const char *bad = parse_options(argc, argv, opts);
@@ -573,10 +670,18 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_ALL);
     if (inside) {
         limit_loopback(inside);
-        run_link(inside, daemon, threads, requests, B, size, C);
+        if (versus)
+            run_versus(inside, (const char *const[]){daemon, versus}, threads, requests, B,
+                       size, C);
+        else
+            run_link(inside, daemon, threads, requests, B, size, C);
         return 0;
     }
-    run_link("loopback", daemon, threads, requests, B, size, C);
+    if (versus)
+        run_versus("loopback", (const char *const[]){daemon, versus}, threads, requests, B,
+                   size, C);
+    else
+        run_link("loopback", daemon, threads, requests, B, size, C);
     char *list = strdup(links), *save = NULL;
     for (char *rate = strtok_r(list, ",", &save); rate; rate = strtok_r(NULL, ",", &save)) {
         if (!*rate || !strcmp(rate, "none"))
@@ -597,7 +702,8 @@ int main(int argc, char **argv)
         if (pid == 0) {
             execlp("unshare", "unshare", "-n", argv[0], "--inside", rate, "--daemon", daemon,
                    "--threads", th, "--requests", rq, "--batch", bs, "--size", sz, "--classes",
-                   cl, "--modes", modes, (char *)NULL);
+                   cl, "--modes", modes, versus ? "--versus" : (char *)NULL, versus,
+                   (char *)NULL);
             _exit(127);
         }
         int st = 0;

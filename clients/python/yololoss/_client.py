@@ -52,7 +52,21 @@ class _Conn(threading.local):
 
 
 
-def _configure(client: Any, url: str, model: str, token: Optional[str], timeout: float,
+class _Settings:
+    """The settings both clients hold (set by _configure, checked there)."""
+    url: str
+    model: str
+    version: Optional[str]
+    token: Optional[str]
+    timeout: float
+    retry: Retry
+    retries: int
+    compact: Optional[bool]
+    shm: str
+    grad_datatype: Optional[str]
+
+
+def _configure(client: _Settings, url: str, model: str, token: Optional[str], timeout: float,
                version: Optional[Union[str, int]], retry: RetryLike, compact: Optional[bool],
                shm: str, grad_datatype: Optional[str]) -> Any:
     """The settings the blocking and the asyncio client share, checked and set on client;
@@ -78,7 +92,8 @@ def _configure(client: Any, url: str, model: str, token: Optional[str], timeout:
     client.grad_datatype = grad_datatype
     return u
 
-class YoloLossClient:
+
+class YoloLossClient(_Settings):
     """A client of one yololossd model.
 
     url: "http://host:port" (an https:// URL and a path prefix work too).
@@ -99,18 +114,6 @@ class YoloLossClient:
     block) closes them. Picklable and deep-copyable: a copy has the same settings and no
     connections; it opens its own on first use.
     """
-
-    # set by _configure (shared with the other client)
-    url: str
-    model: str
-    version: Optional[str]
-    token: Optional[str]
-    timeout: float
-    retry: Retry
-    retries: int
-    compact: Optional[bool]
-    shm: str
-    grad_datatype: Optional[str]
 
     def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "yolov3",
                  token: Optional[str] = None, timeout: float = 60.0,

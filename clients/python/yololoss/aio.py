@@ -31,7 +31,7 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 
 import numpy as np
 
-from ._client import _configure, _region_lost, _release_regions
+from ._client import _Settings, _configure, _region_lost, _release_regions
 from ._errors import (YoloLossConnectionError, YoloLossError, YoloLossHTTPError,
                       YoloLossTimeoutError)
 from ._infer import (CompactHead, InferCall, decode_body, images_query, json_body,
@@ -62,29 +62,17 @@ def _lost(e: BaseException) -> bool:
                           aiohttp.ClientOSError) + _RETRIED_OS_ERRORS)
 
 
-class AsyncYoloLossClient:
+class AsyncYoloLossClient(_Settings):
     """The asyncio client of one yololossd model; arguments as YoloLossClient's, compact
     tensors and shared memory included. Requests in flight at once each hold a region of
     their own from the client's pool (created and registered when none free is large
     enough; given back when the answer is read)."""
 
-    # set by _configure (shared with the other client)
-    url: str
-    model: str
-    version: Optional[str]
-    token: Optional[str]
-    timeout: float
-    retry: Retry
-    retries: int
-    compact: Optional[bool]
-    shm: str
-    grad_datatype: Optional[str]
-
     def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "yolov3",
                  token: Optional[str] = None, timeout: float = 60.0,
                  version: Optional[Union[str, int]] = None, retry: RetryLike = True,
-                 compact: Optional[bool] = None, grad_datatype: Optional[str] = None,
-                 shm: str = "auto") -> None:
+                 compact: Optional[bool] = None, shm: str = "auto",
+                 grad_datatype: Optional[str] = None) -> None:
         u = _configure(self, url, model, token, timeout, version, retry, compact, shm,
                        grad_datatype)
         self._extensions: Optional[frozenset] = None

@@ -30,6 +30,7 @@
 #include "shm.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,7 @@ struct yls_infer {
     int64_t running;         /* chunks queued or running, the lead included */
     chunk lead;              /* the input phase's thread, going on into the images */
     yls_loop_msg ready;      /* from the lead: queue its helpers */
+    atomic_bool helpers_queued; /* on_ready has run */
     struct chunk *queued;    /* the chunks queued or running, for uv_cancel */
     int64_t images_done;
 
@@ -483,6 +485,9 @@ static int alloc_grads(yls_infer *job)
     return 0;
 }
 
+/* How long the lead gives its core to the loop thread (see input_work). */
+#define LEAD_YIELD_NS 200000
+
 static void input_work(yls_work *w)
 {
     yls_infer *job = container_of(w, yls_infer, work);
@@ -562,13 +567,26 @@ done:
     job->t_chunks_queued = job->t_input1;
     job->lead.job = job;
     job->lead.fail_b = -1;
-    if (job->srv->opt.threads > 1 && job->prob.batch > 1)
+    if (job->srv->opt.threads > 1 && job->prob.batch > 1) {
         yls_pool_tell(job->srv, &job->ready);
+        /* The loop thread, woken by the message, was often put on this thread's core and
+         * left to wait there for its time slice (1-4 ms, the other core idle: perf sched),
+         * so that the helpers started late or not at all. Give it the core until it has
+         * queued them, for at most LEAD_YIELD_NS. */
+        for (uint64_t t0 = uv_hrtime(); !atomic_load(&job->helpers_queued) &&
+                                        uv_hrtime() - t0 < LEAD_YIELD_NS;)
+            sched_yield();
+    }
     run_images(job, &job->lead);
 }
 
 /* The lead's message: queue its helpers (loop thread). */
-static void on_ready(yls_loop_msg *m) { schedule(container_of(m, yls_infer, ready)); }
+static void on_ready(yls_loop_msg *m)
+{
+    yls_infer *job = container_of(m, yls_infer, ready);
+    schedule(job);
+    atomic_store(&job->helpers_queued, true);
+}
 
 static void input_done(yls_work *w, int status)
 {
@@ -618,6 +636,7 @@ enum MHD_Result yls_infer_start(yls_request *r)
     atomic_init(&job->next_image, 0);
     atomic_init(&job->fail_min, INT64_MAX);
     atomic_init(&job->own_waiting, 0);
+    atomic_init(&job->helpers_queued, false);
     job->ready.cb = on_ready;
     job->running = 1; /* the input phase */
     job->t_ready = uv_hrtime();

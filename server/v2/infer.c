@@ -17,7 +17,8 @@
  *                           through the loop between its images;
  *   output  (1 work item)   yl_reduce (image order: the bytes do not depend on the thread
  *                           count or the schedule), then the response body, iovecs pointing
- *                           at the gradients, compressed if asked.
+ *                           at the gradients, compressed if asked; a small answer is made on
+ *                           the loop thread instead (all_done).
  *
  * The connection stays suspended from the end of the body to the response. The work callbacks
  * touch only their yls_infer (the problem is read-only, each chunk writes its own images'
@@ -329,6 +330,9 @@ static void chunk_work(yls_work *w)
 
 static void chunk_done(yls_work *w, int status);
 
+/* The largest JSON text (bound) of an answer made on the loop thread. */
+#define SMALL_ANSWER (64 * 1024)
+
 static void all_done(yls_infer *job)
 {
     if (job->gone) {
@@ -361,6 +365,14 @@ static void all_done(yls_infer *job)
         job->in.n_owned = 0;
     }
     job->t_output_queued = uv_hrtime();
+    if (!scatter && job->accept == YLS_ENC_IDENTITY && json_bound(job) <= SMALL_ANSWER) {
+        /* a small answer (the loss and statistics; gradients binary, in shared memory or
+         * none) is made here, on the loop thread: it takes microseconds, and the pool's
+         * round trip two thread wake-ups */
+        output_work(&job->work);
+        output_done(&job->work, 0);
+        return;
+    }
     yls_pool_queue(job->srv, &job->work, output_work, output_done);
 }
 

@@ -214,6 +214,23 @@ def test_pickled_client_reopens_its_region(url):
     c2.close()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64, np.uint16])
+def test_box_channels_are_numpys_slice(dtype):
+    """The box channels gathered in one pass (each anchor's first 5 elements as one void
+    element) are the bytes of numpy's own a5[..., :5], for every wire dtype (uint16: BF16
+    bits), one class or 80, contiguous, read-only, strided or Fortran-ordered."""
+    rng = np.random.default_rng(11)
+    for shape in [(2, 3, 4, 3, 6), (1, 1, 1, 3, 5), (3, 2, 2, 3, 85)]:
+        a = (rng.integers(0, 65535, size=shape) if dtype == np.uint16
+             else rng.normal(size=shape)).astype(dtype)
+        ro = a.copy()
+        ro.setflags(write=False)
+        for x in (a, ro, a[::2], a[:, :, ::-1], np.asfortranarray(a)):
+            got, want = infer_mod._box_channels(x), np.ascontiguousarray(x[..., :5])
+            assert got.shape == want.shape and got.dtype == want.dtype
+            assert got.flags.c_contiguous and got.tobytes() == want.tobytes()
+
+
 def test_rows_follow_keras_float32_not_the_exact_centre():
     """A box centred exactly on a cell boundary, x = 56 of a 96-wide input on the 12-wide
     grid: 56 / 96 rounds down in float32, so keras (and the core) put the truth in cell 6,

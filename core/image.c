@@ -97,24 +97,65 @@ static box decode(const layer_ctx *c, const double t[4], int64_t i, int64_t j, i
                  exp(t[3]) * c->anchor_h[k] / c->p->input_h};
 }
 
-/* Does any truth reach IoU >= ignore_thresh with the prediction t of anchor k in cell
- * (i, j)? Only truths whose cell window and t_w, t_h bounds admit it are measured (top). */
-static int reaches_thresh(const layer_ctx *c, const double t[4], int64_t i, int64_t j, int k) {
-    int decoded = 0;
-    box pred = {0, 0, 0, 0};
+/* Does any truth reach IoU >= ignore_thresh with the prediction pred (raw t_w, t_h: tw, th)
+ * of anchor k in cell i of the row? Only truths whose cell window and t_w, t_h bounds admit
+ * it are measured (top). */
+static int reaches_thresh(const layer_ctx *c, box pred, double tw, double th, int64_t i, int k) {
     for (int64_t q = 0; q < c->n_row_truths; q++) {
         const yl__truth *tr = &c->truth[c->row_truths[q]];
-        if (i < tr->near_i0 || i > tr->near_i1 || t[2] < tr->tw_lo[k] || t[2] > tr->tw_hi[k] ||
-            t[3] < tr->th_lo[k] || t[3] > tr->th_hi[k])
+        if (i < tr->near_i0 || i > tr->near_i1 || tw < tr->tw_lo[k] || tw > tr->tw_hi[k] ||
+            th < tr->th_lo[k] || th > tr->th_hi[k])
             continue;
-        if (!decoded) {
-            pred = decode(c, t, i, j, k);
-            decoded = 1;
-        }
         if (box_iou(pred, truth_box(tr)) >= c->p->cfg.ignore_thresh)
             return 1;
     }
     return 0;
+}
+
+/* The anchors of grid row j that mark_candidates admitted, truth anchors left out (they
+ * are not ignored this way), decoded together: their four exps through the kernel's vector
+ * exp(-|x|) (sigmoid(x) = 1 / (1 + e) or e / (1 + e), exp(x) = e or 1 / e), then
+ * reaches_thresh for each. Marks row_ig[q] = 0 for those that reach; returns how many. */
+static int64_t ignore_candidates(const layer_ctx *c, int64_t j, int64_t n_row,
+                                 const yl__truth *tn, const yl__truth *next) {
+    yl__scratch *s = c->s;
+    const int64_t A = YL_NUM_ANCHORS_PER_LAYER;
+    double *t = s->cand_t, *e = s->cand_e; /* 4 arrays of n_row each: t_x, t_y, t_w, t_h */
+    int64_t n = 0;
+    for (int64_t q = 0; q < n_row; q++) {
+        if (!s->row_cand[q])
+            continue;
+        int64_t anchor = j * n_row + q;
+        while (tn < next && tn->anchor < anchor)
+            tn++;
+        if (tn < next && tn->anchor == anchor)
+            continue;
+        int64_t off = (c->first + anchor) * c->src_stride;
+        s->cand_q[n] = (int32_t)q;
+        t[n] = yl__load(c->src, c->src_dtype, off);
+        t[n_row + n] = yl__load(c->src, c->src_dtype, off + 1);
+        t[2 * n_row + n] = s->row_tw[q];
+        t[3 * n_row + n] = s->row_th[q];
+        n++;
+    }
+    for (int v = 0; v < 4; v++)
+        c->kern->exp_neg_abs(t + v * n_row, e + v * n_row, n);
+    int64_t ignored = 0;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t q = s->cand_q[r], i = q / A;
+        int k = (int)(q % A);
+        double tx = t[r], ty = t[n_row + r], tw = t[2 * n_row + r], th = t[3 * n_row + r];
+        double ew = e[2 * n_row + r], eh = e[3 * n_row + r];
+        box pred = {(sigmoid_e(tx, e[r]) + (double)i) / (double)c->W,
+                    (sigmoid_e(ty, e[n_row + r]) + (double)j) / (double)c->H,
+                    (tw >= 0 ? 1 / ew : ew) * c->anchor_w[k] / c->p->input_w,
+                    (th >= 0 ? 1 / eh : eh) * c->anchor_h[k] / c->p->input_h};
+        if (reaches_thresh(c, pred, tw, th, i, k)) {
+            s->row_ig[q] = 0;
+            ignored++;
+        }
+    }
+    return ignored;
 }
 
 /* row_cand[q] = 1 for the anchors q of the grid row that some row truth's cell window and
@@ -185,11 +226,6 @@ static void prepare_culling(const layer_ctx *c, yl__truth *truth, int64_t n, dou
             }
         }
     }
-}
-
-static void load4(const void *data, int dtype, int64_t off, double v[4]) {
-    for (int q = 0; q < 4; q++)
-        v[q] = yl__load(data, dtype, off + q);
 }
 
 /* An anchor with a truth: keras's four terms, their gradients and the truth statistics. Its
@@ -395,23 +431,9 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
          * reaches ignore_thresh; the rest, nearly all, without decoding (see top). */
         for (int64_t q = 0; q < n_row; q++) /* most anchors: no truth, not near one */
             s->row_m[q] = s->row_ig[q] = 1;
-        if (c.n_row_truths)
+        if (c.n_row_truths) {
             mark_candidates(&c, row_anchor, n_row);
-        const yl__truth *tn = row_truth; /* the row's truth anchors, skipped below */
-        for (int64_t q = 0; c.n_row_truths && q < n_row; q++) {
-            if (!s->row_cand[q])
-                continue;
-            int64_t anchor = j * n_row + q;
-            while (tn < next && tn->anchor < anchor)
-                tn++;
-            if (tn < next && tn->anchor == anchor)
-                continue;
-            double t[4];
-            load4(c.src, c.src_dtype, (c.first + anchor) * c.src_stride, t);
-            if (reaches_thresh(&c, t, q / A, j, (int)(q % A))) {
-                s->row_ig[q] = 0;
-                sum->ignored++;
-            }
+            sum->ignored += ignore_candidates(&c, j, n_row, row_truth, next);
         }
         for (const yl__truth *t = row_truth; t < next; t++) {
             int64_t q = t->anchor - j * n_row;

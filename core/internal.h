@@ -89,6 +89,10 @@ typedef struct {
      * bounds admit it (3*W each) */
     double *row_tw, *row_th;
     unsigned char *row_cand;
+    /* the candidates of a row (image.c, ignore_candidates): their q, then t_x, t_y, t_w,
+     * t_h and exp(-|.|) of each, 4 arrays of 3*W */
+    int32_t *cand_q;
+    double *cand_t, *cand_e;
 } yl__scratch;
 
 void yl__scratch_carve(const yl_problem *p, void *scratch, yl__scratch *s);

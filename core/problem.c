@@ -90,7 +90,8 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
     int64_t truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
     size_t row = (size_t)((max_row * YL_NUM_ANCHORS_PER_LAYER + 3) & ~3) * sizeof(double);
-    enum { TRUTH, MAP, LINKS, TARGET, TRUTHS, VALUES, CAND, TO, E, M, IG, S, TW, TH, N_AT };
+    enum { TRUTH, MAP, LINKS, TARGET, TRUTHS, VALUES, CAND, CAND_Q, CAND_T, CAND_E,
+           TO, E, M, IG, S, TW, TH, N_AT };
     size_t at[N_AT], n = 0;
     at[TRUTH] = n, n += align8((size_t)truth_cap * sizeof(yl__truth));
     at[MAP] = n, n += align8(p->has_boxes ? (size_t)max_anchors * sizeof(int32_t) : 0);
@@ -99,6 +100,9 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     at[TRUTHS] = n, n += align8((size_t)truth_cap * sizeof(int32_t));
     at[VALUES] = n, n += align8((size_t)(5 + p->num_classes) * sizeof(double));
     at[CAND] = n, n += align8((size_t)(max_row * YL_NUM_ANCHORS_PER_LAYER));
+    at[CAND_Q] = n, n += align8((size_t)(max_row * YL_NUM_ANCHORS_PER_LAYER) * sizeof(int32_t));
+    at[CAND_T] = n, n += 4 * row;
+    at[CAND_E] = n, n += 4 * row;
     for (int r = TO; r < N_AT; r++) /* the double arrays of one grid row */
         at[r] = n, n += row;
     if (scratch) {
@@ -111,6 +115,9 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
         s->row_truths = (int32_t *)(void *)(c + at[TRUTHS]);
         s->row_values = (double *)(void *)(c + at[VALUES]);
         s->row_cand = c + at[CAND];
+        s->cand_q = (int32_t *)(void *)(c + at[CAND_Q]);
+        s->cand_t = (double *)(void *)(c + at[CAND_T]);
+        s->cand_e = (double *)(void *)(c + at[CAND_E]);
         s->row_to = (double *)(void *)(c + at[TO]);
         s->row_e = (double *)(void *)(c + at[E]);
         s->row_m = (double *)(void *)(c + at[M]);

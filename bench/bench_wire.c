@@ -258,6 +258,19 @@ static void shm_request(const workload *w, bool grads, const region *in, const r
 }
 
 /* Copy the tensors into the region (what a client whose tensors live elsewhere adds). */
+/* The two regions of a workload: one for the inputs (outputs and boxes), one for the
+ * gradients. */
+static void regions_make(const workload *w, region *in, region *out)
+{
+    size_t in_bytes = (size_t)w->B * (size_t)w->T * 5 * sizeof(float), g_bytes = 0;
+    for (int l = 0; l < 3; l++) {
+        in_bytes += w->out_n[l] * sizeof(float);
+        g_bytes += w->out_n[l] * sizeof(float);
+    }
+    region_make(in, "in", in_bytes);
+    region_make(out, "out", g_bytes);
+}
+
 static void shm_fill(const workload *w, const region *in)
 {
     size_t off = 0;
@@ -410,14 +423,8 @@ static void run_link(const char *link, const char *daemon, int threads, int requ
     conn_init(&c, port);
 
     /* shared memory: one region for the inputs, one for the gradients */
-    size_t in_bytes = (size_t)B * (size_t)w.T * 5 * sizeof(float), g_bytes = 0;
-    for (int l = 0; l < 3; l++) {
-        in_bytes += w.out_n[l] * sizeof(float);
-        g_bytes += w.out_n[l] * sizeof(float);
-    }
     region in, out;
-    region_make(&in, "in", in_bytes);
-    region_make(&out, "out", g_bytes);
+    regions_make(&w, &in, &out);
     double tc0 = now_s();
     shm_fill(&w, &in);
     double copy_ms = (now_s() - tc0) * 1e3;
@@ -521,14 +528,8 @@ static void run_versus(const char *link, const char *const paths[2], int threads
         pid[k] = start_daemon(paths[k], threads, history_none, &port);
         conn_init(&c[k], port);
     }
-    size_t in_bytes = (size_t)B * (size_t)w.T * 5 * sizeof(float), g_bytes = 0;
-    for (int l = 0; l < 3; l++) {
-        in_bytes += w.out_n[l] * sizeof(float);
-        g_bytes += w.out_n[l] * sizeof(float);
-    }
     region in, out;
-    region_make(&in, "in", in_bytes);
-    region_make(&out, "out", g_bytes);
+    regions_make(&w, &in, &out);
     shm_fill(&w, &in);
     const region *rs[2] = {&in, &out};
     for (int k = 0; k < 2; k++) /* the same regions registered with both */

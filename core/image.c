@@ -48,8 +48,10 @@ static double box_iou(box a, box b) {
 /* sigmoid(x) given e = exp(-|x|), without overflow for any x. */
 static double sigmoid_e(double x, double e) { return (x >= 0 ? 1.0 : e) / (1.0 + e); }
 
-/* tf.nn.sigmoid_cross_entropy_with_logits(labels=z, logits=x), the stable form. */
-static double bce(double z, double x) { return max2(x, 0.0) - x * z + log1p(exp(-fabs(x))); }
+/* tf.nn.sigmoid_cross_entropy_with_logits(labels=z, logits=x), the stable form, given
+ * e = exp(-|x|); bce takes the exp itself. */
+static double bce_e(double z, double x, double e) { return max2(x, 0.0) - x * z + log1p(e); }
+static double bce(double z, double x) { return bce_e(z, x, exp(-fabs(x))); }
 
 static double sigmoid(double x) { return sigmoid_e(x, exp(-fabs(x))); }
 
@@ -90,11 +92,16 @@ static void gstore(void *g, int f64, int64_t i, double v) {
         ((float *)g)[i] = (float)v;
 }
 
+/* keras's yolo_head for anchor k of cell (i, j), given sigmoid(t_x), sigmoid(t_y),
+ * exp(t_w) and exp(t_h), however they were computed. */
+static box box_of(const layer_ctx *c, double sx, double sy, double ew, double eh, int64_t i,
+                  int64_t j, int k) {
+    return (box){(sx + (double)i) / (double)c->W, (sy + (double)j) / (double)c->H,
+                 ew * c->anchor_w[k] / c->p->input_w, eh * c->anchor_h[k] / c->p->input_h};
+}
+
 static box decode(const layer_ctx *c, const double t[4], int64_t i, int64_t j, int k) {
-    return (box){(sigmoid(t[0]) + (double)i) / (double)c->W,
-                 (sigmoid(t[1]) + (double)j) / (double)c->H,
-                 exp(t[2]) * c->anchor_w[k] / c->p->input_w,
-                 exp(t[3]) * c->anchor_h[k] / c->p->input_h};
+    return box_of(c, sigmoid(t[0]), sigmoid(t[1]), exp(t[2]), exp(t[3]), i, j, k);
 }
 
 /* Does any truth reach IoU >= ignore_thresh with the prediction pred (raw t_w, t_h: tw, th)
@@ -146,10 +153,8 @@ static int64_t ignore_candidates(const layer_ctx *c, int64_t j, int64_t n_row,
         int k = (int)(q % A);
         double tx = t[r], ty = t[n_row + r], tw = t[2 * n_row + r], th = t[3 * n_row + r];
         double ew = e[2 * n_row + r], eh = e[3 * n_row + r];
-        box pred = {(sigmoid_e(tx, e[r]) + (double)i) / (double)c->W,
-                    (sigmoid_e(ty, e[n_row + r]) + (double)j) / (double)c->H,
-                    (tw >= 0 ? 1 / ew : ew) * c->anchor_w[k] / c->p->input_w,
-                    (th >= 0 ? 1 / eh : eh) * c->anchor_h[k] / c->p->input_h};
+        box pred = box_of(c, sigmoid_e(tx, e[r]), sigmoid_e(ty, e[n_row + r]),
+                          tw >= 0 ? 1 / ew : ew, th >= 0 ? 1 / eh : eh, i, j, k);
         if (reaches_thresh(c, pred, tw, th, i, k)) {
             s->row_ig[q] = 0;
             ignored++;
@@ -271,7 +276,7 @@ static void truth_anchor(const layer_ctx *c, const yl__truth *tr, int64_t i, int
         double x = v[5 + q], z = target[q];
         double e = exp(-fabs(x)); /* one exp for both: bce's and sigmoid's are the same */
         double sx = sigmoid_e(x, e);
-        cls += max2(x, 0.0) - x * z + log1p(e);
+        cls += bce_e(z, x, e);
         if (z > 0.5) {
             sum->sum_class += sx;
             sum->n_class++;

@@ -104,76 +104,65 @@ static box decode(const layer_ctx *c, const double t[4], int64_t i, int64_t j, i
     return box_of(c, sigmoid(t[0]), sigmoid(t[1]), exp(t[2]), exp(t[3]), i, j, k);
 }
 
-/* Does any truth reach IoU >= ignore_thresh with the prediction pred (raw t_w, t_h: tw, th)
- * of anchor k in cell i of the row? Only truths whose cell window and t_w, t_h bounds admit
- * it are measured (top). */
-static int reaches_thresh(const layer_ctx *c, box pred, double tw, double th, int64_t i, int k) {
-    for (int64_t q = 0; q < c->n_row_truths; q++) {
-        const yl__truth *tr = &c->truth[c->row_truths[q]];
-        if (i < tr->near_i0 || i > tr->near_i1 || tw < tr->tw_lo[k] || tw > tr->tw_hi[k] ||
-            th < tr->th_lo[k] || th > tr->th_hi[k])
-            continue;
-        if (box_iou(pred, truth_box(tr)) >= c->p->cfg.ignore_thresh)
-            return 1;
-    }
-    return 0;
-}
-
 /* The anchors of grid row j that mark_candidates admitted, truth anchors left out (they
- * are not ignored this way), decoded together: their four exps through the kernel's vector
- * exp(-|x|) (sigmoid(x) = 1 / (1 + e) or e / (1 + e), exp(x) = e or 1 / e), then
- * reaches_thresh for each. Marks row_ig[q] = 0 for those that reach; returns how many. */
+ * are not ignored this way): compacted without a branch, their four exps through the
+ * kernel's vector exp(-|x|), decoded together (kernel decode) and measured against each
+ * truth near the row (kernel reach). A truth whose window or t_w, t_h bounds do not admit
+ * a candidate cannot reach thresh with it (see top), so measuring it too changes nothing
+ * and keeps the loops free of branches. Sets row_ig[q] = 0 for those that reach; returns
+ * how many, and their count in *n_cand (s->cand_q lists them). */
 static int64_t ignore_candidates(const layer_ctx *c, int64_t j, int64_t n_row,
-                                 const yl__truth *tn, const yl__truth *next) {
+                                 const yl__truth *row_truth, const yl__truth *next,
+                                 int64_t *n_cand) {
     yl__scratch *s = c->s;
     const int64_t A = YL_NUM_ANCHORS_PER_LAYER;
+    for (const yl__truth *tr = row_truth; tr < next; tr++)
+        s->row_cand[tr->anchor - j * n_row] = 0;
     double *t = s->cand_t, *e = s->cand_e; /* 4 arrays of n_row each: t_x, t_y, t_w, t_h */
+    double *ci = s->cand_aux, *aw = ci + n_row, *ah = aw + n_row, *hit = ah + n_row;
     int64_t n = 0;
-    for (int64_t q = 0; q < n_row; q++) {
-        if (!s->row_cand[q])
-            continue;
-        int64_t anchor = j * n_row + q;
-        while (tn < next && tn->anchor < anchor)
-            tn++;
-        if (tn < next && tn->anchor == anchor)
-            continue;
-        int64_t off = (c->first + anchor) * c->src_stride;
+    for (int64_t q = 0; q < n_row; q++) { /* written at n, kept when a candidate */
         s->cand_q[n] = (int32_t)q;
-        t[n] = yl__load(c->src, c->src_dtype, off);
-        t[n_row + n] = yl__load(c->src, c->src_dtype, off + 1);
+        t[n] = s->row_tx[q];
+        t[n_row + n] = s->row_ty[q];
         t[2 * n_row + n] = s->row_tw[q];
         t[3 * n_row + n] = s->row_th[q];
-        n++;
+        ci[n] = (double)(q / A);
+        aw[n] = c->anchor_w[q % A];
+        ah[n] = c->anchor_h[q % A];
+        hit[n] = 0;
+        n += s->row_cand[q];
     }
     for (int v = 0; v < 4; v++)
         c->kern->exp_neg_abs(t + v * n_row, e + v * n_row, n);
-    int64_t ignored = 0;
-    for (int64_t r = 0; r < n; r++) {
-        int64_t q = s->cand_q[r], i = q / A;
-        int k = (int)(q % A);
-        double tx = t[r], ty = t[n_row + r], tw = t[2 * n_row + r], th = t[3 * n_row + r];
-        double ew = e[2 * n_row + r], eh = e[3 * n_row + r];
-        box pred = box_of(c, sigmoid_e(tx, e[r]), sigmoid_e(ty, e[n_row + r]),
-                          tw >= 0 ? 1 / ew : ew, th >= 0 ? 1 / eh : eh, i, j, k);
-        if (reaches_thresh(c, pred, tw, th, i, k)) {
-            s->row_ig[q] = 0;
-            ignored++;
-        }
+    const double grid_in[4] = {(double)c->W, (double)c->H, c->p->input_w, c->p->input_h};
+    c->kern->decode(t, e, ci, aw, ah, n, n_row, (double)j, grid_in, s->cand_box);
+    for (int64_t r = 0; r < c->n_row_truths; r++) {
+        const yl__truth *tr = &c->truth[c->row_truths[r]];
+        const double b[4] = {tr->x, tr->y, tr->w, tr->h};
+        c->kern->reach(s->cand_box, n, n_row, b, c->p->cfg.ignore_thresh, hit);
     }
-    return ignored;
+    *n_cand = n;
+    double ignored = 0;
+    for (int64_t r = 0; r < n; r++) {
+        s->row_ig[s->cand_q[r]] = 1 - hit[r];
+        ignored += hit[r];
+    }
+    return (int64_t)ignored;
 }
 
 /* row_cand[q] = 1 for the anchors q of the grid row that some row truth's cell window and
  * t_w, t_h bounds admit: exactly those for which reaches_thresh measures an IoU, so only
  * they are passed to it. The tests are reaches_thresh's own, without branches (random
- * logits make those branches unpredictable, and most anchors of a near cell fail them). */
+ * logits make those branches unpredictable, and most anchors of a near cell fail them).
+ * Also gathers the row's t_x, t_y, t_w and t_h for ignore_candidates. */
 static void mark_candidates(const layer_ctx *c, int64_t row_anchor, int64_t n_row) {
     yl__scratch *s = c->s;
     const int64_t A = YL_NUM_ANCHORS_PER_LAYER;
-    c->kern->gather(c->src, c->src_dtype, row_anchor * c->src_stride + 2, c->src_stride, n_row,
-                    s->row_tw);
-    c->kern->gather(c->src, c->src_dtype, row_anchor * c->src_stride + 3, c->src_stride, n_row,
-                    s->row_th);
+    double *row_t[4] = {s->row_tx, s->row_ty, s->row_tw, s->row_th};
+    for (int v = 0; v < 4; v++)
+        c->kern->gather(c->src, c->src_dtype, row_anchor * c->src_stride + v, c->src_stride,
+                        n_row, row_t[v]);
     memset(s->row_cand, 0, (size_t)n_row);
     for (int64_t r = 0; r < c->n_row_truths; r++) {
         const yl__truth *tr = &c->truth[c->row_truths[r]];
@@ -399,6 +388,10 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
     const yl__truth *next = s->truth, *end = s->truth + n_truth;
     if (n_truth)
         prepare_culling(&c, s->truth, n_truth, thresh);
+    /* Most anchors: no truth, not near one. The rows' few exceptions are set and put back
+     * each row, so the masks are filled once per layer. */
+    for (int64_t q = 0; q < n_row; q++)
+        s->row_m[q] = s->row_ig[q] = 1;
     for (int64_t q = n_row; q < n_pad; q++) { /* padding: contributes exact zeros */
         s->row_to[q] = 0;
         s->row_e[q] = 1;
@@ -434,11 +427,10 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
         c.row_truths = s->row_truths;
         /* Which anchors count: truth anchors not at all here, near ones unless a truth
          * reaches ignore_thresh; the rest, nearly all, without decoding (see top). */
-        for (int64_t q = 0; q < n_row; q++) /* most anchors: no truth, not near one */
-            s->row_m[q] = s->row_ig[q] = 1;
+        int64_t n_cand = 0;
         if (c.n_row_truths) {
             mark_candidates(&c, row_anchor, n_row);
-            sum->ignored += ignore_candidates(&c, j, n_row, row_truth, next);
+            sum->ignored += ignore_candidates(&c, j, n_row, row_truth, next, &n_cand);
         }
         for (const yl__truth *t = row_truth; t < next; t++) {
             int64_t q = t->anchor - j * n_row;
@@ -455,7 +447,10 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
         for (const yl__truth *t = row_truth; t < next; t++) {
             int64_t q = t->anchor - j * n_row;
             truth_anchor(&c, t, q / A, j, (int)(q % A), sum);
+            s->row_m[q] = s->row_ig[q] = 1; /* put back */
         }
+        for (int64_t r = 0; r < n_cand; r++) /* put back the ignored ones */
+            s->row_ig[s->cand_q[r]] = 1;
     }
     double noobj_sum;
     sum->terms[2] += yl__noobj_total(&acc, &noobj_sum);

@@ -42,6 +42,15 @@ typedef struct {
     /* the anchors without a truth of a row (n a multiple of 4); see kernels.c */
     void (*noobj)(const double *to, const double *e, const double *m, const double *ig,
                   int64_t n, double *s_o, yl__noobj_acc *acc);
+    /* keras's boxes of n culling candidates of grid row j from their raw t and exp(-|t|)
+     * (4 arrays of stride n_at each), their cell columns ci and anchor sizes aw, ah in
+     * pixels; grid_in: W, H, input w, input h. Out: x, y, w, h (4 arrays of stride n_at). */
+    void (*decode)(const double *t, const double *e, const double *ci, const double *aw,
+                   const double *ah, int64_t n, int64_t n_at, double j, const double grid_in[4],
+                   double *out);
+    /* hit[r] = 1 where box r (decode's out) reaches IoU >= thresh with box b, else kept */
+    void (*reach)(const double *box, int64_t n, int64_t n_at, const double b[4], double thresh,
+                  double *hit);
 } yl__kernels;
 
 const yl__kernels *yl__kernels_for(int kernel);
@@ -85,14 +94,15 @@ typedef struct {
     /* a grid row's t_o, exp(-|t_o|), no-truth mask, counts-in-loss mask and sigmoid(t_o),
      * 3*W each, padded to a multiple of 4 */
     double *row_to, *row_e, *row_m, *row_ig, *row_s;
-    /* a grid row's raw t_w and t_h, and per anchor 1 when some truth's window and t_w, t_h
-     * bounds admit it (3*W each) */
-    double *row_tw, *row_th;
+    /* a grid row's raw t_x, t_y, t_w and t_h, and per anchor 1 when some truth's window and
+     * t_w, t_h bounds admit it (3*W each) */
+    double *row_tx, *row_ty, *row_tw, *row_th;
     unsigned char *row_cand;
-    /* the candidates of a row (image.c, ignore_candidates): their q, then t_x, t_y, t_w,
-     * t_h and exp(-|.|) of each, 4 arrays of 3*W */
+    /* the candidates of a row (image.c, ignore_candidates): their q; t_x, t_y, t_w, t_h,
+     * exp(-|.|) of each and their decoded boxes, 4 arrays of 3*W each; their cell column,
+     * anchor width and height and whether a truth reaches them, 4 arrays of 3*W */
     int32_t *cand_q;
-    double *cand_t, *cand_e;
+    double *cand_t, *cand_e, *cand_box, *cand_aux;
 } yl__scratch;
 
 void yl__scratch_carve(const yl_problem *p, void *scratch, yl__scratch *s);

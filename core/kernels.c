@@ -154,6 +154,53 @@ static inline double bf16_bits_to_double(uint16_t h) {
         }                                                                                 \
     }
 
+/* ---------------------------------------------------------------- culling candidates */
+
+/* keras's yolo_head for n culling candidates of grid row j: raw t and e = exp(-|t|), each 4
+ * arrays (t_x, t_y, t_w, t_h) of stride n_at; sigmoid(x) = 1 / (1 + e) or e / (1 + e) and
+ * exp(x) = 1 / e or e. ci: the cell column, aw, ah: the anchor in pixels, grid_in: W, H and
+ * the input's width and height. Out: centre and size, 4 arrays of stride n_at. The same
+ * operations in the same order as image.c's box_of, so the same bits. */
+#define YL__DEF_DECODE(name, attr)                                                        \
+    attr static void name(const double *restrict t, const double *restrict e,             \
+                          const double *restrict ci, const double *restrict aw,           \
+                          const double *restrict ah, int64_t n, int64_t n_at, double j,   \
+                          const double grid_in[4], double *restrict out) {                \
+        const double W = grid_in[0], H = grid_in[1], in_w = grid_in[2], in_h = grid_in[3]; \
+        for (int64_t r = 0; r < n; r++) {                                                 \
+            double tx = t[r], ty = t[n_at + r], tw = t[2 * n_at + r], th = t[3 * n_at + r]; \
+            double ex = e[r], ey = e[n_at + r], ew = e[2 * n_at + r], eh = e[3 * n_at + r]; \
+            double sx = (tx >= 0 ? 1.0 : ex) / (1.0 + ex);                                \
+            double sy = (ty >= 0 ? 1.0 : ey) / (1.0 + ey);                                \
+            double xw = tw >= 0 ? 1.0 / ew : ew, xh = th >= 0 ? 1.0 / eh : eh;            \
+            out[r] = (sx + ci[r]) / W;                                                    \
+            out[n_at + r] = (sy + j) / H;                                                 \
+            out[2 * n_at + r] = xw * aw[r] / in_w;                                        \
+            out[3 * n_at + r] = xh * ah[r] / in_h;                                        \
+        }                                                                                 \
+    }
+
+/* hit[r] = 1 where the box r (4 arrays of stride n_at, as decode writes them) reaches
+ * IoU >= thresh with the truth box b (x, y, w, h); other hit[r] are left as they are.
+ * keras's box_iou with image.c's operations (the same bits), a NaN IoU counting as 0:
+ * computed for every candidate and selected, so the loop has no branch. */
+#define YL__DEF_REACH(name, attr)                                                         \
+    attr static void name(const double *restrict box, int64_t n, int64_t n_at,            \
+                          const double b[4], double thresh, double *restrict hit) {       \
+        const double bx0 = b[0] - b[2] / 2, bx1 = b[0] + b[2] / 2;                        \
+        const double by0 = b[1] - b[3] / 2, by1 = b[1] + b[3] / 2, barea = b[2] * b[3];   \
+        for (int64_t r = 0; r < n; r++) {                                                 \
+            double x = box[r], y = box[n_at + r], w = box[2 * n_at + r], h = box[3 * n_at + r]; \
+            double ax1 = x + w / 2, ax0 = x - w / 2, ay1 = y + h / 2, ay0 = y - h / 2;    \
+            double iw = (ax1 < bx1 ? ax1 : bx1) - (ax0 > bx0 ? ax0 : bx0);                \
+            double ih = (ay1 < by1 ? ay1 : by1) - (ay0 > by0 ? ay0 : by0);                \
+            double inter = (iw > 0.0 ? iw : 0.0) * (ih > 0.0 ? ih : 0.0);                 \
+            double iou = inter / (w * h + barea - inter);                                 \
+            iou = iou == iou ? iou : 0.0;                                                 \
+            hit[r] = iou >= thresh ? 1.0 : hit[r];                                        \
+        }                                                                                 \
+    }
+
 /* ---------------------------------------------------------------- anchors without a truth */
 
 void yl__noobj_init(yl__noobj_acc *acc) {
@@ -235,9 +282,12 @@ YL__DEF_SCAN(scan_scalar, YL__ATTR_SCALAR)
 YL__DEF_GATHER(gather_scalar, YL__ATTR_SCALAR)
 YL__DEF_NOOBJ(noobj_scalar, YL__ATTR_SCALAR)
 YL__DEF_EXP(exp_scalar, YL__ATTR_SCALAR)
+YL__DEF_DECODE(decode_scalar, YL__ATTR_SCALAR)
+YL__DEF_REACH(reach_scalar, YL__ATTR_SCALAR)
 
-static const yl__kernels scalar_kernels = {"scalar", scan_scalar, gather_scalar, exp_scalar,
-                                           noobj_scalar};
+static const yl__kernels scalar_kernels = {"scalar",      scan_scalar,   gather_scalar,
+                                           exp_scalar,    noobj_scalar,  decode_scalar,
+                                           reach_scalar};
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define YL__ATTR_AVX2 __attribute__((target("avx2")))
@@ -245,8 +295,11 @@ YL__DEF_SCAN(scan_avx2, YL__ATTR_AVX2)
 YL__DEF_GATHER(gather_avx2, YL__ATTR_AVX2)
 YL__DEF_NOOBJ(noobj_avx2, YL__ATTR_AVX2)
 YL__DEF_EXP(exp_avx2, YL__ATTR_AVX2)
+YL__DEF_DECODE(decode_avx2, YL__ATTR_AVX2)
+YL__DEF_REACH(reach_avx2, YL__ATTR_AVX2)
 
-static const yl__kernels avx2_kernels = {"avx2", scan_avx2, gather_avx2, exp_avx2, noobj_avx2};
+static const yl__kernels avx2_kernels = {"avx2", scan_avx2,   gather_avx2, exp_avx2,
+                                         noobj_avx2, decode_avx2, reach_avx2};
 #endif
 
 const char *yl_kernel_name(const yl_problem *p) { return yl__kernels_for(p->kernel)->name; }

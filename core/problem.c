@@ -90,8 +90,8 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
     int64_t truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
     size_t row = (size_t)((max_row * YL_NUM_ANCHORS_PER_LAYER + 3) & ~3) * sizeof(double);
-    enum { TRUTH, MAP, LINKS, TARGET, TRUTHS, VALUES, CAND, CAND_Q, CAND_T, CAND_E,
-           TO, E, M, IG, S, TW, TH, N_AT };
+    enum { TRUTH, MAP, LINKS, TARGET, TRUTHS, VALUES, CAND, CAND_Q, CAND_T, CAND_E, CAND_BOX,
+           CAND_AUX, TO, E, M, IG, S, TX, TY, TW, TH, N_AT };
     size_t at[N_AT], n = 0;
     at[TRUTH] = n, n += align8((size_t)truth_cap * sizeof(yl__truth));
     at[MAP] = n, n += align8(p->has_boxes ? (size_t)max_anchors * sizeof(int32_t) : 0);
@@ -103,6 +103,8 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     at[CAND_Q] = n, n += align8((size_t)(max_row * YL_NUM_ANCHORS_PER_LAYER) * sizeof(int32_t));
     at[CAND_T] = n, n += 4 * row;
     at[CAND_E] = n, n += 4 * row;
+    at[CAND_BOX] = n, n += 4 * row;
+    at[CAND_AUX] = n, n += 4 * row;
     for (int r = TO; r < N_AT; r++) /* the double arrays of one grid row */
         at[r] = n, n += row;
     if (scratch) {
@@ -118,11 +120,15 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
         s->cand_q = (int32_t *)(void *)(c + at[CAND_Q]);
         s->cand_t = (double *)(void *)(c + at[CAND_T]);
         s->cand_e = (double *)(void *)(c + at[CAND_E]);
+        s->cand_box = (double *)(void *)(c + at[CAND_BOX]);
+        s->cand_aux = (double *)(void *)(c + at[CAND_AUX]);
         s->row_to = (double *)(void *)(c + at[TO]);
         s->row_e = (double *)(void *)(c + at[E]);
         s->row_m = (double *)(void *)(c + at[M]);
         s->row_ig = (double *)(void *)(c + at[IG]);
         s->row_s = (double *)(void *)(c + at[S]);
+        s->row_tx = (double *)(void *)(c + at[TX]);
+        s->row_ty = (double *)(void *)(c + at[TY]);
         s->row_tw = (double *)(void *)(c + at[TW]);
         s->row_th = (double *)(void *)(c + at[TH]);
     }

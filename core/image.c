@@ -408,15 +408,12 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
             memset((unsigned char *)c.g_layer + (size_t)(row_anchor * (5 + C)) * gsize, 0,
                    (size_t)(n_row * (5 + C)) * gsize);
         /* Prove every value of the row finite (the class logits the loss never reads
-         * included), then gather t_o for one vector exp. */
-        int64_t bad = kern->scan(c.src, c.src_dtype, row_anchor * c.src_stride,
-                                 n_row * c.src_stride);
+         * included), and gather t_o and its exp along the way. */
+        int64_t bad = kern->read_row(c.src, c.src_dtype, row_anchor * c.src_stride, n_row,
+                                     c.src_stride, 4, s->row_to, s->row_e);
         if (bad >= 0)
             return yl__fail_nonfinite(err, name, &p->output[l], b,
                                       row_anchor * c.src_stride + bad);
-        kern->gather(c.src, c.src_dtype, row_anchor * c.src_stride + 4, c.src_stride, n_row,
-                     s->row_to);
-        kern->exp_neg_abs(s->row_to, s->row_e, n_row);
         const yl__truth *row_truth = next;
         while (next < end && next->anchor < (j + 1) * n_row)
             next++;

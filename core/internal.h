@@ -32,8 +32,11 @@ typedef struct {
 
 typedef struct {
     const char *name;
-    /* Index (relative to first) of the first non-finite element of [first, first+n), or -1. */
-    int64_t (*scan)(const void *base, int dtype, int64_t first, int64_t n);
+    /* A grid row's read: the index (relative to first) of the first non-finite element of
+     * the n anchors' n * stride elements from first, or -1; and to[q] = t_o (element
+     * first + q * stride + ch) and e[q] = exp(-|t_o|) of each anchor. */
+    int64_t (*read_row)(const void *base, int dtype, int64_t first, int64_t n, int64_t stride,
+                        int64_t ch, double *to, double *e);
     /* out[q] = element first + q*stride, q < n, as double */
     void (*gather)(const void *base, int dtype, int64_t first, int64_t stride, int64_t n,
                    double *out);

@@ -121,8 +121,9 @@ static inline double bf16_bits_to_double(uint16_t h) {
  * subnormal result is rounded once. y below -746 is clamped there: exp underflows to 0
  * from -745.14 on. No libm call: both builds compute the same bits, and it runs 4 wide
  * under AVX2 where libmvec's SSE exp ran 2. */
-#define YL__DEF_EXP(name, attr)                                                           \
-    attr static void name(const double *restrict x, double *restrict out, int64_t n) {    \
+/* The loop, a statement over x, out and n, so the fused row kernel below runs it too. */
+#define YL__EXP_LOOP(x, out, n)                                                           \
+    do {                                                                                  \
         const double shift = 0x1.8p52, log2e = 0x1.71547652b82fep0;                       \
         const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;        \
         for (int64_t q = 0; q < n; q++) {                                                 \
@@ -151,6 +152,84 @@ static inline double bf16_bits_to_double(uint16_t h) {
             double scale;                                                                 \
             memcpy(&scale, &eb, 8);                                                       \
             out[q] = p * scale * 0x1p-64;                                                 \
+        }                                                                                 \
+    } while (0)
+
+#define YL__DEF_EXP(name, attr)                                                           \
+    attr static void name(const double *restrict x, double *restrict out, int64_t n) {    \
+        YL__EXP_LOOP(x, out, n);                                                          \
+    }
+
+/* ---------------------------------------------------------------- the row's read */
+
+static inline double f32_bits_to_double(uint32_t b) {
+    float f;
+    memcpy(&f, &b, 4);
+    return (double)f;
+}
+
+static inline double f64_bits_to_double(uint64_t b) {
+    double d;
+    memcpy(&d, &b, 8);
+    return d;
+}
+
+/* The step of a grid row that reads it: proves the n anchors' values finite (n * stride
+ * elements from first, as the scan) and gathers each anchor's t_o (its channel ch) into
+ * to and exp(-|t_o|) into e, YL__GROUP anchors at a time. Done group by group, the exps of
+ * one group run while the next group's reads are under way; a scan of the whole row first
+ * left the memory idle while the row's exps ran after it. Returns the index (relative to
+ * first) of the first non-finite element, or -1 (then every to and e is written). The
+ * test is a running maximum of the exponent fields (an AND and a MAX per vector), which
+ * measured 0.3 ms faster on the standard workload than OR-ing comparisons (an AND, a
+ * compare and an OR): fewer operations between the loads. Groups of 8 anchors measured
+ * best (4, 16 and 32 were 0.2-0.5 ms slower; 8 * 85 values fill AVX2 vectors exactly). */
+#define YL__GROUP 8
+#define YL__READ_ROW(type, mask, conv)                                                    \
+    do {                                                                                  \
+        const unsigned char *src = (const unsigned char *)base;                           \
+        for (int64_t g0 = 0; g0 < n; g0 += YL__GROUP) {                                   \
+            int64_t g = n - g0 < YL__GROUP ? n - g0 : YL__GROUP;                          \
+            int64_t lo = first + g0 * stride, cnt = g * stride;                           \
+            type hi = 0; /* the largest exponent field: mask only when non-finite */      \
+            for (int64_t k = 0; k < cnt; k++) {                                           \
+                type v;                                                                   \
+                memcpy(&v, src + (lo + k) * (int64_t)sizeof(type), sizeof v);             \
+                v &= (type)(mask);                                                        \
+                hi = v > hi ? v : hi;                                                     \
+            }                                                                             \
+            if (hi == (type)(mask))                                                       \
+                for (int64_t k = 0; k < cnt; k++) {                                       \
+                    type v;                                                               \
+                    memcpy(&v, src + (lo + k) * (int64_t)sizeof(type), sizeof v);         \
+                    if ((v & (mask)) == (mask))                                           \
+                        return g0 * stride + k;                                           \
+                }                                                                         \
+            for (int64_t k = 0; k < g; k++) {                                             \
+                type v;                                                                   \
+                memcpy(&v, src + (lo + k * stride + ch) * (int64_t)sizeof(type), sizeof v); \
+                to[g0 + k] = conv(v);                                                     \
+            }                                                                             \
+            const double *gx = to + g0;                                                   \
+            double *ge = e + g0;                                                          \
+            YL__EXP_LOOP(gx, ge, g);                                                      \
+        }                                                                                 \
+        return -1;                                                                        \
+    } while (0)
+
+#define YL__DEF_READ_ROW(name, attr)                                                      \
+    attr static int64_t name(const void *base, int dtype, int64_t first, int64_t n,       \
+                             int64_t stride, int64_t ch, double *restrict to,             \
+                             double *restrict e) {                                        \
+        switch (dtype) {                                                                  \
+        case YL_F32:                                                                      \
+            YL__READ_ROW(uint32_t, 0x7f800000u, f32_bits_to_double);                      \
+        case YL_F16:                                                                      \
+            YL__READ_ROW(uint16_t, 0x7c00u, half_bits_to_double);                         \
+        case YL_BF16:                                                                     \
+            YL__READ_ROW(uint16_t, 0x7f80u, bf16_bits_to_double);                         \
+        default:                                                                          \
+            YL__READ_ROW(uint64_t, 0x7ff0000000000000ull, f64_bits_to_double);            \
         }                                                                                 \
     }
 
@@ -282,24 +361,25 @@ YL__DEF_SCAN(scan_scalar, YL__ATTR_SCALAR)
 YL__DEF_GATHER(gather_scalar, YL__ATTR_SCALAR)
 YL__DEF_NOOBJ(noobj_scalar, YL__ATTR_SCALAR)
 YL__DEF_EXP(exp_scalar, YL__ATTR_SCALAR)
+YL__DEF_READ_ROW(read_row_scalar, YL__ATTR_SCALAR)
 YL__DEF_DECODE(decode_scalar, YL__ATTR_SCALAR)
 YL__DEF_REACH(reach_scalar, YL__ATTR_SCALAR)
 
-static const yl__kernels scalar_kernels = {"scalar",      scan_scalar,   gather_scalar,
-                                           exp_scalar,    noobj_scalar,  decode_scalar,
+static const yl__kernels scalar_kernels = {"scalar",      read_row_scalar, gather_scalar,
+                                           exp_scalar,    noobj_scalar,    decode_scalar,
                                            reach_scalar};
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define YL__ATTR_AVX2 __attribute__((target("avx2")))
-YL__DEF_SCAN(scan_avx2, YL__ATTR_AVX2)
 YL__DEF_GATHER(gather_avx2, YL__ATTR_AVX2)
 YL__DEF_NOOBJ(noobj_avx2, YL__ATTR_AVX2)
 YL__DEF_EXP(exp_avx2, YL__ATTR_AVX2)
+YL__DEF_READ_ROW(read_row_avx2, YL__ATTR_AVX2)
 YL__DEF_DECODE(decode_avx2, YL__ATTR_AVX2)
 YL__DEF_REACH(reach_avx2, YL__ATTR_AVX2)
 
-static const yl__kernels avx2_kernels = {"avx2", scan_avx2,   gather_avx2, exp_avx2,
-                                         noobj_avx2, decode_avx2, reach_avx2};
+static const yl__kernels avx2_kernels = {"avx2",     read_row_avx2, gather_avx2, exp_avx2,
+                                         noobj_avx2, decode_avx2,   reach_avx2};
 #endif
 
 const char *yl_kernel_name(const yl_problem *p) { return yl__kernels_for(p->kernel)->name; }

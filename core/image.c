@@ -116,22 +116,29 @@ static int64_t ignore_candidates(const layer_ctx *c, int64_t j, int64_t n_row,
                                  int64_t *n_cand) {
     yl__scratch *s = c->s;
     const int64_t A = YL_NUM_ANCHORS_PER_LAYER;
-    for (const yl__truth *tr = row_truth; tr < next; tr++)
-        s->row_cand[tr->anchor - j * n_row] = 0;
+    const int64_t W = c->W;
+    for (const yl__truth *tr = row_truth; tr < next; tr++) {
+        int64_t q = tr->anchor - j * n_row;
+        s->row_cand[(q % A) * W + q / A] = 0;
+    }
     double *t = s->cand_t, *e = s->cand_e; /* 4 arrays of n_row each: t_x, t_y, t_w, t_h */
     double *ci = s->cand_aux, *aw = ci + n_row, *ah = aw + n_row, *hit = ah + n_row;
     int64_t n = 0;
-    for (int64_t q = 0; q < n_row; q++) { /* written at n, kept when a candidate */
-        s->cand_q[n] = (int32_t)q;
-        t[n] = s->row_tx[q];
-        t[n_row + n] = s->row_ty[q];
-        t[2 * n_row + n] = s->row_tw[q];
-        t[3 * n_row + n] = s->row_th[q];
-        ci[n] = (double)(q / A);
-        aw[n] = c->anchor_w[q % A];
-        ah[n] = c->anchor_h[q % A];
-        hit[n] = 0;
-        n += s->row_cand[q];
+    for (int64_t p = 0; p < n_row; p++) { /* written at n, kept when a candidate */
+        s->cand_q[n] = (int32_t)p;
+        n += s->row_cand[p] != 0;
+    }
+    for (int64_t r = 0; r < n; r++) {
+        int64_t p = s->cand_q[r], k = p / W, i = p - k * W;
+        t[r] = s->row_tx[p];
+        t[n_row + r] = s->row_ty[p];
+        t[2 * n_row + r] = s->row_tw[p];
+        t[3 * n_row + r] = s->row_th[p];
+        ci[r] = (double)i;
+        aw[r] = c->anchor_w[k];
+        ah[r] = c->anchor_h[k];
+        hit[r] = 0;
+        s->cand_q[r] = (int32_t)(i * A + k); /* from here on, the anchor's q in the row */
     }
     for (int v = 0; v < 4; v++)
         c->kern->exp_neg_abs(t + v * n_row, e + v * n_row, n);
@@ -151,27 +158,29 @@ static int64_t ignore_candidates(const layer_ctx *c, int64_t j, int64_t n_row,
     return (int64_t)ignored;
 }
 
-/* row_cand[q] = 1 for the anchors q of the grid row that some row truth's cell window and
- * t_w, t_h bounds admit: exactly those for which reaches_thresh measures an IoU, so only
- * they are passed to it. The tests are reaches_thresh's own, without branches (random
- * logits make those branches unpredictable, and most anchors of a near cell fail them).
- * Also gathers the row's t_x, t_y, t_w and t_h for ignore_candidates. */
-static void mark_candidates(const layer_ctx *c, int64_t row_anchor, int64_t n_row) {
+/* row_cand[k W + i] = 1 for the anchors (i, k) of the grid row that some row truth's cell
+ * window and t_w, t_h bounds admit: exactly those for which measuring an IoU can reach
+ * thresh (see top), so only they are decoded. The row's t_x, t_y, t_w and t_h are gathered
+ * anchor-major (k W + i) too, so each truth's test runs over consecutive cells of one
+ * anchor: no branch, and gcc vectorises it. */
+static void mark_candidates(const layer_ctx *c, int64_t row_anchor) {
     yl__scratch *s = c->s;
-    const int64_t A = YL_NUM_ANCHORS_PER_LAYER;
+    const int64_t A = YL_NUM_ANCHORS_PER_LAYER, W = c->W, n_row = A * W;
     double *row_t[4] = {s->row_tx, s->row_ty, s->row_tw, s->row_th};
     for (int v = 0; v < 4; v++)
-        c->kern->gather(c->src, c->src_dtype, row_anchor * c->src_stride + v, c->src_stride,
-                        n_row, row_t[v]);
-    memset(s->row_cand, 0, (size_t)n_row);
+        for (int k = 0; k < A; k++)
+            c->kern->gather(c->src, c->src_dtype, (row_anchor + k) * c->src_stride + v,
+                            A * c->src_stride, W, row_t[v] + k * W);
+    for (int64_t p = 0; p < n_row; p++)
+        s->row_cand[p] = 0;
     for (int64_t r = 0; r < c->n_row_truths; r++) {
         const yl__truth *tr = &c->truth[c->row_truths[r]];
-        for (int64_t i = tr->near_i0; i <= tr->near_i1; i++)
-            for (int k = 0; k < A; k++) {
-                double tw = s->row_tw[i * A + k], th = s->row_th[i * A + k];
-                s->row_cand[i * A + k] |= (unsigned char)((tw >= tr->tw_lo[k]) & (tw <= tr->tw_hi[k]) &
-                                                          (th >= tr->th_lo[k]) & (th <= tr->th_hi[k]));
-            }
+        int64_t i0 = tr->near_i0, n = tr->near_i1 - tr->near_i0 + 1;
+        for (int k = 0; n > 0 && k < A; k++) {
+            const double b[4] = {tr->tw_lo[k], tr->tw_hi[k], tr->th_lo[k], tr->th_hi[k]};
+            c->kern->admit(s->row_tw + k * W + i0, s->row_th + k * W + i0, n, b,
+                           s->row_cand + k * W + i0);
+        }
     }
 }
 
@@ -241,6 +250,8 @@ static void truth_anchor(const layer_ctx *c, const yl__truth *tr, int64_t i, int
     }
     double *v = c->s->row_values; /* all 5+C values, one loop per dtype */
     c->kern->gather(data, dtype, off, 1, stride, v);
+    for (int64_t q = stride; q < 5 + ((c->C + 3) & ~3); q++) /* padding: exact zeros */
+        v[q] = 0;
     double t[4] = {v[0], v[1], v[2], v[3]}, to = v[4];
     double obj = tr->obj, scale = 2 - tr->w * tr->h, g = obj * scale;
     double raw_xy[2] = {tr->x * (double)c->W - (double)i, tr->y * (double)c->H - (double)j};
@@ -258,21 +269,27 @@ static void truth_anchor(const layer_ctx *c, const yl__truth *tr, int64_t i, int
     double conf_bce = bce(obj, to), s_o = sigmoid(to);
     sum->terms[2] += obj * conf_bce + (1 - obj) * conf_bce * ignore;
 
+    /* The class logits through the kernels: BCE(0, x) summed as for the anchors without a
+     * truth, then BCE(z, x) = BCE(0, x) - x z. */
     yl__class_targets(p, c->b, c->l, tr, c->s);
-    const double *target = c->s->class_target;
-    double cls = 0;
+    const double *target = c->s->class_target, *x = v + 5;
+    const int64_t C4 = (c->C + 3) & ~3;
+    double *ce = c->s->class_e, *cs = c->s->class_s;
+    c->kern->exp_neg_abs(x, ce, C4);
+    yl__noobj_acc acc;
+    yl__noobj_init(&acc);
+    c->kern->noobj(x, ce, c->s->class_m, c->s->class_m, C4, cs, &acc);
+    double unused, xz = 0;
     for (int q = 0; q < c->C; q++) {
-        double x = v[5 + q], z = target[q];
-        double e = exp(-fabs(x)); /* one exp for both: bce's and sigmoid's are the same */
-        double sx = sigmoid_e(x, e);
-        cls += bce_e(z, x, e);
-        if (z > 0.5) {
-            sum->sum_class += sx;
+        xz += x[q] * target[q];
+        if (target[q] > 0.5) {
+            sum->sum_class += cs[q];
             sum->n_class++;
         }
         if (grow)
-            gstore(grow, c->g_f64, goff + 5 + q, obj * (sx - z) * c->inv_m);
+            gstore(grow, c->g_f64, goff + 5 + q, obj * (cs[q] - target[q]) * c->inv_m);
     }
+    double cls = yl__noobj_total(&acc, &unused) - xz;
     sum->terms[3] += obj * cls;
 
     if (grow) {
@@ -426,7 +443,7 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
          * reaches ignore_thresh; the rest, nearly all, without decoding (see top). */
         int64_t n_cand = 0;
         if (c.n_row_truths) {
-            mark_candidates(&c, row_anchor, n_row);
+            mark_candidates(&c, row_anchor);
             sum->ignored += ignore_candidates(&c, j, n_row, row_truth, next, &n_cand);
         }
         for (const yl__truth *t = row_truth; t < next; t++) {
@@ -477,6 +494,8 @@ int yl_image(const yl_problem *p, int64_t b, void *scratch, const yl_grads *grad
     out->num_layers = p->num_layers;
     yl__scratch s;
     yl__scratch_carve(p, scratch, &s);
+    for (int q = 0; q < ((p->num_classes + 3) & ~3); q++) /* the class logits' mask */
+        s.class_m[q] = q < p->num_classes;
     for (int l = 0; l < p->num_layers; l++) {
         int rc = image_layer(p, b, l, &s, grads, &out->layer[l], err);
         if (rc != YL_OK)

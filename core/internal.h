@@ -45,6 +45,9 @@ typedef struct {
     /* the anchors without a truth of a row (n a multiple of 4); see kernels.c */
     void (*noobj)(const double *to, const double *e, const double *m, const double *ig,
                   int64_t n, double *s_o, yl__noobj_acc *acc);
+    /* cand[i] = 1 where b[0] <= tw[i] <= b[1] and b[2] <= th[i] <= b[3], else kept */
+    void (*admit)(const double *tw, const double *th, int64_t n, const double b[4],
+                  double *cand);
     /* keras's boxes of n culling candidates of grid row j from their raw t and exp(-|t|)
      * (4 arrays of stride n_at each), their cell columns ci and anchor sizes aw, ah in
      * pixels; grid_in: W, H, input w, input h. Out: x, y, w, h (4 arrays of stride n_at). */
@@ -93,14 +96,16 @@ typedef struct {
     yl__class_link *links; /* boxes: one per row */
     int32_t *row_truths;   /* truth_cap: the truths near the current grid row */
     double *class_target;  /* C doubles */
-    double *row_values;    /* 5+C doubles: the values of one truth anchor */
+    /* The values of one truth anchor (5 + C, the class logits padded with zeros to a
+     * multiple of 4), and of its class logits: exp(-|x|), 1 (0 in the padding), sigmoid. */
+    double *row_values, *class_e, *class_m, *class_s;
     /* a grid row's t_o, exp(-|t_o|), no-truth mask, counts-in-loss mask and sigmoid(t_o),
      * 3*W each, padded to a multiple of 4 */
     double *row_to, *row_e, *row_m, *row_ig, *row_s;
     /* a grid row's raw t_x, t_y, t_w and t_h, and per anchor 1 when some truth's window and
      * t_w, t_h bounds admit it (3*W each) */
     double *row_tx, *row_ty, *row_tw, *row_th;
-    unsigned char *row_cand;
+    double *row_cand;
     /* the candidates of a row (image.c, ignore_candidates): their q; t_x, t_y, t_w, t_h,
      * exp(-|.|) of each and their decoded boxes, 4 arrays of 3*W each; their cell column,
      * anchor width and height and whether a truth reaches them, 4 arrays of 3*W */

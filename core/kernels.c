@@ -235,6 +235,17 @@ static inline double f64_bits_to_double(uint64_t b) {
 
 /* ---------------------------------------------------------------- culling candidates */
 
+/* cand[i] = 1 where b[0] <= tw[i] <= b[1] and b[2] <= th[i] <= b[3] (a truth's t_w, t_h
+ * bounds for one anchor; image.c's mark_candidates), other cand[i] left as they are. */
+#define YL__DEF_ADMIT(name, attr)                                                         \
+    attr static void name(const double *restrict tw, const double *restrict th, int64_t n, \
+                          const double b[4], double *restrict cand) {                     \
+        const double wlo = b[0], whi = b[1], hlo = b[2], hhi = b[3];                      \
+        for (int64_t i = 0; i < n; i++)                                                   \
+            cand[i] = tw[i] >= wlo && tw[i] <= whi && th[i] >= hlo && th[i] <= hhi ? 1.0  \
+                                                                                 : cand[i]; \
+    }
+
 /* keras's yolo_head for n culling candidates of grid row j: raw t and e = exp(-|t|), each 4
  * arrays (t_x, t_y, t_w, t_h) of stride n_at; sigmoid(x) = 1 / (1 + e) or e / (1 + e) and
  * exp(x) = 1 / e or e. ci: the cell column, aw, ah: the anchor in pixels, grid_in: W, H and
@@ -362,12 +373,13 @@ YL__DEF_GATHER(gather_scalar, YL__ATTR_SCALAR)
 YL__DEF_NOOBJ(noobj_scalar, YL__ATTR_SCALAR)
 YL__DEF_EXP(exp_scalar, YL__ATTR_SCALAR)
 YL__DEF_READ_ROW(read_row_scalar, YL__ATTR_SCALAR)
+YL__DEF_ADMIT(admit_scalar, YL__ATTR_SCALAR)
 YL__DEF_DECODE(decode_scalar, YL__ATTR_SCALAR)
 YL__DEF_REACH(reach_scalar, YL__ATTR_SCALAR)
 
 static const yl__kernels scalar_kernels = {"scalar",      read_row_scalar, gather_scalar,
-                                           exp_scalar,    noobj_scalar,    decode_scalar,
-                                           reach_scalar};
+                                           exp_scalar,    noobj_scalar,    admit_scalar,
+                                           decode_scalar, reach_scalar};
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define YL__ATTR_AVX2 __attribute__((target("avx2")))
@@ -375,11 +387,13 @@ YL__DEF_GATHER(gather_avx2, YL__ATTR_AVX2)
 YL__DEF_NOOBJ(noobj_avx2, YL__ATTR_AVX2)
 YL__DEF_EXP(exp_avx2, YL__ATTR_AVX2)
 YL__DEF_READ_ROW(read_row_avx2, YL__ATTR_AVX2)
+YL__DEF_ADMIT(admit_avx2, YL__ATTR_AVX2)
 YL__DEF_DECODE(decode_avx2, YL__ATTR_AVX2)
 YL__DEF_REACH(reach_avx2, YL__ATTR_AVX2)
 
 static const yl__kernels avx2_kernels = {"avx2",     read_row_avx2, gather_avx2, exp_avx2,
-                                         noobj_avx2, decode_avx2,   reach_avx2};
+                                         noobj_avx2, admit_avx2,    decode_avx2,
+                                         reach_avx2};
 #endif
 
 const char *yl_kernel_name(const yl_problem *p) { return yl__kernels_for(p->kernel)->name; }

@@ -90,7 +90,8 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
     int64_t truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
     size_t row = (size_t)((max_row * YL_NUM_ANCHORS_PER_LAYER + 3) & ~3) * sizeof(double);
-    enum { TRUTH, MAP, LINKS, TARGET, TRUTHS, VALUES, CAND, CAND_Q, CAND_T, CAND_E, CAND_BOX,
+    size_t cls = (size_t)((p->num_classes + 3) & ~3) * sizeof(double); /* padded to 4 */
+    enum { TRUTH, MAP, LINKS, TARGET, TRUTHS, VALUES, CLS_E, CLS_M, CLS_S, CAND, CAND_Q, CAND_T, CAND_E, CAND_BOX,
            CAND_AUX, TO, E, M, IG, S, TX, TY, TW, TH, N_AT };
     size_t at[N_AT], n = 0;
     at[TRUTH] = n, n += align8((size_t)truth_cap * sizeof(yl__truth));
@@ -98,8 +99,11 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     at[LINKS] = n, n += align8((size_t)rows * sizeof(yl__class_link));
     at[TARGET] = n, n += align8((size_t)p->num_classes * sizeof(double));
     at[TRUTHS] = n, n += align8((size_t)truth_cap * sizeof(int32_t));
-    at[VALUES] = n, n += align8((size_t)(5 + p->num_classes) * sizeof(double));
-    at[CAND] = n, n += align8((size_t)(max_row * YL_NUM_ANCHORS_PER_LAYER));
+    at[VALUES] = n, n += 5 * sizeof(double) + cls;
+    at[CLS_E] = n, n += cls;
+    at[CLS_M] = n, n += cls;
+    at[CLS_S] = n, n += cls;
+    at[CAND] = n, n += row;
     at[CAND_Q] = n, n += align8((size_t)(max_row * YL_NUM_ANCHORS_PER_LAYER) * sizeof(int32_t));
     at[CAND_T] = n, n += 4 * row;
     at[CAND_E] = n, n += 4 * row;
@@ -116,7 +120,10 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
         s->class_target = (double *)(void *)(c + at[TARGET]);
         s->row_truths = (int32_t *)(void *)(c + at[TRUTHS]);
         s->row_values = (double *)(void *)(c + at[VALUES]);
-        s->row_cand = c + at[CAND];
+        s->class_e = (double *)(void *)(c + at[CLS_E]);
+        s->class_m = (double *)(void *)(c + at[CLS_M]);
+        s->class_s = (double *)(void *)(c + at[CLS_S]);
+        s->row_cand = (double *)(void *)(c + at[CAND]);
         s->cand_q = (int32_t *)(void *)(c + at[CAND_Q]);
         s->cand_t = (double *)(void *)(c + at[CAND_T]);
         s->cand_e = (double *)(void *)(c + at[CAND_E]);

@@ -545,6 +545,145 @@ START_TEST(kernel_gather_converts_every_half) {
 }
 END_TEST
 
+/* Store v as element i of a buffer of the given dtype. */
+static void put_value(void *buf, int dtype, int64_t i, double v) {
+    if (dtype == YL_F32)
+        ((float *)buf)[i] = (float)v;
+    else if (dtype == YL_F64)
+        ((double *)buf)[i] = v;
+    else
+        ((uint16_t *)buf)[i] = dtype == YL_F16 ? yl_double_to_half(v) : yl_double_to_bf16(v);
+}
+
+static void put_bits(void *buf, int dtype, int64_t i, int inf) {
+    if (dtype == YL_F32)
+        ((float *)buf)[i] = inf ? INFINITY : NAN;
+    else if (dtype == YL_F64)
+        ((double *)buf)[i] = inf ? -INFINITY : NAN;
+    else if (dtype == YL_F16)
+        ((uint16_t *)buf)[i] = inf ? 0x7c00 : 0x7e01;
+    else
+        ((uint16_t *)buf)[i] = inf ? 0xff80 : 0x7fc1;
+}
+
+/* read_row, both builds, every dtype, dense (85) and compact (5) strides, an anchor count
+ * that is no multiple of the kernel's group: t_o gathered exactly (yl__load), its exp equal
+ * to the scalar exp's bits, and with one or two non-finite values placed at group edges,
+ * first and last, the index of the first of them. */
+START_TEST(kernel_read_row_gathers_and_finds_first_nonfinite) {
+    const int dtypes[4] = {YL_F32, YL_F64, YL_F16, YL_BF16};
+    const int64_t strides[2] = {85, 5}, n = 37;
+    double to[40], e[40], want_e[40], want_to[40];
+    rng = 11;
+    for (int kernel = YL_KERNEL_SCALAR; kernel <= YL_KERNEL_AVX2; kernel++)
+        for (int d = 0; d < 4; d++)
+            for (int si = 0; si < 2; si++) {
+                const yl__kernels *k = yl__kernels_for(kernel);
+                int64_t stride = strides[si], first = 3, total = first + n * stride;
+                unsigned char *buf = malloc((size_t)total * 8);
+                for (int64_t i = 0; i < total; i++)
+                    put_value(buf, dtypes[d], i, 20 * normal());
+                for (int64_t q = 0; q < n; q++)
+                    want_to[q] = yl__load(buf, dtypes[d], first + q * stride + 4);
+                yl__exp_neg_abs(want_to, want_e, n);
+                ck_assert_int_eq(k->read_row(buf, dtypes[d], first, n, stride, 4, to, e), -1);
+                ck_assert_msg(!memcmp(to, want_to, sizeof(double) * n) &&
+                                  !memcmp(e, want_e, sizeof(double) * n),
+                              "%s read_row of %s, stride %lld: t_o or exp differ", k->name,
+                              yl_dtype_name(dtypes[d]), (long long)stride);
+                const int64_t spots[6] = {0, 8 * stride - 1, 8 * stride, 16 * stride + 4,
+                                          n * stride - 1, 5};
+                for (int a = 0; a < 6; a++) {
+                    unsigned char *bad = malloc((size_t)total * 8);
+                    memcpy(bad, buf, (size_t)total * 8);
+                    put_bits(bad, dtypes[d], first + spots[a], a & 1);
+                    int64_t later = spots[a] + 7 < n * stride ? spots[a] + 7 : -1;
+                    if (later >= 0)
+                        put_bits(bad, dtypes[d], first + later, !(a & 1));
+                    int64_t got = k->read_row(bad, dtypes[d], first, n, stride, 4, to, e);
+                    ck_assert_msg(got == spots[a], "%s read_row of %s, stride %lld: non-finite "
+                                  "at %lld reported at %lld", k->name, yl_dtype_name(dtypes[d]),
+                                  (long long)stride, (long long)spots[a], (long long)got);
+                    free(bad);
+                }
+                free(buf);
+            }
+}
+END_TEST
+
+/* The culling kernels against the plain formulas, written here: admit's bounds, keras's
+ * yolo_head (decode, libm's exp: within 1e-15 relative) and box_iou >= thresh with a NaN
+ * IoU counted as 0 (reach, recomputed here from the decoded boxes: the same decisions),
+ * in both builds, on logits up to 800 (exp(t_w) = inf: inf and NaN areas). The builds
+ * give the same bits. */
+START_TEST(kernel_culling_matches_plain_formulas) {
+    enum { N = 203 };
+    static double t[4 * N], e[4 * N], ci[N], aw[N], ah[N], box[2][4 * N], hit[2][N], cand[2][N];
+    rng = 12;
+    for (int r = 0; r < N; r++) {
+        for (int v = 0; v < 4; v++)
+            t[v * N + r] = r % 17 == 0 ? 800 * (uniform() - 0.5) : 1.5 * normal();
+        ci[r] = (double)(r % 13);
+        aw[r] = 60 + 150 * uniform();
+        ah[r] = 60 + 150 * uniform();
+    }
+    t[2 * N + 1] = 800, t[3 * N + 1] = -800; /* inf * 0: a NaN IoU */
+    t[2 * N + 2] = 0.4, t[3 * N + 2] = -1.2;  /* on admit's bounds below: admitted */
+    t[2 * N + 3] = -0.7, t[3 * N + 3] = 0.9;
+    for (int v = 0; v < 4; v++)
+        yl__exp_neg_abs(t + v * N, e + v * N, N);
+    const double grid_in[4] = {13, 13, 416, 416}, j = 6, thresh = 0.3;
+    const double truth[3][4] = {{0.5, 0.5, 0.3, 0.4}, {0.1, 0.45, 0.05, 0.02}, {0.9, 0.6, 1, 1}};
+    const double bounds[4] = {-0.7, 0.4, -1.2, 0.9};
+    for (int kernel = YL_KERNEL_SCALAR; kernel <= YL_KERNEL_AVX2; kernel++) {
+        const yl__kernels *k = yl__kernels_for(kernel);
+        int b = kernel == YL_KERNEL_AVX2;
+        k->decode(t, e, ci, aw, ah, N, N, j, grid_in, box[b]);
+        for (int r = 0; r < N; r++) {
+            double sx = 1 / (1 + exp(-t[r])), sy = 1 / (1 + exp(-t[N + r]));
+            double want[4] = {(sx + ci[r]) / 13, (sy + j) / 13, exp(t[2 * N + r]) * aw[r] / 416,
+                              exp(t[3 * N + r]) * ah[r] / 416};
+            for (int v = 0; v < 4; v++) {
+                double got = box[b][v * N + r];
+                ck_assert_msg(isinf(want[v]) ? got == want[v]
+                                             : fabs(got - want[v]) <= 1e-15 * fabs(want[v]),
+                              "%s decode: candidate %d value %d: %.17g, want %.17g", k->name,
+                              r, v, got, want[v]);
+            }
+            hit[b][r] = cand[b][r] = 0;
+        }
+        for (int q = 0; q < 3; q++)
+            k->reach(box[b], N, N, truth[q], thresh, hit[b]);
+        k->admit(t + 2 * N, t + 3 * N, N, bounds, cand[b]);
+        for (int r = 0; r < N; r++) {
+            const double *p = box[b];
+            int want_hit = 0;
+            for (int q = 0; q < 3; q++) {
+                const double *u = truth[q];
+                double iw = fmin(p[r] + p[2 * N + r] / 2, u[0] + u[2] / 2) -
+                            fmax(p[r] - p[2 * N + r] / 2, u[0] - u[2] / 2);
+                double ih = fmin(p[N + r] + p[3 * N + r] / 2, u[1] + u[3] / 2) -
+                            fmax(p[N + r] - p[3 * N + r] / 2, u[1] - u[3] / 2);
+                double inter = fmax(iw, 0) * fmax(ih, 0);
+                double iou = inter / (p[2 * N + r] * p[3 * N + r] + u[2] * u[3] - inter);
+                want_hit |= !isnan(iou) && iou >= thresh;
+            }
+            ck_assert_msg(hit[b][r] == want_hit, "%s reach: candidate %d: %g, want %d", k->name,
+                          r, hit[b][r], want_hit);
+            double tw = t[2 * N + r], th = t[3 * N + r];
+            int want_in = tw >= bounds[0] && tw <= bounds[1] && th >= bounds[2] && th <= bounds[3];
+            ck_assert_msg(cand[b][r] == want_in, "%s admit: candidate %d", k->name, r);
+        }
+    }
+    ck_assert(!memcmp(box[0], box[1], sizeof box[0]) && !memcmp(hit[0], hit[1], sizeof hit[0]));
+    int hits = 0;
+    for (int r = 0; r < N; r++)
+        hits += hit[0][r] != 0;
+    ck_assert_msg(hits > 3 && hits < N - 3, "reach: %d hits of %d, the case tests nothing", hits,
+                  N);
+}
+END_TEST
+
 START_TEST(dtype_conversions_round_to_nearest_even) {
     ck_assert(yl_half_to_double(0x3c00) == 1.0);
     ck_assert(yl_half_to_double(0x0001) == ldexp(1, -24));
@@ -747,6 +886,8 @@ Suite *core_suite(void) {
     tcase_add_test(inv, loss_only_equals_gradient_run);
     tcase_add_test(inv, kernel_exp_within_2_ulp);
     tcase_add_test(inv, kernel_gather_converts_every_half);
+    tcase_add_test(inv, kernel_read_row_gathers_and_finds_first_nonfinite);
+    tcase_add_test(inv, kernel_culling_matches_plain_formulas);
     tcase_add_test(inv, box_path_equals_dense_path);
     tcase_add_test(inv, padding_rows_anywhere_change_nothing);
     tcase_add_test(inv, culling_matches_brute_force);

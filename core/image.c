@@ -419,18 +419,24 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
     char name[24];
     snprintf(name, sizeof name, p->compact ? "output_%d_box" : "output_%d", l);
 
+    const int64_t band = yl__band_rows(p, l);
     for (int64_t j = 0; j < c.H; j++) {
         int64_t row_anchor = c.first + j * n_row; /* first anchor of the grid row */
+        if (j % band == 0) {
+            /* Prove every value of the band's rows finite (the class logits the loss never
+             * reads included), and gather t_o and its exp along the way. */
+            int64_t rows = c.H - j < band ? c.H - j : band;
+            int64_t bad = kern->read_row(c.src, c.src_dtype, row_anchor * c.src_stride,
+                                         rows * n_row, c.src_stride, 4, s->band_to, s->band_e);
+            if (bad >= 0)
+                return yl__fail_nonfinite(err, name, &p->output[l], b,
+                                          row_anchor * c.src_stride + bad);
+        }
+        memcpy(s->row_to, s->band_to + (j % band) * n_row, (size_t)n_row * sizeof(double));
+        memcpy(s->row_e, s->band_e + (j % band) * n_row, (size_t)n_row * sizeof(double));
         if (c.g_layer && !p->compact) /* box and class channels of most anchors are 0 */
             memset((unsigned char *)c.g_layer + (size_t)(row_anchor * (5 + C)) * gsize, 0,
                    (size_t)(n_row * (5 + C)) * gsize);
-        /* Prove every value of the row finite (the class logits the loss never reads
-         * included), and gather t_o and its exp along the way. */
-        int64_t bad = kern->read_row(c.src, c.src_dtype, row_anchor * c.src_stride, n_row,
-                                     c.src_stride, 4, s->row_to, s->row_e);
-        if (bad >= 0)
-            return yl__fail_nonfinite(err, name, &p->output[l], b,
-                                      row_anchor * c.src_stride + bad);
         const yl__truth *row_truth = next;
         while (next < end && next->anchor < (j + 1) * n_row)
             next++;

@@ -99,6 +99,8 @@ typedef struct {
     /* The values of one truth anchor (5 + C, the class logits padded with zeros to a
      * multiple of 4), and of its class logits: exp(-|x|), 1 (0 in the padding), sigmoid. */
     double *row_values, *class_e, *class_m, *class_s;
+    /* t_o and exp(-|t_o|) of a band of grid rows, read together (yl__band_rows) */
+    double *band_to, *band_e;
     /* a grid row's t_o, exp(-|t_o|), no-truth mask, counts-in-loss mask and sigmoid(t_o),
      * 3*W each, padded to a multiple of 4 */
     double *row_to, *row_e, *row_m, *row_ig, *row_s;
@@ -113,6 +115,11 @@ typedef struct {
     double *cand_t, *cand_e, *cand_box, *cand_aux;
 } yl__scratch;
 
+/* Grid rows of layer l read in one go (image.c): as many as fit YL__BAND_BYTES of input,
+ * at least 1. Reading them in one pass, then culling and summing each, kept the memory
+ * streaming: measured in docs/core.md. */
+#define YL__BAND_BYTES (256 * 1024)
+int64_t yl__band_rows(const yl_problem *p, int l);
 void yl__scratch_carve(const yl_problem *p, void *scratch, yl__scratch *s);
 size_t yl__scratch_bytes(const yl_problem *p);
 

@@ -188,8 +188,9 @@ static inline double f64_bits_to_double(uint64_t b) {
 #define YL__READ_ROW(type, mask, conv)                                                    \
     do {                                                                                  \
         const unsigned char *src = (const unsigned char *)base;                           \
-        for (int64_t g0 = 0; g0 < n; g0 += YL__GROUP) {                                   \
-            int64_t g = n - g0 < YL__GROUP ? n - g0 : YL__GROUP;                          \
+        const int64_t g = n < YL__GROUP ? n : YL__GROUP;                                  \
+        for (int64_t g0 = 0; g0 < n; g0 += g) {                                           \
+            g0 = g0 + g > n ? n - g : g0; /* the last group ends at n: overlaps, but full */ \
             int64_t lo = first + g0 * stride, cnt = g * stride;                           \
             type hi = 0; /* the largest exponent field: mask only when non-finite */      \
             for (int64_t k = 0; k < cnt; k++) {                                           \
@@ -212,7 +213,10 @@ static inline double f64_bits_to_double(uint64_t b) {
             }                                                                             \
             const double *gx = to + g0;                                                   \
             double *ge = e + g0;                                                          \
-            YL__EXP_LOOP(gx, ge, g);                                                      \
+            if (g == YL__GROUP)                                                           \
+                YL__EXP_LOOP(gx, ge, YL__GROUP); /* a constant count: no scalar tail */   \
+            else                                                                          \
+                YL__EXP_LOOP(gx, ge, g);                                                  \
         }                                                                                 \
         return -1;                                                                        \
     } while (0)

@@ -79,6 +79,14 @@ static int layer_shape(const yl_tensor *t, const char *name, int64_t *bhw, int64
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
+int64_t yl__band_rows(const yl_problem *p, int l) {
+    int64_t stride = p->compact ? 5 : 5 + p->num_classes;
+    int64_t row_bytes = YL_NUM_ANCHORS_PER_LAYER * p->grid_w[l] * stride *
+                        (int64_t)yl_dtype_size(p->output[l].dtype);
+    int64_t rows = YL__BAND_BYTES / (row_bytes > 0 ? row_bytes : 1);
+    return rows < 1 ? 1 : rows > p->grid_h[l] ? p->grid_h[l] : rows;
+}
+
 /* The one scratch layout: the largest layer's truth list and anchor map, class links and
  * targets, and one grid row of the per-anchor arrays. Returns its size in bytes; with a
  * buffer, also points s's members into it. */
@@ -87,11 +95,15 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     for (int l = 0; l < p->num_layers; l++)
         if (p->anchors[l] > max_anchors)
             max_anchors = p->anchors[l];
+    int64_t band = 0; /* the most anchors of one band (image.c) */
+    for (int l = 0; l < p->num_layers; l++)
+        if (yl__band_rows(p, l) * p->grid_w[l] * YL_NUM_ANCHORS_PER_LAYER > band)
+            band = yl__band_rows(p, l) * p->grid_w[l] * YL_NUM_ANCHORS_PER_LAYER;
     int64_t rows = p->has_boxes ? p->boxes.shape[1] : 0;
     int64_t truth_cap = p->has_boxes && rows < max_anchors ? rows : max_anchors;
     size_t row = (size_t)((max_row * YL_NUM_ANCHORS_PER_LAYER + 3) & ~3) * sizeof(double);
     size_t cls = (size_t)((p->num_classes + 3) & ~3) * sizeof(double); /* padded to 4 */
-    enum { TRUTH, MAP, LINKS, TARGET, TRUTHS, VALUES, CLS_E, CLS_M, CLS_S, CAND, CAND_Q, CAND_T, CAND_E, CAND_BOX,
+    enum { TRUTH, MAP, LINKS, TARGET, TRUTHS, VALUES, CLS_E, CLS_M, CLS_S, BAND_TO, BAND_E, CAND, CAND_Q, CAND_T, CAND_E, CAND_BOX,
            CAND_AUX, TO, E, M, IG, S, TX, TY, TW, TH, N_AT };
     size_t at[N_AT], n = 0;
     at[TRUTH] = n, n += align8((size_t)truth_cap * sizeof(yl__truth));
@@ -103,6 +115,8 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
     at[CLS_E] = n, n += cls;
     at[CLS_M] = n, n += cls;
     at[CLS_S] = n, n += cls;
+    at[BAND_TO] = n, n += (size_t)band * sizeof(double);
+    at[BAND_E] = n, n += (size_t)band * sizeof(double);
     at[CAND] = n, n += row;
     at[CAND_Q] = n, n += align8((size_t)(max_row * YL_NUM_ANCHORS_PER_LAYER) * sizeof(int32_t));
     at[CAND_T] = n, n += 4 * row;
@@ -123,6 +137,8 @@ static size_t scratch_layout(const yl_problem *p, void *scratch, yl__scratch *s)
         s->class_e = (double *)(void *)(c + at[CLS_E]);
         s->class_m = (double *)(void *)(c + at[CLS_M]);
         s->class_s = (double *)(void *)(c + at[CLS_S]);
+        s->band_to = (double *)(void *)(c + at[BAND_TO]);
+        s->band_e = (double *)(void *)(c + at[BAND_E]);
         s->row_cand = (double *)(void *)(c + at[CAND]);
         s->cand_q = (int32_t *)(void *)(c + at[CAND_Q]);
         s->cand_t = (double *)(void *)(c + at[CAND_T]);

@@ -1,9 +1,10 @@
 /* yl_image: the loss, gradient and statistics of one image, a pure function of its inputs.
  *
- * Per layer: gather the image's truths, then go through the grid a row at a time (scan,
- * gather t_o, exp, mark, sum: the steps are listed in docs/core.md; the per-element ones
- * are core/kernels.c). Anchors with a truth get keras's full formulas (xy, wh, confidence,
- * class), after the row's other anchors. Anchors without one
+ * Per layer: gather the image's truths, then go through the grid a band of rows at a time:
+ * read the band (finiteness, t_o and its exp), then for each row mark, decode and measure
+ * the culling candidates and sum the anchors without a truth (the steps are listed in
+ * docs/core.md; the per-element ones are core/kernels.c). Anchors with a truth get keras's
+ * full formulas (xy, wh, confidence, class), after the row's other anchors. Anchors without one
  * contribute only BCE(0, t_o) * ignore, so they need t_o, plus t_xy/t_wh when a decoded
  * prediction could reach ignore_thresh against some truth. That last test is what makes
  * loss-only evaluation cheap: a prediction whose centre lies in cell (i, j) can only reach
@@ -161,8 +162,8 @@ static int64_t ignore_candidates(const layer_ctx *c, int64_t j, int64_t n_row,
 /* row_cand[k W + i] = 1 for the anchors (i, k) of the grid row that some row truth's cell
  * window and t_w, t_h bounds admit: exactly those for which measuring an IoU can reach
  * thresh (see top), so only they are decoded. The row's t_x, t_y, t_w and t_h are gathered
- * anchor-major (k W + i) too, so each truth's test runs over consecutive cells of one
- * anchor: no branch, and gcc vectorises it. */
+ * anchor-major (k W + i) too, so each truth's test (kernel admit) runs over consecutive
+ * cells of one anchor, as a vector loop without branches. */
 static void mark_candidates(const layer_ctx *c, int64_t row_anchor) {
     yl__scratch *s = c->s;
     const int64_t A = YL_NUM_ANCHORS_PER_LAYER, W = c->W, n_row = A * W;

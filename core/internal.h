@@ -105,7 +105,7 @@ typedef struct {
      * 3*W each, padded to a multiple of 4 */
     double *row_to, *row_e, *row_m, *row_ig, *row_s;
     /* a grid row's raw t_x, t_y, t_w and t_h, and per anchor 1 when some truth's window and
-     * t_w, t_h bounds admit it (3*W each) */
+     * t_w, t_h bounds admit it (3*W each, anchor-major: anchor k of cell i at k W + i) */
     double *row_tx, *row_ty, *row_tw, *row_th;
     double *row_cand;
     /* the candidates of a row (image.c, ignore_candidates): their q; t_x, t_y, t_w, t_h,

@@ -172,6 +172,7 @@ struct yls_server {
     struct MHD_Daemon *mhd;
     uv_poll_t mhd_poll;   /* on libmicrohttpd's epoll fd */
     uv_timer_t mhd_timer; /* libmicrohttpd's next timeout */
+    uv_timer_cb mhd_timer_cb; /* its callback: MHD_run (http.c), for yls_http_wake */
     uv_signal_t sigterm, sigint;
     bool handles_open;
 
@@ -341,8 +342,6 @@ int yls_http_start(yls_server *s);
 void yls_http_stop(yls_server *s);
 /* Let libmicrohttpd do what is pending (after a resume) and re-arm its timer. */
 void yls_http_kick(yls_server *s);
-/* Have libmicrohttpd run soon (after resuming a connection outside its callbacks). */
-void yls_http_wake(yls_server *s);
 /* conn_watch.c: the socket of a connection libmicrohttpd does not read (a suspended request,
  * an event stream), watched in the loop: cb(p, status, events) runs when it is readable or
  * hung up (events: UV_READABLE and/or UV_DISCONNECT); p->data is data, NULL after
@@ -352,12 +351,19 @@ uv_poll_t *yls_conn_watch(yls_server *s, struct MHD_Connection *conn, int events
 void yls_conn_unwatch(uv_poll_t **p);
 /* In such a callback: did the client leave (end of file, an error), rather than send bytes? */
 bool yls_conn_peer_gone(uv_poll_t *p, int status, int events);
-/* Suspend r while its work runs on the pool (its socket is watched when r->on_gone is set:
- * a client that leaves calls it), and resume it (yls_reply does). */
+/* suspend.c: a request whose answer comes later. Suspend r while its work runs on the pool
+ * (its socket is watched when r->on_gone is set: a client that leaves calls it), and
+ * resume it (yls_reply does). */
 void yls_request_suspend(yls_request *r);
 void yls_request_resume(yls_request *r);
 /* After on_gone, once nothing works on r any more: close its connection, no answer. */
 void yls_request_abandon(yls_request *r);
+/* Watch r's socket (events: UV_READABLE and/or UV_DISCONNECT) until unwatched, resumed or
+ * abandoned: an upload's end of file, a suspended request's client leaving. */
+void yls_request_watch(yls_request *r, int events);
+void yls_request_unwatch(yls_request *r);
+/* Have libmicrohttpd run soon (after resuming a connection outside its callbacks). */
+void yls_http_wake(yls_server *s);
 const char *yls_header(const yls_request *r, const char *name);
 
 /* pool.c: work on the libuv pool (UV_THREADPOOL_SIZE = --threads), counted while it waits

@@ -75,7 +75,7 @@ test-server: $(B)/yololossd $(B)/test_server
 TEST_RUNS += test-server
 
 # The layers call downward only: http/ names nothing of v2/ or monitor/, monitor/ nothing
-# of v2/ (checked on the objects with nm).
+# of v2/, and no files of a layer call each other in a circle (checked on the objects with nm).
 .PHONY: test-server-layers
 test-server-layers: $(B)/yololossd
 	sh tests/server/layers.sh $(B)

@@ -56,70 +56,6 @@ static bool parse_u64(const char *s, uint64_t *out)
     return *s == '\0';
 }
 
-static void on_timer(uv_timer_t *t);
-
-/*
- * A client that leaves while its request is suspended. libmicrohttpd does not read a
- * suspended connection, so without this a client gone during compute is noticed only when
- * the answer is written: its batch is computed, compressed and sent nowhere, holding its
- * in-flight slot all along. A request whose handler set on_gone has its socket polled in
- * the loop while suspended: end-of-file or an error calls on_gone once (the handler stops
- * its work and calls yls_request_abandon); bytes (a pipelined request) end the watch, as
- * they say the client is there.
- */
-static void watch_stop(yls_request *r) { yls_conn_unwatch(&r->watch); }
-
-static void on_watch(uv_poll_t *p, int status, int events)
-{
-    yls_request *r = p->data;
-    if (!r)
-        return;
-    if (r->uploading) {
-        /* the client finished sending (FIN) while its body is still being read: make
-         * libmicrohttpd look at the connection again (a resumed connection is read), so
-         * that it reads the rest and the end of file, and closes it if the body is short */
-        watch_stop(r);
-        MHD_suspend_connection(r->conn);
-        MHD_resume_connection(r->conn);
-        yls_http_wake(r->srv);
-        return;
-    }
-    bool gone = yls_conn_peer_gone(p, status, events);
-    watch_stop(r);
-    if (gone && !r->gone && r->on_gone) {
-        r->gone = true;
-        r->on_gone(r);
-    }
-}
-
-static void watch_start(yls_request *r, int events)
-{
-    r->watch = yls_conn_watch(r->srv, r->conn, events, on_watch, r);
-}
-
-void yls_request_suspend(yls_request *r)
-{
-    r->suspended = true;
-    MHD_suspend_connection(r->conn);
-    if (r->on_gone)
-        watch_start(r, UV_READABLE | UV_DISCONNECT);
-}
-
-void yls_request_resume(yls_request *r)
-{
-    watch_stop(r);
-    r->suspended = false;
-    MHD_resume_connection(r->conn);
-    yls_http_wake(r->srv);
-}
-
-void yls_request_abandon(yls_request *r)
-{
-    r->gone = true;
-    if (r->suspended)
-        yls_request_resume(r); /* the access handler then closes the connection */
-}
-
 /* --------------------------------------------------------------------------------------- */
 /* The access handler                                                                        */
 
@@ -146,7 +82,7 @@ static yls_request *request_new(yls_server *s, struct MHD_Connection *c, const c
 
 static void request_free(yls_request *r)
 {
-    watch_stop(r);
+    yls_request_unwatch(r);
     if (r->response)
         MHD_destroy_response(r->response);
     yls_big_free(r->body.base);
@@ -272,7 +208,7 @@ static int upload_headers(yls_request *r, yls_fail *f)
     r->want_body = true;
     r->uploading = true; /* in flight only once the body is complete (on_access) */
     s->uploading++;
-    watch_start(r, UV_DISCONNECT);
+    yls_request_watch(r, UV_DISCONNECT);
     return 0;
 }
 
@@ -408,7 +344,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     /* the whole request is there */
     if (r->uploading) {
         /* a slow or stalled upload held no slot; now it takes one, if there is one */
-        watch_stop(r);
+        yls_request_unwatch(r);
         r->uploading = false;
         s->uploading--;
         if (!r->early.status && s->inflight >= s->opt.max_inflight)
@@ -458,6 +394,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 /* --------------------------------------------------------------------------------------- */
 /* The loop glue                                                                             */
 
+static void on_timer(uv_timer_t *t);
+
 void yls_http_kick(yls_server *s)
 {
     if (!s->mhd)
@@ -475,12 +413,6 @@ void yls_http_kick(yls_server *s)
 }
 
 static void on_timer(uv_timer_t *t) { yls_http_kick(t->data); }
-
-void yls_http_wake(yls_server *s)
-{
-    if (s->handles_open)
-        uv_timer_start(&s->mhd_timer, on_timer, 0, 0);
-}
 
 static void on_poll(uv_poll_t *p, int status, int events)
 {
@@ -587,6 +519,7 @@ int yls_http_start(yls_server *s)
     s->mhd_poll.data = s;
     uv_timer_init(&s->loop, &s->mhd_timer);
     s->mhd_timer.data = s;
+    s->mhd_timer_cb = on_timer; /* for yls_http_wake (suspend.c) */
     uv_poll_start(&s->mhd_poll, UV_READABLE, on_poll);
     s->handles_open = true;
 

@@ -351,6 +351,14 @@ uv_poll_t *yls_conn_watch(yls_server *s, struct MHD_Connection *conn, int events
 void yls_conn_unwatch(uv_poll_t **p);
 /* In such a callback: did the client leave (end of file, an error), rather than send bytes? */
 bool yls_conn_peer_gone(uv_poll_t *p, int status, int events);
+/* idle.c: a connection between requests (before its first request's headers are complete,
+ * between keep-alive requests) is watched for the client's hang-up, which libmicrohttpd can
+ * miss. Open when the connection opens (socket_context: libmicrohttpd's per-connection
+ * pointer), pause when a request's headers are complete, resume when it is done. */
+void yls_idle_open(yls_server *s, struct MHD_Connection *c, void **socket_context);
+void yls_idle_close(void **socket_context);
+void yls_idle_pause(struct MHD_Connection *c);
+void yls_idle_resume(struct MHD_Connection *c);
 /* suspend.c: a request whose answer comes later. Suspend r while its work runs on the pool
  * (its socket is watched when r->on_gone is set: a client that leaves calls it), and
  * resume it (yls_reply does). */

@@ -319,7 +319,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     yls_server *s = cls;
     yls_request *r = *con_cls;
     if (!r) {
-        /* the headers */
+        /* the headers: from here on the request's own watches look after the socket */
+        yls_idle_pause(c);
         r = request_new(s, c, method, url, version);
         if (!r)
             return MHD_NO;
@@ -360,14 +361,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     return r->route.entry->serve(r);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+/* A request's end (answered, refused or abandoned): the access log, its route's hook, its
+ * counts and memory given back. */
+static void request_done(yls_server *s, struct MHD_Connection *c, yls_request *r,
                          enum MHD_RequestTerminationCode toe)
 {
-    yls_server *s = cls;
-    yls_request *r = *con_cls;
-    if (!r)
-        return;
-    *con_cls = NULL;
     char client[INET6_ADDRSTRLEN] = "-";
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -389,6 +387,19 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (r->uploading)
         s->uploading--;
     request_free(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    yls_server *s = cls;
+    yls_request *r = *con_cls;
+    if (r) {
+        *con_cls = NULL;
+        request_done(s, c, r, toe); /* its watches stop here */
+    }
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        yls_idle_resume(c); /* kept alive: between requests again (one poll per socket) */
 }
 
 /* --------------------------------------------------------------------------------------- */
@@ -430,15 +441,15 @@ static void on_poll(uv_poll_t *p, int status, int events)
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
-    (void)cls;
-    (void)socket_context;
     const union MHD_ConnectionInfo *ai =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (code != MHD_CONNECTION_NOTIFY_STARTED) {
+        yls_idle_close(socket_context);
         yls_peer_closed(ai ? ai->client_addr : NULL);
         return;
     }
     yls_peer_opened(ai ? ai->client_addr : NULL);
+    yls_idle_open(cls, c, socket_context);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci)
         return;

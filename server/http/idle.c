@@ -1,0 +1,79 @@
+/*
+ * idle.c: a connection between requests, watched for the client's hang-up.
+ *
+ * A client that sends part of a request's headers and closes delivers the bytes and the
+ * end of file together. libmicrohttpd 0.9.75, driven through its epoll fd (edge-triggered),
+ * reads the bytes and takes the short read for "drained": the end of file is never read,
+ * and the connection is held, in CLOSE-WAIT, until --timeout (forever with --timeout 0).
+ * So from the moment a connection opens, and again after each request, until the next
+ * request's headers are complete, its socket is watched in the loop for a hang-up
+ * (UV_DISCONNECT: the peer shut its side, bytes may still be queued). On one the
+ * connection is suspended and resumed, which makes libmicrohttpd read it: it gets the
+ * bytes and the end of file and closes it, as it would had it seen the end itself.
+ * While a request is under way its own watches take over (suspend.c, http.c: an upload's
+ * end, a suspended request's client leaving, an event stream's), one poll per socket.
+ */
+#include "server.h"
+
+#include <stdlib.h>
+
+typedef struct {
+    yls_server *srv;
+    struct MHD_Connection *conn;
+    uv_poll_t *watch; /* NULL while a request is under way */
+} idle_conn;
+
+static idle_conn *idle_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void on_hangup(uv_poll_t *p, int status, int events)
+{
+    idle_conn *ic = p->data;
+    (void)status;
+    (void)events;
+    if (!ic)
+        return; /* unwatched after the event was queued */
+    yls_conn_unwatch(&ic->watch); /* the poll is level-triggered: once is enough */
+    MHD_suspend_connection(ic->conn);
+    MHD_resume_connection(ic->conn);
+    yls_http_wake(ic->srv);
+}
+
+void yls_idle_open(yls_server *s, struct MHD_Connection *c, void **socket_context)
+{
+    idle_conn *ic = calloc(1, sizeof *ic);
+    if (!ic)
+        return; /* unwatched: a hang-up mid-headers waits for --timeout, as it used to */
+    ic->srv = s;
+    ic->conn = c;
+    *socket_context = ic;
+    yls_idle_resume(c);
+}
+
+void yls_idle_close(void **socket_context)
+{
+    idle_conn *ic = *socket_context;
+    if (!ic)
+        return;
+    yls_conn_unwatch(&ic->watch);
+    free(ic);
+    *socket_context = NULL;
+}
+
+void yls_idle_pause(struct MHD_Connection *c)
+{
+    idle_conn *ic = idle_of(c);
+    if (ic)
+        yls_conn_unwatch(&ic->watch);
+}
+
+void yls_idle_resume(struct MHD_Connection *c)
+{
+    idle_conn *ic = idle_of(c);
+    if (ic && !ic->watch)
+        ic->watch = yls_conn_watch(ic->srv, c, UV_DISCONNECT, on_hangup, ic);
+}

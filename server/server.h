@@ -184,6 +184,7 @@ struct yls_server {
     unsigned inflight; /* infer requests whose body is complete, not yet completed */
     unsigned uploading; /* infer requests admitted on their headers, body still arriving */
     uint64_t gone_requests, gone_images; /* clients that left during compute; images skipped */
+    uint64_t header_timeouts; /* connections shut for not completing headers in --timeout */
     unsigned pending;  /* other requests suspended waiting on a history thread */
     atomic_uint pool_waiting; /* work items queued on the pool, not started (http/pool.c) */
     uv_async_t pool_async;    /* messages from pool threads to the loop (http/pool.c) */

@@ -268,6 +268,10 @@ static char *metrics_text(const yls_server *s)
     head(f, "yololoss_client_gone_images_total", "counter",
          "Images not computed because their client left.");
     fprintf(f, "yololoss_client_gone_images_total %" PRIu64 "\n", s->gone_images);
+    head(f, "yololoss_header_timeouts_total", "counter",
+         "Connections shut because a request's headers were not complete --timeout seconds "
+         "after the connection opened or answered its last request.");
+    fprintf(f, "yololoss_header_timeouts_total %" PRIu64 "\n", s->header_timeouts);
     head(f, "yololoss_event_streams", "gauge", "Open Server-Sent Events streams.");
     fprintf(f, "yololoss_event_streams %u\n", yls_sse_count(s));
 

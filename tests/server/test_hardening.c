@@ -690,6 +690,54 @@ START_TEST(client_gone_mid_headers)
 }
 END_TEST
 
+/* Slowloris: a client that trickles its header lines (a byte every 0.2 s) is never idle,
+ * so libmicrohttpd's idle --timeout never cut it (23 s and counting with --timeout 2).
+ * Headers not complete --timeout seconds after the connection opened are cut now, and
+ * counted; a kept-alive client that sends whole requests more slowly than that in all is
+ * not cut (the deadline starts again after each answer). */
+START_TEST(slow_headers_cut_at_timeout)
+{
+    yt_daemon d;
+    const char *args[] = {"--threads", "1", "--timeout", "2", NULL};
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    int keep = raw_connect(d.port), slow = raw_connect(d.port);
+    struct timeval tv = {0, 1000}; /* the slow one's reads: a poll */
+    setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const char *part = "GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    bool cut = false;
+    int answered = 0;
+    for (size_t i = 0; i < 40 && !cut; i++) { /* 8 s of trickling at most */
+        if (i < strlen(part) && !raw_send(slow, part + i, 1))
+            cut = true;
+        char c;
+        errno = 0;
+        ssize_t n = recv(slow, &c, 1, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+            cut = true;
+        if (i % 2 == 0) { /* the kept-alive client: a whole request every 0.4 s */
+            const char *req = "GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n";
+            char h[512], b[256];
+            ck_assert(raw_send(keep, req, strlen(req)));
+            answered += raw_response(keep, h, sizeof h, b, sizeof b) == 200;
+        }
+        struct timespec ts = {0, 200000000};
+        nanosleep(&ts, NULL);
+    }
+    ck_assert_msg(cut, "a client trickling its headers was not cut in 8 s with --timeout 2");
+    double timeouts = yt_metric_wait(&d, "yololoss_header_timeouts_total", 1);
+    ck_assert_msg(timeouts == 1, "yololoss_header_timeouts_total %g", timeouts);
+    ck_assert_msg(answered >= 5, "the kept-alive client got %d answers", answered);
+    char h[512], b[256]; /* still open: one more answer on it */
+    const char *req = "GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n";
+    ck_assert(raw_send(keep, req, strlen(req)));
+    ck_assert_int_eq(raw_response(keep, h, sizeof h, b, sizeof b), 200);
+    close(slow);
+    close(keep);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    unlink(d.errlog);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------------------ */
 /* Item 7: small things                                                                  */
 
@@ -860,6 +908,7 @@ Suite *yt_suite_hardening(void)
     tcase_add_test(tc, client_gone_during_compute);
     tcase_add_test(tc, client_gone_mid_upload);
     tcase_add_test(tc, client_gone_mid_headers);
+    tcase_add_test(tc, slow_headers_cut_at_timeout);
     tcase_add_test(tc, reply_oom_does_not_hang);
     tcase_add_test(tc, drain_grace_serves_then_stops);
     tcase_add_test(tc, mhd_errors_are_json);

@@ -421,13 +421,16 @@ export class YoloLossClient {
   }
 
   /** One exchange with retries (see Retry), all within timeout seconds (default: the
-   * client's): the fetch Response (body unread). body must be replayable (a Blob or bytes). */
+   * client's), or within what is left of a call's budget ({seconds, deadline}: compute's,
+   * so that a timeout names the call's own seconds, not the part of them left): the fetch
+   * Response (body unread). body must be replayable (a Blob or bytes). */
   async _request(method, path, body = null, headers = {}, timeout = null, retry = null) {
     const h = { ...headers };
     if (this.token) h.Authorization = `Bearer ${this.token}`;
     if (this._loopback) h["Accept-Encoding"] = "identity";
-    const limit = timeout ?? this.timeout;
-    const deadline = Date.now() + limit * 1000;
+    const budget = typeof timeout === "object" && timeout !== null ? timeout : null;
+    const limit = budget ? budget.seconds : timeout ?? this.timeout;
+    const deadline = budget ? budget.deadline : Date.now() + limit * 1000;
     const policy = retry ?? this.retry;
     for (let attempt = 1; ; attempt++) {
       let resp = null, failure = null, asked = null;
@@ -554,18 +557,18 @@ export class YoloLossClient {
     const outs = outputs.map((t, l) => describe(`output_${l}`, t, "output"));
     const bx = boxes != null ? describe("boxes", boxes, "boxes") : null;
     const yt = bx ? null : yTrue.map((t, l) => describe(`y_true_${l}`, t, "y_true"));
-    const deadline = Date.now() + (timeout ?? this.timeout) * 1000;
-    const left = () => Math.max(0.001, (deadline - Date.now()) / 1000);
+    const seconds = timeout ?? this.timeout;
+    const budget = { seconds, deadline: Date.now() + seconds * 1000 }; // the whole call's
 
     let compact = this.tensors === "compact";
     if (this.tensors === "auto") {
-      compact = (await this._daemonExtensions(left())).includes("yololoss_compact");
+      compact = (await this._daemonExtensions(budget)).includes("yololoss_compact");
     }
     let plan = compact ? planCompact(outs, bx, yt) : null; // null: odd shapes, sent dense
     for (;;) {
       try {
         return await this._infer(outs, bx, yt, plan, { grads, ignoreThresh, anchors, run, step,
-          binary, requestId, gradDatatype, gradLayout, shm, left });
+          binary, requestId, gradDatatype, gradLayout, shm, budget });
       } catch (e) {
         // a compact request the daemon finds short of a truth row (the contract says it
         // cannot happen): the dense request is the authority
@@ -609,14 +612,14 @@ export class YoloLossClient {
       });
     }
     // binary: false (JSON numbers) always goes by the wire
-    const useShm = o.binary && await this._useShm(o.shm, o.left());
+    const useShm = o.binary && await this._useShm(o.shm, o.budget);
     let shmBytes = 0;
     if (useShm) {
       for (const t of tensors) shmBytes += alignUp(t.data.byteLength);
       for (const [, n] of gradOuts) shmBytes += alignUp(n);
     }
     for (let again = false; ; again = true) {
-      const region = useShm ? await this._acquire(shmBytes, o.shm, o.left()) : null;
+      const region = useShm ? await this._acquire(shmBytes, o.shm, o.budget) : null;
       try {
         return await this._exchange(outs, tensors, gradOuts, plan, region, o);
       } catch (e) {
@@ -692,7 +695,7 @@ export class YoloLossClient {
       body = header;
     }
     const resp = await this._request("POST", this._modelPath(null, "/infer"), body, headers,
-      o.left());
+      o.budget);
     if (resp.status !== 200) throw await this._error(resp);
     const buf = await resp.arrayBuffer();
     const { header: h, outputs: got } = parseAnswer(buf, resp.headers, region);

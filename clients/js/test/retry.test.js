@@ -145,6 +145,16 @@ test("the deadline: a Retry-After past it is not waited for; a call's own timeou
     assert.equal(srv.requests, 1); // a timeout is not retried
   } finally { await srv.stop(); }
 
+  // the timeout a call names is its own, not what was left of it when its last request
+  // began (the daemon's extensions took a 1 s Retry-After first: it used to say "1.99..s")
+  srv = await fakeServer([[503, "1"], "ok"], "hang");
+  try {
+    const c = new YoloLossClient(srv.url, { tensors: "auto", shm: "wire", timeout: 30 });
+    await assert.rejects(c.compute(outs, { boxes, timeout: 3 }), (e) =>
+      e.status === null && /no answer within the timeout \(3s\)/.test(e.message));
+    assert.equal(srv.requests, 3);
+  } finally { await srv.stop(); }
+
   // 503s without Retry-After until the deadline: the call ends with the last 503
   srv = await fakeServer([], [503, null]);
   try {

@@ -614,6 +614,18 @@ START_TEST(per_address_connection_limit)
 }
 END_TEST
 
+/* The daemon's open descriptors once they are back to fds0 or 5 s have gone by. */
+static int fds_back_to(const yt_daemon *d, int fds0)
+{
+    int fds = yt_open_fds(d->pid);
+    for (int i = 0; i < 500 && fds > fds0; i++) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+        fds = yt_open_fds(d->pid);
+    }
+    return fds;
+}
+
 /* Clients that leave mid-upload with a plain close (FIN): libmicrohttpd 0.9.75 driven
  * through its epoll fd missed some of these ends (4 or 5 of 20), holding the connection
  * until --timeout; the socket watch of an upload makes it read them. */
@@ -638,12 +650,7 @@ START_TEST(client_gone_mid_upload)
     }
     double up = yt_metric_wait(&d, "yololoss_uploading_requests", 0);
     ck_assert_msg(up == 0, "%.0f of 20 abandoned uploads still held", up);
-    int fds = yt_open_fds(d.pid);
-    for (int i = 0; i < 300 && fds > fds0; i++) {
-        struct timespec ts = {0, 10000000};
-        nanosleep(&ts, NULL);
-        fds = yt_open_fds(d.pid);
-    }
+    int fds = fds_back_to(&d, fds0);
     ck_assert_msg(fds <= fds0, "fds %d, %d before", fds, fds0);
     free(junk);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
@@ -674,12 +681,7 @@ START_TEST(client_gone_mid_headers)
         ck_assert(raw_send(fd, part, strlen(part)));
         close(fd);
     }
-    int fds = yt_open_fds(d.pid);
-    for (int i = 0; i < 500 && fds > fds0; i++) {
-        struct timespec ts = {0, 10000000};
-        nanosleep(&ts, NULL);
-        fds = yt_open_fds(d.pid);
-    }
+    int fds = fds_back_to(&d, fds0);
     ck_assert_msg(fds <= fds0, "fds %d, %d before: connections closed mid-headers still held",
                   fds, fds0);
     yt_resp r; /* and the daemon still answers */

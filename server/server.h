@@ -373,6 +373,9 @@ void yls_request_watch(yls_request *r, int events);
 void yls_request_unwatch(yls_request *r);
 /* Have libmicrohttpd run soon (after resuming a connection outside its callbacks). */
 void yls_http_wake(yls_server *s);
+/* Make libmicrohttpd read connection c now (suspend, resume, wake): for an end of file it
+ * missed (an upload's, a hang-up between requests). */
+void yls_conn_reread(yls_server *s, struct MHD_Connection *c);
 const char *yls_header(const yls_request *r, const char *name);
 
 /* pool.c: work on the libuv pool (UV_THREADPOOL_SIZE = --threads), counted while it waits

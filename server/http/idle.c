@@ -45,9 +45,7 @@ static void make_it_read(idle_conn *ic)
 {
     yls_conn_unwatch(&ic->watch); /* the poll is level-triggered: once is enough */
     uv_timer_stop(&ic->deadline);
-    MHD_suspend_connection(ic->conn);
-    MHD_resume_connection(ic->conn);
-    yls_http_wake(ic->srv);
+    yls_conn_reread(ic->srv, ic->conn);
 }
 
 static void on_hangup(uv_poll_t *p, int status, int events)

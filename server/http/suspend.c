@@ -22,6 +22,15 @@ void yls_http_wake(yls_server *s)
         uv_timer_start(&s->mhd_timer, s->mhd_timer_cb, 0, 0);
 }
 
+void yls_conn_reread(yls_server *s, struct MHD_Connection *c)
+{
+    /* a resumed connection is read: what libmicrohttpd missed (an end of file whose edge
+     * it consumed with the last bytes) it finds now */
+    MHD_suspend_connection(c);
+    MHD_resume_connection(c);
+    yls_http_wake(s);
+}
+
 void yls_request_unwatch(yls_request *r) { yls_conn_unwatch(&r->watch); }
 
 static void on_watch(uv_poll_t *p, int status, int events)
@@ -34,9 +43,7 @@ static void on_watch(uv_poll_t *p, int status, int events)
          * libmicrohttpd look at the connection again (a resumed connection is read), so
          * that it reads the rest and the end of file, and closes it if the body is short */
         yls_request_unwatch(r);
-        MHD_suspend_connection(r->conn);
-        MHD_resume_connection(r->conn);
-        yls_http_wake(r->srv);
+        yls_conn_reread(r->srv, r->conn);
         return;
     }
     bool gone = yls_conn_peer_gone(p, status, events);

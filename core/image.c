@@ -441,7 +441,7 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
         const yl__truth *row_truth = next;
         while (next < end && next->anchor < (j + 1) * n_row)
             next++;
-        c.n_row_truths = 0; /* in truth order, so the first to reach thresh is the same */
+        c.n_row_truths = 0; /* the truths whose window of cells includes this row */
         for (int64_t q = 0; q < n_truth; q++)
             if (s->truth[q].near_j0 <= j && j <= s->truth[q].near_j1)
                 s->row_truths[c.n_row_truths++] = (int32_t)q;

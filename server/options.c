@@ -41,6 +41,9 @@ static void usage(FILE *out, unsigned threads, uint64_t max_memory)
             "  --max-connections-per-address N\n"
             "                       open connections from one client address; more are closed\n"
             "                       at once (default 0: no limit; a proxy's clients share one)\n"
+            "  --ipv6-prefix BITS   IPv6 clients are counted per prefix of this length for\n"
+            "                       --max-connections-per-address and the per-address stream\n"
+            "                       limit (default 64: a host's /64; 128: per address)\n"
             "  --timeout SECONDS    close connections idle this long, uploads older than this\n"
             "                       that average under 64 KiB/s, and connections whose next\n"
             "                       request's headers are not complete this long after they\n"
@@ -131,13 +134,14 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         .max_json = 64 * MiB,
         .max_memory = yls_budget_default(),
         .timeout = 60,
+        .ipv6_prefix = 64,
         .history = "yololossd-history.sqlite",
         .metrics_max_runs = 100,
         .image_history_steps = 10000,
         .max_streams = 256,
         .heartbeat = 15,
     };
-    enum { O_HOST = 256, O_PORT, O_THREADS, O_INFLIGHT, O_BODY, O_JSON, O_MEMORY, O_PER_ADDR, O_GRACE, O_TIMEOUT,
+    enum { O_HOST = 256, O_PORT, O_THREADS, O_INFLIGHT, O_BODY, O_JSON, O_MEMORY, O_PER_ADDR, O_V6_PREFIX, O_GRACE, O_TIMEOUT,
            O_TOKEN, O_MODELS, O_HISTORY, O_MAXRUNS, O_IMAGE_STEPS, O_IMAGE_URL, O_SHM, O_STREAMS,
            O_HEARTBEAT, O_HELP, O_VERSION };
     static const struct option longopts[] = {
@@ -149,6 +153,7 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         {"max-json", required_argument, NULL, O_JSON},
         {"max-memory", required_argument, NULL, O_MEMORY},
         {"max-connections-per-address", required_argument, NULL, O_PER_ADDR},
+        {"ipv6-prefix", required_argument, NULL, O_V6_PREFIX},
         {"drain-grace", required_argument, NULL, O_GRACE},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"token-file", required_argument, NULL, O_TOKEN},
@@ -195,6 +200,10 @@ int yls_options_parse(yls_options *o, int argc, char **argv)
         case O_PER_ADDR:
             ok = parse_uint(optarg, 1000000, &v, false);
             o->max_per_address = (unsigned)v;
+            break;
+        case O_V6_PREFIX:
+            ok = parse_uint(optarg, 128, &v, false) && v >= 1;
+            o->ipv6_prefix = (unsigned)v;
             break;
         case O_TIMEOUT:
             ok = parse_uint(optarg, 86400 * 365, &v, false);

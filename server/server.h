@@ -91,6 +91,7 @@ typedef struct {
     unsigned timeout;         /* idle connection timeout, seconds; 0: none */
     unsigned drain_grace;     /* seconds after SIGTERM of ready=400 while still serving */
     unsigned max_per_address; /* open connections from one client address; 0: no limit */
+    unsigned ipv6_prefix;     /* bits of an IPv6 address that make one client (64) */
     const char *token_file;   /* bearer token, NULL: no auth */
     const char *models_file;  /* extra models, NULL: only the built-in ones */
     const char *history;      /* "none", PATH or sqlite:PATH */
@@ -484,6 +485,8 @@ void yls_budget_scope_end(void);
 /* peers.c: open connections per client address (--max-connections-per-address). */
 struct sockaddr;
 bool yls_peer_admit(const struct sockaddr *sa, unsigned limit); /* 0: no limit */
+/* IPv6 clients are counted by prefix of this many bits (--ipv6-prefix; 128: per address). */
+void yls_peer_ipv6_prefix(unsigned bits);
 void yls_peer_opened(const struct sockaddr *sa);
 void yls_peer_closed(const struct sockaddr *sa);
 

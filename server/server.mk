@@ -49,12 +49,14 @@ $(B)/tests/server/%.o: tests/server/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(TEST_SERVER_CFLAGS) -c $< -o $@
 
-# test_point.c includes the daemon's monitor/history.h
-$(B)/tests/server/test_point.o: TEST_SERVER_CFLAGS += -Iserver $(SERVER_CFLAGS)
+# test_point.c includes the daemon's monitor/history.h, test_lockouts.c its server.h (peers.c)
+$(B)/tests/server/test_point.o $(B)/tests/server/test_lockouts.o: TEST_SERVER_CFLAGS += -Iserver $(SERVER_CFLAGS)
 
 # image_rank.o: the images ranking, a pure file of the daemon checked against numbers by
-# hand; point.o: a point's JSON and stored matrices (test_point.c)
+# hand; point.o: a point's JSON and stored matrices (test_point.c); peers.o: the per-address
+# keys (test_lockouts.c)
 $(B)/test_server: $(TEST_SERVER_OBJ) $(B)/server/monitor/image_rank.o $(B)/server/monitor/point.o \
+                  $(B)/server/http/peers.o \
                   $(CORE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_SERVER_LIBS) -lm -lpthread
 

@@ -237,11 +237,46 @@ static int json_body_headers(yls_request *r, yls_fail *f)
     return 0;
 }
 
+/* Two Content-Length headers that disagree: a proxy in front may have framed the body by
+ * the other one, so what follows the body here would be a request it never saw (request
+ * smuggling). libmicrohttpd reads the first. Repeats of one value are harmless (RFC 9112
+ * 6.3 allows merging them). */
+typedef struct {
+    const char *first;
+    bool differ;
+} cl_seen;
+
+static enum MHD_Result on_header_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    (void)kind;
+    cl_seen *c = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH))
+        return MHD_YES;
+    if (!c->first)
+        c->first = value ? value : "";
+    else if (strcmp(c->first, value ? value : ""))
+        c->differ = true;
+    return MHD_YES;
+}
+
+static bool content_lengths_differ(const yls_request *r)
+{
+    cl_seen c = {NULL, false};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, on_header_value, &c);
+    return c.differ;
+}
+
 /* The first call: the headers are there. */
 static enum MHD_Result on_headers(yls_request *r, const char *method, const char *url)
 {
     yls_server *s = r->srv;
     yls_fail f = {0};
+    if (content_lengths_differ(r)) {
+        yls_fail_set(&f, 400, "two different Content-Length headers (send one)");
+        r->route.entry = NULL;
+        return yls_reply_fail(r, &f); /* the body's length is unknown: answer and close */
+    }
     /* one table decides the endpoint and the token rule; no match needs the token too */
     int matched = yls_route_match(s->router, s, method, url, &r->route, &f);
     r->allow = r->route.allow;
@@ -482,6 +517,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 int yls_http_start(yls_server *s)
 {
     const yls_options *o = &s->opt;
+    yls_peer_ipv6_prefix(o->ipv6_prefix);
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -501,8 +537,12 @@ int yls_http_start(yls_server *s)
      * pools did not make uploads measurably faster once bodies were reused, bufcache.c). */
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6) {
-        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)o->port);
-        flags |= MHD_USE_IPv6;
+        struct sockaddr_in6 *sa6 = (struct sockaddr_in6 *)&ss;
+        sa6->sin6_port = htons((uint16_t)o->port);
+        /* "::" means every address, IPv4 ones included (as --help says): libmicrohttpd sets
+         * IPV6_V6ONLY unless asked for both stacks; IPv4 clients then show as ::ffff:a.b.c.d
+         * (peers.c keys them as IPv4). A specific IPv6 address stays IPv6 only. */
+        flags |= IN6_IS_ADDR_UNSPECIFIED(&sa6->sin6_addr) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
     } else {
         ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)o->port);
     }

@@ -1,5 +1,6 @@
 /*
- * peers.c: open connections per client address, for --max-connections-per-address.
+ * peers.c: open connections per client address, for --max-connections-per-address (an
+ * IPv6 client is its --ipv6-prefix, /64 by default).
  *
  * libmicrohttpd has its own per-IP limit, but in 0.9.75 its refusal reports ENFILE, which
  * puts the daemon in its "out of descriptors" state, and in that state it was seen to stop
@@ -22,7 +23,11 @@ typedef struct {
 
 static peer *peers;
 static size_t n_peers, cap_peers;
+static unsigned v6_bits = 64; /* --ipv6-prefix */
 
+/* One client is one IPv4 address, or one IPv6 prefix of v6_bits: a single host is handed a
+ * whole /64 (SLAAC, privacy addresses), and could take a fresh quota with each of its 2^64
+ * addresses. An IPv4 client of a dual-stack socket (::ffff:a.b.c.d) is its IPv4 address. */
 static bool key_of(const struct sockaddr *sa, unsigned char key[17])
 {
     memset(key, 0, 17);
@@ -34,12 +39,23 @@ static bool key_of(const struct sockaddr *sa, unsigned char key[17])
         return true;
     }
     if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            key[0] = 4;
+            memcpy(key + 1, a->s6_addr + 12, 4);
+            return true;
+        }
         key[0] = 6;
-        memcpy(key + 1, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+        memcpy(key + 1, a->s6_addr, v6_bits / 8);
+        if (v6_bits % 8)
+            key[1 + v6_bits / 8] = (unsigned char)(a->s6_addr[v6_bits / 8] &
+                                                   (0xff00u >> (v6_bits % 8)));
         return true;
     }
     return false;
 }
+
+void yls_peer_ipv6_prefix(unsigned bits) { v6_bits = bits > 128 ? 128 : bits; }
 
 static peer *find(const unsigned char key[17])
 {

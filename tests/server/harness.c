@@ -99,15 +99,17 @@ int yt_daemon_start(yt_daemon *d, const char *const *args, bool keep_stdout)
         _exit(127);
     }
     d->pid = pid;
-    /* wait for "listening on http://127.0.0.1:PORT" (no time limit but the daemon's life) */
+    /* wait for "listening on http://ADDR:PORT" (no time limit but the daemon's life); ADDR
+     * is 127.0.0.1 unless args gave another --host ([::] for IPv6) */
     for (;;) {
         FILE *f = fopen(d->errlog, "r");
         if (f) {
             char line[512];
             while (fgets(line, sizeof line, f)) {
-                const char *p = strstr(line, "listening on http://127.0.0.1:");
-                if (p) {
-                    d->port = (unsigned)atoi(p + strlen("listening on http://127.0.0.1:"));
+                const char *p = strstr(line, "listening on http://");
+                const char *colon = p ? strrchr(p, ':') : NULL;
+                if (colon && colon > p + strlen("listening on http")) {
+                    d->port = (unsigned)atoi(colon + 1);
                     fclose(f);
                     return d->port ? 0 : -1;
                 }
@@ -593,4 +595,67 @@ double yt_metric_wait(const yt_daemon *d, const char *name, double want)
         v = yt_metric(d, name);
     }
     return v;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Raw HTTP                                                                             */
+
+int yt_raw_connect(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect to %u: %s", port,
+                  strerror(errno));
+    struct timeval tv = {20, 0}; /* a bound on every read: a hang fails, it does not block */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+bool yt_raw_send(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t k = send(fd, c, n, MSG_NOSIGNAL);
+        if (k <= 0)
+            return false;
+        c += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+/* One response: its status (0: the connection closed or timed out first); the head in
+ * head, the body (Content-Length bytes) in body. Reads the head byte by byte so that
+ * nothing after this response is consumed. */
+int yt_raw_response(int fd, char *head, size_t hcap, char *body, size_t bcap)
+{
+    size_t n = 0;
+    head[0] = body[0] = '\0';
+    while (n + 1 < hcap) {
+        ssize_t k = recv(fd, head + n, 1, 0);
+        if (k <= 0)
+            return 0;
+        n++;
+        head[n] = '\0';
+        if (n >= 4 && !memcmp(head + n - 4, "\r\n\r\n", 4))
+            break;
+    }
+    int status = 0;
+    if (sscanf(head, "HTTP/1.%*d %d", &status) != 1)
+        return 0;
+    size_t len = 0;
+    for (const char *p = head; (p = strstr(p, "\r\n")) != NULL; p += 2)
+        if (!strncasecmp(p + 2, "Content-Length:", 15))
+            len = strtoul(p + 17, NULL, 10);
+    size_t got = 0;
+    while (got < len && got + 1 < bcap) {
+        ssize_t k = recv(fd, body + got, len - got < bcap - 1 - got ? len - got : bcap - 1 - got, 0);
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    body[got] = '\0';
+    return status;
 }

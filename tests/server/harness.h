@@ -119,6 +119,13 @@ void yt_resp_free(yt_resp *r);
 /* The "error" string of a JSON error body ("" when none). */
 const char *yt_error_message(const yt_resp *r, char *buf, size_t len);
 
+/* Raw HTTP on 127.0.0.1: a connected socket whose reads time out after 20 s; send all of p;
+ * one response (its status, 0: closed or timed out first; the head in head, the
+ * Content-Length body in body; nothing after this response is consumed). */
+int yt_raw_connect(unsigned port);
+bool yt_raw_send(int fd, const void *p, size_t n);
+int yt_raw_response(int fd, char *head, size_t hcap, char *body, size_t bcap);
+
 /* An event stream on a raw socket: GET path (with one extra header line, or NULL), its
  * status (0: no answer) in *status; what was read (headers included) in buf, *have bytes.
  * Returns the socket (reads time out after 100 ms), or -1 with errno set. */
@@ -235,6 +242,7 @@ Suite *yt_suite_faults(void);
 Suite *yt_suite_security(void);
 Suite *yt_suite_healthcheck(void);
 Suite *yt_suite_hardening(void);
+Suite *yt_suite_lockouts(void);
 Suite *yt_suite_images(void);
 Suite *yt_suite_point(void);
 /* test_images.c's checks, also run against PostgreSQL (test_history_pg.c): records 4 steps

@@ -30,66 +30,6 @@
 /* ------------------------------------------------------------------------------------ */
 /* Raw HTTP                                                                             */
 
-static int raw_connect(unsigned port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect to %u: %s", port,
-                  strerror(errno));
-    struct timeval tv = {20, 0}; /* a bound on every read: a hang fails, it does not block */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
-static bool raw_send(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t k = send(fd, c, n, MSG_NOSIGNAL);
-        if (k <= 0)
-            return false;
-        c += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
-/* One response: its status (0: the connection closed or timed out first); the head in
- * head, the body (Content-Length bytes) in body. Reads the head byte by byte so that
- * nothing after this response is consumed. */
-static int raw_response(int fd, char *head, size_t hcap, char *body, size_t bcap)
-{
-    size_t n = 0;
-    head[0] = body[0] = '\0';
-    while (n + 1 < hcap) {
-        ssize_t k = recv(fd, head + n, 1, 0);
-        if (k <= 0)
-            return 0;
-        n++;
-        head[n] = '\0';
-        if (n >= 4 && !memcmp(head + n - 4, "\r\n\r\n", 4))
-            break;
-    }
-    int status = 0;
-    if (sscanf(head, "HTTP/1.%*d %d", &status) != 1)
-        return 0;
-    size_t len = 0;
-    for (const char *p = head; (p = strstr(p, "\r\n")) != NULL; p += 2)
-        if (!strncasecmp(p + 2, "Content-Length:", 15))
-            len = strtoul(p + 17, NULL, 10);
-    size_t got = 0;
-    while (got < len && got + 1 < bcap) {
-        ssize_t k = recv(fd, body + got, len - got < bcap - 1 - got ? len - got : bcap - 1 - got, 0);
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-    }
-    body[got] = '\0';
-    return status;
-}
-
 /* The "error" of a JSON body, or NULL when the body is not {"error": "..."}. */
 static bool is_json_error(const char *body, char *msg, size_t cap)
 {
@@ -106,10 +46,10 @@ static bool is_json_error(const char *body, char *msg, size_t cap)
  * the final status want, with a JSON error naming want_msg. */
 static void expect_refused(unsigned port, const char *head, int want, const char *want_msg)
 {
-    int fd = raw_connect(port);
-    ck_assert(raw_send(fd, head, strlen(head)));
+    int fd = yt_raw_connect(port);
+    ck_assert(yt_raw_send(fd, head, strlen(head)));
     char h[4096], b[4096], msg[512];
-    int st = raw_response(fd, h, sizeof h, b, sizeof b);
+    int st = yt_raw_response(fd, h, sizeof h, b, sizeof b);
     close(fd);
     ck_assert_msg(st == want, "got %d (want %d before any body byte) for:\n%s\n%s", st, want,
                   head, h);
@@ -173,12 +113,12 @@ START_TEST(expect_continue_refused_on_headers)
              "POST /v2/models/yolov3-tiny/infer HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n"
              "Expect: 100-continue\r\n\r\n",
              len);
-    int fd = raw_connect(port);
-    ck_assert(raw_send(fd, head, strlen(head)));
+    int fd = yt_raw_connect(port);
+    ck_assert(yt_raw_send(fd, head, strlen(head)));
     static char h[8192], b[1 << 16];
-    ck_assert_int_eq(raw_response(fd, h, sizeof h, b, sizeof b), 100);
-    ck_assert(raw_send(fd, body, len));
-    ck_assert_int_eq(raw_response(fd, h, sizeof h, b, sizeof b), 200);
+    ck_assert_int_eq(yt_raw_response(fd, h, sizeof h, b, sizeof b), 100);
+    ck_assert(yt_raw_send(fd, body, len));
+    ck_assert_int_eq(yt_raw_response(fd, h, sizeof h, b, sizeof b), 200);
     close(fd);
     free(body);
     yt_case_free(&c);
@@ -475,13 +415,13 @@ START_TEST(inflight_counts_complete_bodies)
     /* an upload stalled after its headers (raw: the head and a few bytes of its body) */
     size_t slen, shl;
     uint8_t *sbody = yt_request_body(&small, &s, &slen, &shl);
-    int up = raw_connect(d.port);
+    int up = yt_raw_connect(d.port);
     char head[256];
     snprintf(head, sizeof head,
              "POST /v2/models/yolov3-tiny/infer HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n"
              "Inference-Header-Content-Length: %zu\r\n\r\n",
              slen, shl);
-    ck_assert(raw_send(up, head, strlen(head)) && raw_send(up, sbody, 10));
+    ck_assert(yt_raw_send(up, head, strlen(head)) && yt_raw_send(up, sbody, 10));
     ck_assert_int_eq(yt_metric_wait(&d, "yololoss_uploading_requests", 1), 1);
     /* it holds no slot: a complete request is answered */
     yt_resp r;
@@ -499,9 +439,9 @@ START_TEST(inflight_counts_complete_bodies)
     ck_assert(strstr(yt_error_message(&r, msg, sizeof msg), "--max-inflight 1") != NULL);
     yt_resp_free(&r);
     /* the stalled upload completes while the slot is taken: 503 too, not a queue jump */
-    ck_assert(raw_send(up, sbody + 10, slen - 10));
+    ck_assert(yt_raw_send(up, sbody + 10, slen - 10));
     char h[4096], b[4096];
-    ck_assert_int_eq(raw_response(up, h, sizeof h, b, sizeof b), 503);
+    ck_assert_int_eq(yt_raw_response(up, h, sizeof h, b, sizeof b), 503);
     close(up);
     ck_assert_int_eq(yt_hold_finish(fd, &r), 200);
     yt_outputs o;
@@ -535,13 +475,13 @@ START_TEST(client_gone_during_compute)
     yt_send s = {.input_mode = 0, .output_binary = -1, .binary_data_output = true};
     size_t len, hl;
     uint8_t *body = yt_request_body(&c, &s, &len, &hl);
-    int fd = raw_connect(d.port);
+    int fd = yt_raw_connect(d.port);
     char head[256];
     snprintf(head, sizeof head,
              "POST /v2/models/yolov3/infer HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n"
              "Inference-Header-Content-Length: %zu\r\n\r\n",
              len, hl);
-    ck_assert(raw_send(fd, head, strlen(head)) && raw_send(fd, body, len));
+    ck_assert(yt_raw_send(fd, head, strlen(head)) && yt_raw_send(fd, body, len));
     ck_assert_int_eq(yt_metric_wait(&d, "yololoss_inflight_requests", 1), 1);
     close(fd); /* gone while it computes */
     ck_assert_int_eq(yt_metric_wait(&d, "yololoss_client_gone_total", 1), 1);
@@ -576,18 +516,18 @@ START_TEST(per_address_connection_limit)
     int fd[3];
     for (int i = 0; i < 3; i++) {
         /* uploads begun: the connections are held */
-        fd[i] = raw_connect(d.port);
+        fd[i] = yt_raw_connect(d.port);
         const char *head = "POST /v2/models/yolov3/infer HTTP/1.1\r\nHost: t\r\n"
                            "Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n";
-        ck_assert(raw_send(fd[i], head, strlen(head)));
+        ck_assert(yt_raw_send(fd[i], head, strlen(head)));
         char h[256], b[256];
-        ck_assert_int_eq(raw_response(fd[i], h, sizeof h, b, sizeof b), 100); /* admitted */
-        ck_assert(raw_send(fd[i], "{", 1));
+        ck_assert_int_eq(yt_raw_response(fd[i], h, sizeof h, b, sizeof b), 100); /* admitted */
+        ck_assert(yt_raw_send(fd[i], "{", 1));
     }
     /* the fourth from the same address is closed at once, with no answer */
-    int extra = raw_connect(d.port);
+    int extra = yt_raw_connect(d.port);
     const char *req = "GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n";
-    raw_send(extra, req, strlen(req));
+    yt_raw_send(extra, req, strlen(req));
     char c;
     errno = 0;
     ssize_t n = recv(extra, &c, 1, 0); /* end of file or reset; a timeout (EAGAIN) fails */
@@ -638,14 +578,14 @@ START_TEST(client_gone_mid_upload)
     char *junk = calloc(1, len);
     int fds0 = yt_open_fds(d.pid);
     for (int i = 0; i < 20; i++) {
-        int fd = raw_connect(d.port);
+        int fd = yt_raw_connect(d.port);
         char head[256];
         snprintf(head, sizeof head,
                  "POST /v2/models/yolov3/infer HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n"
                  "Inference-Header-Content-Length: 10\r\n\r\n",
                  len);
-        ck_assert(raw_send(fd, head, strlen(head)));
-        raw_send(fd, junk, len / 2);
+        ck_assert(yt_raw_send(fd, head, strlen(head)));
+        yt_raw_send(fd, junk, len / 2);
         close(fd);
     }
     double up = yt_metric_wait(&d, "yololoss_uploading_requests", 0);
@@ -670,15 +610,15 @@ START_TEST(client_gone_mid_headers)
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
     int fds0 = yt_open_fds(d.pid);
     for (int i = 0; i < 20; i++) {
-        int fd = raw_connect(d.port);
+        int fd = yt_raw_connect(d.port);
         if (i % 2) { /* a whole request first, answered, then part of the next one */
             const char *req = "GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n";
-            ck_assert(raw_send(fd, req, strlen(req)));
+            ck_assert(yt_raw_send(fd, req, strlen(req)));
             char h[512], b[256];
-            ck_assert_int_eq(raw_response(fd, h, sizeof h, b, sizeof b), 200);
+            ck_assert_int_eq(yt_raw_response(fd, h, sizeof h, b, sizeof b), 200);
         }
         const char *part = "GET /v2/health/ready HTTP/1.1\r\nHost: t\r\nX-Half: ";
-        ck_assert(raw_send(fd, part, strlen(part)));
+        ck_assert(yt_raw_send(fd, part, strlen(part)));
         close(fd);
     }
     int fds = fds_back_to(&d, fds0);
@@ -702,14 +642,14 @@ START_TEST(slow_headers_cut_at_timeout)
     yt_daemon d;
     const char *args[] = {"--threads", "1", "--timeout", "2", NULL};
     ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
-    int keep = raw_connect(d.port), slow = raw_connect(d.port);
+    int keep = yt_raw_connect(d.port), slow = yt_raw_connect(d.port);
     struct timeval tv = {0, 1000}; /* the slow one's reads: a poll */
     setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     const char *part = "GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     bool cut = false;
     int answered = 0;
     for (size_t i = 0; i < 40 && !cut; i++) { /* 8 s of trickling at most */
-        if (i < strlen(part) && !raw_send(slow, part + i, 1))
+        if (i < strlen(part) && !yt_raw_send(slow, part + i, 1))
             cut = true;
         char c;
         errno = 0;
@@ -719,8 +659,8 @@ START_TEST(slow_headers_cut_at_timeout)
         if (i % 2 == 0) { /* the kept-alive client: a whole request every 0.4 s */
             const char *req = "GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n";
             char h[512], b[256];
-            ck_assert(raw_send(keep, req, strlen(req)));
-            answered += raw_response(keep, h, sizeof h, b, sizeof b) == 200;
+            ck_assert(yt_raw_send(keep, req, strlen(req)));
+            answered += yt_raw_response(keep, h, sizeof h, b, sizeof b) == 200;
         }
         struct timespec ts = {0, 200000000};
         nanosleep(&ts, NULL);
@@ -731,8 +671,8 @@ START_TEST(slow_headers_cut_at_timeout)
     ck_assert_msg(answered >= 5, "the kept-alive client got %d answers", answered);
     char h[512], b[256]; /* still open: one more answer on it */
     const char *req = "GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n";
-    ck_assert(raw_send(keep, req, strlen(req)));
-    ck_assert_int_eq(raw_response(keep, h, sizeof h, b, sizeof b), 200);
+    ck_assert(yt_raw_send(keep, req, strlen(req)));
+    ck_assert_int_eq(yt_raw_response(keep, h, sizeof h, b, sizeof b), 200);
     close(slow);
     close(keep);
     ck_assert_int_eq(yt_daemon_stop(&d), 0);
@@ -773,8 +713,8 @@ START_TEST(reply_oom_does_not_hang)
     /* a body whose error (400: not JSON) is found on the pool, answered suspended */
     const char *head = "POST /v2/models/yolov3/infer HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
                        "\r\nhello";
-    int fd = raw_connect(d.port);
-    ck_assert(raw_send(fd, head, strlen(head)));
+    int fd = yt_raw_connect(d.port);
+    ck_assert(yt_raw_send(fd, head, strlen(head)));
     char c;
     errno = 0;
     ssize_t n = recv(fd, &c, 1, 0);
@@ -849,11 +789,11 @@ START_TEST(mhd_errors_are_json)
         } else {
             req = strdup(cases[i].what);
         }
-        int fd = raw_connect(yt_main.port);
-        raw_send(fd, req, strlen(req));
+        int fd = yt_raw_connect(yt_main.port);
+        yt_raw_send(fd, req, strlen(req));
         free(req);
         char h[4096], b[4096], msg[512];
-        int st = raw_response(fd, h, sizeof h, b, sizeof b);
+        int st = yt_raw_response(fd, h, sizeof h, b, sizeof b);
         close(fd);
         ck_assert_msg(st == cases[i].want, "case %zu: status %d, want %d", i, st, cases[i].want);
         ck_assert_msg(strstr(h, "application/json") != NULL, "case %zu: %s", i, h);

@@ -48,6 +48,7 @@ int main(void)
     srunner_add_suite(sr, yt_suite_security());
     srunner_add_suite(sr, yt_suite_healthcheck());
     srunner_add_suite(sr, yt_suite_hardening());
+    srunner_add_suite(sr, yt_suite_lockouts());
     srunner_add_suite(sr, yt_suite_wire());
     srunner_add_suite(sr, yt_suite_streams());
     srunner_add_suite(sr, yt_suite_history_reads());

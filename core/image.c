@@ -1,4 +1,5 @@
-/* yl_image: the loss, gradient and statistics of one image, a pure function of its inputs.
+/* keras-yolo3's yl_image: the loss, gradient and statistics of one image, a pure function of
+ * its inputs.
  *
  * Per layer: gather the image's truths, then go through the grid a band of rows at a time:
  * read the band (finiteness, t_o and its exp), then for each row mark, decode and measure
@@ -481,8 +482,9 @@ static int image_layer(const yl_problem *p, int64_t b, int l, yl__scratch *s,
     return YL_OK;
 }
 
-int yl_image(const yl_problem *p, int64_t b, void *scratch, const yl_grads *grads,
-             yl_image_result *out, yl_error *err) {
+/* keras-yolo3's image (its row of the definition table). */
+int yl__keras_image(const yl_problem *p, int64_t b, void *scratch, const yl_grads *grads,
+                    yl_image_result *out, yl_error *err) {
     if (!p || !out || (!scratch && p->scratch_size))
         return yl__fail(err, YL_EINVAL, "", b, -1, "yl_image: problem, scratch and out are required");
     if (b < 0 || b >= p->batch)

@@ -21,6 +21,35 @@ const char *yl__nonfinite_name(double v);
 int yl__fail_nonfinite(yl_error *err, const char *name, const yl_tensor *t, int64_t b,
                        int64_t flat);
 
+/* definitions.c: one row per loss definition (YL_DEFINITION_MAP), its functions. */
+typedef struct {
+    /* cfg's defaults for a yolov3 (9 anchors) or yolov3-tiny (6) model */
+    int (*defaults)(yl_config *cfg, int num_anchors);
+    /* check cfg's definition-specific parts and fill p->cfg's layers (p->cfg = *cfg already) */
+    int (*config)(yl_problem *p, const yl_config *cfg, yl_error *err);
+    /* check the ground truth (boxes: the definition's box list) into p */
+    int (*truth)(yl_problem *p, const yl_tensor *boxes, const yl_tensor *y_true, int n_y_true,
+                 yl_error *err);
+    size_t (*scratch_bytes)(const yl_problem *p);
+    int (*image)(const yl_problem *p, int64_t b, void *scratch, const yl_grads *grads,
+                 yl_image_result *out, yl_error *err);
+} yl__definition;
+
+/* The row of a definition, or NULL. */
+const yl__definition *yl__definition_of(int definition);
+/* Whether its terms are means over the batch (the map's last column). */
+int yl__definition_mean(int definition);
+/* problem.c: keras-yolo3's config; the layer checks of an explicit descriptor. */
+int yl__keras_config(yl_problem *p, const yl_config *cfg, yl_error *err);
+int yl__check_layers(const yl_config *cfg, yl_error *err);
+int yl__keras_truth(yl_problem *p, const yl_tensor *boxes, const yl_tensor *y_true,
+                    int n_y_true, yl_error *err);
+/* Element count of t into *elems; errors name `name` (NULL data, dtype, dims, overflow). */
+int yl__check_dims(const yl_tensor *t, const char *name, int64_t *elems, yl_error *err);
+/* image.c: keras-yolo3's image. */
+int yl__keras_image(const yl_problem *p, int64_t b, void *scratch, const yl_grads *grads,
+                    yl_image_result *out, yl_error *err);
+
 /* dtype.c: element access. */
 double yl__load(const void *base, int dtype, int64_t i);
 

@@ -15,8 +15,21 @@ static const int masks[2][YL_MAX_LAYERS][YL_NUM_ANCHORS_PER_LAYER] = {
     {{6, 7, 8}, {3, 4, 5}, {0, 1, 2}},    /* 3 layers */
 };
 
+/* keras-yolo3's layers for its anchor count (9: 3 layers, 6: 2), into the descriptor. */
+static void keras_layers(yl_config *cfg) {
+    int L = cfg->num_anchors / YL_NUM_ANCHORS_PER_LAYER;
+    cfg->num_layers = L;
+    for (int l = 0; l < L; l++) {
+        cfg->layer_anchors[l] = YL_NUM_ANCHORS_PER_LAYER;
+        cfg->stride[l] = 32 >> l;
+        for (int k = 0; k < YL_NUM_ANCHORS_PER_LAYER; k++)
+            cfg->mask[l][k] = masks[L - 2][l][k];
+    }
+}
+
 int yl_config_default(yl_config *cfg, int num_anchors) {
     memset(cfg, 0, sizeof *cfg);
+    cfg->definition = YL_DEF_KERAS;
     cfg->ignore_thresh = 0.5;
     cfg->num_anchors = num_anchors;
     if (num_anchors == 9)
@@ -25,11 +38,12 @@ int yl_config_default(yl_config *cfg, int num_anchors) {
         memcpy(cfg->anchors, tiny_anchors, sizeof tiny_anchors);
     else
         return YL_EINVAL;
+    keras_layers(cfg);
     return YL_OK;
 }
 
 /* Element count of t, or -1 when a dim is not positive or the byte size overflows. */
-static int check_dims(const yl_tensor *t, const char *name, int64_t *elems, yl_error *err) {
+int yl__check_dims(const yl_tensor *t, const char *name, int64_t *elems, yl_error *err) {
     if (!t->data)
         return yl__fail(err, YL_EINVAL, name, -1, -1, "%s: data pointer is NULL", name);
     size_t esize = yl_dtype_size(t->dtype);
@@ -51,26 +65,26 @@ static int check_dims(const yl_tensor *t, const char *name, int64_t *elems, yl_e
     return YL_OK;
 }
 
-/* A per-layer tensor (raw output or y_true) must be (B,H,W,3*(5+C)) or (B,H,W,3,5+C). */
-static int layer_shape(const yl_tensor *t, const char *name, int64_t *bhw, int64_t *channels,
-                       yl_error *err) {
+/* A per-layer tensor (raw output or y_true) must be (B,H,W,A*(5+C)) or (B,H,W,A,5+C), A the
+ * layer's anchor count. */
+static int layer_shape(const yl_tensor *t, const char *name, int A, int64_t *bhw,
+                       int64_t *channels, yl_error *err) {
     if (t->ndim == 4) {
-        if (t->shape[3] % YL_NUM_ANCHORS_PER_LAYER != 0 ||
-            t->shape[3] / YL_NUM_ANCHORS_PER_LAYER < 6)
+        if (t->shape[3] % A != 0 || t->shape[3] / A < 6)
             return yl__fail(err, YL_ESHAPE, name, -1, 3,
-                            "%s: %lld channels is not 3*(5+C) with C >= 1", name,
-                            (long long)t->shape[3]);
-        *channels = t->shape[3] / YL_NUM_ANCHORS_PER_LAYER;
+                            "%s: %lld channels is not %d*(5+C) with C >= 1", name,
+                            (long long)t->shape[3], A);
+        *channels = t->shape[3] / A;
     } else if (t->ndim == 5) {
-        if (t->shape[3] != YL_NUM_ANCHORS_PER_LAYER || t->shape[4] < 6)
+        if (t->shape[3] != A || t->shape[4] < 6)
             return yl__fail(err, YL_ESHAPE, name, -1, 3,
-                            "%s: shape (..., %lld, %lld) is not (..., 3, 5+C) with C >= 1", name,
-                            (long long)t->shape[3], (long long)t->shape[4]);
+                            "%s: shape (..., %lld, %lld) is not (..., %d, 5+C) with C >= 1", name,
+                            (long long)t->shape[3], (long long)t->shape[4], A);
         *channels = t->shape[4];
     } else {
         return yl__fail(err, YL_ESHAPE, name, -1, -1,
-                        "%s: %d dims (expected 4: B,H,W,3*(5+C) or 5: B,H,W,3,5+C)", name,
-                        t->ndim);
+                        "%s: %d dims (expected 4: B,H,W,%d*(5+C) or 5: B,H,W,%d,5+C)", name,
+                        t->ndim, A, A);
     }
     for (int d = 0; d < 3; d++)
         bhw[d] = t->shape[d];
@@ -166,13 +180,61 @@ void yl__scratch_carve(const yl_problem *p, void *scratch, yl__scratch *s) {
 
 size_t yl_scratch_size(const yl_problem *p) { return p->scratch_size; }
 
-/* Config, layer count and masks; n_given: how many per-layer outputs the caller passed. */
-static int init_config(yl_problem *p, const yl_config *cfg, int n_given, yl_error *err) {
-    p->cfg = *cfg;
+/* keras-yolo3's row of the definition table: 9 or 6 anchors, the layers they imply. */
+int yl__keras_config(yl_problem *p, const yl_config *cfg, yl_error *err) {
     if (cfg->num_anchors != 9 && cfg->num_anchors != 6)
         return yl__fail(err, YL_EINVAL, "anchors", -1, -1,
                         "anchors: %d anchors given, expected 9 (3 layers) or 6 (tiny, 2 layers)",
                         cfg->num_anchors);
+    keras_layers(&p->cfg);
+    for (int l = 0; l < p->cfg.num_layers; l++)
+        for (int k = 0; k < YL_NUM_ANCHORS_PER_LAYER; k++)
+            p->mask[l][k] = p->cfg.mask[l][k];
+    return YL_OK;
+}
+
+/* A descriptor's layers as given (every definition but keras-yolo3, whose layers follow
+ * from its anchor count): 1..YL_MAX_LAYERS layers of 1..YL_MAX_LAYER_ANCHORS anchors, each
+ * mask index naming an anchor, positive strides. */
+int yl__check_layers(const yl_config *cfg, yl_error *err) {
+    if (cfg->num_anchors < 1 || cfg->num_anchors > YL_MAX_ANCHORS)
+        return yl__fail(err, YL_EINVAL, "anchors", -1, -1,
+                        "anchors: %d anchors given, expected 1 to %d", cfg->num_anchors,
+                        YL_MAX_ANCHORS);
+    if (cfg->num_layers < 1 || cfg->num_layers > YL_MAX_LAYERS)
+        return yl__fail(err, YL_EINVAL, "anchors", -1, -1,
+                        "model: %d layers, expected 1 to %d", cfg->num_layers, YL_MAX_LAYERS);
+    for (int l = 0; l < cfg->num_layers; l++) {
+        int A = cfg->layer_anchors[l];
+        if (A < 1 || A > YL_MAX_LAYER_ANCHORS)
+            return yl__fail(err, YL_EINVAL, "anchors", -1, l,
+                            "model: layer %d has %d anchors, expected 1 to %d", l, A,
+                            YL_MAX_LAYER_ANCHORS);
+        for (int k = 0; k < A; k++)
+            if (cfg->mask[l][k] < 0 || cfg->mask[l][k] >= cfg->num_anchors)
+                return yl__fail(err, YL_EINVAL, "anchors", -1, l,
+                                "model: layer %d's anchor %d is anchor %d, outside the %d "
+                                "anchors given",
+                                l, k, cfg->mask[l][k], cfg->num_anchors);
+        if (cfg->stride[l] < 1)
+            return yl__fail(err, YL_EINVAL, "anchors", -1, l,
+                            "model: layer %d's stride %d is not positive", l, cfg->stride[l]);
+    }
+    return YL_OK;
+}
+
+/* The definition, its own checks and layers, then what all share: anchors, ignore_thresh,
+ * the class count and how many per-layer outputs the caller passed (n_given). */
+static int init_config(yl_problem *p, const yl_config *cfg, int n_given, yl_error *err) {
+    p->cfg = *cfg;
+    const yl__definition *def = yl__definition_of(cfg->definition);
+    if (!def)
+        return yl__fail(err, YL_EINVAL, "definition", -1, -1,
+                        "definition: %d is not a loss definition (0 to %d)", cfg->definition,
+                        YL_NUM_DEFINITIONS - 1);
+    int rc = def->config(p, cfg, err);
+    if (rc != YL_OK)
+        return rc;
     for (int n = 0; n < 2 * cfg->num_anchors; n++)
         if (!isfinite(cfg->anchors[n]) || cfg->anchors[n] <= 0)
             return yl__fail(err, YL_EINVAL, "anchors", -1, n,
@@ -181,11 +243,11 @@ static int init_config(yl_problem *p, const yl_config *cfg, int n_given, yl_erro
     if (!isfinite(cfg->ignore_thresh))
         return yl__fail(err, YL_EINVAL, "ignore_thresh", -1, -1,
                         "ignore_thresh: %g is not a finite number", cfg->ignore_thresh);
-    p->num_layers = cfg->num_anchors / YL_NUM_ANCHORS_PER_LAYER;
+    if (cfg->num_classes < 0)
+        return yl__fail(err, YL_EINVAL, "num_classes", -1, -1,
+                        "num_classes: %d is negative (0: as the outputs hold)", cfg->num_classes);
+    p->num_layers = p->cfg.num_layers;
     int L = p->num_layers;
-    for (int l = 0; l < L; l++)
-        for (int k = 0; k < YL_NUM_ANCHORS_PER_LAYER; k++)
-            p->mask[l][k] = masks[L - 2][l][k];
     if (n_given != L)
         return yl__fail(err, YL_EINVAL, "output_0", -1, -1,
                         "%d raw outputs given, the %d anchors need %d (output_0..output_%d)",
@@ -211,20 +273,35 @@ static int accept_layer(yl_problem *p, int l, const char *name, const int64_t bh
                         name, (long long)ch, (long long)ch - 5, (long long)*channels,
                         (long long)*channels - 5);
     }
-    int64_t want_h = l == 0 ? bhw[1] : p->grid_h[0] << l;
-    int64_t want_w = l == 0 ? bhw[2] : p->grid_w[0] << l;
-    if (bhw[1] != want_h || bhw[2] != want_w)
+    /* every layer sees the same input: grid * stride is layer 0's (keras: each layer
+     * doubles the previous grid) */
+    const int *st = p->cfg.stride;
+    int64_t want_h = l == 0 ? bhw[1] : p->grid_h[0] * st[0] / st[l];
+    int64_t want_w = l == 0 ? bhw[2] : p->grid_w[0] * st[0] / st[l];
+    if (l > 0 && (want_h * st[l] != p->grid_h[0] * st[0] || want_w * st[l] != p->grid_w[0] * st[0]))
         return yl__fail(err, YL_ESHAPE, name, -1, 1,
-                        "%s: grid %lldx%lld, expected %lldx%lld (each layer doubles the "
-                        "previous grid)",
+                        "%s: output_0's input %lldx%lld px is not a whole grid of stride %d", name,
+                        (long long)(p->grid_h[0] * st[0]), (long long)(p->grid_w[0] * st[0]),
+                        st[l]);
+    if (bhw[1] != want_h || bhw[2] != want_w) {
+        if (p->cfg.definition == YL_DEF_KERAS)
+            return yl__fail(err, YL_ESHAPE, name, -1, 1,
+                            "%s: grid %lldx%lld, expected %lldx%lld (each layer doubles the "
+                            "previous grid)",
+                            name, (long long)bhw[1], (long long)bhw[2], (long long)want_h,
+                            (long long)want_w);
+        return yl__fail(err, YL_ESHAPE, name, -1, 1,
+                        "%s: grid %lldx%lld, expected %lldx%lld (input %lldx%lld px, stride %d)",
                         name, (long long)bhw[1], (long long)bhw[2], (long long)want_h,
-                        (long long)want_w);
+                        (long long)want_w, (long long)(p->grid_h[0] * st[0]),
+                        (long long)(p->grid_w[0] * st[0]), st[l]);
+    }
     if (bhw[1] > (INT64_C(1) << 20) || bhw[2] > (INT64_C(1) << 20))
         return yl__fail(err, YL_EOVERFLOW, name, -1, 1, "%s: grid %lldx%lld is too large",
                         name, (long long)bhw[1], (long long)bhw[2]);
     p->grid_h[l] = bhw[1];
     p->grid_w[l] = bhw[2];
-    p->anchors[l] = bhw[1] * bhw[2] * YL_NUM_ANCHORS_PER_LAYER;
+    p->anchors[l] = bhw[1] * bhw[2] * p->cfg.layer_anchors[l];
     if (ch > INT64_MAX / p->anchors[l] ||
         p->anchors[l] * ch > (int64_t)(SIZE_MAX / sizeof(double) / 2))
         return yl__fail(err, YL_EOVERFLOW, name, -1, 3,
@@ -234,18 +311,32 @@ static int accept_layer(yl_problem *p, int l, const char *name, const int64_t bh
     return YL_OK;
 }
 
-/* The class count, the input size and the ground truth (exactly one of boxes and y_true);
- * then the scratch size. Shared by both initialisers once the layers are accepted. */
+/* The class count, the input size and the ground truth (the definition's); then the
+ * scratch size. Shared by both initialisers once the layers are accepted. */
 static int init_truth(yl_problem *p, int64_t channels, const yl_tensor *boxes,
                       const yl_tensor *y_true, int n_y_true, yl_error *err) {
-    int L = p->num_layers;
-    char name[24];
     if (channels - 5 > INT32_MAX)
         return yl__fail(err, YL_EOVERFLOW, "output_0", -1, 3, "output_0: too many classes");
     p->num_classes = (int)(channels - 5);
-    p->input_h = 32.0 * (double)p->grid_h[0];
-    p->input_w = 32.0 * (double)p->grid_w[0];
+    if (p->cfg.num_classes && p->num_classes != p->cfg.num_classes)
+        return yl__fail(err, YL_ESHAPE, "output_0", -1, 3,
+                        "output_0: %lld channels per anchor hold %d classes, the model has %d",
+                        (long long)channels, p->num_classes, p->cfg.num_classes);
+    p->input_h = (double)p->cfg.stride[0] * (double)p->grid_h[0];
+    p->input_w = (double)p->cfg.stride[0] * (double)p->grid_w[0];
 
+    int rc = yl__definition_of(p->cfg.definition)->truth(p, boxes, y_true, n_y_true, err);
+    if (rc != YL_OK)
+        return rc;
+    p->scratch_size = yl__definition_of(p->cfg.definition)->scratch_bytes(p);
+    return YL_OK;
+}
+
+/* keras-yolo3's ground truth: exactly one of boxes (B, T, 5) and y_true (L dense tensors). */
+int yl__keras_truth(yl_problem *p, const yl_tensor *boxes, const yl_tensor *y_true,
+                    int n_y_true, yl_error *err) {
+    int L = p->num_layers;
+    char name[24];
     int has_y_true = y_true && n_y_true > 0;
     if (boxes && has_y_true)
         return yl__fail(err, YL_EINVAL, "boxes", -1, -1,
@@ -255,7 +346,7 @@ static int init_truth(yl_problem *p, int64_t channels, const yl_tensor *boxes,
                         "no ground truth: send boxes (B,T,5) or y_true_0..y_true_%d", L - 1);
     if (boxes) {
         int64_t elems;
-        int rc = check_dims(boxes, "boxes", &elems, err);
+        int rc = yl__check_dims(boxes, "boxes", &elems, err);
         if (rc != YL_OK)
             return rc;
         if (boxes->dtype != YL_F32 && boxes->dtype != YL_F64)
@@ -281,11 +372,12 @@ static int init_truth(yl_problem *p, int64_t channels, const yl_tensor *boxes,
             const yl_tensor *t = &y_true[l];
             int64_t elems, bhw[3], ch;
             snprintf(name, sizeof name, "y_true_%d", l);
-            int rc = check_dims(t, name, &elems, err);
+            int rc = yl__check_dims(t, name, &elems, err);
             if (rc == YL_OK)
-                rc = layer_shape(t, name, bhw, &ch, err);
+                rc = layer_shape(t, name, p->cfg.layer_anchors[l], bhw, &ch, err);
             if (rc != YL_OK)
                 return rc;
+            int64_t channels = 5 + (int64_t)p->num_classes;
             if (bhw[0] != p->batch || bhw[1] != p->grid_h[l] || bhw[2] != p->grid_w[l] ||
                 ch != channels)
                 return yl__fail(err, YL_ESHAPE, name, -1, -1,
@@ -297,7 +389,6 @@ static int init_truth(yl_problem *p, int64_t channels, const yl_tensor *boxes,
             p->y_true[l] = *t;
         }
     }
-    p->scratch_size = yl__scratch_bytes(p);
     return YL_OK;
 }
 
@@ -316,9 +407,9 @@ int yl_problem_init(yl_problem *p, const yl_config *cfg, const yl_tensor *output
         const yl_tensor *t = &outputs[l];
         int64_t elems, bhw[3], ch;
         snprintf(name, sizeof name, "output_%d", l);
-        rc = check_dims(t, name, &elems, err);
+        rc = yl__check_dims(t, name, &elems, err);
         if (rc == YL_OK)
-            rc = layer_shape(t, name, bhw, &ch, err);
+            rc = layer_shape(t, name, p->cfg.layer_anchors[l], bhw, &ch, err);
         if (rc == YL_OK)
             rc = accept_layer(p, l, name, bhw, ch, &channels, err);
         if (rc != YL_OK)
@@ -334,19 +425,20 @@ static int compact_layer(yl_problem *p, int l, const yl_compact_layer *cl, int64
     char name[24];
     int64_t elems;
     snprintf(name, sizeof name, "output_%d_box", l);
-    int rc = check_dims(&cl->box, name, &elems, err);
+    int rc = yl__check_dims(&cl->box, name, &elems, err);
     if (rc != YL_OK)
         return rc;
-    if (cl->box.ndim != 5 || cl->box.shape[3] != YL_NUM_ANCHORS_PER_LAYER || cl->box.shape[4] != 5)
+    int A = p->cfg.layer_anchors[l];
+    if (cl->box.ndim != 5 || cl->box.shape[3] != A || cl->box.shape[4] != 5)
         return yl__fail(err, YL_ESHAPE, name, -1, -1,
-                        "%s: expected shape (B, H, W, 3, 5) of t_x, t_y, t_w, t_h, t_o", name);
+                        "%s: expected shape (B, H, W, %d, 5) of t_x, t_y, t_w, t_h, t_o", name, A);
     const yl_tensor *r = &cl->rows;
     snprintf(name, sizeof name, "output_%d_rows", l);
     if (r->ndim != 2 || r->shape[0] < 0 || r->shape[1] < 6)
         return yl__fail(err, YL_ESHAPE, name, -1, -1,
                         "%s: expected shape (N, 5+C) with N >= 0 and C >= 1", name);
     if (r->shape[0] > 0) {
-        rc = check_dims(r, name, &elems, err);
+        rc = yl__check_dims(r, name, &elems, err);
         if (rc != YL_OK)
             return rc;
     } else if (!yl_dtype_size(r->dtype)) {
@@ -366,8 +458,8 @@ static int compact_layer(yl_problem *p, int l, const yl_compact_layer *cl, int64
         int64_t a = cl->index[n];
         if (a < 0 || a >= total)
             return yl__fail(err, YL_EINVAL, name, -1, n,
-                            "%s[%lld]: anchor index %lld is outside [0, %lld) (B*H*W*3)", name,
-                            (long long)n, (long long)a, (long long)total);
+                            "%s[%lld]: anchor index %lld is outside [0, %lld) (B*H*W*%d)", name,
+                            (long long)n, (long long)a, (long long)total, A);
         if (n > 0 && a <= cl->index[n - 1])
             return yl__fail(err, YL_EINVAL, name, -1, n,
                             "%s[%lld]: anchor index %lld does not exceed the previous one, "

@@ -9,7 +9,9 @@ static double mean(double sum, int64_t n) { return n ? sum / (double)n : 0.0; }
 void yl_reduce(const yl_problem *p, const yl_image_result *images, yl_result *r) {
     memset(r, 0, sizeof *r);
     r->num_layers = p->num_layers;
-    double inv_m = 1.0 / (double)p->batch;
+    double inv_m = yl__definition_mean(p->cfg.definition)
+                       ? 1.0 / (double)p->batch
+                       : 1.0;
     for (int l = 0; l < p->num_layers; l++) {
         yl_layer_sums t;
         memset(&t, 0, sizeof t);
@@ -27,6 +29,7 @@ void yl_reduce(const yl_problem *p, const yl_image_result *images, yl_result *r)
             t.n_recall50 += s->n_recall50;
             t.n_recall75 += s->n_recall75;
             t.ignored += s->ignored;
+            t.cost += s->cost;
         }
         for (int q = 0; q < 4; q++) {
             r->layer_terms[l][q] = t.terms[q] * inv_m;
@@ -41,6 +44,7 @@ void yl_reduce(const yl_problem *p, const yl_image_result *images, yl_result *r)
         st[YL_STAT_RECALL50] = mean((double)t.n_recall50, t.count);
         st[YL_STAT_RECALL75] = mean((double)t.n_recall75, t.count);
         st[YL_STAT_IGNORED] = (double)t.ignored;
+        r->cost[l] = t.cost;
     }
     r->loss = r->terms[0] + r->terms[1] + r->terms[2] + r->terms[3];
 }

@@ -134,14 +134,65 @@ typedef struct {
     int64_t shape[YL_MAX_DIMS];
 } yl_tensor;
 
+/* LOSS DEFINITIONS. Each row: its enum name, its name on the wire, the source it reproduces
+ * (repository, commit, file), whether its terms are means over the batch (keras divides by
+ * the batch size m; darknet's delta is per image and darknet applies 1/batch in its weight
+ * update, so its loss and gradient are sums). The functions of a row are in definitions.c. */
+#define YL_DEFINITION_MAP(X)                                                                 \
+    X(KERAS, "keras-yolo3", "qqwweee/keras-yolo3 yolo3/model.py yolo_loss", 1)
+
+typedef enum {
+#define YL__DEF_ENUM(name, wire, source, mean) YL_DEF_##name,
+    YL_DEFINITION_MAP(YL__DEF_ENUM)
+#undef YL__DEF_ENUM
+    YL_NUM_DEFINITIONS
+} yl_definition;
+
+/* "keras-yolo3", "darknet"; NULL for an unknown definition. */
+const char *yl_definition_name(int definition);
+/* The source a definition reproduces (repository, commit, file), or NULL. */
+const char *yl_definition_source(int definition);
+/* The definition for a wire name, or -1. */
+int yl_definition_from_name(const char *name);
+
+#define YL_MAX_ANCHORS 18          /* all layers together */
+#define YL_MAX_LAYER_ANCHORS 9     /* anchors of one layer */
+
+/* darknet's [yolo] parameters (cfg/yolov3.cfg's values by default). */
 typedef struct {
-    int num_anchors;      /* 9 (3 layers) or 6 (tiny, 2 layers) */
-    double anchors[18];   /* w,h pairs in input pixels, anchor n at [2n], [2n+1] */
-    double ignore_thresh; /* keras's default 0.5 */
+    double truth_thresh; /* a prediction whose best IoU exceeds it becomes a positive (1) */
+    int max_truths;      /* darknet's max: truths read per image (90) */
+    int fp32;            /* 1: darknet's float32 arithmetic, its deltas bit for bit;
+                            0: the same formulas in float64 */
+} yl_darknet_params;
+
+/* THE MODEL DESCRIPTOR: the definition, the layers (coarsest grid first) with their anchors,
+ * the stride of each layer (input pixels per cell: the input is stride * grid), the class
+ * count and the definition's hyper-parameters. yl_config_default fills keras-yolo3's rows
+ * (which the original two-argument form always meant), yl_config_model any definition's.
+ * keras-yolo3's layers follow from its anchor count as keras-yolo3 derives them (9: three
+ * layers, masks 678/345/012, strides 32/16/8; 6: two, masks 345/123, strides 32/16), so for
+ * it only num_anchors, anchors and ignore_thresh are read. */
+typedef struct {
+    int num_anchors;      /* anchors of all layers: keras 9 (3 layers) or 6 (tiny, 2 layers) */
+    double anchors[2 * YL_MAX_ANCHORS]; /* w,h pairs in input pixels, anchor n at [2n], [2n+1] */
+    double ignore_thresh; /* keras's default 0.5, darknet's (yolov3.cfg) 0.7 */
+    int definition;       /* yl_definition; 0 = keras-yolo3 */
+    int num_layers;       /* L */
+    int layer_anchors[YL_MAX_LAYERS];                /* anchors of layer l */
+    int mask[YL_MAX_LAYERS][YL_MAX_LAYER_ANCHORS];   /* their indices into anchors */
+    int stride[YL_MAX_LAYERS];                       /* input pixels per grid cell */
+    int num_classes;      /* 0: whatever the outputs hold (5 + C channels per anchor) */
+    yl_darknet_params darknet;
 } yl_config;
 
-/* num_anchors 9: YOLOv3's anchors; 6: yolov3-tiny's. ignore_thresh 0.5. */
+/* num_anchors 9: YOLOv3's anchors; 6: yolov3-tiny's. ignore_thresh 0.5. keras-yolo3. */
 int yl_config_default(yl_config *cfg, int num_anchors);
+/* The default model of a definition: 9 anchors (yolov3) or 6 (yolov3-tiny) with their
+ * source's anchors, masks, strides and hyper-parameters (darknet: cfg/yolov3.cfg and
+ * cfg/yolov3-tiny.cfg, ignore_thresh 0.7, truth_thresh 1, max 90, float32 arithmetic).
+ * YL_EINVAL for an unknown definition or anchor count. */
+int yl_config_model(yl_config *cfg, int definition, int num_anchors);
 
 /* A validated batch: shapes, dtypes and config checked, derived sizes computed. Values
  * (non-finite numbers, bad boxes, missing compact rows) are checked per image by yl_image.
@@ -220,6 +271,7 @@ typedef struct {
     int64_t n_noobj;
     int64_t n_recall50, n_recall75;
     int64_t ignored;      /* anchors without truth whose confidence loss is ignored */
+    double cost;          /* darknet: sum of its delta^2 (0 for keras-yolo3) */
 } yl_layer_sums;
 
 typedef struct {
@@ -246,7 +298,11 @@ typedef struct {
 int yl_image(const yl_problem *p, int64_t b, void *scratch, const yl_grads *grads,
              yl_image_result *out, yl_error *err);
 
-/* The batch result. */
+/* The batch result. keras-yolo3: terms are means over the batch (/ B), its statistics as
+ * docs/semantics.md lists them. darknet: sums over the batch (no 1/B, as its delta), and
+ * the statistics its forward_yolo_layer prints per layer: Avg IOU, Class, Obj, No Obj (the
+ * mean sigmoid(t_o) over ALL anchors), .5R, .75R, count; IGNORED counts the anchors whose
+ * objectness delta its ignore rule zeroed. */
 #define YL_STAT_COUNT 0
 #define YL_STAT_AVG_IOU 1
 #define YL_STAT_AVG_CLASS 2
@@ -263,6 +319,8 @@ typedef struct {
     double terms[4];                        /* xy, wh, confidence, class; each / B */
     double layer_terms[YL_MAX_LAYERS][4];   /* per layer, / B */
     double stats[YL_MAX_LAYERS][YL_NUM_STATS];
+    double cost[YL_MAX_LAYERS];             /* darknet's cost per layer (sum of delta^2 over the
+                                               batch, what it prints as the loss); 0 for keras */
 } yl_result;
 
 /* Reduce per-image results (p->batch of them, image order) into r. */

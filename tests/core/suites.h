@@ -14,4 +14,8 @@ Suite *golden_suite(void);
 /* Compact problems against dense ones, fp64 gradients against fp32 (test_compact.c). */
 Suite *compact_suite(void);
 
+/* The model descriptor, the definition table and each non-keras definition against its
+ * float64 reference's formulas (test_definitions.c). */
+Suite *definitions_suite(void);
+
 #endif /* YL_TESTS_SUITES_H */

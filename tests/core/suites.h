@@ -18,4 +18,7 @@ Suite *compact_suite(void);
  * float64 reference's formulas (test_definitions.c). */
 Suite *definitions_suite(void);
 
+/* The detection evaluator (core/yleval.h) on hand-made cases (test_eval.c). */
+Suite *eval_suite(void);
+
 #endif /* YL_TESTS_SUITES_H */

@@ -10,6 +10,7 @@ int main(void)
     srunner_add_suite(sr, golden_suite());
     srunner_add_suite(sr, compact_suite());
     srunner_add_suite(sr, definitions_suite());
+    srunner_add_suite(sr, eval_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

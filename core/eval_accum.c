@@ -1,0 +1,286 @@
+/* yle_accumulate: COCOeval.accumulate ("coco") and voc_eval's cumulative sums and voc_ap
+ * ("voc07", "voc") over per-image records given in any order. */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "eval_internal.h"
+
+typedef struct {
+    int64_t img; /* index into images[] */
+    int64_t grp; /* index into its groups */
+} gref;
+
+typedef struct {
+    int64_t *pos_img;  /* n_img: images[] index at each img_ids position, -1: none */
+    int64_t *bucket;   /* K*A + 1 offsets into refs */
+    int64_t *fill;     /* K*A */
+    gref *refs;        /* every group, by (k, a), image order inside */
+    const yle_det_rec **ent; /* one bucket's detections, in image-then-rank order */
+    int32_t *rank;     /* their rank within their image's group */
+    int32_t *idx, *tmp;
+    double *key, *rc, *pr, *sc;
+    int32_t *sel;      /* one maxDets' selection of idx */
+} acc_scratch;
+
+static size_t acc_layout(const yle_params *p, int64_t n_groups, int64_t n_recs, char *base,
+                         acc_scratch *s) {
+    int64_t KA = yle__num_k(p) * (p->convention == YLE_COCO ? p->n_area : 1);
+    struct {
+        void **ptr;
+        int64_t n;
+        size_t each;
+    } parts[] = {
+        {(void **)&s->pos_img, p->n_img, 8}, {(void **)&s->bucket, KA + 1, 8},
+        {(void **)&s->fill, KA, 8},          {(void **)&s->refs, n_groups, sizeof(gref)},
+        {(void **)&s->ent, n_recs, sizeof(void *)}, {(void **)&s->rank, n_recs, 4},
+        {(void **)&s->idx, n_recs, 4},       {(void **)&s->tmp, n_recs, 4},
+        {(void **)&s->key, n_recs, 8},       {(void **)&s->rc, n_recs, 8},
+        {(void **)&s->pr, n_recs, 8},        {(void **)&s->sc, n_recs, 8},
+        {(void **)&s->sel, n_recs, 4},
+    };
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        size_t b = yle__bytes(parts[i].n, parts[i].each);
+        if (b == SIZE_MAX || off > SIZE_MAX - b)
+            return SIZE_MAX;
+        if (base)
+            *parts[i].ptr = base + off;
+        off += b;
+    }
+    return off;
+}
+
+static int totals(const yle_image_result *images, int64_t n, int64_t *groups, int64_t *recs) {
+    *groups = *recs = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (images[i].n_groups < 0 || images[i].n_recs < 0 ||
+            images[i].n_groups > INT32_MAX - *groups || images[i].n_recs > INT32_MAX - *recs)
+            return YLE_EOVERFLOW;
+        *groups += images[i].n_groups;
+        *recs += images[i].n_recs;
+    }
+    return YLE_OK;
+}
+
+int yle_accumulate_bounds(const yle_params *p, const yle_image_result *images, int64_t n,
+                          yle_accum_size *out) {
+    if (!p || !out || n < 0 || (n && !images))
+        return YLE_EINVAL;
+    int64_t ng, nr;
+    if (totals(images, n, &ng, &nr))
+        return YLE_EOVERFLOW;
+    int64_t K = yle__num_k(p), T = p->n_iou;
+    memset(out, 0, sizeof *out);
+    if (p->convention == YLE_COCO) {
+        int64_t R = p->n_rec, A = p->n_area, M = p->n_max_dets;
+        out->precision = out->scores = T * R * K * A * M;
+        out->recall = T * K * A * M;
+    } else {
+        out->ap = T * K;
+    }
+    acc_scratch s;
+    out->scratch = acc_layout(p, ng, nr, NULL, &s);
+    return out->scratch == SIZE_MAX ? YLE_EOVERFLOW : YLE_OK;
+}
+
+/* voc_eval.py's voc_ap(rec, prec, use_07_metric) for nd points; rc/pr are overwritten. */
+static double voc_ap(double *rec, double *prec, int64_t nd, int use07, double *tmp) {
+    if (use07) {
+        double ap = 0.;
+        for (int i = 0; i < 11; i++) {
+            double t = 0.0 + i * 0.1; /* np.arange(0., 1.1, 0.1): start + i * delta */
+            double pmax = 0;          /* p = 0 when no rec >= t; prec is never NaN */
+            for (int64_t d = 0; d < nd; d++)
+                if (rec[d] >= t && prec[d] > pmax)
+                    pmax = prec[d];
+            ap = ap + pmax / 11.;
+        }
+        return ap;
+    }
+    /* mrec = [0, rec, 1], mpre = [0, prec, 0] kept in place: index i of the padded arrays
+     * is rec[i - 1]. The envelope runs backwards (np.maximum; prec is never NaN). */
+#define MREC(i) ((i) == 0 ? 0.0 : (i) == nd + 1 ? 1.0 : rec[(i) - 1])
+    double next = 0.0; /* mpre[nd + 1] */
+    for (int64_t i = nd; i >= 1; i--) {
+        prec[i - 1] = fmax(prec[i - 1], next);
+        next = prec[i - 1];
+    }
+    int64_t nt = 0;
+    for (int64_t i = 0; i <= nd; i++) {
+        double a = MREC(i), b = MREC(i + 1);
+        if (a != b) {
+            double mp = (i + 1 == nd + 1) ? 0.0 : prec[i];
+            tmp[nt++] = (b - a) * mp;
+        }
+    }
+#undef MREC
+    return yle__pairwise_sum(tmp, nt);
+}
+
+int yle_accumulate(const yle_params *p, const yle_image_result *images, int64_t n,
+                   void *scratch, size_t scratch_size, double *precision, double *recall,
+                   double *scores, double *ap, yle_error *err) {
+    int rc = yle_params_check(p, err);
+    if (rc)
+        return rc;
+    yle_accum_size sz;
+    if ((rc = yle_accumulate_bounds(p, images, n, &sz)))
+        return yle__fail(err, rc, "images", -1, "yle_accumulate: %s", yle_strerror(rc));
+    int coco = p->convention == YLE_COCO;
+    if (scratch_size < sz.scratch || (sz.scratch && !scratch) ||
+        (coco && (!precision || !recall || !scores)) || (!coco && !ap))
+        return yle__fail(err, YLE_ESPACE, "images", -1,
+                         "yle_accumulate: %zu scratch bytes and the output arrays are needed",
+                         sz.scratch);
+    int64_t ng, nr;
+    totals(images, n, &ng, &nr);
+    acc_scratch s;
+    acc_layout(p, ng, nr, scratch, &s);
+
+    int64_t T = p->n_iou, K = yle__num_k(p), A = coco ? p->n_area : 1;
+    int64_t R = coco ? p->n_rec : 0, M = coco ? p->n_max_dets : 1;
+    for (int64_t i = 0; i < p->n_img; i++)
+        s.pos_img[i] = -1;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t pos = yle_find_id(p->img_ids, p->n_img, images[i].image_id);
+        if (pos < 0)
+            continue; /* not in imgIds */
+        if (s.pos_img[pos] >= 0)
+            return yle__fail(err, YLE_EDUP, "images", i, "images[%lld]: image %lld is also "
+                             "images[%lld]", (long long)i, (long long)images[i].image_id,
+                             (long long)s.pos_img[pos]);
+        s.pos_img[pos] = i;
+        for (int64_t g = 0; g < images[i].n_groups; g++) {
+            const yle_group *gr = &images[i].groups[g];
+            if (gr->k < 0 || gr->k >= K || gr->a < 0 || gr->a >= A || gr->n_det < 0 ||
+                gr->n_gt < 0 || gr->first < 0 || gr->first > images[i].n_recs - gr->n_det)
+                return yle__fail(err, YLE_EINVAL, "images", i,
+                                 "images[%lld].groups[%lld]: k %d, a %d, records %lld+%d do not "
+                                 "fit these parameters and %lld records", (long long)i,
+                                 (long long)g, gr->k, gr->a, (long long)gr->first, gr->n_det,
+                                 (long long)images[i].n_recs);
+        }
+    }
+    /* bucket the groups by (k, a), images in img_ids order within each */
+    int64_t KA = K * A;
+    memset(s.fill, 0, (size_t)KA * sizeof *s.fill);
+    for (int64_t pos = 0; pos < p->n_img; pos++) {
+        int64_t i = s.pos_img[pos];
+        for (int64_t g = 0; i >= 0 && g < images[i].n_groups; g++)
+            s.fill[images[i].groups[g].k * A + images[i].groups[g].a]++;
+    }
+    s.bucket[0] = 0;
+    for (int64_t b = 0; b < KA; b++) {
+        s.bucket[b + 1] = s.bucket[b] + s.fill[b];
+        s.fill[b] = s.bucket[b];
+    }
+    for (int64_t pos = 0; pos < p->n_img; pos++) {
+        int64_t i = s.pos_img[pos];
+        for (int64_t g = 0; i >= 0 && g < images[i].n_groups; g++) {
+            const yle_group *gr = &images[i].groups[g];
+            s.refs[s.fill[gr->k * A + gr->a]++] = (gref){i, g};
+        }
+    }
+
+    if (coco) {
+        for (int64_t e = 0; e < T * R * K * A * M; e++)
+            precision[e] = scores[e] = -1;
+        for (int64_t e = 0; e < T * K * A * M; e++)
+            recall[e] = -1;
+    }
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t a = 0; a < A; a++) {
+            int64_t b = k * A + a, ne = 0, npig = 0;
+            for (int64_t r = s.bucket[b]; r < s.bucket[b + 1]; r++) {
+                const yle_image_result *im = &images[s.refs[r].img];
+                const yle_group *gr = &im->groups[s.refs[r].grp];
+                npig += gr->n_gt;
+                for (int32_t d = 0; d < gr->n_det; d++) {
+                    s.ent[ne] = &im->recs[gr->first + d];
+                    s.rank[ne] = d;
+                    s.key[ne] = -s.ent[ne]->score;
+                    s.idx[ne] = (int32_t)ne;
+                    ne++;
+                }
+            }
+            /* np.argsort(-dtScores, kind='mergesort') over the concatenation in image order */
+            yle__sort_idx(s.idx, s.tmp, ne, s.key);
+            if (!coco) {
+                /* voc_eval: fp = cumsum(fp), tp = cumsum(tp), rec = tp / float(npos),
+                 * prec = tp / maximum(tp + fp, eps) */
+                for (int64_t t = 0; t < T; t++) {
+                    uint64_t bit = (uint64_t)1 << t;
+                    double tp = 0, fp = 0;
+                    for (int64_t j = 0; j < ne; j++) {
+                        const yle_det_rec *e = s.ent[s.idx[j]];
+                        fp += (e->fp & bit) ? 1. : 0.;
+                        tp += (e->tp & bit) ? 1. : 0.;
+                        s.rc[j] = tp / (double)npig;
+                        s.pr[j] = tp / fmax(tp + fp, DBL_EPSILON);
+                    }
+                    ap[t * K + k] = voc_ap(s.rc, s.pr, ne, p->convention == YLE_VOC07, s.sc);
+                }
+                continue;
+            }
+            if (npig == 0)
+                continue; /* no truth: -1 stays, as pycocotools' `if npig == 0: continue` */
+            for (int64_t m = 0; m < M; m++) {
+                int64_t maxdet = p->max_dets[m], nd = 0;
+                for (int64_t j = 0; j < ne; j++)
+                    if (s.rank[s.idx[j]] < maxdet)
+                        s.sel[nd++] = s.idx[j];
+                for (int64_t t = 0; t < T; t++) {
+                    uint64_t bit = (uint64_t)1 << t;
+                    int64_t tpc = 0, fpc = 0;
+                    for (int64_t j = 0; j < nd; j++) {
+                        const yle_det_rec *e = s.ent[s.sel[j]];
+                        tpc += (e->tp & bit) != 0;
+                        fpc += (e->fp & bit) != 0;
+                        double tp = (double)tpc, fp = (double)fpc;
+                        s.rc[j] = tp / (double)npig;
+                        s.pr[j] = tp / (fp + tp + DBL_EPSILON); /* np.spacing(1) */
+                        s.sc[j] = e->score;
+                    }
+                    recall[((t * K + k) * A + a) * M + m] = nd ? s.rc[nd - 1] : 0;
+                    for (int64_t i = nd - 1; i > 0; i--)
+                        if (s.pr[i] > s.pr[i - 1])
+                            s.pr[i - 1] = s.pr[i];
+                    int64_t lo = 0;
+                    for (int64_t r = 0; r < R; r++) {
+                        double v = p->rec_thrs[r];
+                        /* searchsorted(rc, v, side='left'): the first rc >= v */
+                        int64_t l = 0, h = nd;
+                        if (r > 0 && v >= p->rec_thrs[r - 1])
+                            l = lo;
+                        while (l < h) {
+                            int64_t mid = l + (h - l) / 2;
+                            if (s.rc[mid] < v)
+                                l = mid + 1;
+                            else
+                                h = mid;
+                        }
+                        lo = l;
+                        int64_t o = (((t * R + r) * K + k) * A + a) * M + m;
+                        if (l >= nd) {
+                            /* pr[pi] raised IndexError: this and every later entry stay 0 */
+                            for (int64_t r2 = r; r2 < R; r2++) {
+                                int64_t o2 = (((t * R + r2) * K + k) * A + a) * M + m;
+                                precision[o2] = scores[o2] = 0;
+                            }
+                            break;
+                        }
+                        precision[o] = s.pr[l];
+                        scores[o] = s.sc[l];
+                    }
+                }
+            }
+        }
+    return YLE_OK;
+}
+
+double yle_voc_map(const yle_params *p, const double *ap, int t) {
+    if (!p || !ap || t < 0 || t >= p->n_iou || p->n_cat == 0)
+        return NAN;
+    return yle__pairwise_sum(ap + (int64_t)t * p->n_cat, p->n_cat) / (double)p->n_cat;
+}

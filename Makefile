@@ -40,6 +40,7 @@ include tests/tests.mk
 include bench/bench.mk
 -include server/server.mk
 -include clients/clients.mk
+-include clients/c/eval.mk
 -include tests/fuzz/fuzz.mk
 -include docker/docker.mk
 -include examples/examples.mk

@@ -30,8 +30,8 @@ ALL_BINS += $(B)/test_core $(B)/eval_case
 test-core: $(B)/test_core
 	CK_FORK=yes $(B)/test_core
 
-test-core-python: $(B)/eval_case
-	YL_EVAL_CASE=$(B)/eval_case $(PYTHON) -m pytest -q tests/python
+test-core-python: $(B)/eval_case $(B)/yololoss-eval
+	YL_EVAL_CASE=$(B)/eval_case YL_EVAL_CLI=$(B)/yololoss-eval $(PYTHON) -m pytest -q tests/python
 
 TEST_RUNS += test-core test-core-python
 

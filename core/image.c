@@ -47,15 +47,12 @@ static double box_iou(box a, box b) {
     return iou == iou ? iou : 0.0;
 }
 
-/* sigmoid(x) given e = exp(-|x|), without overflow for any x. */
-static double sigmoid_e(double x, double e) { return (x >= 0 ? 1.0 : e) / (1.0 + e); }
-
 /* tf.nn.sigmoid_cross_entropy_with_logits(labels=z, logits=x), the stable form, given
  * e = exp(-|x|); bce takes the exp itself. */
 static double bce_e(double z, double x, double e) { return max2(x, 0.0) - x * z + log1p(e); }
 static double bce(double z, double x) { return bce_e(z, x, exp(-fabs(x))); }
 
-static double sigmoid(double x) { return sigmoid_e(x, exp(-fabs(x))); }
+static double sigmoid(double x) { return yl__sigmoid(x); }
 
 static box truth_box(const yl__truth *t) { return (box){t->x, t->y, t->w, t->h}; }
 
@@ -98,8 +95,10 @@ static void gstore(void *g, int f64, int64_t i, double v) {
  * exp(t_w) and exp(t_h), however they were computed. */
 static box box_of(const layer_ctx *c, double sx, double sy, double ew, double eh, int64_t i,
                   int64_t j, int k) {
-    return (box){(sx + (double)i) / (double)c->W, (sy + (double)j) / (double)c->H,
-                 ew * c->anchor_w[k] / c->p->input_w, eh * c->anchor_h[k] / c->p->input_h};
+    double b[4];
+    yl__head_box(sx, sy, ew, eh, (double)i, (double)j, (double)c->W, (double)c->H,
+                 c->anchor_w[k], c->anchor_h[k], c->p->input_w, c->p->input_h, b);
+    return (box){b[0], b[1], b[2], b[3]};
 }
 
 static box decode(const layer_ctx *c, const double t[4], int64_t i, int64_t j, int k) {

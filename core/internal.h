@@ -2,6 +2,8 @@
 #ifndef YOLOLOSS_INTERNAL_H
 #define YOLOLOSS_INTERNAL_H
 
+#include <math.h>
+
 #include "yololoss.h"
 
 #if defined(__GNUC__)
@@ -49,6 +51,23 @@ int yl__check_dims(const yl_tensor *t, const char *name, int64_t *elems, yl_erro
 /* image.c: keras-yolo3's image. */
 int yl__keras_image(const yl_problem *p, int64_t b, void *scratch, const yl_grads *grads,
                     yl_image_result *out, yl_error *err);
+
+/* keras's sigmoid, in double, given e = exp(-|x|): no overflow for any x. The loss
+ * (image.c) and the decode (decode.c) share it, so both see the same bits. */
+static inline double yl__sigmoid_e(double x, double e) { return (x >= 0 ? 1.0 : e) / (1.0 + e); }
+static inline double yl__sigmoid(double x) { return yl__sigmoid_e(x, exp(-fabs(x))); }
+
+/* keras's yolo_head for one anchor: out = centre x, y and size w, h normalised to the
+ * input, given sigmoid(t_x), sigmoid(t_y), exp(t_w), exp(t_h) of cell (i, j) of a W x H
+ * grid, the anchor's size aw, ah and the input's in_w, in_h in pixels. */
+static inline void yl__head_box(double sx, double sy, double ew, double eh, double i, double j,
+                                double W, double H, double aw, double ah, double in_w,
+                                double in_h, double out[4]) {
+    out[0] = (sx + i) / W;
+    out[1] = (sy + j) / H;
+    out[2] = ew * aw / in_w;
+    out[3] = eh * ah / in_h;
+}
 
 /* dtype.c: element access. */
 double yl__load(const void *base, int dtype, int64_t i);

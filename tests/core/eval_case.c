@@ -8,7 +8,14 @@
  * layer_terms.npy (L,4), image_terms.npy (B,4), stats.npy (L,8) as float64, grad_<l>.npy
  * (float32, the shape of output_<l>; float64 with --grad-f64) unless --no-grad, and for
  * boxes cases y_true_<l>.npy
- * (float32, (B,H,W,3,5+C)). Exit status 0 on success; 2 when the core refuses the input,
+ * (float32, (B,H,W,3,5+C)).
+ *
+ *     build/eval_case CASE_DIR OUT_DIR --decode SCORE,IOU,MAX_BOXES[,IMAGE_H,IMAGE_W]
+ *
+ * decodes every image instead (yldecode.h) and writes det_image.npy (N,), det_class.npy
+ * (N,), det_score.npy (N,) and det_box.npy (N,4), all float64 (the project's .npy writer
+ * has no integer types; image and class ids are exact in float64), the images'
+ * detections one after the other. Exit status 0 on success; 2 when the core refuses the input,
  * with `YL_XXX: message` on stderr and in OUT_DIR/error.txt; 1 for usage or I/O errors.
  */
 #include <errno.h>
@@ -18,11 +25,13 @@
 #include <sys/stat.h>
 
 #include "golden_case.h"
+#include "yldecode.h"
 #include "yololoss.h"
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: eval_case CASE_DIR OUT_DIR [--threads N] [--no-grad | --grad-f64]\n");
+    fprintf(stderr, "usage: eval_case CASE_DIR OUT_DIR [--threads N] [--no-grad | --grad-f64]\n"
+                    "       eval_case CASE_DIR OUT_DIR --decode SCORE,IOU,MAX[,IMAGE_H,IMAGE_W]\n");
     return 1;
 }
 
@@ -79,10 +88,94 @@ static int write_results(const char *dir, const golden_case *c, const case_outpu
     return 0;
 }
 
+/* Every image's detections, concatenated, as the four det_*.npy. Returns the exit status. */
+static int run_decode(const golden_case *c, const yl_decode_config *dc, const char *out_dir,
+                      yl_error *err)
+{
+    yl_problem p;
+    int rc = yl_problem_init(&p, &c->cfg, c->t_output, c->num_layers,
+                             c->has_boxes ? &c->t_boxes : NULL, c->has_boxes ? NULL : c->t_y_true,
+                             c->has_boxes ? 0 : c->num_layers, err);
+    if (rc == YL_OK)
+        rc = yl_decode_check(&p, dc, err);
+    if (rc != YL_OK)
+        return rc;
+    int64_t per = yl_decode_max_detections(&p, dc), total = 0, n;
+    void *scratch = malloc(yl_decode_scratch_size(&p) + 1);
+    yl_detection *det = malloc((size_t)(per * p.batch + 1) * sizeof *det);
+    double *img = malloc((size_t)(per * p.batch + 1) * sizeof *img);
+    double *cls = malloc((size_t)(per * p.batch + 1) * sizeof *cls);
+    double *score = malloc((size_t)(per * p.batch + 1) * sizeof *score);
+    double *box = malloc((size_t)(per * p.batch + 1) * 4 * sizeof *box);
+    if (!scratch || !det || !img || !cls || !score || !box) {
+        fprintf(stderr, "eval_case: out of memory\n");
+        exit(1);
+    }
+    for (int64_t b = 0; b < p.batch && rc == YL_OK; b++) {
+        rc = yl_decode_image(&p, b, dc, scratch, det + total, &n, err);
+        for (int64_t d = 0; rc == YL_OK && d < n; d++) {
+            const yl_detection *x = &det[total + d];
+            img[total + d] = (double)b;
+            cls[total + d] = x->cls;
+            score[total + d] = x->score;
+            memcpy(box + 4 * (total + d), x->box, sizeof x->box);
+        }
+        total += rc == YL_OK ? n : 0;
+    }
+    if (rc == YL_OK) {
+        char path[1024], msg[512];
+        int64_t shape[2] = {total, 4};
+        const struct { const char *name, *descr; const void *data; int ndim; } files[] = {
+            {"det_image", "<f8", img, 1}, {"det_class", "<f8", cls, 1},
+            {"det_score", "<f8", score, 1}, {"det_box", "<f8", box, 2}};
+        for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+            snprintf(path, sizeof path, "%s/%s.npy", out_dir, files[f].name);
+            if (npyf_write(path, files[f].descr, files[f].ndim, shape, files[f].data, msg,
+                           sizeof msg) != 0) {
+                fprintf(stderr, "eval_case: %s\n", msg);
+                exit(1);
+            }
+        }
+    }
+    free(scratch);
+    free(det);
+    free(img);
+    free(cls);
+    free(score);
+    free(box);
+    return rc;
+}
+
+static int parse_decode(const char *arg, yl_decode_config *dc)
+{
+    double v[5] = {0, 0, 0, 0, 0};
+    int n = 0;
+    const char *s = arg;
+    while (n < 5) {
+        char *end;
+        v[n++] = strtod(s, &end);
+        if (end == s || (*end != ',' && *end != '\0'))
+            return -1;
+        if (*end == '\0')
+            break;
+        s = end + 1;
+    }
+    if (n != 3 && n != 5)
+        return -1;
+    yl_decode_config_default(dc);
+    dc->score_threshold = v[0];
+    dc->iou_threshold = v[1];
+    dc->max_boxes = (int64_t)v[2];
+    dc->image_h = v[3];
+    dc->image_w = v[4];
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *case_dir = NULL, *out_dir = NULL;
-    int nthreads = 1, want_grad = CASE_GRAD_F32;
+    int nthreads = 1, want_grad = CASE_GRAD_F32, decode = 0;
+    yl_decode_config dc;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             char *end;
@@ -94,6 +187,10 @@ int main(int argc, char **argv)
             want_grad = CASE_GRAD_NONE;
         } else if (strcmp(argv[i], "--grad-f64") == 0) {
             want_grad = CASE_GRAD_F64;
+        } else if (strcmp(argv[i], "--decode") == 0 && i + 1 < argc) {
+            if (parse_decode(argv[++i], &dc) != 0)
+                return usage();
+            decode = 1;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
             return usage();
         } else if (case_dir == NULL) {
@@ -120,7 +217,9 @@ int main(int argc, char **argv)
     case_output o;
     yl_error err;
     int status = 0;
-    int rc = case_run(&c, nthreads, want_grad, &o, &err);
+    memset(&o, 0, sizeof o);
+    int rc = decode ? run_decode(&c, &dc, out_dir, &err)
+                    : case_run(&c, nthreads, want_grad, &o, &err);
     if (rc != YL_OK) {
         snprintf(msg, sizeof msg, "%s: %s", yl_err_name(rc), err.msg);
         fprintf(stderr, "%s\n", msg);
@@ -132,7 +231,7 @@ int main(int argc, char **argv)
             fclose(f);
         }
         status = 2;
-    } else if (write_results(out_dir, &c, &o) != 0) {
+    } else if (!decode && write_results(out_dir, &c, &o) != 0) {
         status = 1;
     }
     case_output_free(&o);

@@ -33,6 +33,10 @@ void yl_decode_config_default(yl_decode_config *dc) {
 }
 
 int yl_decode_check(const yl_problem *p, const yl_decode_config *dc, yl_error *err) {
+    if (p->cfg.definition != YL_DEF_KERAS)
+        return yl__fail(err, YL_EINVAL, "decode", -1, -1,
+                        "decode is keras-yolo3's yolo_eval; definition '%s' has none",
+                        yl_definition_name(p->cfg.definition));
     if (p->compact)
         return yl__fail(err, YL_EINVAL, "decode", -1, -1,
                         "decode needs dense outputs (a compact problem does not carry every "

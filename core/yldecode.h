@@ -66,7 +66,8 @@ void yl_decode_config_default(yl_decode_config *dc);
 
 /* Refuses a NaN or infinite threshold, an iou_threshold outside [0, 1], a negative
  * max_boxes, image sizes that are not both 0 or both finite and > 0 (tensor "decode"), and
- * compact problems (they do not carry every anchor's class logits). */
+ * compact problems (they do not carry every anchor's class logits), and definitions other
+ * than keras-yolo3. */
 int yl_decode_check(const yl_problem *p, const yl_decode_config *dc, yl_error *err);
 
 typedef struct {

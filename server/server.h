@@ -18,7 +18,7 @@
  * http/encoding.c (gzip/deflate) -> http/errors.c (the one error reply) and http/fail.c
  * (what it carries) -> v2/stats.c, http/access_log.c, http/auth.c, http/bufcache.c (large
  * buffers reused across requests) -> http/budget.c (--max-memory: what admitted requests
- * hold together) -> http/peers.c (connections per address) -> http/mhd_errors.c
+ * hold together) -> http/upload.c (an upload's memory as its bytes arrive) -> http/peers.c (connections per address) -> http/mhd_errors.c
  * (libmicrohttpd's own error answers as JSON) -> http/pool.c (the libuv pool: waiting work
  * counted, messages from pool threads to the loop).
  * Monitoring (docs/monitoring.md): monitor/history.h (points and the storage backend
@@ -184,6 +184,8 @@ struct yls_server {
     bool stopping;     /* shutdown started */
     unsigned inflight; /* infer requests whose body is complete, not yet completed */
     unsigned uploading; /* infer requests admitted on their headers, body still arriving */
+    yls_request *uploads; /* those, listed (upload.c) */
+    uint64_t promises_dropped; /* stalled uploads that lost their memory promise */
     uint64_t gone_requests, gone_images; /* clients that left during compute; images skipped */
     uint64_t header_timeouts; /* connections shut for not completing headers in --timeout */
     unsigned pending;  /* other requests suspended waiting on a history thread */
@@ -313,6 +315,9 @@ struct yls_request {
     uint64_t reserve;      /* memory budget reserved for what the body decodes into */
     uint64_t bytes_in;     /* raw body bytes received */
     uint64_t body_limit;   /* raw bytes allowed */
+    uint64_t body_expect;  /* Content-Length of an upload, 0 if absent: the buffer's top */
+    uint64_t promise;      /* budget promised to the upload, not yet taken (upload.c) */
+    yls_request *up_prev, *up_next; /* srv->uploads */
     int64_t header_len;    /* Inference-Header-Content-Length, -1 if absent */
     yls_encoding encoding; /* Content-Encoding of the body */
     yls_encoding accept;   /* coding chosen for the response */
@@ -378,6 +383,16 @@ void yls_http_wake(yls_server *s);
  * missed (an upload's, a hang-up between requests). */
 void yls_conn_reread(yls_server *s, struct MHD_Connection *c);
 const char *yls_header(const yls_request *r, const char *name);
+/* upload.c: an upload's memory. Admit r (r->body_expect set) with a promise of its body and
+ * twice its size, listed in srv->uploads and counted in srv->uploading (0, or -1 with f
+ * set: 503); end it (the promise left given back; safe to call twice); append a chunk to
+ * r's body, taking its memory as it comes (0, or -1 with r->early set). */
+int yls_upload_admit(yls_request *r, yls_fail *f);
+void yls_upload_end(yls_request *r);
+int yls_body_append(yls_request *r, const char *data, size_t size);
+/* Bytes per second an upload must average: past --timeout it is cut, past 2 s its memory
+ * promise may be dropped (upload.c). */
+#define YLS_MIN_UPLOAD_RATE (64.0 * 1024)
 
 /* pool.c: work on the libuv pool (UV_THREADPOOL_SIZE = --threads), counted while it waits
  * for a thread. Embed a yls_work and queue it from the loop thread; work runs on a pool
@@ -463,6 +478,10 @@ void yls_big_trim(void); /* free what is kept (at exit, or to fit the budget) */
 void yls_budget_init(uint64_t max); /* 0: none; also counts jansson's allocations */
 uint64_t yls_budget_default(void);  /* 3/4 of MemAvailable or the cgroup limit */
 bool yls_budget_take(uint64_t n);   /* count n bytes, or false (over the budget) */
+/* A promise of n bytes to an upload (upload.c): refused when what is counted and promised
+ * would pass the budget; never checked by allocations. */
+bool yls_budget_promise(uint64_t n);
+void yls_budget_unpromise(uint64_t n);
 void yls_budget_force(uint64_t n);  /* count n bytes already allocated, never refused */
 /* A new block: from this thread's credit first, then yls_budget_take. */
 bool yls_budget_take_block(uint64_t n);

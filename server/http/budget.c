@@ -20,9 +20,11 @@
  *
  * ADMISSION. Counting allocations alone would let many bodies in and then fail them all
  * when none finds room for its gradients. So an upload is admitted on its headers only if
- * its body and a reservation of twice its size fit (http.c): what it decodes into
+ * its body and a reservation of twice its size would fit (http.c): what it decodes into
  * (gradients are FP32, as large as FP32 outputs and twice FP16 ones; JSON numbers take
- * at least two bytes each). Its input phase spends the reservation first (a thread-local
+ * at least two bytes each). That is a promise, counted against later admissions only, and
+ * taken as the bytes arrive (upload.c: a client that declares a gigabyte and sends nothing
+ * must not hold it, and a stalled upload loses its promise). Its input phase spends the reservation first (a thread-local
  * credit), and gives back what is left; what the estimate missed is taken from the rest
  * of the budget, or refused. Small allocations outside a request's
  * work (error replies, metadata) are never refused: the 503 itself must be sendable.
@@ -40,6 +42,7 @@
 static uint64_t max_bytes;       /* 0: no budget (counted all the same) */
 static _Atomic uint64_t used;    /* bytes counted now */
 static _Atomic uint64_t peak;    /* the most ever counted (statistics, tests) */
+static _Atomic uint64_t promised; /* promised to uploads, not counted yet (upload.c) */
 static _Thread_local bool hit;   /* this thread was refused since its last yls_budget_hit */
 static _Thread_local bool scope; /* counting jansson on this thread */
 static _Thread_local uint64_t scope_held;
@@ -64,6 +67,19 @@ bool yls_budget_take(uint64_t n)
     note_peak(cur + n);
     return true;
 }
+
+bool yls_budget_promise(uint64_t n)
+{
+    uint64_t cur = atomic_load(&promised);
+    do {
+        uint64_t u = atomic_load(&used);
+        if (max_bytes && (u > max_bytes || cur > max_bytes - u || n > max_bytes - u - cur))
+            return false;
+    } while (!atomic_compare_exchange_weak(&promised, &cur, cur + n));
+    return true;
+}
+
+void yls_budget_unpromise(uint64_t n) { atomic_fetch_sub(&promised, n); }
 
 bool yls_budget_take_block(uint64_t n)
 {

@@ -183,31 +183,25 @@ static int upload_headers(yls_request *r, yls_fail *f)
     r->body.pad = r->encoding == YLS_ENC_IDENTITY && r->header_len >= 0
                       ? (size_t)((16 - (uint64_t)r->header_len % 16) % 16)
                       : 0;
-    r->body.cap = has_cl ? (size_t)clen : (limit < INITIAL_BODY_CAP ? (size_t)limit : INITIAL_BODY_CAP);
+    /* admitted if the body and what it decodes into would fit; held as it arrives (upload.c) */
+    r->body_expect = has_cl ? clen : 0;
+    if (yls_upload_admit(r, f))
+        return -1;
+    uint64_t first = has_cl ? clen : limit;
+    r->body.cap = first < INITIAL_BODY_CAP ? (size_t)first : INITIAL_BODY_CAP;
     yls_budget_hit();
     r->body.base = yls_big_alloc(r->body.pad + r->body.cap + 1);
     if (!r->body.base) {
         char what[64];
         snprintf(what, sizeof what, "a %zu-byte body", r->body.cap);
+        yls_upload_end(r);
         if (yls_budget_hit())
             return yls_budget_fail(f, what);
         return yls_fail_set(f, 503, "out of memory for %s; retry later", what);
     }
     r->body.data = r->body.base + r->body.pad;
-    /* admitted only if what it decodes into fits too (budget.c: ADMISSION) */
-    uint64_t reserve = has_cl ? 2 * clen : 0;
-    if (!yls_budget_take(reserve)) {
-        yls_big_free(r->body.base);
-        memset(&r->body, 0, sizeof r->body);
-        char what[96];
-        snprintf(what, sizeof what, "a %" PRIu64 "-byte body and what it decodes into", clen);
-        return yls_budget_fail(f, what);
-    }
-    r->reserve = reserve;
     r->body_limit = limit;
-    r->want_body = true;
-    r->uploading = true; /* in flight only once the body is complete (on_access) */
-    s->uploading++;
+    r->want_body = true; /* in flight only once the body is complete (on_access) */
     yls_request_watch(r, UV_DISCONNECT);
     return 0;
 }
@@ -296,9 +290,6 @@ static enum MHD_Result on_headers(yls_request *r, const char *method, const char
 }
 
 /* false: close the connection (a refused body larger than we drain). */
-/* Bytes per second an upload must average once it is older than --timeout. */
-#define YLS_MIN_UPLOAD_RATE (64.0 * 1024)
-
 static bool on_body(yls_request *r, const char *data, size_t size)
 {
     r->bytes_in += size;
@@ -321,25 +312,8 @@ static bool on_body(yls_request *r, const char *data, size_t size)
                                                                 : " (--max-json)");
         goto drop;
     }
-    if (b->len + size > b->cap) {
-        size_t cap = b->cap * 2 > b->len + size ? b->cap * 2 : b->len + size;
-        if (cap > r->body_limit)
-            cap = (size_t)r->body_limit;
-        yls_budget_hit();
-        uint8_t *nb = yls_big_realloc(b->base, b->pad + cap + 1);
-        if (!nb) {
-            if (yls_budget_hit())
-                yls_budget_fail(&r->early, "the request body");
-            else
-                yls_fail_set(&r->early, 503, "out of memory for the request body; retry later");
-            goto drop;
-        }
-        b->base = nb;
-        b->data = nb + b->pad;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, size);
-    b->len += size;
+    if (yls_body_append(r, data, size))
+        goto drop;
     return true;
 drop:
     yls_big_free(b->base);
@@ -381,8 +355,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     if (r->uploading) {
         /* a slow or stalled upload held no slot; now it takes one, if there is one */
         yls_request_unwatch(r);
-        r->uploading = false;
-        s->uploading--;
+        yls_upload_end(r);
         if (!r->early.status && s->inflight >= s->opt.max_inflight)
             yls_fail_set(&r->early, 503,
                          "overloaded: %u infer requests are queued or running (--max-inflight "
@@ -419,8 +392,7 @@ static void request_done(yls_server *s, struct MHD_Connection *c, yls_request *r
         r->route.entry->on_complete(r);
     if (r->counted)
         s->inflight--;
-    if (r->uploading)
-        s->uploading--;
+    yls_upload_end(r);
     request_free(r);
 }
 

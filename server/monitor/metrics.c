@@ -272,6 +272,10 @@ static char *metrics_text(const yls_server *s)
          "Connections shut because a request's headers were not complete --timeout seconds "
          "after the connection opened or answered its last request.");
     fprintf(f, "yololoss_header_timeouts_total %" PRIu64 "\n", s->header_timeouts);
+    head(f, "yololoss_upload_promises_dropped_total", "counter",
+         "Uploads that lost their memory promise for sending too slowly while another "
+         "upload needed the room.");
+    fprintf(f, "yololoss_upload_promises_dropped_total %" PRIu64 "\n", s->promises_dropped);
     head(f, "yololoss_event_streams", "gauge", "Open Server-Sent Events streams.");
     fprintf(f, "yololoss_event_streams %u\n", yls_sse_count(s));
 

@@ -121,6 +121,70 @@ START_TEST(ipv6_clients_counted_by_prefix)
 }
 END_TEST
 
+static const yt_spec small_spec = {.num_anchors = 6, .B = 1, .H0 = 1, .W0 = 1, .C = 2,
+                                   .out_dtype = YL_F32, .truth = YT_BOXES,
+                                   .truth_dtype = YL_F32, .T = 2, .seed = 3};
+
+/* Send an infer request's headers declaring len body bytes (with Expect: 100-continue when
+ * expect), no body; the socket. */
+static int headers_only(unsigned port, unsigned long len, bool expect)
+{
+    int fd = yt_raw_connect(port);
+    char head[320];
+    snprintf(head, sizeof head,
+             "POST /v2/models/yolov3/infer HTTP/1.1\r\nHost: t\r\nContent-Length: %lu\r\n"
+             "Inference-Header-Content-Length: 100\r\n%s\r\n",
+             len, expect ? "Expect: 100-continue\r\n" : "");
+    ck_assert(yt_raw_send(fd, head, strlen(head)));
+    return fd;
+}
+
+/* Headers that declare a large body, and no body: nothing is held for bytes that have not
+ * come, and a promise of memory is kept only by an upload that sends. Held up front (the
+ * body and twice its size), the first of these took a 96 MiB budget, the others got 503,
+ * and so did every other request until --timeout. Now each holds a first buffer, an upload
+ * that sent nothing for 2 s loses its promise to the next one, a small request is answered
+ * meanwhile, and a real upload of the same size is still admitted ("100 Continue"). The
+ * naps are the 2 s grace (the behaviour under test), nothing is timed. */
+START_TEST(headers_only_uploads_hold_nothing)
+{
+    yt_daemon d;
+    const char *args[] = {"--threads", "1", "--max-memory", "96M", "--timeout", "120", NULL};
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    yt_case small;
+    yt_case_make(&small, &small_spec);
+    yt_send s = {.input_mode = 0, .output_binary = -1, .binary_data_output = true};
+    enum { N = 3 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = headers_only(d.port, 30000000, false);
+        double up = yt_metric_wait(&d, "yololoss_uploading_requests", i + 1);
+        ck_assert_msg(up == i + 1, "%.0f of %d headers-only uploads admitted", up, i + 1);
+        yt_nap_ms(2500);
+    }
+    double used = yt_metric(&d, "yololoss_memory_used_bytes");
+    ck_assert_msg(used < 4e6, "%.0f bytes of the budget held by %d bodies not sent", used, N);
+    ck_assert_int_ge(yt_metric(&d, "yololoss_upload_promises_dropped_total"), N - 1);
+    yt_resp r;
+    char msg[512];
+    long st = yt_infer(&d, &small, &s, &r);
+    ck_assert_msg(st == 200, "a small request beside %d headers-only uploads: %ld %s", N, st,
+                  yt_error_message(&r, msg, sizeof msg));
+    yt_resp_free(&r);
+    int big = headers_only(d.port, 30000000, true);
+    char h[2048], b[2048];
+    int first = yt_raw_response(big, h, sizeof h, b, sizeof b);
+    ck_assert_msg(first == 100, "an upload beside %d stalled ones: %d %s", N, first, b);
+    close(big);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    ck_assert_int_eq(yt_metric_wait(&d, "yololoss_uploading_requests", 0), 0);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    unlink(d.errlog);
+    yt_case_free(&small);
+}
+END_TEST
+
 Suite *yt_suite_lockouts(void)
 {
     Suite *s = suite_create("lockouts");
@@ -129,6 +193,10 @@ Suite *yt_suite_lockouts(void)
     tcase_add_test(tc, two_content_lengths_refused);
     tcase_add_test(tc, host_any_is_dual_stack);
     tcase_add_test(tc, ipv6_clients_counted_by_prefix);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("resources");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, headers_only_uploads_hold_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

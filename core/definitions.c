@@ -14,6 +14,11 @@ static const yl__definition rows[YL_NUM_DEFINITIONS] = {
                       .truth = yl__keras_truth,
                       .scratch_bytes = yl__scratch_bytes,
                       .image = yl__keras_image},
+    [YL_DEF_DARKNET] = {.defaults = yl__darknet_default,
+                        .config = yl__darknet_config,
+                        .truth = yl__darknet_truth,
+                        .scratch_bytes = yl__darknet_scratch_bytes,
+                        .image = yl__darknet_image},
 };
 
 /* names, sources and the mean flag, from the one map */

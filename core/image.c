@@ -310,8 +310,7 @@ static void truth_anchor(const layer_ctx *c, const yl__truth *tr, int64_t i, int
     sum->n_recall75 += own_iou > 0.75;
 }
 
-/* First index in the sorted a[0, n) that is >= v. */
-static int64_t lower_bound(const int64_t *a, int64_t n, int64_t v) {
+int64_t yl__lower_bound(const int64_t *a, int64_t n, int64_t v) {
     int64_t lo = 0, hi = n;
     while (lo < hi) {
         int64_t mid = lo + (hi - lo) / 2;
@@ -328,8 +327,8 @@ static int find_rows(layer_ctx *c, yl__truth *truth, int64_t n_truth, yl_error *
     const yl_problem *p = c->p;
     const int l = c->l;
     const int64_t *index = p->row_index[l], stride = 5 + c->C;
-    c->r0 = lower_bound(index, p->n_rows[l], c->first);
-    c->r1 = lower_bound(index, p->n_rows[l], c->first + p->anchors[l]);
+    c->r0 = yl__lower_bound(index, p->n_rows[l], c->first);
+    c->r1 = yl__lower_bound(index, p->n_rows[l], c->first + p->anchors[l]);
     char name[24];
     snprintf(name, sizeof name, "output_%d_rows", l);
     int64_t bad = c->r1 > c->r0 ? yl__find_nonfinite(p->rows[l].data, p->rows[l].dtype,

@@ -69,6 +69,18 @@ static inline void yl__head_box(double sx, double sy, double ew, double eh, doub
     out[3] = eh * ah / in_h;
 }
 
+/* darknet.c: darknet's row (defaults from cfg/yolov3.cfg and cfg/yolov3-tiny.cfg). */
+int yl__darknet_default(yl_config *cfg, int num_anchors);
+int yl__darknet_config(yl_problem *p, const yl_config *cfg, yl_error *err);
+int yl__darknet_truth(yl_problem *p, const yl_tensor *truths, const yl_tensor *y_true,
+                      int n_y_true, yl_error *err);
+size_t yl__darknet_scratch_bytes(const yl_problem *p);
+int yl__darknet_image(const yl_problem *p, int64_t b, void *scratch, const yl_grads *grads,
+                      yl_image_result *out, yl_error *err);
+
+/* image.c: the first index in the sorted a[0, n) that is >= v. */
+int64_t yl__lower_bound(const int64_t *a, int64_t n, int64_t v);
+
 /* dtype.c: element access. */
 double yl__load(const void *base, int dtype, int64_t i);
 

@@ -198,9 +198,9 @@ void yl__class_targets(const yl_problem *p, int64_t b, int l, const yl__truth *t
 }
 
 int yl_boxes_to_y_true(const yl_problem *p, float *const *y_true, yl_error *err) {
-    if (!p->has_boxes)
+    if (!p->has_boxes || p->cfg.definition != YL_DEF_KERAS)
         return yl__fail(err, YL_EINVAL, "boxes", -1, -1,
-                        "yl_boxes_to_y_true needs a problem initialised with boxes");
+                        "yl_boxes_to_y_true needs a keras-yolo3 problem initialised with boxes");
     void *scratch = malloc(p->scratch_size ? p->scratch_size : 1);
     if (!scratch)
         return yl__fail(err, YL_ENOMEM, "", -1, -1, "out of memory for scratch");

@@ -139,7 +139,8 @@ typedef struct {
  * the batch size m; darknet's delta is per image and darknet applies 1/batch in its weight
  * update, so its loss and gradient are sums). The functions of a row are in definitions.c. */
 #define YL_DEFINITION_MAP(X)                                                                 \
-    X(KERAS, "keras-yolo3", "qqwweee/keras-yolo3 yolo3/model.py yolo_loss", 1)
+    X(KERAS, "keras-yolo3", "qqwweee/keras-yolo3 yolo3/model.py yolo_loss", 1)                \
+    X(DARKNET, "darknet", "pjreddie/darknet 481d9d98 src/yolo_layer.c forward_yolo_layer", 0)
 
 typedef enum {
 #define YL__DEF_ENUM(name, wire, source, mean) YL_DEF_##name,

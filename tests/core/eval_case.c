@@ -5,7 +5,7 @@
  *
  * CASE_DIR holds config.txt, output_<l>.npy and boxes.npy or y_true_<l>.npy (the format
  * of tests/reference/make_golden.py). Writes OUT_DIR/loss.npy (1,), terms.npy (4,),
- * layer_terms.npy (L,4), image_terms.npy (B,4), stats.npy (L,8) as float64, grad_<l>.npy
+ * layer_terms.npy (L,4), image_terms.npy (B,4), stats.npy (L,8), cost.npy (L,) as float64, grad_<l>.npy
  * (float32, the shape of output_<l>; float64 with --grad-f64) unless --no-grad, and for
  * boxes cases y_true_<l>.npy
  * (float32, (B,H,W,3,5+C)).
@@ -68,7 +68,8 @@ static int write_results(const char *dir, const golden_case *c, const case_outpu
         write_f64(dir, "terms", 1, &four, o->r.terms) != 0 ||
         write_f64(dir, "layer_terms", 2, lt, &o->r.layer_terms[0][0]) != 0 ||
         write_f64(dir, "image_terms", 2, it, o->image_terms) != 0 ||
-        write_f64(dir, "stats", 2, st, &o->r.stats[0][0]) != 0)
+        write_f64(dir, "stats", 2, st, &o->r.stats[0][0]) != 0 ||
+        write_f64(dir, "cost", 1, lt, o->r.cost) != 0)
         return -1;
     char name[32];
     for (int l = 0; l < L; l++) {

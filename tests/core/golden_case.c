@@ -46,7 +46,10 @@ static int read_config(golden_case *c, char *err, size_t errlen)
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return fail(err, errlen, "%s: %s", path, strerror(errno));
-    int n_anchor_values = -1, have_thresh = 0, rc = 0;
+    int n_anchor_values = -1, have_thresh = 0, rc = 0, have_dk = 0, n_layer_lines = 0;
+    int layer_mask[YL_MAX_LAYERS][YL_MAX_LAYER_ANCHORS], layer_n[YL_MAX_LAYERS] = {0},
+        layer_stride[YL_MAX_LAYERS] = {0};
+    yl_darknet_params dk = {0};
     while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
         strip(line);
         if (line[0] == '\0' || line[0] == '#')
@@ -69,6 +72,35 @@ static int read_config(golden_case *c, char *err, size_t errlen)
             char *q;
             c->cfg.ignore_thresh = strtod(line + 14, &q);
             have_thresh = q != line + 14;
+        } else if (strncmp(line, "definition ", 11) == 0) {
+            c->cfg.definition = yl_definition_from_name(line + 11);
+            if (c->cfg.definition < 0)
+                rc = fail(err, errlen, "%s: unknown definition '%s'", path, line + 11);
+        } else if (strncmp(line, "truth_thresh ", 13) == 0) {
+            c->cfg.darknet.truth_thresh = strtod(line + 13, NULL);
+            have_dk |= 1;
+        } else if (strncmp(line, "fp32 ", 5) == 0) {
+            c->cfg.darknet.fp32 = atoi(line + 5);
+            have_dk |= 2;
+        } else if (strncmp(line, "max_truths ", 11) == 0) {
+            c->cfg.darknet.max_truths = atoi(line + 11);
+            have_dk |= 4;
+        } else if (strncmp(line, "layer ", 6) == 0) {
+            /* layer L STRIDE MASK... : an explicit descriptor layer */
+            int l, st, off, k = 0, v;
+            char *q = line + 6;
+            if (sscanf(q, "%d %d%n", &l, &st, &off) != 2 || l < 0 || l >= YL_MAX_LAYERS) {
+                rc = fail(err, errlen, "%s: bad line '%s'", path, line);
+                break;
+            }
+            q += off;
+            while (k < YL_MAX_LAYER_ANCHORS && sscanf(q, "%d%n", &v, &off) == 1) {
+                layer_mask[l][k++] = v;
+                q += off;
+            }
+            layer_n[l] = k;
+            layer_stride[l] = st;
+            n_layer_lines = l + 1 > n_layer_lines ? l + 1 : n_layer_lines;
         } else if (strncmp(line, "bf16 ", 5) == 0) {
             int l;
             char extra;
@@ -87,11 +119,39 @@ static int read_config(golden_case *c, char *err, size_t errlen)
     fclose(f);
     if (rc != 0)
         return rc;
+    if (!have_thresh)
+        return fail(err, errlen, "%s: no ignore_thresh", path);
+    if (c->cfg.definition != YL_DEF_KERAS) {
+        /* the definition's default model for 9 or 6 anchors, then what the file gives */
+        yl_config given = c->cfg;
+        int na = n_anchor_values / 2;
+        dk = given.darknet;
+        if (yl_config_model(&c->cfg, given.definition, n_layer_lines ? 9 : na) != YL_OK)
+            return fail(err, errlen, "%s: no default model for %d anchors", path, na);
+        memcpy(c->cfg.anchors, given.anchors, sizeof given.anchors);
+        c->cfg.num_anchors = na;
+        c->cfg.ignore_thresh = given.ignore_thresh;
+        if (have_dk & 1)
+            c->cfg.darknet.truth_thresh = dk.truth_thresh;
+        if (have_dk & 2)
+            c->cfg.darknet.fp32 = dk.fp32;
+        if (have_dk & 4)
+            c->cfg.darknet.max_truths = dk.max_truths;
+        if (n_layer_lines) {
+            c->cfg.num_layers = n_layer_lines;
+            for (int l = 0; l < n_layer_lines; l++) {
+                c->cfg.layer_anchors[l] = layer_n[l];
+                c->cfg.stride[l] = layer_stride[l];
+                for (int k = 0; k < layer_n[l]; k++)
+                    c->cfg.mask[l][k] = layer_mask[l][k];
+            }
+        }
+        c->num_layers = c->cfg.num_layers;
+        return 0;
+    }
     if (n_anchor_values != 12 && n_anchor_values != 18)
         return fail(err, errlen, "%s: need 12 or 18 anchor values, got %d", path,
                     n_anchor_values);
-    if (!have_thresh)
-        return fail(err, errlen, "%s: no ignore_thresh", path);
     c->cfg.num_anchors = n_anchor_values / 2;
     c->num_layers = c->cfg.num_anchors / 3;
     return 0;
@@ -137,10 +197,11 @@ int case_load(const char *dir, golden_case *c, char *err, size_t errlen)
                         errlen) != 0)
             goto bad;
     }
-    snprintf(path, sizeof path, "%s/boxes.npy", dir);
+    const char *box_name = c->cfg.definition == YL_DEF_DARKNET ? "truths" : "boxes";
+    snprintf(path, sizeof path, "%s/%s.npy", dir, box_name);
     c->has_boxes = file_exists(path);
     if (c->has_boxes) {
-        if (load_tensor(c, "boxes", 0, &c->boxes, &c->t_boxes, err, errlen) != 0)
+        if (load_tensor(c, box_name, 0, &c->boxes, &c->t_boxes, err, errlen) != 0)
             goto bad;
     } else {
         for (int l = 0; l < c->num_layers; l++) {
@@ -243,7 +304,7 @@ int case_run(const golden_case *c, int nthreads, int want_grad, case_output *out
     rc = yl_compute(&p, nthreads, want_grad ? &g : NULL, &out->r, out->image_terms, err);
     if (rc != YL_OK)
         return rc;
-    if (c->has_boxes) {
+    if (c->has_boxes && c->cfg.definition == YL_DEF_KERAS) {
         for (int l = 0; l < p.num_layers; l++) {
             int64_t *s = out->y_true_shape[l];
             s[0] = p.batch;

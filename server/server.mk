@@ -150,7 +150,7 @@ TEST_RUNS += test-server-tritonclient
 # Encoding, anchors), with clang, ASan and UBSan; the core objects are tests/fuzz/fuzz.mk's.
 #   make fuzz-server [FUZZ_SECONDS=60]     fuzz it
 #   make fuzz-server-regress               replay tests/server/fuzz/corpus once (make test)
-SERVER_FUZZ_SRC := server/v2/infer_request.c server/v2/models.c server/v2/shm.c server/http/encoding.c \
+SERVER_FUZZ_SRC := server/v2/infer_request.c server/v2/outputs.c server/v2/models.c server/v2/shm.c server/http/encoding.c \
                    server/http/router.c server/http/bufcache.c server/http/budget.c \
                    server/http/fail.c
 SERVER_FUZZ_CORE := $(patsubst core/%.c,$(B)/fuzz/core/%.o,$(CORE_SRC))

@@ -3,6 +3,7 @@
  * metadata, model metadata, model readiness, model configuration, statistics.
  */
 #include "server.h"
+#include "infer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,15 +64,21 @@ static void model_tensors(const yls_model *m, bool config, json_t *inputs, json_
         snprintf(name, sizeof name, "y_true_%d", l);
         add_tensor(inputs, config, name, 5, dense, true);
     }
-    int64_t one[1] = {1}, four[1] = {4}, lt[2] = {L, 4}, it[2] = {-1, 4}, st[2] = {L, YL_NUM_STATS};
-    add_tensor(outputs, config, "loss", 1, one, false);
-    add_tensor(outputs, config, "loss_terms", 1, four, false);
-    add_tensor(outputs, config, "layer_terms", 2, lt, false);
-    add_tensor(outputs, config, "image_terms", 2, it, false);
-    add_tensor(outputs, config, "stats", 2, st, false);
-    for (int l = 0; l < L; l++) {
-        snprintf(name, sizeof name, "grad_%d", l);
-        add_tensor(outputs, config, name, 4, raw, false);
+    /* the outputs' shapes with what a request decides unknown (-1) */
+    static const int64_t unknown[4] = {-1, -1, -1, -1};
+    yls_shape_ctx c = {.num_layers = L, .batch = -1, .grid_h = -1, .grid_w = -1, .c5 = -1,
+                       .rows = -1, .dense_ndim = 4, .dense_shape = unknown};
+    for (int k = 0; k < YLS_OUT_COUNT; k++) {
+        const yls_output_def *d = &yls_outputs[k];
+        if (!d->meta || !yls_output_of((yls_output_kind)k, m->cfg.definition))
+            continue;
+        for (int l = 0; l < (d->layered ? L : 1); l++) {
+            int64_t shape[YL_MAX_DIMS];
+            c.layer = l;
+            int n = d->shape(&c, shape);
+            add_tensor(outputs, config, yls_output_name((yls_output_kind)k, l, name, sizeof name),
+                       n, shape, false);
+        }
     }
 }
 

@@ -67,7 +67,7 @@ struct yls_infer {
     yls_infer_input in;
     bool problem_ok;
     yl_problem prob;
-    yls_grad_buf grads[YLS_GRAD_KINDS][YL_MAX_LAYERS]; /* dense, obj, rows */
+    yls_grad_buf grads[YLS_GRAD_KINDS][YL_MAX_LAYERS]; /* [yls_grad_kind][layer] */
     bool any_grads;
     yl_image_result *images;
 
@@ -172,25 +172,14 @@ static uint64_t json_bound(const yls_infer *job)
         const yls_output_req *o = &job->in.out[i];
         if (o->binary || o->shm.region)
             continue;
-        const yl_problem *p = &job->prob;
-        switch (o->kind) {
-        case YLS_OUT_GRAD:
-            grad_values += (uint64_t)p->batch * (uint64_t)p->layer_elems[o->layer];
-            break;
-        case YLS_OUT_GRAD_OBJ:
-            grad_values += (uint64_t)p->batch * (uint64_t)(p->layer_elems[o->layer] /
-                                                      (5 + p->num_classes));
-            break;
-        case YLS_OUT_GRAD_ROWS:
-            grad_values += (uint64_t)p->n_rows[o->layer] * (uint64_t)(5 + p->num_classes);
-            break;
-        case YLS_OUT_IMAGE_TERMS:
-            values += (uint64_t)job->prob.batch * 4;
-            break;
-        default:
-            values += 4 + (uint64_t)job->prob.num_layers * (4 + YL_NUM_STATS);
-            break;
-        }
+        int ndim;
+        int64_t shape[YL_MAX_DIMS];
+        size_t n;
+        yls_output_shape(&job->in, &job->prob, i, &ndim, shape, &n);
+        if (yls_outputs[o->kind].grad == YLS_GRAD_NONE)
+            values += n;
+        else
+            grad_values += n;
     }
     return values * 16 + grad_values * (job->in.grad_dtype == YL_F64 ? 25 : 16) + 4096;
 }
@@ -294,8 +283,8 @@ static void run_images(yls_infer *job, chunk *c)
     /* dense: grad_l; compact: grad_l_obj and grad_l_rows */
     yl_grads g = {.dtype = job->in.grad_dtype};
     for (int l = 0; l < job->prob.num_layers; l++) {
-        g.layer[l] = job->grads[job->in.compact ? 1 : 0][l].p;
-        g.rows[l] = job->grads[2][l].p;
+        g.layer[l] = job->grads[job->in.compact ? YLS_GRAD_OBJ : YLS_GRAD_DENSE][l].p;
+        g.rows[l] = job->grads[YLS_GRAD_ROWS][l].p;
     }
     const yl_grads *grads = job->any_grads ? &g : NULL;
     for (;;) {
@@ -356,7 +345,7 @@ static void all_done(yls_infer *job)
      * layer's dense gradient): give their memory back before the output */
     bool scatter = false;
     for (int l = 0; l < job->in.num_layers; l++)
-        scatter |= job->in.compact && job->in.want_grad[0][l];
+        scatter |= job->in.compact && job->in.want_grad[YLS_GRAD_DENSE][l];
     if (!scatter) {
         yls_big_free(job->body.base);
         memset(&job->body, 0, sizeof job->body);
@@ -467,27 +456,30 @@ static int alloc_grads(yls_infer *job)
     const yl_problem *p = &job->prob;
     size_t es = in->grad_dtype == YL_F64 ? 8 : 4;
     for (int l = 0; l < p->num_layers; l++) {
-        bool *w = in->want_grad[0];
+        bool (*w)[YL_MAX_LAYERS] = in->want_grad;
         if (in->compact) {
-            bool any = in->want_grad[1][l] || in->want_grad[2][l] || w[l];
-            in->want_grad[1][l] = in->want_grad[2][l] = any;
+            bool any = w[YLS_GRAD_OBJ][l] || w[YLS_GRAD_ROWS][l] || w[YLS_GRAD_DENSE][l];
+            w[YLS_GRAD_OBJ][l] = w[YLS_GRAD_ROWS][l] = any;
         }
-        for (int k = in->compact ? 1 : 0; k <= (in->compact ? 2 : 0); k++) {
-            if (!in->want_grad[k][l])
+        /* the core writes a dense layer's gradient, or a compact one's two parts */
+        int first = in->compact ? YLS_GRAD_OBJ : YLS_GRAD_DENSE,
+            last = in->compact ? YLS_GRAD_ROWS : YLS_GRAD_DENSE;
+        for (int k = first; k <= last; k++) {
+            if (!w[k][l])
                 continue;
             job->any_grads = true;
-            size_t n = k == 0   ? (size_t)p->batch * (size_t)p->layer_elems[l]
-                       : k == 1 ? (size_t)p->batch * (size_t)p->anchors[l]
-                                : (size_t)in->cl[l].n * (size_t)(5 + p->num_classes);
+            size_t n = k == YLS_GRAD_DENSE ? (size_t)p->batch * (size_t)p->layer_elems[l]
+                       : k == YLS_GRAD_OBJ ? (size_t)p->batch * (size_t)p->anchors[l]
+                                           : (size_t)in->cl[l].n * (size_t)(5 + p->num_classes);
             const yls_output_req *o = NULL;
             for (int i = 0; i < in->n_out; i++)
-                if ((int)in->out[i].kind == YLS_OUT_GRAD + k && in->out[i].layer == l)
+                if ((int)yls_outputs[in->out[i].kind].grad == k && in->out[i].layer == l)
                     o = &in->out[i];
             if (o && o->shm.region) {
                 job->grads[k][l] = (yls_grad_buf){yls_output_shm_ptr(o), true};
                 continue;
             }
-            if (k == 2 && n == 0)
+            if (k == YLS_GRAD_ROWS && n == 0)
                 continue; /* no rows: nothing to write */
             job->grads[k][l].p = n <= SIZE_MAX / es ? yls_big_alloc(n * es) : NULL;
             if (!job->grads[k][l].p)

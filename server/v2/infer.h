@@ -8,21 +8,100 @@
 
 #include "server.h"
 
-/* The outputs a request may ask for, in the order of a response without "outputs". */
+/* The gradient kinds: which buffer of a layer a gradient output is (yls_grad_buf grads[k][l]). */
 typedef enum {
-    YLS_OUT_LOSS = 0,    /* FP32 [1] */
-    YLS_OUT_LOSS_TERMS,  /* FP32 [4]: xy, wh, confidence, class */
-    YLS_OUT_LAYER_TERMS, /* FP32 [L,4] */
-    YLS_OUT_IMAGE_TERMS, /* FP32 [B,4] */
-    YLS_OUT_STATS,       /* FP32 [L,8] */
-    YLS_OUT_GRAD,        /* grad_l: the dense gradient, the shape of output_l (compact:
-                            [B,H,W,3,5+C]); FP32 or FP64 (grad_datatype) */
-    YLS_OUT_GRAD_OBJ,    /* grad_l_obj (compact): [B,H,W,3], d loss / d t_o */
-    YLS_OUT_GRAD_ROWS,   /* grad_l_rows (compact): [N_l,5+C], the gradient of each sent row */
+    YLS_GRAD_NONE = -1, /* not a gradient: filled from the batch result */
+    YLS_GRAD_DENSE = 0, /* the shape of output_l (compact: scattered from _OBJ and _ROWS) */
+    YLS_GRAD_OBJ,       /* compact: d loss / d t_o of every anchor */
+    YLS_GRAD_ROWS,      /* compact: the gradient of each sent row */
+    YLS_GRAD_KINDS
+} yls_grad_kind;
+
+/* The request forms an output belongs to (asked: may be named; dflt: sent when "outputs" is
+ * absent). */
+enum { YLS_FORM_DENSE = 1, YLS_FORM_COMPACT = 2, YLS_FORM_BOTH = 3 };
+/* The loss definitions that have an output (bits 1 << yl_definition). */
+#define YLS_DEFS_ALL 0xffffffffu
+
+/* THE OUTPUT TABLE: one row per output a request may ask for, in the order of a response
+ * without "outputs". Adding an output is a row here plus its shape and fill functions in
+ * outputs.c (shape_<ID>, fill_<ID>; fill NULL for a gradient, which the core writes); the
+ * enum, the names, the parser, the default outputs, the small-array layout, the JSON bound
+ * and the model metadata all follow from it.
+ *   ID      YLS_OUT_<ID>
+ *   NAME    the wire name; a per-layer output is NAME, the layer's digit, then SUFFIX
+ *   SUFFIX  "" for most
+ *   LAYERED one output per layer
+ *   GRAD    yls_grad_kind (YLS_GRAD_NONE: FP32 from the result; else FP32 or FP64 as
+ *           grad_datatype)
+ *   ASKED   the forms whose requests may name it; DFLT: those that get it by default
+ *   META    listed in the model metadata and configuration
+ *   DEFS    the definitions that have it (YLS_DEFS_ALL, or a mask of 1 << YL_DEF_x)
+ */
+#define YLS_OUTPUT_TABLE(X)                                                                    \
+    /* ID        NAME           SUFFIX  LAYERED GRAD            ASKED / DFLT                     META  DEFS */ \
+    X(LOSS,        "loss",        "",      0, YLS_GRAD_NONE,  YLS_FORM_BOTH, YLS_FORM_BOTH,    1, YLS_DEFS_ALL) \
+    X(LOSS_TERMS,  "loss_terms",  "",      0, YLS_GRAD_NONE,  YLS_FORM_BOTH, YLS_FORM_BOTH,    1, YLS_DEFS_ALL) \
+    X(LAYER_TERMS, "layer_terms", "",      0, YLS_GRAD_NONE,  YLS_FORM_BOTH, YLS_FORM_BOTH,    1, YLS_DEFS_ALL) \
+    X(IMAGE_TERMS, "image_terms", "",      0, YLS_GRAD_NONE,  YLS_FORM_BOTH, YLS_FORM_BOTH,    1, YLS_DEFS_ALL) \
+    X(STATS,       "stats",       "",      0, YLS_GRAD_NONE,  YLS_FORM_BOTH, YLS_FORM_BOTH,    1, YLS_DEFS_ALL) \
+    X(GRAD,        "grad_",       "",      1, YLS_GRAD_DENSE, YLS_FORM_BOTH, YLS_FORM_DENSE,   1, YLS_DEFS_ALL) \
+    X(GRAD_OBJ,    "grad_",       "_obj",  1, YLS_GRAD_OBJ,   YLS_FORM_COMPACT, YLS_FORM_COMPACT, 0, YLS_DEFS_ALL) \
+    X(GRAD_ROWS,   "grad_",       "_rows", 1, YLS_GRAD_ROWS,  YLS_FORM_COMPACT, YLS_FORM_COMPACT, 0, YLS_DEFS_ALL)
+
+typedef enum {
+#define YLS__OUT_ENUM(id, name, suffix, layered, grad, asked, dflt, meta, defs) YLS_OUT_##id,
+    YLS_OUTPUT_TABLE(YLS__OUT_ENUM)
+#undef YLS__OUT_ENUM
+    YLS_OUT_COUNT
 } yls_output_kind;
 
-#define YLS_GRAD_KINDS 3 /* YLS_OUT_GRAD, _OBJ, _ROWS */
-#define YLS_MAX_OUTPUTS (YLS_OUT_GRAD + YLS_GRAD_KINDS * YL_MAX_LAYERS)
+/* What the shape of an output depends on; -1 where unknown (the model metadata). */
+typedef struct {
+    int num_layers, layer;
+    int64_t batch, grid_h, grid_w, c5; /* c5: 5 + classes */
+    int64_t rows;                      /* N_l of a compact request */
+    bool compact;
+    int dense_ndim;                    /* output_l as sent */
+    const int64_t *dense_shape;
+} yls_shape_ctx;
+
+/* What an output is filled from. */
+typedef struct {
+    const yl_problem *p;
+    const yl_result *res;
+    const yl_image_result *images; /* p->batch */
+} yls_fill_ctx;
+
+typedef struct {
+    const char *name, *suffix;
+    bool layered;
+    yls_grad_kind grad;
+    int asked, dflt; /* YLS_FORM_ bits */
+    bool meta;
+    uint32_t defs;
+    int (*shape)(const yls_shape_ctx *c, int64_t *shape); /* the number of dimensions */
+    void (*fill)(float *dst, const yls_fill_ctx *c);      /* NULL: a gradient */
+} yls_output_def;
+
+extern const yls_output_def yls_outputs[YLS_OUT_COUNT];
+
+/* Whether definition def has output kind. */
+bool yls_output_of(yls_output_kind kind, int def);
+/* The output a wire name names for a model of L layers and definition def: 0 with kind and
+ * layer set, or -1. */
+int yls_output_parse(const char *name, int num_layers, int def, yls_output_kind *kind,
+                     int *layer);
+/* The outputs of a model as a message lists them: "loss, loss_terms, ..., grad_0..grad_2,
+ * and for compact requests grad_l_obj, grad_l_rows". */
+void yls_output_list(int num_layers, int def, char *buf, size_t len);
+
+/* The most outputs a request names: every row once, a per-layer one once per layer. */
+#define YLS__OUT_MAX(id, name, suffix, layered, grad, asked, dflt, meta, defs) \
+    +((layered) ? YL_MAX_LAYERS : 1)
+#define YLS_MAX_OUTPUTS (0 YLS_OUTPUT_TABLE(YLS__OUT_MAX))
+#define YLS_OUTPUT_NAME_MAX 32 /* bytes of an output name, with its NUL */
+
 /* output_l or output_l_box/_rows/_index, y_true_l, boxes, image_ids */
 #define YLS_MAX_INPUTS (5 * YL_MAX_LAYERS + 2)
 
@@ -83,7 +162,7 @@ typedef struct {
     char shm_names[YLS_MAX_INPUTS][32]; /* input names (the JSON tree is gone after parse) */
 
     char *id; /* echoed, NULL when the request had none */
-    char run[64];
+    char run[YLS_RUN_MAX];
     int64_t step;
     bool has_step;
 
@@ -150,7 +229,7 @@ int yls_infer_respond(yls_payload *out, const yls_infer_input *in, const char *m
                       yls_fail *f);
 void yls_payload_free(yls_payload *p);
 
-/* "output_1", "y_true_0", "grad_2", "grad_0_obj", ... */
+/* "loss", "grad_2", "grad_0_obj", ... (buf: YLS_OUTPUT_NAME_MAX bytes) */
 const char *yls_output_name(yls_output_kind kind, int layer, char *buf, size_t len);
 
 #endif /* YLS_INFER_H */

@@ -24,25 +24,18 @@
 /* --------------------------------------------------------------------------------------- */
 /* Names                                                                                     */
 
-/* IN_BOX, IN_ROWS, IN_INDEX: the compact form of output_l (yololoss_compact) */
-enum { IN_OUTPUT, IN_BOXES, IN_Y_TRUE, IN_IMAGE_IDS, IN_BOX, IN_ROWS, IN_INDEX };
+/* The inputs a request sends. IN_BOX, IN_ROWS, IN_INDEX: the compact form of output_l
+ * (yololoss_compact). Each but image_ids has a slot in parse_inputs' by_slot (slot_index):
+ * IN_BOXES one, the others one per layer, in this order. */
+enum { IN_OUTPUT, IN_BOXES, IN_Y_TRUE, IN_BOX, IN_ROWS, IN_INDEX, IN_IMAGE_IDS };
+
+/* The slot of input kind k for layer l of a model of L layers. */
+static int slot_index(int k, int L, int l)
+{
+    return k == IN_OUTPUT ? l : k == IN_BOXES ? L : L + 1 + (k - IN_Y_TRUE) * L + l;
+}
 
 #define IMAGE_IDS "image_ids"
-
-const char *yls_output_name(yls_output_kind kind, int layer, char *buf, size_t len)
-{
-    static const char *const fixed[] = {"loss", "loss_terms", "layer_terms", "image_terms",
-                                        "stats"};
-    if (kind == YLS_OUT_GRAD)
-        snprintf(buf, len, "grad_%d", layer);
-    else if (kind == YLS_OUT_GRAD_OBJ)
-        snprintf(buf, len, "grad_%d_obj", layer);
-    else if (kind == YLS_OUT_GRAD_ROWS)
-        snprintf(buf, len, "grad_%d_rows", layer);
-    else
-        snprintf(buf, len, "%s", fixed[kind]);
-    return buf;
-}
 
 /* "prefix<digit>_<part>" with the digit below L: the digit, else -1. */
 static int layer_part(const char *name, const char *prefix, const char *part, int num_layers)
@@ -322,28 +315,6 @@ static int parse_request_parameters(yls_infer_input *in, const json_t *params,
 /* --------------------------------------------------------------------------------------- */
 /* Requested outputs                                                                         */
 
-static int output_kind(const char *name, int num_layers, yls_output_kind *kind, int *layer)
-{
-    static const char *const fixed[] = {"loss", "loss_terms", "layer_terms", "image_terms",
-                                        "stats"};
-    for (int k = 0; k < YLS_OUT_GRAD; k++)
-        if (!strcmp(name, fixed[k])) {
-            *kind = (yls_output_kind)k;
-            *layer = 0;
-            return 0;
-        }
-    int l = layer_suffix(name, "grad_", num_layers);
-    *kind = YLS_OUT_GRAD;
-    if (l < 0 && (l = layer_part(name, "grad_", "obj", num_layers)) >= 0)
-        *kind = YLS_OUT_GRAD_OBJ;
-    if (l < 0 && (l = layer_part(name, "grad_", "rows", num_layers)) >= 0)
-        *kind = YLS_OUT_GRAD_ROWS;
-    if (l < 0)
-        return -1;
-    *layer = l;
-    return 0;
-}
-
 /* shared_memory_region / _offset / _byte_size of an input or output: 1 when given (place
  * filled, the region held by in), 0 when not, -1 with f set. */
 static int shm_params(yls_infer_input *in, const char *what, const json_t *region,
@@ -411,12 +382,12 @@ static int parse_outputs(yls_infer_input *in, const yls_model *m, const json_t *
         const char *nm = json_string_value(name);
         yls_output_kind kind;
         int layer;
-        if (output_kind(nm, L, &kind, &layer))
-            return yls_fail_set(f, 400,
-                                "unknown output '%s' (model '%s' has loss, loss_terms, "
-                                "layer_terms, image_terms, stats, grad_0..grad_%d, and for "
-                                "compact requests grad_l_obj, grad_l_rows)",
-                                nm, m->name, L - 1);
+        if (yls_output_parse(nm, L, m->cfg.definition, &kind, &layer)) {
+            char list[256];
+            yls_output_list(L, m->cfg.definition, list, sizeof list);
+            return yls_fail_set(f, 400, "unknown output '%s' (model '%s' has %s)", nm, m->name,
+                                list);
+        }
         for (int j = 0; j < in->n_out; j++)
             if (in->out[j].kind == kind && in->out[j].layer == layer)
                 return yls_fail_set(f, 400, "output '%s' is requested twice", nm);
@@ -461,33 +432,31 @@ static int parse_outputs(yls_infer_input *in, const yls_model *m, const json_t *
 }
 
 /* After the inputs: the default outputs (none named), and which gradients to compute. */
-static int finish_outputs(yls_infer_input *in, bool all, bool binary_default, yls_fail *f)
+static int finish_outputs(yls_infer_input *in, int def, bool all, bool binary_default,
+                          yls_fail *f)
 {
-    int L = in->num_layers;
-    if (all) {
-        for (int k = 0; k < YLS_OUT_GRAD; k++)
-            in->out[in->n_out++] = (yls_output_req){.kind = (yls_output_kind)k,
-                                                    .binary = binary_default};
-        for (int kind = in->compact ? YLS_OUT_GRAD_OBJ : YLS_OUT_GRAD;
-             kind <= (in->compact ? YLS_OUT_GRAD_ROWS : YLS_OUT_GRAD); kind++)
-            for (int l = 0; l < L; l++)
-                in->out[in->n_out++] = (yls_output_req){.kind = (yls_output_kind)kind,
-                                                        .layer = l, .binary = binary_default};
-    }
+    int L = in->num_layers, form = in->compact ? YLS_FORM_COMPACT : YLS_FORM_DENSE;
+    if (all)
+        for (int k = 0; k < YLS_OUT_COUNT; k++)
+            if ((yls_outputs[k].dflt & form) && yls_output_of((yls_output_kind)k, def))
+                for (int l = 0; l < (yls_outputs[k].layered ? L : 1); l++)
+                    in->out[in->n_out++] = (yls_output_req){
+                        .kind = (yls_output_kind)k, .layer = l, .binary = binary_default};
     for (int i = 0; i < in->n_out; i++) {
         const yls_output_req *o = &in->out[i];
-        if (o->kind < YLS_OUT_GRAD)
+        yls_grad_kind g = yls_outputs[o->kind].grad;
+        if (g == YLS_GRAD_NONE)
             continue;
-        char name[32];
+        char name[YLS_OUTPUT_NAME_MAX];
         yls_output_name(o->kind, o->layer, name, sizeof name);
-        if (o->kind != YLS_OUT_GRAD && !in->compact)
+        if (!(yls_outputs[o->kind].asked & form))
             return yls_fail_set(f, 400,
                                 "output '%s' belongs to compact requests (inputs output_%d_box, "
                                 "output_%d_rows, output_%d_index); a dense request has grad_%d",
                                 name, o->layer, o->layer, o->layer, o->layer);
-        in->want_grad[o->kind - YLS_OUT_GRAD][o->layer] = true;
-        if (o->kind == YLS_OUT_GRAD && in->compact) /* scattered from the compact gradient */
-            in->want_grad[1][o->layer] = in->want_grad[2][o->layer] = true;
+        in->want_grad[g][o->layer] = true;
+        if (g == YLS_GRAD_DENSE && in->compact) /* scattered from the compact gradient */
+            in->want_grad[YLS_GRAD_OBJ][o->layer] = in->want_grad[YLS_GRAD_ROWS][o->layer] = true;
     }
     return 0;
 }
@@ -952,15 +921,7 @@ static int bind_bytes(yls_infer_input *in, const input_desc *d, const uint8_t *p
 
 static int slot_of(const input_desc *d, int L)
 {
-    switch (d->kind) {
-    case IN_OUTPUT: return d->layer;
-    case IN_BOXES: return L;
-    case IN_Y_TRUE: return L + 1 + d->layer;
-    case IN_BOX: return 2 * L + 1 + d->layer;
-    case IN_ROWS: return 3 * L + 1 + d->layer;
-    case IN_INDEX: return 4 * L + 1 + d->layer;
-    default: return -1; /* image_ids: not a slot */
-    }
+    return d->kind == IN_IMAGE_IDS ? -1 : slot_index(d->kind, L, d->layer);
 }
 
 /* Every output_l, or every output_l_box/_rows/_index; boxes or every y_true_l. */
@@ -975,8 +936,8 @@ static int check_present(yls_infer_input *in, const yls_model *m,
     bool any_dense = false, any_compact = false;
     for (int l = 0; l < L; l++) {
         any_dense |= by_slot[l] != NULL;
-        for (int k = 2; k <= 4; k++)
-            any_compact |= by_slot[k * L + 1 + l] != NULL;
+        for (int k = IN_BOX; k <= IN_INDEX; k++)
+            any_compact |= by_slot[slot_index(k, L, l)] != NULL;
     }
     if (any_dense && any_compact)
         return yls_fail_set(f, 400,
@@ -989,17 +950,17 @@ static int check_present(yls_infer_input *in, const yls_model *m,
         if (!any_compact && !by_slot[l])
             return yls_fail_set(f, 400, "missing input 'output_%d' (%s)", l, range);
         if (any_compact)
-            for (int k = 2; k <= 4; k++)
-                if (!by_slot[k * L + 1 + l])
+            for (int k = IN_BOX; k <= IN_INDEX; k++)
+                if (!by_slot[slot_index(k, L, l)])
                     return yls_fail_set(f, 400,
                                         "missing input 'output_%d_%s' (a compact request gives "
                                         "output_l_box, output_l_rows and output_l_index for "
                                         "every layer)",
-                                        l, part[k - 2]);
+                                        l, part[k - IN_BOX]);
     }
-    bool has_boxes = by_slot[L] != NULL, any_y = false;
+    bool has_boxes = by_slot[slot_index(IN_BOXES, L, 0)] != NULL, any_y = false;
     for (int l = 0; l < L; l++)
-        any_y |= by_slot[L + 1 + l] != NULL;
+        any_y |= by_slot[slot_index(IN_Y_TRUE, L, l)] != NULL;
     if (has_boxes && any_y)
         return yls_fail_set(f, 400,
                             "both 'boxes' and y_true inputs are given: the ground truth must be "
@@ -1009,7 +970,7 @@ static int check_present(yls_infer_input *in, const yls_model *m,
                             L - 1);
     if (any_y)
         for (int l = 0; l < L; l++)
-            if (!by_slot[L + 1 + l])
+            if (!by_slot[slot_index(IN_Y_TRUE, L, l)])
                 return yls_fail_set(f, 400, "missing input 'y_true_%d' (%s)", l, range);
     in->has_boxes = has_boxes;
     return 0;
@@ -1020,7 +981,8 @@ static int check_compact(yls_infer_input *in, const input_desc *const *by_slot, 
 {
     int L = in->num_layers;
     for (int l = 0; l < L; l++) {
-        const input_desc *rows = by_slot[3 * L + 1 + l], *index = by_slot[4 * L + 1 + l];
+        const input_desc *rows = by_slot[slot_index(IN_ROWS, L, l)],
+                         *index = by_slot[slot_index(IN_INDEX, L, l)];
         if (index->ndim != 1)
             return yls_fail_set(f, 400, "input 'output_%d_index' must be 1-D [N], not %d-D", l,
                                 index->ndim);
@@ -1185,7 +1147,7 @@ int yls_infer_parse(yls_infer_input *in, const yls_model *m, const uint8_t *body
                        (json_is_array(outputs) && json_array_size(outputs) == 0);
     if (parse_outputs(in, m, outputs, binary_output, f) ||
         parse_inputs(in, m, inputs, body, len, json_len, header_len >= 0, f) ||
-        finish_outputs(in, all_outputs, binary_output, f))
+        finish_outputs(in, m->cfg.definition, all_outputs, binary_output, f))
         goto out;
     if (in->image_ids) {
         if (!in->run[0]) {
@@ -1222,47 +1184,6 @@ void yls_infer_input_free(yls_infer_input *in)
 /* --------------------------------------------------------------------------------------- */
 /* Output shapes and outputs in shared memory                                                */
 
-void yls_output_shape(const yls_infer_input *in, const yl_problem *p, int i, int *ndim,
-                      int64_t *shape, size_t *elems)
-{
-    const yls_output_req *o = &in->out[i];
-    int L = p->num_layers, l = o->layer;
-    int64_t B = p->batch, H = p->grid_h[l], W = p->grid_w[l], C5 = 5 + p->num_classes;
-    switch (o->kind) {
-    case YLS_OUT_LOSS: *ndim = 1; shape[0] = 1; break;
-    case YLS_OUT_LOSS_TERMS: *ndim = 1; shape[0] = 4; break;
-    case YLS_OUT_LAYER_TERMS: *ndim = 2; shape[0] = L; shape[1] = 4; break;
-    case YLS_OUT_IMAGE_TERMS: *ndim = 2; shape[0] = B; shape[1] = 4; break;
-    case YLS_OUT_STATS: *ndim = 2; shape[0] = L; shape[1] = YL_NUM_STATS; break;
-    case YLS_OUT_GRAD:
-        if (in->compact) {
-            *ndim = 5;
-            shape[0] = B, shape[1] = H, shape[2] = W, shape[3] = 3, shape[4] = C5;
-        } else {
-            *ndim = in->outputs[l].ndim;
-            memcpy(shape, in->outputs[l].shape, sizeof in->outputs[l].shape);
-        }
-        break;
-    case YLS_OUT_GRAD_OBJ:
-        *ndim = 4;
-        shape[0] = B, shape[1] = H, shape[2] = W, shape[3] = 3;
-        break;
-    case YLS_OUT_GRAD_ROWS:
-        *ndim = 2;
-        shape[0] = in->cl[l].n, shape[1] = C5;
-        break;
-    }
-    size_t n = 1;
-    for (int d = 0; d < *ndim; d++)
-        n *= (size_t)shape[d];
-    *elems = n;
-}
-
-size_t yls_output_esize(const yls_infer_input *in, int i)
-{
-    return in->out[i].kind >= YLS_OUT_GRAD && in->grad_dtype == YL_F64 ? 8 : 4;
-}
-
 void *yls_output_shm_ptr(const yls_output_req *o)
 {
     return o->shm.region->base + o->shm.offset;
@@ -1298,7 +1219,7 @@ int yls_infer_check_shm_outputs(const yls_infer_input *in, const yl_problem *p, 
         size_t elems, es = yls_output_esize(in, i);
         yls_output_shape(in, p, i, &ndim, shape, &elems);
         need[i] = (uint64_t)elems * es;
-        char name[32];
+        char name[YLS_OUTPUT_NAME_MAX];
         yls_output_name(o->kind, o->layer, name, sizeof name);
         if (need[i] > o->shm.size)
             return yls_fail_set(f, 400,
@@ -1323,7 +1244,7 @@ int yls_infer_check_shm_outputs(const yls_infer_input *in, const yl_problem *p, 
         for (int j = 0; j < i; j++) {
             const yls_output_req *q = &in->out[j];
             if (q->shm.region && spans_overlap(&o->shm, need[i], &q->shm, need[j])) {
-                char other[32];
+                char other[YLS_OUTPUT_NAME_MAX];
                 yls_output_name(q->kind, q->layer, other, sizeof other);
                 return yls_fail_set(f, 400,
                                     "output '%s' (region '%s') overlaps output '%s' (region '%s') "

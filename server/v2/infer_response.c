@@ -156,36 +156,26 @@ int yls_infer_respond(yls_payload *out, const yls_infer_input *in, const char *m
 {
     memset(out, 0, sizeof *out);
     int L = p->num_layers;
-    int64_t B = p->batch;
 
-    /* The small outputs, FP32, in one array: loss, loss_terms, layer_terms, stats,
-     * image_terms. */
-    size_t n_small = 1 + 4 + (size_t)L * 4 + (size_t)L * YL_NUM_STATS + (size_t)B * 4;
-    float *small = malloc(n_small * sizeof(float));
+    /* The small outputs (those the table fills), FP32, in one array, in request order. */
+    size_t n_small = 0, at[YLS_MAX_OUTPUTS];
+    for (int i = 0; i < in->n_out; i++)
+        if (yls_outputs[in->out[i].kind].fill) {
+            int ndim;
+            int64_t shape[YL_MAX_DIMS];
+            size_t n;
+            yls_output_shape(in, p, i, &ndim, shape, &n);
+            at[i] = n_small;
+            n_small += n;
+        }
+    float *small = malloc((n_small ? n_small : 1) * sizeof(float));
     if (!small)
         return yls_fail_set(f, 500, "out of memory for the response");
     out->small = small;
-    float *loss = small, *terms = loss + 1, *layer_terms = terms + 4,
-          *stats = layer_terms + L * 4, *image_terms = stats + L * YL_NUM_STATS;
-    loss[0] = (float)res->loss;
-    for (int k = 0; k < 4; k++)
-        terms[k] = (float)res->terms[k];
-    for (int l = 0; l < L; l++) {
-        for (int k = 0; k < 4; k++)
-            layer_terms[l * 4 + k] = (float)res->layer_terms[l][k];
-        for (int k = 0; k < YL_NUM_STATS; k++)
-            stats[l * YL_NUM_STATS + k] = (float)res->stats[l][k];
-    }
-    bool want_image_terms = false;
+    yls_fill_ctx fc = {p, res, images};
     for (int i = 0; i < in->n_out; i++)
-        want_image_terms |= in->out[i].kind == YLS_OUT_IMAGE_TERMS;
-    if (want_image_terms)
-        for (int64_t b = 0; b < B; b++) {
-            double t[4];
-            yl_image_terms(&images[b], t);
-            for (int k = 0; k < 4; k++)
-                image_terms[b * 4 + k] = (float)t[k];
-        }
+        if (yls_outputs[in->out[i].kind].fill)
+            yls_outputs[in->out[i].kind].fill(small + at[i], &fc);
 
     /* the payload owns the gradient buffers it was given (binary outputs point into them) */
     for (int k = 0; k < YLS_GRAD_KINDS; k++)
@@ -214,39 +204,30 @@ int yls_infer_respond(yls_payload *out, const yls_infer_input *in, const char *m
         yls_output_shape(in, p, i, &ndim, shape, &n);
         size_t es = yls_output_esize(in, i);
         const void *v = NULL;
-        switch (o->kind) {
-        case YLS_OUT_LOSS: v = loss; break;
-        case YLS_OUT_LOSS_TERMS: v = terms; break;
-        case YLS_OUT_LAYER_TERMS: v = layer_terms; break;
-        case YLS_OUT_IMAGE_TERMS: v = image_terms; break;
-        case YLS_OUT_STATS: v = stats; break;
-        case YLS_OUT_GRAD:
-            if (in->compact) {
-                /* scattered from the compact gradient, into shared memory or a new buffer */
-                int l = o->layer;
-                void *dense = o->shm.region ? yls_output_shm_ptr(o) : yls_big_alloc(n * ges + 1);
-                if (!dense) {
-                    free(js.p);
-                    return yls_fail_set(f, 503, "out of memory for the gradients; retry later");
-                }
-                if (!o->shm.region)
-                    out->grads[0][l] = dense;
-                scatter_dense(dense, grads[1][l].p ? grads[1][l].p : out->grads[1][l],
-                              grads[2][l].p ? grads[2][l].p : out->grads[2][l], in->cl[l].index,
-                              in->cl[l].n, n / (size_t)(5 + p->num_classes),
-                              (size_t)(5 + p->num_classes), ges);
-                v = dense;
-                break;
+        yls_grad_kind g = yls_outputs[o->kind].grad;
+        if (g == YLS_GRAD_NONE) {
+            v = small + at[i];
+        } else if (g == YLS_GRAD_DENSE && in->compact) {
+            /* scattered from the compact gradient, into shared memory or a new buffer */
+            int l = o->layer;
+            void *dense = o->shm.region ? yls_output_shm_ptr(o) : yls_big_alloc(n * ges + 1);
+            if (!dense) {
+                free(js.p);
+                return yls_fail_set(f, 503, "out of memory for the gradients; retry later");
             }
-            /* fall through */
-        case YLS_OUT_GRAD_OBJ:
-        case YLS_OUT_GRAD_ROWS: {
-            int k = (int)o->kind - YLS_OUT_GRAD;
-            v = grads[k][o->layer].p ? grads[k][o->layer].p : out->grads[k][o->layer];
-            break;
+            if (!o->shm.region)
+                out->grads[YLS_GRAD_DENSE][l] = dense;
+            const void *obj = grads[YLS_GRAD_OBJ][l].p ? grads[YLS_GRAD_OBJ][l].p
+                                                       : out->grads[YLS_GRAD_OBJ][l],
+                       *rows = grads[YLS_GRAD_ROWS][l].p ? grads[YLS_GRAD_ROWS][l].p
+                                                         : out->grads[YLS_GRAD_ROWS][l];
+            scatter_dense(dense, obj, rows, in->cl[l].index, in->cl[l].n,
+                          n / (size_t)(5 + p->num_classes), (size_t)(5 + p->num_classes), ges);
+            v = dense;
+        } else {
+            v = grads[g][o->layer].p ? grads[g][o->layer].p : out->grads[g][o->layer];
         }
-        }
-        char name[32];
+        char name[YLS_OUTPUT_NAME_MAX];
         yls_output_name(o->kind, o->layer, name, sizeof name);
         sb_printf(&js, "%s{\"name\":\"%s\",\"datatype\":\"%s\",\"shape\":", i ? "," : "", name,
                   es == 8 ? "FP64" : "FP32");

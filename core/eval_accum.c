@@ -11,19 +11,42 @@ typedef struct {
     int64_t grp; /* index into its groups */
 } gref;
 
+/* B: the most detections one (k, a) can hold: the records of the fullest area range. */
 typedef struct {
-    int64_t *pos_img;  /* n_img: images[] index at each img_ids position, -1: none */
-    int64_t *bucket;   /* K*A + 1 offsets into refs */
-    int64_t *fill;     /* K*A */
-    gref *refs;        /* every group, by (k, a), image order inside */
-    const yle_det_rec **ent; /* one bucket's detections, in image-then-rank order */
-    int32_t *rank;     /* their rank within their image's group */
-    int32_t *idx, *tmp;
-    double *key, *rc, *pr, *sc;
-    int32_t *sel;      /* one maxDets' selection of idx */
+    int64_t *pos_img;   /* n_img: images[] index at each img_ids position, -1: none */
+    int64_t *bucket;    /* K*A + 1 offsets into refs */
+    int64_t *fill;      /* K*A */
+    gref *refs;         /* every group, by (k, a), image order inside */
+    int32_t *idx, *tmp; /* B: the sort's permutation of a bucket's detections */
+    double *key, *key0; /* B: -score in build order (key0: the first area's, kept) */
+    uint64_t *b_tp, *b_fp; /* B: the bucket's detections' bits in build order */
+    int32_t *b_rank;    /* B: and their rank in their image's group */
+    uint64_t *e_tp, *e_fp; /* B: the bucket's detections in sorted order */
+    int32_t *e_rank;    /* B: rank in its image's group (maxDets cut) */
+    double *e_score;    /* B */
+    int32_t *tp_fp;     /* B: a threshold's true positives: the false positives before each */
+    double *tp_score, *env; /* B: their scores; precision envelope at each */
+    double *rc, *pr, *vt; /* B, B, B + 1: voc_eval's rec, prec and voc_ap's terms */
+    int64_t *cth;       /* R: the fewest true positives reaching each recall threshold */
 } acc_scratch;
 
-static size_t acc_layout(const yle_params *p, int64_t n_groups, int64_t n_recs, char *base,
+static int64_t max_bucket(const yle_params *p, const yle_image_result *images, int64_t n,
+                          int64_t n_recs) {
+    int64_t A = p->convention == YLE_COCO ? p->n_area : 1, per[YLE_MAX_A] = {0}, best = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t g = 0; g < images[i].n_groups; g++) {
+            const yle_group *gr = &images[i].groups[g];
+            if (gr->a < 0 || gr->a >= A || gr->n_det < 0)
+                return n_recs; /* refused later; any bound will do */
+            per[gr->a] += gr->n_det;
+        }
+    for (int64_t a = 0; a < A; a++)
+        if (per[a] > best)
+            best = per[a];
+    return best < n_recs ? best : n_recs;
+}
+
+static size_t acc_layout(const yle_params *p, int64_t n_groups, int64_t B, char *base,
                          acc_scratch *s) {
     int64_t KA = yle__num_k(p) * (p->convention == YLE_COCO ? p->n_area : 1);
     struct {
@@ -33,11 +56,16 @@ static size_t acc_layout(const yle_params *p, int64_t n_groups, int64_t n_recs, 
     } parts[] = {
         {(void **)&s->pos_img, p->n_img, 8}, {(void **)&s->bucket, KA + 1, 8},
         {(void **)&s->fill, KA, 8},          {(void **)&s->refs, n_groups, sizeof(gref)},
-        {(void **)&s->ent, n_recs, sizeof(void *)}, {(void **)&s->rank, n_recs, 4},
-        {(void **)&s->idx, n_recs, 4},       {(void **)&s->tmp, n_recs, 4},
-        {(void **)&s->key, n_recs, 8},       {(void **)&s->rc, n_recs, 8},
-        {(void **)&s->pr, n_recs, 8},        {(void **)&s->sc, n_recs, 8},
-        {(void **)&s->sel, n_recs, 4},
+        {(void **)&s->idx, B, 4},            {(void **)&s->tmp, B, 4},
+        {(void **)&s->key, B, 8},            {(void **)&s->key0, B, 8},
+        {(void **)&s->b_tp, B, 8},           {(void **)&s->b_fp, B, 8},
+        {(void **)&s->b_rank, B, 4},
+        {(void **)&s->e_tp, B, 8},           {(void **)&s->e_fp, B, 8},
+        {(void **)&s->e_rank, B, 4},         {(void **)&s->e_score, B, 8},
+        {(void **)&s->tp_fp, B, 4},
+        {(void **)&s->tp_score, B, 8},       {(void **)&s->env, B, 8},
+        {(void **)&s->rc, B, 8},             {(void **)&s->pr, B, 8},
+        {(void **)&s->vt, B + 1, 8},         {(void **)&s->cth, p->n_rec, 8},
     };
     size_t off = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -55,7 +83,8 @@ static int totals(const yle_image_result *images, int64_t n, int64_t *groups, in
     *groups = *recs = 0;
     for (int64_t i = 0; i < n; i++) {
         if (images[i].n_groups < 0 || images[i].n_recs < 0 ||
-            images[i].n_groups > INT32_MAX - *groups || images[i].n_recs > INT32_MAX - *recs)
+            images[i].n_groups > INT32_MAX - *groups || images[i].n_recs > INT32_MAX - *recs ||
+            (images[i].n_groups && !images[i].groups) || (images[i].n_recs && !images[i].recs))
             return YLE_EOVERFLOW;
         *groups += images[i].n_groups;
         *recs += images[i].n_recs;
@@ -80,7 +109,7 @@ int yle_accumulate_bounds(const yle_params *p, const yle_image_result *images, i
         out->ap = T * K;
     }
     acc_scratch s;
-    out->scratch = acc_layout(p, ng, nr, NULL, &s);
+    out->scratch = acc_layout(p, ng, max_bucket(p, images, n, nr), NULL, &s);
     return out->scratch == SIZE_MAX ? YLE_EOVERFLOW : YLE_OK;
 }
 
@@ -136,7 +165,7 @@ int yle_accumulate(const yle_params *p, const yle_image_result *images, int64_t 
     int64_t ng, nr;
     totals(images, n, &ng, &nr);
     acc_scratch s;
-    acc_layout(p, ng, nr, scratch, &s);
+    acc_layout(p, ng, max_bucket(p, images, n, nr), scratch, &s);
 
     int64_t T = p->n_iou, K = yle__num_k(p), A = coco ? p->n_area : 1;
     int64_t R = coco ? p->n_rec : 0, M = coco ? p->n_max_dets : 1;
@@ -154,12 +183,13 @@ int yle_accumulate(const yle_params *p, const yle_image_result *images, int64_t 
         for (int64_t g = 0; g < images[i].n_groups; g++) {
             const yle_group *gr = &images[i].groups[g];
             if (gr->k < 0 || gr->k >= K || gr->a < 0 || gr->a >= A || gr->n_det < 0 ||
-                gr->n_gt < 0 || gr->first < 0 || gr->first > images[i].n_recs - gr->n_det)
+                gr->n_gt < 0 || gr->first < 0 || gr->first > images[i].n_recs - gr->n_det ||
+                (g > 0 && (gr->k * A + gr->a) <= (gr[-1].k * A + gr[-1].a)))
                 return yle__fail(err, YLE_EINVAL, "images", i,
                                  "images[%lld].groups[%lld]: k %d, a %d, records %lld+%d do not "
-                                 "fit these parameters and %lld records", (long long)i,
-                                 (long long)g, gr->k, gr->a, (long long)gr->first, gr->n_det,
-                                 (long long)images[i].n_recs);
+                                 "fit these parameters and %lld records, or groups are not in "
+                                 "(k, a) order", (long long)i, (long long)g, gr->k, gr->a,
+                                 (long long)gr->first, gr->n_det, (long long)images[i].n_recs);
         }
     }
     /* bucket the groups by (k, a), images in img_ids order within each */
@@ -189,23 +219,50 @@ int yle_accumulate(const yle_params *p, const yle_image_result *images, int64_t 
         for (int64_t e = 0; e < T * K * A * M; e++)
             recall[e] = -1;
     }
-    for (int64_t k = 0; k < K; k++)
+    for (int64_t k = 0; k < K; k++) {
+        int64_t sorted_b = -1; /* the bucket whose order idx holds */
         for (int64_t a = 0; a < A; a++) {
             int64_t b = k * A + a, ne = 0, npig = 0;
             for (int64_t r = s.bucket[b]; r < s.bucket[b + 1]; r++) {
                 const yle_image_result *im = &images[s.refs[r].img];
                 const yle_group *gr = &im->groups[s.refs[r].grp];
                 npig += gr->n_gt;
-                for (int32_t d = 0; d < gr->n_det; d++) {
-                    s.ent[ne] = &im->recs[gr->first + d];
-                    s.rank[ne] = d;
-                    s.key[ne] = -s.ent[ne]->score;
-                    s.idx[ne] = (int32_t)ne;
-                    ne++;
+                for (int32_t d = 0; d < gr->n_det; d++, ne++) {
+                    const yle_det_rec *e = &im->recs[gr->first + d];
+                    s.key[ne] = -e->score;
+                    s.b_tp[ne] = e->tp;
+                    s.b_fp[ne] = e->fp;
+                    s.b_rank[ne] = d;
                 }
             }
-            /* np.argsort(-dtScores, kind='mergesort') over the concatenation in image order */
-            yle__sort_idx(s.idx, s.tmp, ne, s.key);
+            /* np.argsort(-dtScores, kind='mergesort') over the concatenation in image order.
+             * Every area range of a category holds the same detections in the same order
+             * (yle_image keeps them whatever the range), so one sort serves them all: reused
+             * when the same images hold the same scores, else sorted again. */
+            int64_t nb = s.bucket[b + 1] - s.bucket[b];
+            int reuse = sorted_b >= 0 && nb == s.bucket[sorted_b + 1] - s.bucket[sorted_b];
+            for (int64_t r = 0; reuse && r < nb; r++) {
+                const gref *x = &s.refs[s.bucket[b] + r], *y = &s.refs[s.bucket[sorted_b] + r];
+                reuse = x->img == y->img &&
+                        images[x->img].groups[x->grp].n_det == images[y->img].groups[y->grp].n_det;
+            }
+            for (int64_t j = 0; reuse && j < ne; j++)
+                reuse = s.key[j] == s.key0[j];
+            if (!reuse) {
+                for (int64_t j = 0; j < ne; j++) {
+                    s.idx[j] = (int32_t)j;
+                    s.key0[j] = s.key[j];
+                }
+                yle__sort_idx(s.idx, s.tmp, ne, s.key0);
+                sorted_b = b;
+            }
+            for (int64_t q = 0; q < ne; q++) {
+                int32_t j = s.idx[q];
+                s.e_tp[q] = s.b_tp[j];
+                s.e_fp[q] = s.b_fp[j];
+                s.e_rank[q] = s.b_rank[j];
+                s.e_score[q] = -s.key[j]; /* the score, exactly */
+            }
             if (!coco) {
                 /* voc_eval: fp = cumsum(fp), tp = cumsum(tp), rec = tp / float(npos),
                  * prec = tp / maximum(tp + fp, eps) */
@@ -213,56 +270,69 @@ int yle_accumulate(const yle_params *p, const yle_image_result *images, int64_t 
                     uint64_t bit = (uint64_t)1 << t;
                     double tp = 0, fp = 0;
                     for (int64_t j = 0; j < ne; j++) {
-                        const yle_det_rec *e = s.ent[s.idx[j]];
-                        fp += (e->fp & bit) ? 1. : 0.;
-                        tp += (e->tp & bit) ? 1. : 0.;
+                        fp += (s.e_fp[j] & bit) ? 1. : 0.;
+                        tp += (s.e_tp[j] & bit) ? 1. : 0.;
                         s.rc[j] = tp / (double)npig;
                         s.pr[j] = tp / fmax(tp + fp, DBL_EPSILON);
                     }
-                    ap[t * K + k] = voc_ap(s.rc, s.pr, ne, p->convention == YLE_VOC07, s.sc);
+                    ap[t * K + k] = voc_ap(s.rc, s.pr, ne, p->convention == YLE_VOC07, s.vt);
                 }
                 continue;
             }
             if (npig == 0)
                 continue; /* no truth: -1 stays, as pycocotools' `if npig == 0: continue` */
+            /* rc = tp / npig rises only at true positives, so searchsorted(rc, v, 'left') is 0
+             * when fl(0 / npig) >= v, else the position of the c-th true positive, c the
+             * fewest with fl(c / npig) >= v (division is monotone), else past the end. */
+            for (int64_t r = 0; r < R; r++) {
+                double v = p->rec_thrs[r];
+                int64_t lo = 0, hi = npig + 1; /* npig + 1: never */
+                while (lo < hi) {
+                    int64_t mid = lo + (hi - lo) / 2;
+                    if ((double)mid / (double)npig < v)
+                        lo = mid + 1;
+                    else
+                        hi = mid;
+                }
+                s.cth[r] = lo;
+            }
             for (int64_t m = 0; m < M; m++) {
+                /* dtScores[0:maxDet] of each image: the cut list's positions, once per m */
                 int64_t maxdet = p->max_dets[m], nd = 0;
-                for (int64_t j = 0; j < ne; j++)
-                    if (s.rank[s.idx[j]] < maxdet)
-                        s.sel[nd++] = s.idx[j];
+                for (int64_t j = 0; j < ne; j++) {
+                    s.tmp[nd] = (int32_t)j;
+                    nd += s.e_rank[j] < maxdet;
+                }
                 for (int64_t t = 0; t < T; t++) {
-                    uint64_t bit = (uint64_t)1 << t;
-                    int64_t tpc = 0, fpc = 0;
-                    for (int64_t j = 0; j < nd; j++) {
-                        const yle_det_rec *e = s.ent[s.sel[j]];
-                        tpc += (e->tp & bit) != 0;
-                        fpc += (e->fp & bit) != 0;
-                        double tp = (double)tpc, fp = (double)fpc;
-                        s.rc[j] = tp / (double)npig;
-                        s.pr[j] = tp / (fp + tp + DBL_EPSILON); /* np.spacing(1) */
-                        s.sc[j] = e->score;
+                    int64_t ntp = 0, fpc = 0;
+                    double first_score = nd ? s.e_score[s.tmp[0]] : 0;
+                    /* branch-free: every slot is written, kept only at a true positive */
+                    for (int64_t q = 0; q < nd; q++) {
+                        int32_t j = s.tmp[q];
+                        int64_t is_tp = (int64_t)((s.e_tp[j] >> t) & 1);
+                        s.tp_fp[ntp] = (int32_t)fpc;
+                        s.tp_score[ntp] = s.e_score[j];
+                        ntp += is_tp;
+                        fpc += (int64_t)((s.e_fp[j] >> t) & 1) & (is_tp ^ 1);
                     }
-                    recall[((t * K + k) * A + a) * M + m] = nd ? s.rc[nd - 1] : 0;
-                    for (int64_t i = nd - 1; i > 0; i--)
-                        if (s.pr[i] > s.pr[i - 1])
-                            s.pr[i - 1] = s.pr[i];
-                    int64_t lo = 0;
+                    /* pr = tp / (fp + tp + np.spacing(1)) at each true positive, and its
+                     * envelope (the maximum from there on). Elsewhere pr only falls (a false
+                     * positive: the same tp over a larger sum) or stays (ignored), so the
+                     * envelope at a true positive is the maximum over the later true
+                     * positives, and at position 0 over all of them (pr[0] is 0 there). */
+                    double run = 0;
+                    for (int64_t i = ntp - 1; i >= 0; i--) {
+                        double tp = (double)(i + 1), fp = (double)s.tp_fp[i];
+                        double pr = tp / (fp + tp + DBL_EPSILON);
+                        if (pr > run)
+                            run = pr;
+                        s.env[i] = run;
+                    }
+                    recall[((t * K + k) * A + a) * M + m] = nd ? (double)ntp / (double)npig : 0;
                     for (int64_t r = 0; r < R; r++) {
-                        double v = p->rec_thrs[r];
-                        /* searchsorted(rc, v, side='left'): the first rc >= v */
-                        int64_t l = 0, h = nd;
-                        if (r > 0 && v >= p->rec_thrs[r - 1])
-                            l = lo;
-                        while (l < h) {
-                            int64_t mid = l + (h - l) / 2;
-                            if (s.rc[mid] < v)
-                                l = mid + 1;
-                            else
-                                h = mid;
-                        }
-                        lo = l;
+                        int64_t c = s.cth[r];
                         int64_t o = (((t * R + r) * K + k) * A + a) * M + m;
-                        if (l >= nd) {
+                        if (nd == 0 || c > ntp) {
                             /* pr[pi] raised IndexError: this and every later entry stay 0 */
                             for (int64_t r2 = r; r2 < R; r2++) {
                                 int64_t o2 = (((t * R + r2) * K + k) * A + a) * M + m;
@@ -270,12 +340,18 @@ int yle_accumulate(const yle_params *p, const yle_image_result *images, int64_t 
                             }
                             break;
                         }
-                        precision[o] = s.pr[l];
-                        scores[o] = s.sc[l];
+                        if (c == 0) {
+                            precision[o] = ntp ? s.env[0] : 0;
+                            scores[o] = first_score;
+                        } else {
+                            precision[o] = s.env[c - 1];
+                            scores[o] = s.tp_score[c - 1];
+                        }
                     }
                 }
             }
         }
+    }
     return YLE_OK;
 }
 

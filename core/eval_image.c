@@ -273,7 +273,7 @@ int yle_image(const yle_params *p, int64_t image_id, const yle_truth *gt, int64_
               const yle_det *dt, int64_t n_dt, yle_group *groups, int64_t max_groups,
               yle_det_rec *recs, int64_t max_recs, void *scratch, size_t scratch_size,
               yle_image_result *out, yle_error *err) {
-    int rc = yle_params_check(p, err);
+    int rc = yle__params_check_values(p, err);
     if (rc)
         return rc;
     if (!out || n_gt < 0 || n_dt < 0 || (n_gt && !gt) || (n_dt && !dt))

@@ -13,6 +13,8 @@
 /* eval_params.c: fill err (may be NULL) and return code. */
 int yle__fail(yle_error *err, int code, const char *what, int64_t index, const char *fmt, ...)
     YLE__PRINTF(5, 6);
+/* yle_params_check less the order of the id arrays (O(1) in their lengths). */
+int yle__params_check_values(const yle_params *p, yle_error *err);
 /* K of the arrays: n_cat, or 1 with use_cats 0 ("coco"). */
 int64_t yle__num_k(const yle_params *p);
 

@@ -115,14 +115,17 @@ int yle_params_default(yle_params *p, int convention) {
 }
 
 int64_t yle_find_id(const int64_t *ids, int64_t n, int64_t id) {
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
+    if (n <= 0)
+        return -1;
+    /* branch-free lower bound: the comparisons of ids are not predictable */
+    const int64_t *base = ids;
+    int64_t len = n;
+    while (len > 1) {
+        int64_t half = len / 2;
+        base = base[half - 1] < id ? base + half : base;
+        len -= half;
     }
+    int64_t lo = (base - ids) + (*base < id);
     return (lo < n && ids[lo] == id) ? lo : -1;
 }
 
@@ -147,6 +150,20 @@ static int check_ids(const int64_t *ids, int64_t n, const char *name, yle_error 
 }
 
 int yle_params_check(const yle_params *p, yle_error *err) {
+    int rc = yle__params_check_values(p, err);
+    if (rc)
+        return rc;
+    if ((rc = check_ids(p->img_ids, p->n_img, "img_ids", err)) ||
+        (rc = check_ids(p->cat_ids, p->n_cat, "cat_ids", err)) ||
+        (rc = check_ids(p->known_cat_ids, p->n_known_cat, "known_cat_ids", err)))
+        return rc;
+    return YLE_OK;
+}
+
+/* Everything but the id arrays' order: O(1) in the ids, so yle_image (called once per
+ * image) runs it; an unsorted id array gives wrong answers there but reads nothing out of
+ * bounds, and yle_params_check / yle_accumulate refuse it. */
+int yle__params_check_values(const yle_params *p, yle_error *err) {
     if (!p)
         return yle__fail(err, YLE_EINVAL, "params", -1, "params is NULL");
     if (!yle_convention_name(p->convention))
@@ -158,11 +175,15 @@ int yle_params_check(const yle_params *p, yle_error *err) {
     for (int t = 0; t < p->n_iou; t++)
         if (!isfinite(p->iou_thrs[t]))
             return yle__fail(err, YLE_EPARAM, "iou_thrs", t, "params.iou_thrs[%d] is not finite", t);
-    int rc;
-    if ((rc = check_ids(p->img_ids, p->n_img, "img_ids", err)) ||
-        (rc = check_ids(p->cat_ids, p->n_cat, "cat_ids", err)) ||
-        (rc = check_ids(p->known_cat_ids, p->n_known_cat, "known_cat_ids", err)))
-        return rc;
+    struct {
+        const int64_t *ids;
+        int64_t n;
+        const char *name;
+    } arr[3] = {{p->img_ids, p->n_img, "img_ids"}, {p->cat_ids, p->n_cat, "cat_ids"},
+                {p->known_cat_ids, p->n_known_cat, "known_cat_ids"}};
+    for (int i = 0; i < 3; i++)
+        if (arr[i].n < 0 || arr[i].n > INT32_MAX || (arr[i].n > 0 && !arr[i].ids))
+            return check_ids(arr[i].ids, arr[i].n, arr[i].name, err);
     if (p->convention != YLE_COCO)
         return YLE_OK;
     if (p->n_rec < 1 || p->n_rec > YLE_MAX_R)

@@ -168,7 +168,8 @@ int yle_params_default(yle_params *p, int convention);
  * start) / (num - 1); i * step + start; the last is stop). num in [1, YLE_MAX_R]. */
 int yle_linspace(double start, double stop, int num, double *out);
 /* Checks p (sizes, finiteness, orders); YLE_EPARAM naming the field otherwise. Every other
- * call checks p too. */
+ * call checks p too, except that yle_image (once per image) leaves out the O(n) order of
+ * the id arrays: unsorted ids give it wrong answers, never an out-of-bounds read. */
 int yle_params_check(const yle_params *p, yle_error *err);
 /* Index of id in the strictly increasing ids[0..n), or -1. */
 int64_t yle_find_id(const int64_t *ids, int64_t n, int64_t id);

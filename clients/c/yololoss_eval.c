@@ -34,8 +34,10 @@ static const char usage[] =
     "  --no-cats            useCats = 0: categories ignored (proposal scoring)\n"
     "  --dump DIR           also write DIR/precision.npy [T,R,K,A,M], recall.npy [T,K,A,M],\n"
     "                       scores.npy, stats.npy (COCO) or ap.npy [T,K] (VOC), float64\n"
-    "  --time               print {\"images\": N, \"detections\": N, \"eval_ms\": X} on stderr\n"
-    "                       (the evaluation alone, files read and parsed before it)\n";
+    "  --time               print {\"images\": N, ..., \"eval_ms\": X, ...} on stderr: the\n"
+    "                       evaluation alone (files read and parsed before it), in parts\n"
+    "  --repeat N           evaluate N times in the same buffers (--time prints each: the\n"
+    "                       first touches fresh memory, the others run as a service's do)\n";
 
 static int read_file(const char *path, char **text, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -128,17 +130,19 @@ static const char *fmt4(double v, char *buf, size_t size) {
     return buf;
 }
 
-static double now_ms(void) {
+static double clock_ms(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
+
+static double now_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
 int main(int argc, char **argv) {
     const char *gt_path = NULL, *dt_path = NULL, *dump_dir = NULL;
     const char *iou = NULL, *rec = NULL, *maxd = NULL, *arng = NULL, *albl = NULL;
     const char *img_arg = NULL, *cat_arg = NULL;
-    int convention = YLE_COCO, no_cats = 0, timing = 0;
+    int convention = YLE_COCO, no_cats = 0, timing = 0, repeat = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char **dst = !strcmp(a, "--gt")         ? &gt_path
@@ -166,6 +170,12 @@ int main(int argc, char **argv) {
             no_cats = 1;
         } else if (!strcmp(a, "--time")) {
             timing = 1;
+        } else if (!strcmp(a, "--repeat") && i + 1 < argc) {
+            repeat = atoi(argv[++i]);
+            if (repeat < 1 || repeat > 1000) {
+                fprintf(stderr, "yololoss-eval: --repeat takes 1..1000\n");
+                return 2;
+            }
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage, stdout);
             return 0;
@@ -339,7 +349,10 @@ int main(int argc, char **argv) {
     if (!groups || !recs || !scratch)
         goto oom;
 
-    double t0 = now_ms();
+    double stats[12];
+    int have_stats = 0;
+    for (int round = 0; round < repeat; round++) {
+    double t0 = now_ms(), c0 = clock_ms(CLOCK_THREAD_CPUTIME_ID);
     for (int64_t i = 0; i < NI; i++) {
         int64_t ng = gstart[i + 1] - gstart[i], nd = dstart[i + 1] - dstart[i];
         if (yle_image(&p, set.img_ids[i], gts + gstart[i], ng, dts + dstart[i], nd,
@@ -349,23 +362,26 @@ int main(int argc, char **argv) {
             goto out;
         }
     }
+    double t_img = now_ms();
     yle_accum_size asz;
     if (yle_accumulate_bounds(&p, res, NI, &asz))
         goto oom;
-    ascratch = malloc(asz.scratch + 1);
-    prec = malloc(((size_t)asz.precision + 1) * sizeof(double));
-    recl = malloc(((size_t)asz.recall + 1) * sizeof(double));
-    scores = malloc(((size_t)asz.scores + 1) * sizeof(double));
-    ap = malloc(((size_t)asz.ap + 1) * sizeof(double));
-    work = malloc(((size_t)yle_summarize_work(&p) + 1) * sizeof(double));
-    if (!ascratch || !prec || !recl || !scores || !ap || !work)
-        goto oom;
+    if (!ascratch) { /* the first round allocates; the sizes are the same every round */
+        ascratch = malloc(asz.scratch + 1);
+        prec = malloc(((size_t)asz.precision + 1) * sizeof(double));
+        recl = malloc(((size_t)asz.recall + 1) * sizeof(double));
+        scores = malloc(((size_t)asz.scores + 1) * sizeof(double));
+        ap = malloc(((size_t)asz.ap + 1) * sizeof(double));
+        work = malloc(((size_t)yle_summarize_work(&p) + 1) * sizeof(double));
+        if (!ascratch || !prec || !recl || !scores || !ap || !work)
+            goto oom;
+    }
     if (yle_accumulate(&p, res, NI, ascratch, asz.scratch, prec, recl, scores, ap, &err)) {
         fprintf(stderr, "yololoss-eval: %s\n", err.msg);
         goto out;
     }
-    double stats[12];
-    int have_stats = 0;
+    double t_acc = now_ms();
+    have_stats = 0;
     if (convention == YLE_COCO && p.n_max_dets >= 3) {
         if (yle_summarize(&p, prec, recl, work, stats, &err)) {
             fprintf(stderr, "yololoss-eval: %s\n", err.msg);
@@ -373,12 +389,15 @@ int main(int argc, char **argv) {
         }
         have_stats = 1;
     }
-    double t1 = now_ms();
+    double t1 = now_ms(), c1 = clock_ms(CLOCK_THREAD_CPUTIME_ID);
     if (timing)
         fprintf(stderr, "{\"images\": %lld, \"truths\": %lld, \"detections\": %lld, "
-                "\"eval_ms\": %.3f}\n", (long long)NI, (long long)set.n_gt,
-                (long long)set.n_dt, t1 - t0);
+                "\"eval_ms\": %.3f, \"image_ms\": %.3f, \"accumulate_ms\": %.3f, "
+                "\"summarize_ms\": %.3f, \"eval_cpu_ms\": %.3f}\n", (long long)NI,
+                (long long)set.n_gt, (long long)set.n_dt, t1 - t0, t_img - t0, t_acc - t_img,
+                t1 - t_acc, c1 - c0);
 
+    }
     int64_t T = p.n_iou, R = p.n_rec, K = p.use_cats || convention != YLE_COCO ? p.n_cat : 1;
     int64_t A = p.n_area, M = p.n_max_dets;
     if (convention == YLE_COCO) {

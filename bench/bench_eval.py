@@ -1,0 +1,122 @@
+"""The detection evaluator on a COCO-sized synthetic set: 5,000 images, 80 classes, ~28k
+truths (3% crowd), ~100k detections of all sizes with tied scores (2 decimals). Prints one
+JSON line per evaluator, measured in this run: the C evaluator (build/yololoss-eval
+--time: the evaluation alone, one thread, best of 5), the numpy port of pycocotools
+(tests/reference/coco_reference.py) and, when PYCOCOTOOLS_PATH is set, pycocotools itself
+(evaluate + accumulate + summarize). Every evaluator's 12 stats must be the same bits.
+
+    /usr/bin/python3 bench/bench_eval.py [--cli build/yololoss-eval] [--images 5000]
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+import coco_reference as ref  # noqa: E402
+
+
+def synthetic(n_img, seed=0):
+    rng = np.random.default_rng(seed)
+    cats = list(range(1, 81))
+    weight = 1.0 / np.arange(1, 81) ** 0.7
+    weight /= weight.sum()
+    anns, dets = [], []
+    for im in range(1, n_img + 1):
+        n_gt = int(rng.poisson(5.6))
+        boxes = []
+        for _ in range(n_gt):
+            w, h = np.exp(rng.uniform(np.log(4), np.log(400), 2))
+            x, y = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
+            c = int(rng.choice(cats, p=weight))
+            b = [round(float(x), 2), round(float(y), 2), round(float(w), 2), round(float(h), 2)]
+            boxes.append((b, c))
+            anns.append({"id": len(anns) + 1, "image_id": im, "category_id": c, "bbox": b,
+                         "area": round(b[2] * b[3] * float(rng.uniform(0.5, 1.0)), 2),
+                         "iscrowd": int(rng.random() < 0.03)})
+        for b, c in boxes:  # about 2 detections near each truth
+            for _ in range(int(rng.integers(1, 4))):
+                j = rng.normal(0, 0.1, 4) * [b[2], b[3], b[2], b[3]]
+                dets.append({"image_id": im, "category_id": c if rng.random() < 0.9 else int(rng.choice(cats)),
+                             "bbox": [round(float(b[0] + j[0]), 2), round(float(b[1] + j[1]), 2),
+                                      round(float(max(1.0, b[2] + j[2])), 2), round(float(max(1.0, b[3] + j[3])), 2)],
+                             "score": round(float(rng.beta(4, 2)), 2)})
+        while len(dets) < 20 * im:  # false positives of all sizes
+            w, h = np.exp(rng.uniform(np.log(4), np.log(400), 2))
+            dets.append({"image_id": im, "category_id": int(rng.choice(cats, p=weight)),
+                         "bbox": [round(float(rng.uniform(0, 640 - w)), 2), round(float(rng.uniform(0, 480 - h)), 2),
+                                  round(float(w), 2), round(float(h), 2)],
+                         "score": round(float(rng.beta(1.5, 4)), 2)})
+    gt = {"images": [{"id": i} for i in range(1, n_img + 1)], "annotations": anns,
+          "categories": [{"id": c, "name": "class%d" % c} for c in cats]}
+    return gt, dets
+
+
+def emit(**kw):
+    print(json.dumps(kw), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cli", default=os.path.join(ROOT, "build", "yololoss-eval"))
+    ap.add_argument("--images", type=int, default=5000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-numpy", action="store_true")
+    args = ap.parse_args()
+    gt, dets = synthetic(args.images)
+    n_crowd = sum(a["iscrowd"] for a in gt["annotations"])
+    ties = len(dets) - len(set(d["score"] for d in dets))
+    with tempfile.TemporaryDirectory() as tmp:
+        gp, dp = os.path.join(tmp, "gt.json"), os.path.join(tmp, "dt.json")
+        with open(gp, "w") as f:
+            json.dump(gt, f)
+        with open(dp, "w") as f:
+            json.dump(dets, f)
+        times = []
+        for _ in range(args.runs):
+            r = subprocess.run([args.cli, "--gt", gp, "--dt", dp, "--time", "--dump", os.path.join(tmp, "out")],
+                               capture_output=True, text=True, check=True)
+            times.append(json.loads(r.stderr.strip().splitlines()[-1])["eval_ms"])
+        c_stats = np.load(os.path.join(tmp, "out", "stats.npy"))
+    base = dict(images=args.images, truths=len(gt["annotations"]), crowd=n_crowd,
+                detections=len(dets), tied_scores=ties)
+    emit(bench="eval_coco", evaluator="c", threads=1, ms=min(times), ms_runs=times,
+         ap=float(c_stats[0]), **base)
+    if not args.no_numpy:
+        t0 = time.perf_counter()
+        ev = ref.COCOevalRef(gt, dets)
+        ev.evaluate()
+        ev.accumulate()
+        st = ev.summarize()
+        ms = (time.perf_counter() - t0) * 1e3
+        emit(bench="eval_coco", evaluator="numpy_port", ms=round(ms, 1),
+             same_bits=st.tobytes() == c_stats.tobytes(), speedup_c=round(ms / min(times), 1), **base)
+    path = os.environ.get("PYCOCOTOOLS_PATH")
+    if path:
+        sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
+        import test_eval_pycocotools as tp
+        import pytest
+        try:
+            COCO, COCOeval = tp.load_pycocotools()
+        except pytest.skip.Exception as e:
+            emit(bench="eval_coco", evaluator="pycocotools", skipped=str(e))
+            return
+        t0 = time.perf_counter()
+        ev, _ = tp.pycocotools_eval(COCO, COCOeval, gt, dets, {})
+        ms = (time.perf_counter() - t0) * 1e3
+        emit(bench="eval_coco", evaluator="pycocotools", ms=round(ms, 1),
+             same_bits=np.array(ev.stats).tobytes() == c_stats.tobytes(),
+             speedup_c=round(ms / min(times), 1), **base)
+
+
+if __name__ == "__main__":
+    main()

@@ -131,6 +131,8 @@ typedef struct {
     char name[YLS_MODEL_NAME_MAX];
     yl_config cfg;    /* anchors and ignore_thresh; requests may override both */
     int num_layers;   /* num_anchors / 3 */
+    int eval;         /* -1: a loss model; else an evaluation model of this yle_convention
+                         (v2/eval.c: coco-bbox, voc07, voc) */
     yls_model_stats stats;
 } yls_model;
 
@@ -460,6 +462,8 @@ yls_handler yls_ep_shm_status, yls_ep_shm_register, yls_ep_shm_unregister;
 
 /* infer.c: parse and compute on the pool, then reply (the infer route's handler). */
 enum MHD_Result yls_infer_start(yls_request *r);
+/* eval.c: the infer route of an evaluation model (yls_infer_start hands it over). */
+enum MHD_Result yls_eval_start(yls_request *r);
 /* Add a finished infer request to its model's statistics (its route's on_complete). */
 void yls_infer_account(yls_request *r);
 

@@ -3,6 +3,7 @@
  * metadata, model metadata, model readiness, model configuration, statistics.
  */
 #include "server.h"
+#include "eval.h"
 #include "infer.h"
 
 #include <stdio.h>
@@ -37,16 +38,58 @@ static json_t *dims(int n, const int64_t *d)
 
 /* The model's inputs and outputs as {name, datatype, shape} (metadata) or
  * {name, data_type, dims} (configuration). */
-static void add_tensor(json_t *list, bool config, const char *name, int n, const int64_t *d,
-                       bool optional)
+static void add_typed(json_t *list, bool config, const char *name, const char *datatype, int n,
+                      const int64_t *d, bool optional)
 {
-    json_t *t = config ? json_pack("{s:s,s:s,s:o}", "name", name, "data_type", "TYPE_FP32", "dims",
+    char type[24];
+    snprintf(type, sizeof type, "TYPE_%s", datatype);
+    json_t *t = config ? json_pack("{s:s,s:s,s:o}", "name", name, "data_type", type, "dims",
                                    dims(n, d))
-                       : json_pack("{s:s,s:s,s:o}", "name", name, "datatype", "FP32", "shape",
+                       : json_pack("{s:s,s:s,s:o}", "name", name, "datatype", datatype, "shape",
                                    dims(n, d));
     if (config && optional)
         json_object_set_new(t, "optional", json_true());
     json_array_append_new(list, t);
+}
+
+static void add_tensor(json_t *list, bool config, const char *name, int n, const int64_t *d,
+                       bool optional)
+{
+    add_typed(list, config, name, "FP32", n, d, optional);
+}
+
+/* An evaluation model's tensors (v2/eval_request.h and eval.h: one table row each). Ids are
+ * INT64 (INT32 accepted), flags INT32 (INT64, BOOL, UINT8 accepted), values FP64; the
+ * outputs' shapes depend on the parameters (-1). */
+static void eval_tensors(const yls_model *m, bool config, json_t *inputs, json_t *outputs)
+{
+    static const int64_t one[1] = {-1}, box[2] = {-1, 4};
+    static const bool optional[YLS_EVIN_COUNT] = {
+#define YLS__EV_OPT(e, name, kind, count, req) !(req),
+        YLS_EVAL_INPUT_MAP(YLS__EV_OPT)
+#undef YLS__EV_OPT
+    };
+    for (int k = 0; k < YLS_EVIN_COUNT; k++) {
+        const char *name = yls_eval_input_names[k];
+        bool is_box = strstr(name, "_bbox") != NULL;
+        const char *dt = is_box || !strcmp(name, "gt_area") || !strcmp(name, "dt_score") ? "FP64"
+                         : strstr(name, "iscrowd") || strstr(name, "difficult")          ? "INT32"
+                                                                                           : "INT64";
+        add_typed(inputs, config, name, dt, is_box ? 2 : 1, is_box ? box : one, optional[k]);
+    }
+    int conv = m->eval == YLE_COCO ? YLS_EVC_COCO : YLS_EVC_VOC;
+    static const int64_t any[5] = {-1, -1, -1, -1, -1};
+    for (int o = 0; o < YLS_EVOUT_COUNT; o++) {
+        if (!(yls_eval_outputs[o].conv & conv))
+            continue;
+        yle_params p;
+        yle_params_default(&p, m->eval);
+        int ndim;
+        int64_t shape[5];
+        yls_eval_shape(&p, o, &ndim, shape);
+        add_typed(outputs, config, yls_eval_outputs[o].name, yls_eval_outputs[o].datatype, ndim,
+                  o == YLS_EVOUT_STATS || o == YLS_EVOUT_COUNTS ? shape : any, false);
+    }
 }
 
 static void model_tensors(const yls_model *m, bool config, json_t *inputs, json_t *outputs)
@@ -95,7 +138,10 @@ static enum MHD_Result server_metadata(yls_request *r)
 static enum MHD_Result model_metadata(yls_request *r, const yls_model *m)
 {
     json_t *inputs = json_array(), *outputs = json_array();
-    model_tensors(m, false, inputs, outputs);
+    if (m->eval >= 0)
+        eval_tensors(m, false, inputs, outputs);
+    else
+        model_tensors(m, false, inputs, outputs);
     return reply_object(r, json_pack("{s:s,s:[s],s:s,s:o,s:o}", "name", m->name, "versions", "1",
                                      "platform", "yololoss", "inputs", inputs, "outputs", outputs));
 }
@@ -103,7 +149,15 @@ static enum MHD_Result model_metadata(yls_request *r, const yls_model *m)
 static enum MHD_Result model_config(yls_request *r, const yls_model *m)
 {
     json_t *inputs = json_array(), *outputs = json_array();
-    model_tensors(m, true, inputs, outputs);
+    if (m->eval >= 0) {
+        eval_tensors(m, true, inputs, outputs);
+        return reply_object(
+            r, json_pack("{s:s,s:s,s:s,s:{s:{s:i}},s:i,s:o,s:o,s:{s:{s:s}}}", "name", m->name,
+                         "platform", "yololoss", "backend", "yololoss", "version_policy",
+                         "latest", "num_versions", 1, "max_batch_size", 0, "input", inputs,
+                         "output", outputs, "parameters", "convention", "string_value",
+                         yle_convention_name(m->eval)));
+    }
     char anchors[512], thresh[32], layers[8];
     yls_anchors_format(&m->cfg, anchors, sizeof anchors);
     snprintf(thresh, sizeof thresh, "%.17g", m->cfg.ignore_thresh);

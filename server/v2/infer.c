@@ -621,6 +621,8 @@ static void infer_free(void *work);
 
 enum MHD_Result yls_infer_start(yls_request *r)
 {
+    if (r->route.model->eval >= 0)
+        return yls_eval_start(r);
     yls_infer *job = calloc(1, sizeof *job);
     if (!job)
         return yls_reply_error(r, 503, "out of memory; retry later");
@@ -676,7 +678,8 @@ void yls_infer_account(yls_request *r)
 {
     yls_model_stats *st = &r->route.model->stats;
     uint64_t total = span(r->t_start, r->t_reply ? r->t_reply : uv_hrtime());
-    const yls_infer *jm = r->work;
+    /* an evaluation model's work is eval.c's job, without these phases */
+    const yls_infer *jm = r->route.model->eval < 0 ? r->work : NULL;
     if (jm)
         yls_metrics_infer(r->srv, r, (double)total / 1e9,
                           (double)(span(jm->t_ready, jm->t_input0) +
@@ -697,7 +700,7 @@ void yls_infer_account(yls_request *r)
     uv_timeval64_t now;
     if (uv_gettimeofday(&now) == 0)
         st->last_inference_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_usec / 1000;
-    const yls_infer *j = r->work;
+    const yls_infer *j = jm;
     if (!j)
         return;
     yls_stats_add(&st->queue, span(j->t_ready, j->t_input0) + span(j->t_chunks_queued, j->t_infer0) +

@@ -9,8 +9,10 @@
  *
  * anchors: 12 or 18 numbers (w,h pairs in input pixels) as a string or an array;
  * ignore_thresh: optional, default 0.5. Names: letters, digits, '.', '_', '-'.
+ * Built in too: the evaluation models coco-bbox, voc07 and voc (v2/eval.c, docs/protocol.md).
  */
 #include "server.h"
+#include "yleval.h"
 
 #include <errno.h>
 #include <math.h>
@@ -95,6 +97,7 @@ static int add_model(yls_models *m, const char *name, const yl_config *cfg)
     snprintf(x->name, sizeof x->name, "%s", name);
     x->cfg = *cfg;
     x->num_layers = cfg->num_anchors / YL_NUM_ANCHORS_PER_LAYER;
+    x->eval = -1;
     return 0;
 }
 
@@ -197,6 +200,13 @@ int yls_models_init(yls_models *m, const char *path, char *err, size_t errlen)
     yl_config_default(&cfg, 6);
     if (add_model(m, "yolov3-tiny", &cfg))
         goto oom;
+    /* the evaluation models: one per convention of the core's table */
+    static const char *const eval_models[YLE_N_CONVENTIONS] = {"coco-bbox", "voc07", "voc"};
+    for (int c = 0; c < YLE_N_CONVENTIONS; c++) {
+        if (add_model(m, eval_models[c], &cfg))
+            goto oom;
+        m->v[m->n - 1].eval = c;
+    }
     if (path && load_file(m, path, err, errlen)) {
         yls_models_free(m);
         return -1;

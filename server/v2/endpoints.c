@@ -158,6 +158,7 @@ static enum MHD_Result model_config(yls_request *r, const yls_model *m)
                          "output", outputs, "parameters", "convention", "string_value",
                          yle_convention_name(m->eval)));
     }
+    model_tensors(m, true, inputs, outputs);
     char anchors[512], thresh[32], layers[8];
     yls_anchors_format(&m->cfg, anchors, sizeof anchors);
     snprintf(thresh, sizeof thresh, "%.17g", m->cfg.ignore_thresh);

@@ -254,6 +254,7 @@ void yt_check_config_and_scalars(const yt_daemon *d, const char *run, const char
 /* With --image-history-steps 2: 4 steps keep the last 2; a replaced step's rows go. */
 void yt_check_images_retention(const yt_daemon *d, const char *run);
 Suite *yt_suite_wire(void);
+Suite *yt_suite_evaluate(void); /* test_evaluate.c: the evaluation models */
 Suite *yt_suite_streams(void);
 Suite *yt_suite_history_reads(void);
 Suite *yt_suite_history_pg(void); /* make test-history-pg; needs PostgreSQL's binaries */

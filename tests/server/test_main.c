@@ -50,6 +50,7 @@ int main(void)
     srunner_add_suite(sr, yt_suite_hardening());
     srunner_add_suite(sr, yt_suite_lockouts());
     srunner_add_suite(sr, yt_suite_wire());
+    srunner_add_suite(sr, yt_suite_evaluate());
     srunner_add_suite(sr, yt_suite_streams());
     srunner_add_suite(sr, yt_suite_history_reads());
     srunner_add_suite(sr, yt_suite_history_pg());

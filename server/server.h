@@ -56,6 +56,8 @@
 #include <uv.h>
 
 #include "yololoss.h"
+#include "yldecode.h"
+#include "yleval.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "yololossd assumes a little-endian host (the binary tensor format is little-endian)"
@@ -530,7 +532,27 @@ struct yls_point_src {
     int64_t batch;
     const yl_image_result *images; /* [batch] */
     const int64_t *image_ids;      /* [batch], or NULL: no per-image rows */
+    /* an evaluated batch (parameter "eval"): per image its records (yls_eval_image), or
+     * NULL: none; the hop takes them over (they are set to NULL) */
+    void **eval_blob;
+    size_t *eval_len;
+    int num_classes;
 };
+
+/* eval_records.c: image b of a box problem decoded as keras's yolo_eval does (dc) and
+ * evaluated against its boxes (COCO bbox, category = class id, annotation id = row + 1,
+ * area = w * h, padding rows skipped) under image_id: its records as one blob (counted
+ * memory, yls_big_free) of *blob_len bytes. 0; -1 with err (a 400: the decode's or the
+ * evaluator's message, naming the image); -2 out of memory (the budget). Pure, any thread. */
+int yls_eval_image(const yl_problem *p, int64_t b, const yl_decode_config *dc, int64_t image_id,
+                   void **blob, size_t *blob_len, yl_error *err);
+/* A stored blob back as yle_image_result pointers into it (blob 8-byte aligned); 0, or -1
+ * when it is not a well-formed blob. */
+int yls_eval_blob_view(const void *blob, size_t len, int64_t image_id, yle_image_result *out);
+/* The COCO parameters of a stream's evaluation: pycocotools' defaults, categories 0..C-1
+ * (cat_ids: C of them, filled), images img_ids[0..n_img). */
+int yls_eval_params(yle_params *ep, int num_classes, const int64_t *img_ids, int64_t n_img,
+                    int64_t *cat_ids);
 bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MHD_Response *resp,
                       uint64_t bytes);
 /* Send the points other replicas record (PostgreSQL history) to this daemon's streams. */
@@ -540,6 +562,8 @@ void yls_record_follow_replicas(yls_server *s);
 yls_handler yls_api_runs, yls_api_steps, yls_api_csv, yls_api_delete;
 /* api_images.c: the images ranking and one image's rows. */
 yls_handler yls_api_images, yls_api_image;
+/* api_eval.c: a run's streamed evaluation at a step. */
+yls_handler yls_api_eval;
 /* api_config.c: a run's configuration and scalars. */
 yls_handler yls_api_config_get, yls_api_config_put, yls_api_scalars_get, yls_api_scalars_post;
 /* Suspend/resume a non-infer request waiting on a history thread. */

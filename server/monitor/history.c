@@ -64,6 +64,15 @@ yls_hop *yls_hop_new(yls_hop_kind kind, void (*done)(yls_hop *), void *data)
     return op;
 }
 
+void yls_eval_rows_free(yls_eval_row *rows, size_t n)
+{
+    if (!rows)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(rows[i].blob);
+    free(rows);
+}
+
 void yls_hop_free(yls_hop *op)
 {
     if (!op)
@@ -80,6 +89,12 @@ void yls_hop_free(yls_hop *op)
     free(op->point.image_ids);
     free(op->point.image_terms);
     free(op->point.image_truths);
+    if (op->point.eval_blob)
+        for (int64_t i = 0; i < op->point.n_images; i++)
+            yls_big_free(op->point.eval_blob[i]);
+    free(op->point.eval_blob);
+    free(op->point.eval_len);
+    yls_eval_rows_free(op->evals, op->kind == YLS_HOP_EVALS ? op->n : 0);
     free(op->from);
     free(op);
 }
@@ -143,6 +158,9 @@ static void run_one(worker *w, yls_hop *op)
         break;
     case YLS_HOP_SCALARS:
         op->rc = be->scalars(w->db, op->run, &op->scalars, &op->n, op->err);
+        break;
+    case YLS_HOP_EVALS:
+        op->rc = be->evals(w->db, op->run, op->after, &op->evals, &op->n, op->err);
         break;
     case YLS_HOP_RECORD:
         break; /* grouped by the caller */

@@ -42,6 +42,10 @@
  *                                  with the same run, name and step).
  *   scalars(db, run, &v, &n, err)  the run's scalars, by name then step.
  *   layers(db, run, &L, err)       the largest num_layers of a run's points (0: none).
+ *   evals(db, run, step, &rows, &n, err)
+ *                                  the evaluation records stored at (run, step), by image
+ *                                  (record stores a point's eval_blob rows; remove deletes
+ *                                  them with the run).
  *   close(db)                      NULL is fine.
  * Every function returns 0, or -1 with a message in err (YLS_HISTORY_ERR_MAX bytes).
  *
@@ -77,7 +81,24 @@ typedef struct {
     int64_t *image_ids;
     double *image_terms;
     int64_t *image_truths;
+    /* RECORD only, an evaluated batch (parameter eval): image i's COCO records (a blob of
+     * eval_len[i] bytes, yls_eval_image; yls_big_alloc'd, owned by the hop) for image_ids[i],
+     * num_classes the model's C; eval_blob NULL: none. Stored under (run, step, image),
+     * replacing that image's earlier records at the step but no other image's: the batches
+     * of one evaluation step add up, whichever replica took them. */
+    void **eval_blob;
+    size_t *eval_len;
+    int num_classes;
 } yls_point;
+
+/* One image's stored evaluation records. */
+typedef struct {
+    int64_t image;
+    int num_classes;
+    void *blob; /* malloc'd (8-byte aligned), freed with the array by yls_eval_rows_free */
+    size_t len;
+} yls_eval_row;
+void yls_eval_rows_free(yls_eval_row *rows, size_t n);
 
 /* A scalar a training loop logged next to the loss (learning rate, validation mAP...). */
 #define YLS_SCALAR_NAME_MAX 64
@@ -110,6 +131,9 @@ typedef struct {
     int (*put_scalars)(void *db, const char *run, const yls_scalar *v, size_t n, char *err);
     int (*scalars)(void *db, const char *run, yls_scalar **v, size_t *n, char *err);
     int (*layers)(void *db, const char *run, int *layers, char *err); /* max num_layers */
+    /* the evaluation records of run at step, by image (malloc'd array and blobs) */
+    int (*evals)(void *db, const char *run, int64_t step, yls_eval_row **rows, size_t *n,
+                 char *err);
     void (*close)(void *db);
 } yls_history_backend;
 
@@ -130,6 +154,7 @@ typedef enum {
     YLS_HOP_PUT_SCALARS,
     YLS_HOP_SCALARS,
     YLS_HOP_REPLAY, /* the points after a step, for several runs (a resumed event stream) */
+    YLS_HOP_EVALS,  /* the evaluation records of a run at step `after` */
 } yls_hop_kind;
 
 typedef struct {
@@ -161,6 +186,7 @@ struct yls_hop {
     yls_point *points;         /* STEPS, REPLAY (by run, then step) */
     yls_image_row *rows;       /* IMAGES */
     yls_scalar *scalars;       /* SCALARS */
+    yls_eval_row *evals;       /* EVALS */
     size_t n;
     bool more;                 /* REPLAY: a run had more than limit points */
     int layers;                /* STEPS with want_layers */

@@ -53,6 +53,11 @@ static const char schema[] =
     " PRIMARY KEY (run, step, image));"
     /* a database of an older daemon: its rows get 0 truths (ranked per image) */
     "ALTER TABLE images ADD COLUMN IF NOT EXISTS truths BIGINT NOT NULL DEFAULT 0;"
+    /* per-image evaluation records (eval_records.c's blobs), added up per step */
+    "CREATE TABLE IF NOT EXISTS evals ("
+    " run TEXT NOT NULL, step BIGINT NOT NULL, image BIGINT NOT NULL,"
+    " classes INTEGER NOT NULL, records BYTEA NOT NULL,"
+    " PRIMARY KEY (run, step, image));"
     "CREATE TABLE IF NOT EXISTS configs ("
     " run TEXT NOT NULL PRIMARY KEY, config TEXT NOT NULL,"
     " updated DOUBLE PRECISION NOT NULL);"
@@ -372,6 +377,32 @@ static int notify_point(pgdb *db, const yls_point *p, int64_t step, char *err)
     return rc;
 }
 
+/* The point's evaluation records (the blob as a binary parameter): each image's replaces
+ * that image's at the step. */
+static int record_evals(pgdb *db, const yls_point *p, int64_t step, char *err)
+{
+    char st[24], nc[16], id[24];
+    snprintf(st, sizeof st, "%lld", (long long)step);
+    snprintf(nc, sizeof nc, "%d", p->num_classes);
+    for (int64_t i = 0; p->eval_blob && i < p->n_images; i++) {
+        snprintf(id, sizeof id, "%lld", (long long)p->image_ids[i]);
+        const char *params[5] = {p->run, st, id, nc, p->eval_blob[i]};
+        int lens[5] = {0, 0, 0, 0, (int)p->eval_len[i]}, fmts[5] = {0, 0, 0, 0, 1};
+        PGresult *res = PQexecParams(db->conn,
+                                     "INSERT INTO evals VALUES ($1, $2::bigint, $3::bigint,"
+                                     " $4::integer, $5) ON CONFLICT (run, step, image) DO UPDATE"
+                                     " SET classes = EXCLUDED.classes, records = EXCLUDED.records",
+                                     5, NULL, params, lens, fmts, 0);
+        int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0
+                                                          : fail_msg(err, "evals",
+                                                                     PQresultErrorMessage(res));
+        PQclear(res);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
 static int pg_record(void *handle, yls_point *pts, size_t n, int64_t image_steps, char *err)
 {
     pgdb *db = handle;
@@ -424,6 +455,7 @@ static int pg_record(void *handle, yls_point *pts, size_t n, int64_t image_steps
             fail_msg(err, "insert", PQresultErrorMessage(res));
         PQclear(res);
         if (!ok || record_images(db, p, steps[i], p->step >= 0, image_steps, err) ||
+            record_evals(db, p, steps[i], err) ||
             notify_point(db, p, steps[i], err))
             goto cleanup;
     }
@@ -577,6 +609,8 @@ static int pg_remove(void *handle, const char *run, int64_t *deleted, char *err)
     if (rc == 0)
         rc = exec_params(db, "DELETE FROM images WHERE run = $1", 1, params, err, "delete");
     if (rc == 0)
+        rc = exec_params(db, "DELETE FROM evals WHERE run = $1", 1, params, err, "delete");
+    if (rc == 0)
         rc = exec_params(db, "DELETE FROM configs WHERE run = $1", 1, params, err, "delete");
     if (rc == 0)
         rc = exec_params(db, "DELETE FROM scalars WHERE run = $1", 1, params, err, "delete");
@@ -614,6 +648,41 @@ static int pg_images(void *handle, const char *run, int64_t image, yls_image_row
                      " ORDER BY step, image",
                      2, params, sizeof **out, image_row, NULL, NULL, (void **)out, n, err,
                      "images");
+}
+
+static int eval_row(const PGresult *res, int i, void *elem, const void *arg, char *err)
+{
+    yls_eval_row *r = elem;
+    (void)arg;
+    r->image = get_int(res, i, 0);
+    r->num_classes = (int)get_int(res, i, 1);
+    size_t len = 0;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 2), &len);
+    r->blob = raw ? malloc(len ? len : 1) : NULL;
+    if (!r->blob) {
+        PQfreemem(raw);
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    memcpy(r->blob, raw, len);
+    r->len = len;
+    PQfreemem(raw);
+    return 0;
+}
+
+static void eval_release(void *elem) { free(((yls_eval_row *)elem)->blob); }
+
+static int pg_evals(void *handle, const char *run, int64_t step, yls_eval_row **out, size_t *n,
+                    char *err)
+{
+    char st[24];
+    snprintf(st, sizeof st, "%lld", (long long)step);
+    const char *params[2] = {run, st};
+    return read_rows(handle,
+                     "SELECT image, classes, records FROM evals WHERE run = $1"
+                     " AND step = $2::bigint ORDER BY image",
+                     2, params, sizeof **out, eval_row, NULL, eval_release, (void **)out, n, err,
+                     "evals");
 }
 
 static double now_wall(void)
@@ -732,5 +801,6 @@ const yls_history_backend yls_history_pg = {
     .put_scalars = pg_put_scalars,
     .scalars = pg_scalars,
     .layers = pg_layers,
+    .evals = pg_evals,
     .close = pg_close,
 };

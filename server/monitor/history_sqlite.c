@@ -29,6 +29,11 @@ static const char schema[] =
     " xy REAL NOT NULL, wh REAL NOT NULL, confidence REAL NOT NULL, class REAL NOT NULL,"
     " truths INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY (run, step, image)) WITHOUT ROWID;"
+    /* per-image evaluation records (eval_records.c's blobs), added up per step */
+    "CREATE TABLE IF NOT EXISTS evals ("
+    " run TEXT NOT NULL, step INTEGER NOT NULL, image INTEGER NOT NULL,"
+    " classes INTEGER NOT NULL, records BLOB NOT NULL,"
+    " PRIMARY KEY (run, step, image)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS configs ("
     " run TEXT NOT NULL PRIMARY KEY, config TEXT NOT NULL, updated REAL NOT NULL);"
     "CREATE TABLE IF NOT EXISTS scalars ("
@@ -140,10 +145,26 @@ static int record_images(sqlite3_stmt *const st[3], const yls_point *p,
     return exec_run_i(st[2], p->run, image_steps);
 }
 
+/* The point's evaluation records: each image's replaces that image's at the step. */
+static int record_evals(sqlite3_stmt *st, const yls_point *p)
+{
+    for (int64_t i = 0; p->eval_blob && i < p->n_images; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, p->run, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, p->step);
+        sqlite3_bind_int64(st, 3, p->image_ids[i]);
+        sqlite3_bind_int(st, 4, p->num_classes);
+        sqlite3_bind_blob64(st, 5, p->eval_blob[i], p->eval_len[i], SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            return -1;
+    }
+    return 0;
+}
+
 static int sq_record(void *handle, yls_point *pts, size_t n, int64_t image_steps, char *err)
 {
     sqlite3 *db = handle;
-    sqlite3_stmt *ins = NULL, *img[3] = {NULL, NULL, NULL};
+    sqlite3_stmt *ins = NULL, *img[3] = {NULL, NULL, NULL}, *ev = NULL;
     int rc = -1;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return fail(db, err, "begin");
@@ -158,7 +179,9 @@ static int sq_record(void *handle, yls_point *pts, size_t n, int64_t image_steps
         sqlite3_prepare_v2(db,
                            "DELETE FROM images WHERE run = ?1 AND step <= (SELECT max(step)"
                            " FROM images WHERE run = ?1) - ?2",
-                           -1, &img[2], NULL) != SQLITE_OK) {
+                           -1, &img[2], NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO evals VALUES (?,?,?,?,?)", -1, &ev,
+                           NULL) != SQLITE_OK) {
         fail(db, err, "prepare");
         goto cleanup;
     }
@@ -193,6 +216,10 @@ static int sq_record(void *handle, yls_point *pts, size_t n, int64_t image_steps
             fail(db, err, "images");
             goto cleanup;
         }
+        if (record_evals(ev, p)) {
+            fail(db, err, "evals");
+            goto cleanup;
+        }
     }
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         fail(db, err, "commit");
@@ -201,6 +228,7 @@ static int sq_record(void *handle, yls_point *pts, size_t n, int64_t image_steps
     rc = 0;
 cleanup:
     sqlite3_finalize(ins);
+    sqlite3_finalize(ev);
     for (int k = 0; k < 3; k++)
         sqlite3_finalize(img[k]);
     if (rc)
@@ -377,6 +405,7 @@ static int sq_remove(void *handle, const char *run, int64_t *deleted, char *err)
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return fail(db, err, "begin");
     if (delete_run(db, "points", run, deleted) || delete_run(db, "images", run, NULL) ||
+        delete_run(db, "evals", run, NULL) ||
         delete_run(db, "configs", run, NULL) || delete_run(db, "scalars", run, NULL) ||
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         fail(db, err, "delete");
@@ -413,6 +442,39 @@ static int sq_images(void *handle, const char *run, int64_t image, yls_image_row
         sqlite3_bind_int64(st, 2, image);
     return read_rows(db, st, sizeof **out, image_row, NULL, NULL, (void **)out, n, err,
                      "images");
+}
+
+static int eval_row(sqlite3_stmt *st, void *elem, const void *arg, char *err)
+{
+    yls_eval_row *r = elem;
+    (void)arg;
+    r->image = sqlite3_column_int64(st, 0);
+    r->num_classes = sqlite3_column_int(st, 1);
+    r->len = (size_t)sqlite3_column_bytes(st, 2);
+    r->blob = malloc(r->len ? r->len : 1);
+    if (!r->blob) {
+        snprintf(err, YLS_HISTORY_ERR_MAX, "out of memory");
+        return -1;
+    }
+    if (r->len)
+        memcpy(r->blob, sqlite3_column_blob(st, 2), r->len);
+    return 0;
+}
+
+static void eval_release(void *elem) { free(((yls_eval_row *)elem)->blob); }
+
+static int sq_evals(void *handle, const char *run, int64_t step, yls_eval_row **out, size_t *n,
+                    char *err)
+{
+    sqlite3 *db = handle;
+    sqlite3_stmt *st = prepare_run(db,
+                                   "SELECT image, classes, records FROM evals"
+                                   " WHERE run = ?1 AND step = ?2 ORDER BY image",
+                                   run, err, "evals");
+    if (st)
+        sqlite3_bind_int64(st, 2, step);
+    return read_rows(db, st, sizeof **out, eval_row, NULL, eval_release, (void **)out, n, err,
+                     "evals");
 }
 
 static double now_wall(void)
@@ -547,5 +609,6 @@ const yls_history_backend yls_history_sqlite = {
     .put_scalars = sq_put_scalars,
     .scalars = sq_scalars,
     .layers = sq_layers,
+    .evals = sq_evals,
     .close = sq_close,
 };

@@ -73,6 +73,24 @@ static int add_image_rows(yls_point *p, const struct yls_point_src *src)
     return 0;
 }
 
+/* The batch's evaluation records into p (owned by its hop): the blobs are moved, src's
+ * entries set to NULL. 0, or -1: out of memory (nothing moved). */
+static int take_evals(yls_point *p, const struct yls_point_src *src)
+{
+    size_t B = (size_t)src->batch;
+    p->eval_blob = calloc(B ? B : 1, sizeof *p->eval_blob);
+    p->eval_len = calloc(B ? B : 1, sizeof *p->eval_len);
+    if (!p->eval_blob || !p->eval_len)
+        return -1;
+    for (size_t b = 0; b < B; b++) {
+        p->eval_blob[b] = src->eval_blob[b];
+        p->eval_len[b] = src->eval_len[b];
+        src->eval_blob[b] = NULL;
+    }
+    p->num_classes = src->num_classes;
+    return 0;
+}
+
 bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MHD_Response *resp,
                       uint64_t bytes)
 {
@@ -104,7 +122,8 @@ bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MH
     }
     held_reply *h = calloc(1, sizeof *h);
     yls_hop *op = h ? yls_hop_new(YLS_HOP_RECORD, record_done, h) : NULL;
-    if (op && src->image_ids && add_image_rows(&op->point, src)) {
+    if (op && ((src->image_ids && add_image_rows(&op->point, src)) ||
+               (src->eval_blob && take_evals(&op->point, src)))) {
         yls_hop_free(op);
         op = NULL;
     }
@@ -121,6 +140,9 @@ bool yls_record_reply(yls_request *r, const struct yls_point_src *src, struct MH
     pt.image_ids = op->point.image_ids;
     pt.image_terms = op->point.image_terms;
     pt.image_truths = op->point.image_truths;
+    pt.eval_blob = op->point.eval_blob;
+    pt.eval_len = op->point.eval_len;
+    pt.num_classes = op->point.num_classes;
     op->point = pt;
     if (yls_history_submit(s->history, op)) {
         free(h);

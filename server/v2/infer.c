@@ -70,6 +70,9 @@ struct yls_infer {
     yls_grad_buf grads[YLS_GRAD_KINDS][YL_MAX_LAYERS]; /* [yls_grad_kind][layer] */
     bool any_grads;
     yl_image_result *images;
+    yl_decode_config decode;  /* parameter eval */
+    void **eval_blob;         /* [B] each image's records (yls_eval_image), or NULL */
+    size_t *eval_len;
 
     /* image phase */
     atomic_llong next_image; /* the next image a chunk takes */
@@ -249,7 +252,8 @@ static void output_done(yls_work *w, int status)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
                                 yls_encoding_name(p->enc));
     MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
-    struct yls_point_src src = {&job->result, job->prob.batch, job->images, job->in.image_ids};
+    struct yls_point_src src = {&job->result, job->prob.batch, job->images, job->in.image_ids,
+                                job->eval_blob, job->eval_len, job->prob.num_classes};
     if (!yls_record_reply(job->req, &src, resp, p->total)) /* else sent after the commit */
         yls_reply(job->req, 200, resp, p->total);
 }
@@ -272,6 +276,40 @@ static void lower_fail_min(yls_infer *job, int64_t b)
     long long cur = atomic_load(&job->fail_min);
     while (b < cur && !atomic_compare_exchange_weak(&job->fail_min, &cur, b))
         ;
+}
+
+/* What parameter eval needs: a run, boxes, dense outputs, image ids. 0, or -1 with f. */
+static int eval_check(yls_infer *job, yls_fail *f)
+{
+    yls_infer_input *in = &job->in;
+    if (!in->run[0])
+        return yls_fail_set(f, 400, "parameter eval needs parameter run (the evaluation is "
+                                    "stored per run and step)");
+    if (!in->has_step)
+        return yls_fail_set(f, 400, "parameter eval needs parameter step (the batches of one "
+                                    "step add up to its evaluation)");
+    if (!job->srv->history)
+        return yls_fail_set(f, 400, "parameter eval needs a history to keep the records in "
+                                    "(this daemon runs with --history none)");
+    if (!in->has_boxes)
+        return yls_fail_set(f, 400, "parameter eval needs the truths as input 'boxes' (not "
+                                    "y_true_l)");
+    if (!in->image_ids && !in->has_image_offset)
+        return yls_fail_set(f, 400, "parameter eval needs the images' ids: input or parameter "
+                                    "image_ids, or parameter image_offset (ids offset + b)");
+    if (!in->image_ids) { /* ids image_offset + b: the batch's image rows get them too */
+        in->image_ids = malloc((size_t)job->prob.batch * sizeof *in->image_ids);
+        if (!in->image_ids)
+            return yls_fail_set(f, 503, "out of memory for the image ids; retry later");
+        in->n_image_ids = job->prob.batch;
+        for (int64_t b = 0; b < job->prob.batch; b++)
+            in->image_ids[b] = in->image_offset + b;
+    }
+    yl_error err;
+    yl_decode_config_default(&job->decode);
+    if (yl_decode_check(&job->prob, &job->decode, &err) != YL_OK)
+        return yls_fail_set(f, 400, "parameter eval: %s", err.msg);
+    return 0;
 }
 
 /* The images chunk c takes, on a pool thread (chunk_work, or the lead in input_work). */
@@ -300,7 +338,16 @@ static void run_images(yls_infer *job, chunk *c)
             c->nomem = true; /* reported as image b's */
             c->over_budget = yls_budget_hit();
         } else if (yl_image(&job->prob, b, scratch, grads, &job->images[b], &c->err) == YL_OK) {
-            continue;
+            if (!job->in.eval)
+                continue;
+            int e = yls_eval_image(&job->prob, b, &job->decode, job->in.image_ids[b],
+                                   &job->eval_blob[b], &job->eval_len[b], &c->err);
+            if (e == 0)
+                continue;
+            if (e == -2) {
+                c->nomem = true;
+                c->over_budget = yls_budget_hit();
+            }
         }
         c->fail_b = b;
         lower_fail_min(job, b);
@@ -553,8 +600,14 @@ static void input_work(yls_work *w)
     int64_t B = job->prob.batch;
     if (yls_image_ids_check(in, B, f))
         goto done;
+    if (in->eval && eval_check(job, f))
+        goto done;
     job->images = calloc((size_t)B, sizeof *job->images);
-    if (!job->images) {
+    if (in->eval) {
+        job->eval_blob = calloc((size_t)B, sizeof *job->eval_blob);
+        job->eval_len = calloc((size_t)B, sizeof *job->eval_len);
+    }
+    if (!job->images || (in->eval && (!job->eval_blob || !job->eval_len))) {
         yls_fail_set(f, 503, "out of memory for %" PRId64 " images; retry later", B);
         goto done;
     }
@@ -667,6 +720,11 @@ static void infer_free(void *work)
             if (!job->grads[k][l].borrowed)
                 yls_big_free(job->grads[k][l].p);
     free(job->images);
+    if (job->eval_blob)
+        for (int64_t b = 0; b < job->prob.batch; b++)
+            yls_big_free(job->eval_blob[b]);
+    free(job->eval_blob);
+    free(job->eval_len);
     if (job->payload)
         payload_free_cb(job->payload);
     free(job);

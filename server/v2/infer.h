@@ -172,6 +172,12 @@ typedef struct {
     int64_t *image_ids;
     int64_t n_image_ids;
     bool image_ids_param; /* from the parameter (names it in messages) */
+
+    /* parameter eval: decode the batch (yldecode.h, keras's defaults) and store each image's
+     * COCO records under (run, step, image id); image ids: image_ids, or image_offset + b */
+    bool eval;
+    int64_t image_offset;
+    bool has_image_offset;
 } yls_infer_input;
 
 /* Parse body[0..len): the JSON header is the first header_len bytes (-1: all of it), then

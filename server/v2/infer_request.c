@@ -290,6 +290,15 @@ static int parse_request_parameters(yls_infer_input *in, const json_t *params,
                                     json_type_name(v));
             if (parse_image_ids_param(in, json_string_value(v), f))
                 return -1;
+        } else if (!strcmp(key, "eval")) {
+            if (!param_bool(v, &in->eval))
+                return yls_fail_set(f, 400, "parameter eval must be a boolean");
+        } else if (!strcmp(key, "image_offset")) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > (INT64_MAX >> 2))
+                return yls_fail_set(f, 400, "parameter image_offset must be an integer >= 0");
+            in->image_offset = json_integer_value(v);
+            in->has_image_offset = true;
         } else if (!strcmp(key, "grad_datatype")) {
             const char *g = json_is_string(v) ? json_string_value(v) : "";
             if (strcmp(g, "FP32") && strcmp(g, "FP64"))
@@ -305,7 +314,8 @@ static int parse_request_parameters(yls_infer_input *in, const json_t *params,
         } else {
             return yls_fail_set(f, 400,
                                 "unknown request parameter '%s' (known: ignore_thresh, anchors, "
-                                "run, step, image_ids, binary_data_output, grad_datatype)",
+                                "run, step, image_ids, eval, image_offset, binary_data_output, "
+                                "grad_datatype)",
                                 key);
         }
     }

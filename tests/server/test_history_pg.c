@@ -304,6 +304,20 @@ END_TEST
 /* Replicas on one database: a stream on either shows the points recorded through both
  * (NOTIFY/LISTEN), each once, and a stream resumed with Last-Event-ID on one replica gets
  * what the other recorded meanwhile. */
+/* Evaluation batches split between two replicas: each answers the one-shot result. */
+START_TEST(pg_eval_stream_two_replicas)
+{
+    SKIP_IF_NO_PG();
+    yt_daemon d[2];
+    start_daemon(&d[0]);
+    start_daemon(&d[1]);
+    const yt_daemon *both[2] = {&d[0], &d[1]};
+    yt_check_eval_stream(both, 2, "pg-eval");
+    ck_assert_int_eq(yt_daemon_stop(&d[0]), 0);
+    ck_assert_int_eq(yt_daemon_stop(&d[1]), 0);
+}
+END_TEST
+
 START_TEST(pg_streams_see_every_replica)
 {
     SKIP_IF_NO_PG();
@@ -469,6 +483,7 @@ Suite *yt_suite_history_pg(void)
     tcase_add_unchecked_fixture(tc, pg_setup, pg_teardown);
     tcase_add_test(tc, pg_record_read_delete);
     tcase_add_test(tc, pg_two_daemons_one_run);
+    tcase_add_test(tc, pg_eval_stream_two_replicas);
     tcase_add_test(tc, pg_streams_see_every_replica);
     tcase_add_test(tc, pg_survives_restart);
     tcase_add_test(tc, pg_outage_503_then_recovery);

@@ -54,6 +54,7 @@ int main(void)
     srunner_add_suite(sr, yt_suite_streams());
     srunner_add_suite(sr, yt_suite_history_reads());
     srunner_add_suite(sr, yt_suite_history_pg());
+    srunner_add_suite(sr, yt_suite_eval_stream());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

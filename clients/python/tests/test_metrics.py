@@ -129,6 +129,13 @@ def test_summarize_prints_pycocotools_lines(client):
                                 "(AP)" if ap else "(AR)",
                                 "0.50:0.95" if thr is None else "%0.2f" % thr, area, m, stats[i]))
     assert out == want
+    # the first line is _summarize's default maxDets (the literal 100), the others
+    # params.maxDets[2]: with other maxDets they differ
+    E.params.maxDets = [1, 3, 5]
+    E.evaluate()
+    E.accumulate()
+    out = quiet(E.summarize).splitlines()
+    assert "maxDets=100 ]" in out[0] and "maxDets=  5 ]" in out[1], out[:2]
 
 
 def test_per_class_ap_is_mean_of_precision_slice(client):
@@ -200,17 +207,9 @@ def test_torchmetrics_style_accumulator(client):
 
 
 def _pycocotools():
-    path = os.environ.get("PYCOCOTOOLS_PATH")
-    if not path:
-        pytest.skip("PYCOCOTOOLS_PATH is not set (a cocoapi PythonAPI folder built with "
-                    "cython3: python3 setup.py build_ext --inplace)")
-    sys.path.insert(0, path)
-    try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval as RealCOCOeval
-    except ImportError as e:
-        pytest.skip("pycocotools does not import from %s: %s" % (path, e))
-    return COCO, RealCOCOeval
+    # the loader of tests/python's optional comparison (matplotlib stubbed when absent)
+    from test_eval_pycocotools import load_pycocotools
+    return load_pycocotools()
 
 
 @pytest.mark.parametrize("seed", SEEDS[:3])

@@ -220,7 +220,9 @@ def evaluate(gt: Any, dt: Any, params: Optional[Params] = None, client: Any = No
 
 # -- the drop-in -------------------------------------------------------------------------
 
-_LINES = [(1, None, "all", 2), (1, .5, "all", 2), (1, .75, "all", 2), (1, None, "small", 2),
+# (ap, iouThr, areaRng, maxDets index) of pycocotools' _summarizeDets; the first line's
+# maxDets is _summarize's default, the literal 100, whatever params.maxDets holds
+_LINES = [(1, None, "all", None), (1, .5, "all", 2), (1, .75, "all", 2), (1, None, "small", 2),
           (1, None, "medium", 2), (1, None, "large", 2), (0, None, "all", 0),
           (0, None, "all", 1), (0, None, "all", 2), (0, None, "small", 2),
           (0, None, "medium", 2), (0, None, "large", 2)]
@@ -297,7 +299,7 @@ class COCOeval:
             iou = "{:0.2f}:{:0.2f}".format(p.iouThrs[0], p.iouThrs[-1]) if thr is None \
                 else "{:0.2f}".format(thr)
             print(" {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} ] = {:0.3f}".format(
-                title, typ, iou, area, p.maxDets[m], stats[i]))
+                title, typ, iou, area, 100 if m is None else p.maxDets[m], stats[i]))
         self.stats = stats.copy()
 
     @property

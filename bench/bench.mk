@@ -9,6 +9,17 @@ bench-core: $(B)/bench_core
 	$(B)/bench_core
 BENCH_RUNS += bench-core
 
+# Each loss definition's loss + gradient beside keras-yolo3's, same workload, same run.
+$(B)/bench_definitions: bench/bench_definitions.c $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -O3 $(CORE_INC) -o $@ $(filter %.c %.a,$^) -lm -lpthread
+
+ALL_BINS += $(B)/bench_definitions
+.PHONY: bench-definitions
+bench-definitions: $(B)/bench_definitions
+	$(B)/bench_definitions
+BENCH_RUNS += bench-definitions
+
 # The framework baseline: the numpy float64 reference on the same workload, one thread.
 .PHONY: bench-reference
 bench-reference:

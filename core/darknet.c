@@ -114,6 +114,11 @@ int yl__darknet_truth(yl_problem *p, const yl_tensor *truths, const yl_tensor *y
 typedef struct {
     double x, y, w, h; /* as darknet holds them (float in fp32 mode) */
     int cls;
+    /* on the current layer: the cells and raw t_w, t_h (per mask anchor) of the
+     * predictions that might pass a threshold against it (see cull) */
+    int64_t i0, i1, j0, j1;
+    double lo_w[YL_MAX_LAYER_ANCHORS], hi_w[YL_MAX_LAYER_ANCHORS];
+    double lo_h[YL_MAX_LAYER_ANCHORS], hi_h[YL_MAX_LAYER_ANCHORS];
 } dk_truth_row;
 
 typedef struct {
@@ -187,11 +192,12 @@ typedef struct {
     int src_dtype;
     int64_t src_stride; /* 5 + C dense, 5 compact */
     int64_t r0, r1;     /* compact: the image's rows of p->rows[l] */
-    const dk_truth_row *truth;
+    dk_truth_row *truth;
     int64_t n_truth;
     dk_scratch *s;
     int64_t n_rec;
     double bias[2 * YL_MAX_ANCHORS]; /* darknet's biases: float in fp32 mode */
+    dk_box pred;                     /* the anchor being measured */
 } dk_ctx;
 
 /* The value darknet stores: a float in fp32 mode (one rounding of the exact double result,
@@ -232,6 +238,11 @@ static double bce(double z, double x) { return (x > 0 ? x : 0) - x * z + log1p(e
 
 /* A value as darknet reads its float input. */
 static double in(const dk_ctx *c, const void *base, int dtype, int64_t i) {
+    if (dtype == YL_F32) { /* the common case, without yl__load's call */
+        float f;
+        memcpy(&f, (const unsigned char *)base + 4 * i, 4);
+        return (double)f;
+    }
     return R(c, yl__load(base, dtype, i));
 }
 
@@ -401,6 +412,56 @@ static void gstore(void *g, int f64, int64_t i, double v) {
         ((float *)g)[i] = (float)v;
 }
 
+/* Each truth's window of cells and raw t_w, t_h bounds for predictions that might reach
+ * IoU > t = min(ignore_thresh, truth_thresh); a prediction outside every truth's has a best
+ * IoU that decides nothing, so it is not decoded (the same answer, faster). IoU <=
+ * min(w_p, w_t) / max(w_p, w_t) (the intersection is at most the narrower width times the
+ * lower height, the union at least the larger area), so IoU > t needs t w_t < w_p < w_t / t,
+ * i.e. log(t w_t net_w / anchor_w) < t_w < log(w_t net_w / (t anchor_w)), the same in h;
+ * and overlap needs the centres within (w_p + w_t) / 2 < w_t (1 + 1/t) / 2, a prediction's
+ * centre lying in its own cell. One cell of margin each side and 1e-3 in log space absorb
+ * darknet's float rounding. t <= 0: every prediction is decoded. Returns whether culling
+ * applies. */
+static int cull_bounds(dk_ctx *c) {
+    const yl_problem *p = c->p;
+    const int64_t H = c->H, W = c->W;
+    double t = p->cfg.ignore_thresh < p->cfg.darknet.truth_thresh ? p->cfg.ignore_thresh
+                                                                  : p->cfg.darknet.truth_thresh;
+    if (!(t > 0))
+        return 0;
+    const double lt = log(t);
+    for (int64_t q = 0; q < c->n_truth; q++) {
+        dk_truth_row *tr = &c->truth[q];
+        double rx = tr->w * (1 + 1 / t) / 2, ry = tr->h * (1 + 1 / t) / 2;
+        double i0 = floor((tr->x - rx) * (double)W) - 1, i1 = floor((tr->x + rx) * (double)W) + 1;
+        double j0 = floor((tr->y - ry) * (double)H) - 1, j1 = floor((tr->y + ry) * (double)H) + 1;
+        /* clamped to [-1, W] first, so the conversions stay in range */
+        tr->i0 = (int64_t)(i0 < -1 ? -1 : i0 > (double)W ? (double)W : i0);
+        tr->i1 = (int64_t)(i1 < -1 ? -1 : i1 > (double)W ? (double)W : i1);
+        tr->j0 = (int64_t)(j0 < -1 ? -1 : j0 > (double)H ? (double)H : j0);
+        tr->j1 = (int64_t)(j1 < -1 ? -1 : j1 > (double)H ? (double)H : j1);
+        for (int k = 0; k < c->A; k++) {
+            int n = p->cfg.mask[c->l][k];
+            double lw = log(tr->w * c->net_w / c->bias[2 * n]);
+            double lh = log(tr->h * c->net_h / c->bias[2 * n + 1]);
+            tr->lo_w[k] = lw + lt - 1e-3, tr->hi_w[k] = lw - lt + 1e-3;
+            tr->lo_h[k] = lh + lt - 1e-3, tr->hi_h[k] = lh - lt + 1e-3;
+        }
+    }
+    return 1;
+}
+
+/* Whether some truth's window and bounds admit anchor k of cell (i, j) with raw t_w, t_h. */
+static int admitted(const dk_ctx *c, int64_t i, int64_t j, int k, double tw, double th) {
+    for (int64_t q = 0; q < c->n_truth; q++) {
+        const dk_truth_row *tr = &c->truth[q];
+        if (i >= tr->i0 && i <= tr->i1 && j >= tr->j0 && j <= tr->j1 && tw > tr->lo_w[k] &&
+            tw < tr->hi_w[k] && th > tr->lo_h[k] && th < tr->hi_h[k])
+            return 1;
+    }
+    return 0;
+}
+
 static int dk_layer(dk_ctx *c, const yl_grads *grads, yl_layer_sums *sum, yl_error *err) {
     const yl_problem *p = c->p;
     dk_scratch *s = c->s;
@@ -450,18 +511,24 @@ static int dk_layer(dk_ctx *c, const yl_grads *grads, yl_layer_sums *sum, yl_err
             return rc;
     }
 
+    const int culled = cull_bounds(c);
+
     /* darknet's first loop: every anchor, (j, i, n) order = memory order here */
     for (int64_t a = 0; a < n_anch; a++) {
         int64_t cell = a / A, i = cell % c->W, j = cell / c->W;
         int k = (int)(a % A), n = p->cfg.mask[l][k];
         int64_t base = (c->first + a) * c->src_stride;
-        double t0 = in(c, c->src, c->src_dtype, base), t1 = in(c, c->src, c->src_dtype, base + 1);
-        double t2 = in(c, c->src, c->src_dtype, base + 2), t3 = in(c, c->src, c->src_dtype, base + 3);
         double to = in(c, c->src, c->src_dtype, base + 4);
-        dk_box pred = yolo_box(c, logistic(c, t0), logistic(c, t1), t2, t3, n, i, j);
         double best_iou = 0;
         int64_t best_t = 0;
-        for (int64_t t = 0; t < c->n_truth; t++) {
+        double t2 = in(c, c->src, c->src_dtype, base + 2), t3 = in(c, c->src, c->src_dtype, base + 3);
+        int decode = c->n_truth > 0 && (!culled || admitted(c, i, j, k, t2, t3));
+        if (decode) {
+            double t0 = in(c, c->src, c->src_dtype, base), t1 = in(c, c->src, c->src_dtype, base + 1);
+            c->pred = yolo_box(c, logistic(c, t0), logistic(c, t1), t2, t3, n, i, j);
+        }
+        for (int64_t t = 0; decode && t < c->n_truth; t++) {
+            dk_box pred = c->pred;
             const dk_truth_row *tr = &c->truth[t];
             double iou = box_iou(c, pred, (dk_box){tr->x, tr->y, tr->w, tr->h});
             if (iou > best_iou) {

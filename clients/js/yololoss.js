@@ -235,7 +235,7 @@ function parseAnswer(buf, headers, region = null) {
   let off = hlen;
   const outputs = {};
   for (const o of header.outputs || []) {
-    const Ctor = { FP32: Float32Array, FP64: Float64Array }[o.datatype];
+    const Ctor = { FP32: Float32Array, FP64: Float64Array, INT64: BigInt64Array }[o.datatype];
     if (!Ctor) throw new YoloLossError(200, `output ${o.name}: ${o.datatype}`);
     const n = o.shape.reduce((a, b) => a * b, 1);
     const size = o.parameters && o.parameters.binary_data_size;
@@ -636,6 +636,76 @@ export class YoloLossClient {
 
   /** One infer request: the inputs in the body or written into region, the gradients
    * answered in the body or in region. */
+  /**
+   * One-shot detection evaluation on the daemon's evaluation models (docs/protocol.md):
+   * pycocotools' COCOeval (bbox) for "coco-bbox", py-faster-rcnn's voc_eval for "voc07" /
+   * "voc", the same float64 values.
+   * @param {{images: {id: number}[], annotations: object[], categories: {id: number}[]}} gt
+   *   a COCO-format dataset (annotations: image_id, category_id, bbox [x, y, w, h], area,
+   *   iscrowd, difficult, id)
+   * @param {{image_id: number, category_id: number, bbox: number[], score: number}[]} dt
+   *   results as COCO's result files hold them
+   * @param {{model?: string, params?: object, timeout?: number}} options  params:
+   *   pycocotools' Params by name (iouThrs, recThrs, maxDets, areaRng, areaRngLbl, useCats,
+   *   imgIds, catIds); model: "coco-bbox" (default), "voc07" or "voc"
+   * @returns {Promise<object>} coco-bbox: {stats: number[12], ap: Float64Array (per
+   *   category), precision / recall / scores: {data: Float64Array, shape}, counts: number[]};
+   *   voc*: {ap: {data, shape: [T, K]}, map: number[], counts}
+   */
+  async evaluate(gt, dt, options = {}) {
+    const anns = gt.annotations ?? [];
+    const col = (Ctor, rows, f) => Ctor.from(rows.flatMap(f));
+    const ids = (Ctor, v) => Ctor.from([...new Set(v.map(Number))].sort((a, b) => a - b),
+      (x) => BigInt(x));
+    const big = (rows, f) => BigInt64Array.from(rows.map(f), (x) => BigInt(x));
+    const tensors = [
+      ["gt_image_id", big(anns, (a) => a.image_id)],
+      ["gt_category_id", big(anns, (a) => a.category_id)],
+      ["gt_bbox", col(Float64Array, anns, (a) => a.bbox.map(Number)), 4],
+      // pycocotools reads "area"; an annotation without one gets w * h (docs/metrics.md)
+      ["gt_area", col(Float64Array, anns, (a) => [a.area ?? a.bbox[2] * a.bbox[3]])],
+      ["gt_iscrowd", Int32Array.from(anns, (a) => (a.iscrowd ? 1 : 0))],
+      ["gt_difficult", Int32Array.from(anns, (a) => (a.difficult ? 1 : 0))],
+      ["gt_id", big(anns.map((a, i) => a.id ?? i + 1), (x) => x)],
+      ["dt_image_id", big(dt, (d) => d.image_id)],
+      ["dt_category_id", big(dt, (d) => d.category_id)],
+      ["dt_bbox", col(Float64Array, dt, (d) => d.bbox.map(Number)), 4],
+      ["dt_score", Float64Array.from(dt, (d) => Number(d.score))],
+      ["image_ids", ids(BigInt64Array, (gt.images ?? []).map((i) => i.id))],
+      ["category_ids", ids(BigInt64Array, (gt.categories ?? []).map((c) => c.id))],
+    ];
+    const type = { Float64Array: "FP64", BigInt64Array: "INT64", Int32Array: "INT32" };
+    const inputs = tensors.map(([name, data, w]) => ({
+      name, datatype: type[data.constructor.name],
+      shape: w ? [data.length / w, w] : [data.length],
+      parameters: { binary_data_size: data.byteLength },
+    }));
+    const parameters = { binary_data_output: true };
+    for (const [k, v] of Object.entries(options.params ?? {})) {
+      // Open Inference Protocol parameters are scalars: lists travel as their JSON text
+      parameters[k] = typeof v === "object" ? JSON.stringify(ArrayBuffer.isView(v) ? [...v] : v)
+        : String(v);
+    }
+    const header = new TextEncoder().encode(JSON.stringify({ inputs, parameters }));
+    const blobs = tensors.map(([, d]) => new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    const model = options.model ?? "coco-bbox";
+    const resp = await this._request("POST", this._modelPath(model, "/infer"),
+      new Blob([header, ...blobs]), {
+        "Inference-Header-Content-Length": String(header.length),
+        "Content-Type": "application/octet-stream",
+      }, options.timeout ?? null);
+    if (resp.status !== 200) throw await this._error(resp);
+    const { outputs } = parseAnswer(await resp.arrayBuffer(), resp.headers);
+    const out = {};
+    for (const [name, o] of Object.entries(outputs)) {
+      if (name === "counts") out.counts = Array.from(o.data, Number);
+      else if (name === "stats" || name === "map") out[name] = Array.from(o.data);
+      else if (name === "ap" && o.shape.length === 1) out.ap = o.data;
+      else out[name] = o;
+    }
+    return out;
+  }
+
   async _exchange(outs, tensors, gradOuts, plan, region, o) {
     const blobs = [];
     let off = 0;

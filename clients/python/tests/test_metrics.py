@@ -86,6 +86,21 @@ def test_drop_in_equals_numpy_port(client, seed):
             same_bytes("stats (config %d)" % ci, E.stats, stats)
 
 
+def test_iou_thresholds_as_a_list_as_pycocotools(client):
+    # pycocotools' summarize looks AP50/AP75 up with np.where(iouThr == p.iouThrs): with a
+    # list there (not an array) it finds nothing and gives -1
+    gt, dets = random_set(SEEDS[5])
+    ev, stats = reference(gt, dets, {"iouThrs": [0.3, 0.5, 0.7]})
+    E = COCOeval(gt, dets, client=client)
+    E.params.iouThrs = [0.3, 0.5, 0.7]
+    E.evaluate()
+    E.accumulate()
+    quiet(E.summarize)
+    assert stats[1] == -1 and stats[2] == -1
+    same_bytes("stats", E.stats, stats)
+    same_bytes("precision", E.eval["precision"], ev.eval["precision"])
+
+
 class FakeCOCO:
     """What the drop-in reads of a pycocotools COCO object: .dataset (duck-typed)."""
 

@@ -292,7 +292,11 @@ class COCOeval:
         p = self.params
         if "stats" not in (self._arrays or {}):
             raise IndexError("summarize() needs at least 3 maxDets (it reads maxDets[2])")
-        stats = self._arrays["stats"]
+        stats = self._arrays["stats"].copy()
+        if not isinstance(p.iouThrs, np.ndarray):
+            # pycocotools finds AP50/AP75 by np.where(iouThr == p.iouThrs): a float compared
+            # with a list is False, so with a list they are -1 there; so here
+            stats[1] = stats[2] = -1.0
         for i, (ap, thr, area, m) in enumerate(_LINES):
             title = "Average Precision" if ap else "Average Recall"
             typ = "(AP)" if ap else "(AR)"

@@ -21,8 +21,9 @@ int64_t yle__num_k(const yle_params *p);
 /* eval_sort.c: a stable sort of the indices idx[0..n) by key[idx[i]] ascending (a merge
  * sort: numpy's kind='mergesort' order); tmp holds n indices. */
 void yle__sort_idx(int32_t *idx, int32_t *tmp, int64_t n, const double *key);
-/* numpy's pairwise summation of a contiguous float64 array (np.sum, np.mean's sum):
- * blocks of 128 summed in 8 lanes, halves above that, in numpy's exact order. */
+/* numpy's sum of a contiguous float64 array (np.sum, np.mean's sum): chunks of 8192 (its
+ * buffer) added in order, each summed pairwise (blocks of 128 in 8 lanes, halves above
+ * that), in numpy's exact order. */
 double yle__pairwise_sum(const double *a, int64_t n);
 
 /* Bytes of n elements of size each, rounded up to 16, or SIZE_MAX on overflow. */

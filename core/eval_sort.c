@@ -47,7 +47,7 @@ void yle__sort_idx(int32_t *idx, int32_t *tmp, int64_t n, const double *key) {
 }
 
 /* numpy/core/src/umath/loops_utils.h.src pairwise_sum_DOUBLE, for a contiguous array. */
-double yle__pairwise_sum(const double *a, int64_t n) {
+static double pairwise(const double *a, int64_t n) {
     if (n < 8) {
         double res = 0.;
         for (int64_t i = 0; i < n; i++)
@@ -69,7 +69,16 @@ double yle__pairwise_sum(const double *a, int64_t n) {
     }
     int64_t n2 = n / 2;
     n2 -= n2 % 8;
-    return yle__pairwise_sum(a, n2) + yle__pairwise_sum(a + n2, n - n2);
+    return pairwise(a, n2) + pairwise(a + n2, n - n2);
+}
+
+/* np.add.reduce goes through its iterator's buffer of 8192 elements (np.getbufsize()):
+ * each chunk is summed pairwise and the chunks' sums are added in order. */
+double yle__pairwise_sum(const double *a, int64_t n) {
+    double res = 0.;
+    for (int64_t i = 0; i < n; i += 8192)
+        res += pairwise(a + i, n - i < 8192 ? n - i : 8192);
+    return res;
 }
 
 size_t yle__bytes(int64_t n, size_t each) {

@@ -15,7 +15,7 @@
 # Seeds: tests/fuzz/make_seeds.py writes tests/fuzz/corpus/*/seed-*.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= core_problem core_boxes core_dense core_compact
+FUZZ_TARGETS ?= core_problem core_boxes core_dense core_compact eval_json
 FUZZ_DIR := $(B)/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS_ALL = $(STD) -g -O1 $(FUZZ_SAN) $(FUZZ_CFLAGS)
@@ -30,10 +30,18 @@ $(FUZZ_DIR)/core/%.o: core/%.c
 	$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(filter-out -Werror,$(WARN)) -fsanitize=fuzzer-no-link \
 	  -MMD -MP $(CORE_INC) -c $< -o $@
 
-$(FUZZ_BINS): $(FUZZ_DIR)/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(FUZZ_CORE_OBJ)
+$(filter-out $(FUZZ_DIR)/eval_json,$(FUZZ_BINS)): $(FUZZ_DIR)/%: tests/fuzz/%.c tests/fuzz/fuzz_common.h $(FUZZ_CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(WARN) -fsanitize=fuzzer $(CORE_INC) -o $@ $< \
 	  $(FUZZ_CORE_OBJ) -lm -lpthread
+
+# eval_json: the evaluator's COCO JSON reader (clients/c/coco_json.c, on jansson) and the
+# evaluator on what it read.
+$(FUZZ_DIR)/eval_json: tests/fuzz/eval_json.c clients/c/coco_json.c clients/c/coco_json.h $(FUZZ_CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(WARN) -fsanitize=fuzzer $(CORE_INC) -Iclients/c -o $@ \
+	  tests/fuzz/eval_json.c clients/c/coco_json.c $(FUZZ_CORE_OBJ) \
+	  $(shell pkg-config --libs jansson 2>/dev/null) -lm -lpthread
 
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-ci
 fuzz-build: $(FUZZ_BINS)

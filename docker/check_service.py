@@ -63,6 +63,18 @@ def check(res, expect, L, grads):
                 raise AssertionError("grad_%d differs" % l)
 
 
+def case_args(case):
+    """compute() arguments for a make_golden case (bf16 tensors wrapped as BF16): the
+    outputs, and the truth, anchors and threshold as keywords."""
+    outs = [BF16(o) if d == "bf16" else o for o, d in zip(case["outputs"], case["out_dtypes"])]
+    if "boxes" in case:
+        truth = {"boxes": case["boxes"]}
+    else:
+        truth = {"y_true": [BF16(y) if d == "bf16" else y
+                            for y, d in zip(case["y_true"], case["y_true_dtypes"])]}
+    return outs, dict(truth, anchors=case["anchors"], ignore_thresh=case["thresh"])
+
+
 def wait_ready(url, seconds):
     deadline = time.monotonic() + seconds
     while True:
@@ -92,18 +104,11 @@ def main():
     for i in range(a.cases):
         case = mg.random_case(a.seed + i)
         model = "yolov3" if case["L"] == 3 else "yolov3-tiny"
-        outs = [BF16(o) if d == "bf16" else o
-                for o, d in zip(case["outputs"], case["out_dtypes"])]
-        if "boxes" in case:
-            truth = {"boxes": case["boxes"]}
-        else:
-            truth = {"y_true": [BF16(y) if d == "bf16" else y
-                                for y, d in zip(case["y_true"], case["y_true_dtypes"])]}
+        outs, kw = case_args(case)
         binary, compress = modes[i % len(modes)]
         with YoloLossClient(a.url, model=model) as c:
-            res = c.compute(outs, grads=True, anchors=case["anchors"],
-                            ignore_thresh=case["thresh"], binary=binary, compress=compress,
-                            run=a.run, step=step, **truth)
+            res = c.compute(outs, grads=True, binary=binary, compress=compress,
+                            run=a.run, step=step, **kw)
         try:
             check(res, case["expect"], case["L"], True)
         except AssertionError as e:

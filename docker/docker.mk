@@ -4,8 +4,9 @@
 #   make docker-image           build $(DOCKER_IMAGE) from docker/Dockerfile
 #   make docker-test            build, run, check health, a real batch against the numpy
 #                               reference, SIGTERM -> exit 0, history kept in the volume
-#   make docker-compose-test    docker/compose.yaml: 3 replicas behind nginx, PostgreSQL,
-#                               Prometheus; requests spread, every replica scraped
+#   make docker-compose-test    docker/compose.yaml: 3 replicas behind HAProxy, PostgreSQL,
+#                               Prometheus; requests spread, every replica scraped, a
+#                               replica killed and all restarted under a training loop
 # DOCKER_CONTEXT: the source tree to build (default: this one).
 DOCKER ?= podman
 DOCKER_IMAGE ?= localhost/yololoss:latest
@@ -25,7 +26,7 @@ docker-image: $(if $(DOCKER_DASH_NPM),server/monitor/dashboard/node_modules/.pac
 # The images compose.yaml uses besides the daemon's, built from Debian's packages (no
 # image can be pulled here).
 docker-images: docker-image
-	$(DOCKER_BUILD) -f docker/nginx/Dockerfile -t localhost/yololoss-nginx:latest docker/nginx
+	$(DOCKER_BUILD) -f docker/haproxy/Dockerfile -t localhost/yololoss-haproxy:latest docker/haproxy
 	$(DOCKER_BUILD) -f docker/postgres/Dockerfile -t localhost/yololoss-postgres:latest docker/postgres
 	$(DOCKER_BUILD) -f docker/prometheus/Dockerfile -t localhost/yololoss-prometheus:latest docker/prometheus
 

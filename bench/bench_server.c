@@ -4,6 +4,7 @@
  *
  *   build/bench_server [--daemon build/yololossd] [--threads N] [--requests 20]
  *                      [--batch 16] [--size 416] [--classes 80] [--json-batch 2]
+ *                      [--eval-only 1]
  *
  * Standard workload (issue "core"): B = 16, 416x416 (grids 13, 26, 52), 80 classes, 8 boxes
  * per image, logits from N(0, 1) with a fixed seed, fp32. Configurations: the binary
@@ -11,7 +12,9 @@
  * 1, 2 and 4 concurrent clients (keep-alive connections), each sending --requests requests;
  * then the JSON protocol (loss only, a smaller batch) for request-JSON throughput.
  * Reported: images/s, request MB/s, p50/p99 latency, and in-process ms for the same batch
- * and thread count (yl_compute, median of 9), and their ratio.
+ * and thread count (yl_compute, median of 9), and their ratio. Last, "server_eval": the same
+ * loss-only batch recorded at a step with and without parameter eval (a SQLite history),
+ * p50 of each and the difference per image (--eval-only 1 runs just that).
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -58,7 +61,9 @@ static double inprocess_ms(const workload *w, int threads, bool grads)
     return median(t, 9);
 }
 
-static buf make_request(const workload *w, bool binary, bool grads, size_t *header_len)
+/* params: more request parameters ("\"run\":\"x\",..."), or "". */
+static buf make_request_with(const workload *w, bool binary, bool grads, const char *params,
+                             size_t *header_len)
 {
     buf h = {0};
     putf(&h, "{\"inputs\":[");
@@ -85,7 +90,8 @@ static buf make_request(const workload *w, bool binary, bool grads, size_t *head
     putf(&h, "],\"outputs\":[{\"name\":\"loss\"},{\"name\":\"loss_terms\"},{\"name\":\"stats\"}");
     if (grads)
         putf(&h, ",{\"name\":\"grad_0\"},{\"name\":\"grad_1\"},{\"name\":\"grad_2\"}");
-    putf(&h, "],\"parameters\":{\"binary_data_output\":%s}}", binary ? "true" : "false");
+    putf(&h, "],\"parameters\":{\"binary_data_output\":%s%s%s}}", binary ? "true" : "false",
+         *params ? "," : "", params);
     *header_len = h.len;
     if (binary) {
         for (int l = 0; l < 3; l++)
@@ -93,6 +99,11 @@ static buf make_request(const workload *w, bool binary, bool grads, size_t *head
         put(&h, w->boxes, (size_t)w->B * (size_t)w->T * 5 * sizeof(float));
     }
     return h;
+}
+
+static buf make_request(const workload *w, bool binary, bool grads, size_t *header_len)
+{
+    return make_request_with(w, binary, grads, "", header_len);
 }
 
 typedef struct {
@@ -221,7 +232,7 @@ static double loopback_ms(size_t in, size_t out)
     return t[2];
 }
 
-static void run_config(const char *protocol, const char *mode, const workload *w, unsigned port,
+static double run_config(const char *protocol, const char *mode, const workload *w, unsigned port,
                        int threads, int clients, int requests, const buf *req, size_t header_len,
                        bool binary, double inproc_ms)
 {
@@ -258,6 +269,43 @@ static void run_config(const char *protocol, const char *mode, const workload *w
            (double)w->B / inproc_ms * 1e3, floor_ms, p50 / (floor_ms + inproc_ms));
     fflush(stdout);
     free(all);
+    return p50;
+}
+
+/* What parameter eval adds to a recorded request: the same batch recorded at one step
+ * (run, step, image_offset) with and without eval (decode + COCO records + their rows in
+ * the history), on one client, against a daemon with a SQLite history. */
+static void eval_overhead(const char *daemon, const workload *w, int threads, int requests)
+{
+    char hist[] = "/tmp/bench_eval_history_XXXXXX";
+    int fd = mkstemp(hist);
+    if (fd < 0)
+        die("mkstemp: %s", strerror(errno));
+    close(fd);
+    const char *args[] = {"--history", hist, NULL};
+    unsigned port;
+    pid_t pid = start_daemon(daemon, threads, args, &port);
+    double p50[2], inproc = inprocess_ms(w, threads, false);
+    for (int e = 0; e < 2; e++) {
+        size_t hl;
+        buf req = make_request_with(w, true, false,
+                                    e ? "\"run\":\"bench-eval\",\"step\":1,\"image_offset\":0,"
+                                        "\"eval\":true"
+                                      : "\"run\":\"bench-rec\",\"step\":1,\"image_offset\":0",
+                                    &hl);
+        run_config("binary", e ? "loss+record+eval" : "loss+record", w, port, threads, 1, 2, &req,
+                   hl, true, inproc); /* warm-up */
+        p50[e] = run_config("binary", e ? "loss+record+eval" : "loss+record", w, port, threads, 1,
+                            requests, &req, hl, true, inproc);
+        free(req.p);
+    }
+    printf("{\"bench\":\"server_eval\",\"batch\":%d,\"size\":%d,\"classes\":%d,"
+           "\"threads\":%d,\"record_p50_ms\":%.3f,\"record_eval_p50_ms\":%.3f,"
+           "\"eval_ms_per_image\":%.4f}\n",
+           w->B, w->size, w->C, threads, p50[0], p50[1], (p50[1] - p50[0]) / w->B);
+    fflush(stdout);
+    stop_daemon(pid);
+    unlink(hist);
 }
 
 int main(int argc, char **argv)
@@ -265,8 +313,9 @@ int main(int argc, char **argv)
     bench_name = "bench_server";
     const char *daemon = "build/yololossd";
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), requests = 20, B = 16, size = 416, C = 80,
-        json_batch = 2;
+        json_batch = 2, eval_only = 0;
     const option opts[] = {
+        {"--eval-only", &eval_only, NULL},
         {"--daemon", NULL, &daemon},
         {"--threads", &threads, NULL},
         {"--requests", &requests, NULL},
@@ -285,6 +334,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     workload w;
     make_workload(&w, B, size, C);
+    if (eval_only) {
+        eval_overhead(daemon, &w, threads, requests);
+        curl_global_cleanup();
+        return 0;
+    }
     unsigned port;
     static const char *const max_json[] = {"--max-json", "1G", NULL};
     pid_t pid = start_daemon(daemon, threads, max_json, &port);
@@ -311,6 +365,7 @@ int main(int argc, char **argv)
                    &req, hl, false, inproc);
     free(req.p);
     bool clean_exit = stop_daemon(pid);
+    eval_overhead(daemon, &w, threads, requests);
     curl_global_cleanup();
     return clean_exit ? 0 : 1;
 }

@@ -12,6 +12,7 @@
 typedef struct {
     double box[4];
     double conf;
+    double min_logit; /* class logits below it cannot score thresh (see class_floor) */
     int64_t row;   /* flat element index of channel 0 in p->output[layer] */
     int64_t anchor;
     int32_t layer;
@@ -128,13 +129,53 @@ static double nms_iou(const double *a, const double *b) {
     return inter / (area_a + area_b - inter);
 }
 
-/* Higher score first; equal scores: the lower index first (a total order, so qsort's
- * instability cannot show). */
-static int by_score(const void *x, const void *y) {
-    const candidate *a = x, *b = y;
-    if (a->score != b->score)
-        return a->score > b->score ? -1 : 1;
-    return (a->live > b->live) - (a->live < b->live);
+/* a comes first: the higher score, or at equal scores the lower index (a total order). */
+static int before(const candidate *a, const candidate *b) {
+    return a->score > b->score || (a->score == b->score && a->live < b->live);
+}
+
+static void sift_down(candidate *h, int64_t n, int64_t i) {
+    for (;;) {
+        int64_t l = 2 * i + 1, r = l + 1, top = i;
+        if (l < n && before(&h[l], &h[top]))
+            top = l;
+        if (r < n && before(&h[r], &h[top]))
+            top = r;
+        if (top == i)
+            return;
+        candidate t = h[i];
+        h[i] = h[top];
+        h[top] = t;
+        i = top;
+    }
+}
+
+/* A heap of the n candidates, first in order at h[0] (tensorflow's NMS keeps a priority
+ * queue too): NMS stops after max_boxes kept, so only those popped are ever ordered. */
+static void heapify(candidate *h, int64_t n) {
+    for (int64_t i = n / 2 - 1; i >= 0; i--)
+        sift_down(h, n, i);
+}
+
+static candidate pop(candidate *h, int64_t *n) {
+    candidate top = h[0];
+    h[0] = h[--*n];
+    sift_down(h, *n, 0);
+    return top;
+}
+
+/* A class logit below which conf * sigmoid(logit) < thresh for certain, so that most class
+ * logits are compared, not put through exp: the logit of thresh / conf, less a margin of
+ * 1e-6 (1 + |logit|), far wider than the rounding of the score (a few ulps: the margin moves
+ * the score by at least about conf * r (1 - r) * 1e-6 relative, r = thresh / conf, against
+ * 1e-16), so every logit the exact test could keep still reaches it. No floor (-inf) where
+ * r is too close to 1 (or above it, or thresh <= 0) for that argument. */
+static double class_floor(double thresh, double conf) {
+    double r = thresh / conf;
+    if (!(r > 0) || !(r < 1 - 1e-6))
+        return -INFINITY;
+    double x = log(r / (1 - r));
+    return x - 1e-6 * (1 + fabs(x));
 }
 
 /* The anchors of image b on layer l whose objectness reaches thresh, appended to live. */
@@ -168,6 +209,7 @@ static int live_anchors(const yl_problem *p, int64_t b, int l, const letterbox *
         live_anchor *la = &live[(*n_live)++];
         correct_box(lb, xywh, la->box);
         la->conf = conf;
+        la->min_logit = class_floor(thresh, conf);
         la->row = row;
         la->anchor = a;
         la->layer = l;
@@ -197,15 +239,19 @@ int yl_decode_image(const yl_problem *p, int64_t b, const yl_decode_config *dc, 
         int64_t n_cand = 0;
         for (int64_t r = 0; r < n_live; r++) {
             const yl_tensor *t = &p->output[live[r].layer];
-            double prob = yl__sigmoid(yl__load(t->data, t->dtype, live[r].row + 5 + c));
+            double x = yl__load(t->data, t->dtype, live[r].row + 5 + c);
+            if (x < live[r].min_logit)
+                continue; /* score < thresh for certain (class_floor) */
+            double prob = yl__sigmoid(x);
             double score = live[r].conf * prob;
             if (score >= thresh)
                 cand[n_cand++] = (candidate){score, r};
         }
-        qsort(cand, (size_t)n_cand, sizeof *cand, by_score);
+        heapify(cand, n_cand);
         const int64_t class_first = kept;
-        for (int64_t q = 0; q < n_cand && kept - class_first < dc->max_boxes; q++) {
-            const live_anchor *la = &live[cand[q].live];
+        while (n_cand > 0 && kept - class_first < dc->max_boxes) {
+            const candidate next = pop(cand, &n_cand);
+            const live_anchor *la = &live[next.live];
             int suppressed = 0;
             for (int64_t s = kept - 1; s >= class_first && !suppressed; s--)
                 suppressed = nms_iou(la->box, out[s].box) > dc->iou_threshold;
@@ -213,7 +259,7 @@ int yl_decode_image(const yl_problem *p, int64_t b, const yl_decode_config *dc, 
                 continue;
             yl_detection *d = &out[kept++];
             memcpy(d->box, la->box, sizeof d->box);
-            d->score = cand[q].score;
+            d->score = next.score;
             d->cls = c;
             d->layer = la->layer;
             d->anchor = la->anchor;

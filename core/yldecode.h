@@ -78,7 +78,7 @@ typedef struct {
     int64_t anchor; /* ((j*W + i)*3 + k) within that layer's image */
 } yl_detection;
 
-/* Bytes of scratch one yl_decode_image call needs: 80 per anchor of an image. */
+/* Bytes of scratch one yl_decode_image call needs: 88 per anchor of an image. */
 size_t yl_decode_scratch_size(const yl_problem *p);
 /* Detections one image can produce at most: C * min(max_boxes, anchors per image). */
 int64_t yl_decode_max_detections(const yl_problem *p, const yl_decode_config *dc);

@@ -182,6 +182,38 @@ fuzz-server-regress: $(B)/fuzz/server_request
 
 TEST_RUNS += fuzz-server-regress
 
+# libFuzzer target for the evaluation models' parser and evaluation (server/v2/eval_*.c).
+#   make fuzz-eval-request [FUZZ_SECONDS=60]   fuzz it
+#   make fuzz-eval-request-regress             replay its corpus once (make test)
+EVAL_FUZZ_SRC := server/v2/eval_request.c server/v2/eval_run.c server/http/bufcache.c \
+                 server/http/budget.c server/http/fail.c
+EVAL_FUZZ_CORPUS := tests/server/fuzz/corpus/eval_request
+
+$(B)/fuzz/eval_request: tests/server/fuzz/eval_request.c $(EVAL_FUZZ_SRC) server/server.h \
+                        server/v2/eval.h server/v2/eval_request.h $(SERVER_FUZZ_CORE)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(WARN) -fsanitize=fuzzer $(CORE_INC) -Iserver $(SERVER_CFLAGS) -o $@ \
+	  $< $(EVAL_FUZZ_SRC) $(SERVER_FUZZ_CORE) -ljansson -lm -lpthread
+
+.PHONY: fuzz-eval-request fuzz-eval-request-regress
+fuzz-eval-request: $(B)/fuzz/eval_request
+	@mkdir -p $(B)/fuzz/corpus/eval_request $(B)/fuzz/artifacts/eval_request
+	$(B)/fuzz/eval_request $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  -artifact_prefix=$(B)/fuzz/artifacts/eval_request/ \
+	  $(B)/fuzz/corpus/eval_request $(EVAL_FUZZ_CORPUS)
+
+fuzz: fuzz-eval-request
+
+fuzz-eval-request-regress: $(B)/fuzz/eval_request
+	@n=$$(ls $(EVAL_FUZZ_CORPUS) | wc -l); \
+	if $(B)/fuzz/eval_request $(FUZZ_OPTS) $(EVAL_FUZZ_CORPUS)/* \
+	     > $(B)/fuzz/eval_request.regress.log 2>&1; \
+	then echo "fuzz-eval-request-regress: $$n inputs ok"; \
+	else tail -n 60 $(B)/fuzz/eval_request.regress.log; \
+	     echo "fuzz-eval-request-regress: FAILED (log $(B)/fuzz/eval_request.regress.log)"; exit 1; fi
+
+TEST_RUNS += fuzz-eval-request-regress
+
 # The soak test (make soak; not part of make test): a live daemon, 32 clients for
 # SOAK_SECONDS (default 120), every answer checked against the core; `soak-short` (10 s) runs
 # in make test. tests/soak/soak.c prints the summary and a "SOAK {json}" line.

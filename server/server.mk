@@ -84,6 +84,13 @@ test-server-layers: $(B)/yololossd
 
 TEST_RUNS += test-server-layers
 
+# docs/server.md's flag list is the flag table of server/options.c (as --help prints it).
+.PHONY: test-server-flags
+test-server-flags: $(B)/yololossd
+	sh tests/server/flags_doc.sh $(B)/yololossd docs/server.md
+
+TEST_RUNS += test-server-flags
+
 .PHONY: test-history-pg
 test-history-pg: $(B)/yololossd $(B)/test_server
 	CK_FORK=yes CK_RUN_SUITE=history-pg YL_DAEMON=$(B)/yololossd $(B)/test_server

@@ -49,11 +49,7 @@ static int64_t max_bucket(const yle_params *p, const yle_image_result *images, i
 static size_t acc_layout(const yle_params *p, int64_t n_groups, int64_t B, char *base,
                          acc_scratch *s) {
     int64_t KA = yle__num_k(p) * (p->convention == YLE_COCO ? p->n_area : 1);
-    struct {
-        void **ptr;
-        int64_t n;
-        size_t each;
-    } parts[] = {
+    const yle__part parts[] = {
         {(void **)&s->pos_img, p->n_img, 8}, {(void **)&s->bucket, KA + 1, 8},
         {(void **)&s->fill, KA, 8},          {(void **)&s->refs, n_groups, sizeof(gref)},
         {(void **)&s->idx, B, 4},            {(void **)&s->tmp, B, 4},
@@ -67,16 +63,7 @@ static size_t acc_layout(const yle_params *p, int64_t n_groups, int64_t B, char 
         {(void **)&s->rc, B, 8},             {(void **)&s->pr, B, 8},
         {(void **)&s->vt, B + 1, 8},         {(void **)&s->cth, p->n_rec, 8},
     };
-    size_t off = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        size_t b = yle__bytes(parts[i].n, parts[i].each);
-        if (b == SIZE_MAX || off > SIZE_MAX - b)
-            return SIZE_MAX;
-        if (base)
-            *parts[i].ptr = base + off;
-        off += b;
-    }
-    return off;
+    return yle__carve(parts, sizeof parts / sizeof parts[0], base);
 }
 
 static int totals(const yle_image_result *images, int64_t n, int64_t *groups, int64_t *recs) {

@@ -36,26 +36,13 @@ static size_t layout(const yle_params *p, int64_t n_gt, int64_t n_dt, char *base
     int64_t cap = det_cap(p, n_dt);
     if (n_gt > 0 && cap > INT64_MAX / n_gt)
         return SIZE_MAX;
-    struct {
-        void **ptr;
-        int64_t n;
-        size_t each;
-    } parts[] = {
+    const yle__part parts[] = {
         {(void **)&s->gk, n_gt, 4},   {(void **)&s->dk, n_dt, 4},    {(void **)&s->gord, n_gt, 4},
         {(void **)&s->dord, n_dt, 4}, {(void **)&s->tmp, nmax, 4},   {(void **)&s->key, nmax, 8},
         {(void **)&s->gsort, n_gt, 4}, {(void **)&s->gig, n_gt, 1},  {(void **)&s->gtm, n_gt, 8},
         {(void **)&s->iou, cap * n_gt, 8},
     };
-    size_t off = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        size_t b = yle__bytes(parts[i].n, parts[i].each);
-        if (b == SIZE_MAX || off > SIZE_MAX - b)
-            return SIZE_MAX;
-        if (base)
-            *parts[i].ptr = base + off;
-        off += b;
-    }
-    return off;
+    return yle__carve(parts, sizeof parts / sizeof parts[0], base);
 }
 
 int yle_image_bounds(const yle_params *p, int64_t n_gt, int64_t n_dt, yle_image_size *out) {

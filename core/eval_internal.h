@@ -28,5 +28,14 @@ double yle__pairwise_sum(const double *a, int64_t n);
 
 /* Bytes of n elements of size each, rounded up to 16, or SIZE_MAX on overflow. */
 size_t yle__bytes(int64_t n, size_t each);
+/* A scratch buffer cut into arrays: each part gets n elements of `each` bytes, 16-aligned,
+ * in order. Returns the bytes needed (SIZE_MAX on overflow); points *ptr into base when
+ * base is not NULL. */
+typedef struct {
+    void **ptr;
+    int64_t n;
+    size_t each;
+} yle__part;
+size_t yle__carve(const yle__part *parts, size_t n_parts, char *base);
 
 #endif

@@ -87,3 +87,16 @@ size_t yle__bytes(int64_t n, size_t each) {
     size_t b = (size_t)n * each;
     return (b + 15) & ~(size_t)15;
 }
+
+size_t yle__carve(const yle__part *parts, size_t n_parts, char *base) {
+    size_t off = 0;
+    for (size_t i = 0; i < n_parts; i++) {
+        size_t b = yle__bytes(parts[i].n, parts[i].each);
+        if (b == SIZE_MAX || off > SIZE_MAX - b)
+            return SIZE_MAX;
+        if (base)
+            *parts[i].ptr = base + off;
+        off += b;
+    }
+    return off;
+}

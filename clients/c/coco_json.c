@@ -64,6 +64,15 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+int64_t ycj_sort_unique(int64_t *v, int64_t n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_i64);
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (m == 0 || v[i] != v[m - 1])
+            v[m++] = v[i];
+    return m;
+}
+
 static json_t *parse(const char *text, size_t len, const char *what, char *err, size_t errlen) {
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);

@@ -40,5 +40,7 @@ int ycj_load_gt(const char *text, size_t len, ycj_set *s, char *err, size_t errl
 /* Read a results file's text into s (after ycj_load_gt). */
 int ycj_load_dt(const char *text, size_t len, ycj_set *s, char *err, size_t errlen);
 void ycj_free(ycj_set *s);
+/* Sort v[0..n) and drop repeats (np.unique); returns the count left. */
+int64_t ycj_sort_unique(int64_t *v, int64_t n);
 
 #endif

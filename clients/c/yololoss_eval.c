@@ -95,21 +95,6 @@ static int64_t parse_ints(const char *s, int64_t **out) {
     return *out ? n : -1;
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* sorted, unique, as pycocotools' np.unique */
-static int64_t sort_unique(int64_t *v, int64_t n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_i64);
-    int64_t m = 0;
-    for (int64_t i = 0; i < n; i++)
-        if (m == 0 || v[i] != v[m - 1])
-            v[m++] = v[i];
-    return m;
-}
-
 static int dump(const char *dir, const char *name, int ndim, const int64_t *shape,
                 const double *data) {
     char path[4096], err[256];
@@ -222,7 +207,12 @@ int main(int argc, char **argv) {
         for (int m = 0; m < n; m++)
             p.max_dets[m] = (int64_t)v[m];
         p.n_max_dets = n;
-        qsort(p.max_dets, (size_t)(n > 0 ? n : 0), sizeof p.max_dets[0], cmp_i64); /* sorted() */
+        for (int m = 1; m < n; m++) /* pycocotools sorts maxDets (an insertion sort) */
+            for (int j = m; j > 0 && p.max_dets[j] < p.max_dets[j - 1]; j--) {
+                int64_t t = p.max_dets[j];
+                p.max_dets[j] = p.max_dets[j - 1];
+                p.max_dets[j - 1] = t;
+            }
     }
     if (arng) {
         double v[2 * YLE_MAX_A];
@@ -263,13 +253,13 @@ int main(int argc, char **argv) {
         int64_t n = parse_ints(img_arg, &img_ids);
         bad |= n < 0;
         p.img_ids = img_ids;
-        p.n_img = n < 0 ? 0 : sort_unique(img_ids, n);
+        p.n_img = n < 0 ? 0 : ycj_sort_unique(img_ids, n);
     }
     if (cat_arg) {
         int64_t n = parse_ints(cat_arg, &cat_ids);
         bad |= n < 0;
         p.cat_ids = cat_ids;
-        p.n_cat = n < 0 ? 0 : sort_unique(cat_ids, n);
+        p.n_cat = n < 0 ? 0 : ycj_sort_unique(cat_ids, n);
     }
     yle_error err;
     if (bad) {

@@ -29,6 +29,7 @@ BENCH_RUNS += bench-reference
 # The detection evaluator on a COCO-sized synthetic set: C (one thread) beside the numpy
 # port of pycocotools (and pycocotools itself with PYCOCOTOOLS_PATH); bench/bench_eval.py.
 .PHONY: bench-eval
-bench-eval: $(B)/yololoss-eval
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PYTHON) bench/bench_eval.py --cli $(B)/yololoss-eval
+bench-eval: $(B)/yololoss-eval $(B)/yololossd
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PYTHON) bench/bench_eval.py --cli $(B)/yololoss-eval \
+	  --daemon $(B)/yololossd
 BENCH_RUNS += bench-eval

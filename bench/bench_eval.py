@@ -3,7 +3,11 @@ truths (3% crowd), ~100k detections of all sizes with tied scores (2 decimals). 
 JSON line per evaluator, measured in this run: the C evaluator (build/yololoss-eval
 --time --repeat: the evaluation alone, one thread; warm = best of the runs after the first), the numpy port of pycocotools
 (tests/reference/coco_reference.py) and, when PYCOCOTOOLS_PATH is set, pycocotools itself
-(evaluate + accumulate + summarize). Every evaluator's 12 stats must be the same bits.
+(evaluate + accumulate + summarize), and with --daemon the Python drop-in
+yololoss.metrics.COCOeval end to end through a yololossd it starts (the request, the
+daemon's evaluation on its pool, the arrays back; best of --runs after the first), with its
+time ratio to the numpy port and to pycocotools measured in this same run. Every
+evaluator's 12 stats must be the same bits.
 
     /usr/bin/python3 bench/bench_eval.py [--cli build/yololoss-eval] [--images 5000]
 """
@@ -71,6 +75,7 @@ def main():
     ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-numpy", action="store_true")
+    ap.add_argument("--daemon", help="yololossd to start for the Python drop-in's line")
     args = ap.parse_args()
     gt, dets = synthetic(args.images)
     n_crowd = sum(a["iscrowd"] for a in gt["annotations"])
@@ -102,6 +107,7 @@ def main():
          cpu_ms=min(w["eval_cpu_ms"] for w in warm), cold_ms=runs[0]["eval_ms"],
          cold_cpu_ms=runs[0]["eval_cpu_ms"], image_ms=min(w["image_ms"] for w in warm),
          accumulate_ms=min(w["accumulate_ms"] for w in warm), ap=float(c_stats[0]), **base)
+    baseline = {}
     if not args.no_numpy:
         t0 = time.perf_counter()
         ev = ref.COCOevalRef(gt, dets)
@@ -109,6 +115,7 @@ def main():
         ev.accumulate()
         st = ev.summarize()
         ms = (time.perf_counter() - t0) * 1e3
+        baseline["numpy_port"] = ms
         emit(bench="eval_coco", evaluator="numpy_port", ms=round(ms, 1),
              same_bits=same(st, ev.eval), speedup_c=round(ms / min(times), 1), **base)
     path = os.environ.get("PYCOCOTOOLS_PATH")
@@ -120,13 +127,52 @@ def main():
             COCO, COCOeval = tp.load_pycocotools()
         except pytest.skip.Exception as e:
             emit(bench="eval_coco", evaluator="pycocotools", skipped=str(e))
+            COCO = None
+        if COCO is not None:
+            t0 = time.perf_counter()
+            ev, _ = tp.pycocotools_eval(COCO, COCOeval, gt, dets, {})
+            ms = (time.perf_counter() - t0) * 1e3
+            baseline["pycocotools"] = ms
+            emit(bench="eval_coco", evaluator="pycocotools", ms=round(ms, 1),
+                 same_bits=same(ev.stats, ev.eval),
+                 speedup_c=round(ms / min(times), 1), **base)
+    if args.daemon:
+        dropin(args, gt, dets, same, baseline, base)
+
+
+def dropin(args, gt, dets, same, baseline, base):
+    """yololoss.metrics.COCOeval through a daemon started here (port 0, no history)."""
+    sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
+    from yololoss import YoloLossClient
+    from yololoss.metrics import COCOeval
+    proc = subprocess.Popen([args.daemon, "--host", "127.0.0.1", "--port", "0", "--history",
+                             "none"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in proc.stderr:
+            if "listening on " in line:
+                url = line.split("listening on ")[1].split()[0]
+                break
+        if url is None:
+            emit(bench="eval_coco", evaluator="python_dropin", skipped="the daemon did not start")
             return
-        t0 = time.perf_counter()
-        ev, _ = tp.pycocotools_eval(COCO, COCOeval, gt, dets, {})
-        ms = (time.perf_counter() - t0) * 1e3
-        emit(bench="eval_coco", evaluator="pycocotools", ms=round(ms, 1),
-             same_bits=same(ev.stats, ev.eval),
-             speedup_c=round(ms / min(times), 1), **base)
+        client = YoloLossClient(url, timeout=600)
+        runs = []
+        for _ in range(max(2, args.runs)):
+            t0 = time.perf_counter()
+            E = COCOeval(gt, dets, "bbox", client=client)
+            E.evaluate()
+            E.accumulate()
+            with contextlib.redirect_stdout(io.StringIO()):
+                E.summarize()
+            runs.append((time.perf_counter() - t0) * 1e3)
+        ms = min(runs[1:])
+        ratios = {"speedup_" + k: round(v / ms, 1) for k, v in baseline.items()}
+        emit(bench="eval_coco", evaluator="python_dropin", ms=round(ms, 1),
+             cold_ms=round(runs[0], 1), same_bits=same(E.stats, E.eval), **ratios, **base)
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 if __name__ == "__main__":

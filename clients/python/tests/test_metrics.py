@@ -25,21 +25,10 @@ from yololoss.metrics import COCOeval, MeanAveragePrecision, Params, evaluate
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
-from test_eval_vs_reference import configs, random_set  # noqa: E402
+from test_eval_vs_reference import configs, random_set, same_bytes  # noqa: E402
 import coco_reference as ref  # noqa: E402
 
 SEEDS = [int(os.environ.get("YL_TEST_SEED", "2000")) + i for i in range(6)]
-
-
-def same_bytes(name, a, b):
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    b = np.ascontiguousarray(b, dtype=np.float64)
-    assert a.shape == b.shape, (name, a.shape, b.shape)
-    if a.tobytes() != b.tobytes():
-        bad = np.argwhere(a.view(np.uint64) != b.view(np.uint64))
-        i = tuple(bad[0])
-        raise AssertionError("%s differs at %d places, first %s: service %r numpy %r"
-                             % (name, len(bad), i, a[i], b[i]))
 
 
 def reference(gt, dets, cfg):

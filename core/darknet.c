@@ -544,7 +544,6 @@ static int dk_layer(dk_ctx *c, const yl_grads *grads, yl_layer_sums *sum, yl_err
         if (best_iou > ignore) {
             obj = -1;
             dobj = 0;
-            sum->ignored++;
         }
         int64_t r = s->map[a];
         if (best_iou > tt) {
@@ -562,9 +561,12 @@ static int dk_layer(dk_ctx *c, const yl_grads *grads, yl_layer_sums *sum, yl_err
             s->delta[r * ch + 4] = dobj;
             continue;
         }
-        /* an anchor nothing else touches: its objectness alone */
+        /* an anchor nothing else touches: its objectness alone; ignored counts the anchors
+         * whose objectness ends without a delta (a truth's slot is set again below) */
         if (obj == 0)
             sum->terms[2] += bce(0, to);
+        else
+            sum->ignored++;
         sum->cost += dobj * dobj;
         if (g)
             gstore(g, g64, (c->first + a) * g_stride + g_ch, -dobj);

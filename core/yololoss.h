@@ -303,7 +303,7 @@ int yl_image(const yl_problem *p, int64_t b, void *scratch, const yl_grads *grad
  * docs/semantics.md lists them. darknet: sums over the batch (no 1/B, as its delta), and
  * the statistics its forward_yolo_layer prints per layer: Avg IOU, Class, Obj, No Obj (the
  * mean sigmoid(t_o) over ALL anchors), .5R, .75R, count; IGNORED counts the anchors whose
- * objectness delta its ignore rule zeroed. */
+ * objectness delta its ignore rule zeroed (and no truth set again). */
 #define YL_STAT_COUNT 0
 #define YL_STAT_AVG_IOU 1
 #define YL_STAT_AVG_CLASS 2

@@ -102,10 +102,14 @@ static void model_tensors(const yls_model *m, bool config, json_t *inputs, json_
         snprintf(name, sizeof name, "output_%d", l);
         add_tensor(inputs, config, name, 4, raw, false);
     }
-    add_tensor(inputs, config, "boxes", 3, box, true);
-    for (int l = 0; l < L; l++) {
-        snprintf(name, sizeof name, "y_true_%d", l);
-        add_tensor(inputs, config, name, 5, dense, true);
+    if (m->cfg.definition == YL_DEF_DARKNET) {
+        add_tensor(inputs, config, "truths", 3, box, false);
+    } else {
+        add_tensor(inputs, config, "boxes", 3, box, true);
+        for (int l = 0; l < L; l++) {
+            snprintf(name, sizeof name, "y_true_%d", l);
+            add_tensor(inputs, config, name, 5, dense, true);
+        }
     }
     /* the outputs' shapes with what a request decides unknown (-1) */
     static const int64_t unknown[4] = {-1, -1, -1, -1};
@@ -142,8 +146,16 @@ static enum MHD_Result model_metadata(yls_request *r, const yls_model *m)
         eval_tensors(m, false, inputs, outputs);
     else
         model_tensors(m, false, inputs, outputs);
-    return reply_object(r, json_pack("{s:s,s:[s],s:s,s:o,s:o}", "name", m->name, "versions", "1",
-                                     "platform", "yololoss", "inputs", inputs, "outputs", outputs));
+    if (m->eval >= 0)
+        return reply_object(r, json_pack("{s:s,s:[s],s:s,s:o,s:o}", "name", m->name, "versions",
+                                         "1", "platform", "yololoss", "inputs", inputs, "outputs",
+                                         outputs));
+    /* which loss definition the model computes, and the source it reproduces */
+    return reply_object(r, json_pack("{s:s,s:[s],s:s,s:o,s:o,s:{s:s,s:s}}", "name", m->name,
+                                     "versions", "1", "platform", "yololoss", "inputs", inputs,
+                                     "outputs", outputs, "parameters", "definition",
+                                     yl_definition_name(m->cfg.definition), "source",
+                                     yl_definition_source(m->cfg.definition)));
 }
 
 static enum MHD_Result model_config(yls_request *r, const yls_model *m)

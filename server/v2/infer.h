@@ -45,6 +45,7 @@ enum { YLS_FORM_DENSE = 1, YLS_FORM_COMPACT = 2, YLS_FORM_BOTH = 3 };
     X(LAYER_TERMS, "layer_terms", "",      0, YLS_GRAD_NONE,  YLS_FORM_BOTH, YLS_FORM_BOTH,    1, YLS_DEFS_ALL) \
     X(IMAGE_TERMS, "image_terms", "",      0, YLS_GRAD_NONE,  YLS_FORM_BOTH, YLS_FORM_BOTH,    1, YLS_DEFS_ALL) \
     X(STATS,       "stats",       "",      0, YLS_GRAD_NONE,  YLS_FORM_BOTH, YLS_FORM_BOTH,    1, YLS_DEFS_ALL) \
+    X(COST,        "cost",        "",      0, YLS_GRAD_NONE,  YLS_FORM_BOTH, YLS_FORM_BOTH,    1, 1u << YL_DEF_DARKNET) \
     X(GRAD,        "grad_",       "",      1, YLS_GRAD_DENSE, YLS_FORM_BOTH, YLS_FORM_DENSE,   1, YLS_DEFS_ALL) \
     X(GRAD_OBJ,    "grad_",       "_obj",  1, YLS_GRAD_OBJ,   YLS_FORM_COMPACT, YLS_FORM_COMPACT, 0, YLS_DEFS_ALL) \
     X(GRAD_ROWS,   "grad_",       "_rows", 1, YLS_GRAD_ROWS,  YLS_FORM_COMPACT, YLS_FORM_COMPACT, 0, YLS_DEFS_ALL)

@@ -259,6 +259,11 @@ static int parse_request_parameters(yls_infer_input *in, const json_t *params,
             if (!param_number(v, &t) || !isfinite(t))
                 return yls_fail_set(f, 400, "parameter ignore_thresh must be a finite number");
             in->cfg.ignore_thresh = t;
+        } else if (!strcmp(key, "truth_thresh") && in->cfg.definition == YL_DEF_DARKNET) {
+            double t;
+            if (!param_number(v, &t) || !isfinite(t) || t < 0)
+                return yls_fail_set(f, 400, "parameter truth_thresh must be a finite number >= 0");
+            in->cfg.darknet.truth_thresh = t;
         } else if (!strcmp(key, "anchors")) {
             if (!json_is_string(v))
                 return yls_fail_set(f, 400,
@@ -313,10 +318,10 @@ static int parse_request_parameters(yls_infer_input *in, const json_t *params,
                 return yls_fail_set(f, 400, "parameter %s must be a number", key);
         } else {
             return yls_fail_set(f, 400,
-                                "unknown request parameter '%s' (known: ignore_thresh, anchors, "
+                                "unknown request parameter '%s' (known: ignore_thresh, %sanchors, "
                                 "run, step, image_ids, eval, image_offset, binary_data_output, "
                                 "grad_datatype)",
-                                key);
+                                key, in->cfg.definition == YL_DEF_DARKNET ? "truth_thresh, " : "");
         }
     }
     return 0;
@@ -830,7 +835,7 @@ static int describe_input(yls_infer_input *in, const yls_model *m, const json_t 
         return yls_fail_set(f, 400, "inputs[%zu] needs a \"name\" string", idx);
     d->name = json_string_value(name);
     int L = in->num_layers, l;
-    if (!strcmp(d->name, "boxes")) {
+    if (!strcmp(d->name, in->cfg.definition == YL_DEF_DARKNET ? "truths" : "boxes")) {
         d->kind = IN_BOXES;
         d->layer = 0;
     } else if ((l = layer_suffix(d->name, "output_", L)) >= 0) {
@@ -851,6 +856,12 @@ static int describe_input(yls_infer_input *in, const yls_model *m, const json_t 
     } else if ((l = layer_part(d->name, "output_", "index", L)) >= 0) {
         d->kind = IN_INDEX;
         d->layer = l;
+    } else if (in->cfg.definition == YL_DEF_DARKNET) {
+        return yls_fail_set(f, 400,
+                            "unknown input '%s' (model '%s' takes output_0..output_%d or their "
+                            "compact form output_l_box, output_l_rows, output_l_index, truths "
+                            "(B, T, 5: x, y, w, h, class normalised), and optionally image_ids)",
+                            d->name, m->name, L - 1);
     } else {
         return yls_fail_set(f, 400,
                             "unknown input '%s' (model '%s' takes output_0..output_%d or their "
@@ -1152,7 +1163,11 @@ int yls_infer_parse(yls_infer_input *in, const yls_model *m, const uint8_t *body
     bool binary_output = false;
     if (parse_request_parameters(in, params, &binary_output, f))
         goto out;
-    in->num_layers = in->cfg.num_anchors / YL_NUM_ANCHORS_PER_LAYER;
+    /* keras-yolo3's layers follow from its anchor count (a request may send 12 or 18);
+     * every other definition's from its model */
+    in->num_layers = in->cfg.definition == YL_DEF_KERAS
+                         ? in->cfg.num_anchors / YL_NUM_ANCHORS_PER_LAYER
+                         : in->cfg.num_layers;
     bool all_outputs = !outputs || json_is_null(outputs) ||
                        (json_is_array(outputs) && json_array_size(outputs) == 0);
     if (parse_outputs(in, m, outputs, binary_output, f) ||

@@ -96,7 +96,9 @@ static int add_model(yls_models *m, const char *name, const yl_config *cfg)
     memset(x, 0, sizeof *x);
     snprintf(x->name, sizeof x->name, "%s", name);
     x->cfg = *cfg;
-    x->num_layers = cfg->num_anchors / YL_NUM_ANCHORS_PER_LAYER;
+    /* keras-yolo3's layers follow from its anchor count (a models file may give 12) */
+    x->num_layers = cfg->definition == YL_DEF_KERAS ? cfg->num_anchors / YL_NUM_ANCHORS_PER_LAYER
+                                                    : cfg->num_layers;
     x->eval = -1;
     return 0;
 }
@@ -200,6 +202,14 @@ int yls_models_init(yls_models *m, const char *path, char *err, size_t errlen)
     yl_config_default(&cfg, 6);
     if (add_model(m, "yolov3-tiny", &cfg))
         goto oom;
+    /* darknet's [yolo] loss: cfg/yolov3.cfg and cfg/yolov3-tiny.cfg */
+    yl_config_model(&cfg, YL_DEF_DARKNET, 9);
+    if (add_model(m, "yolov3-darknet", &cfg))
+        goto oom;
+    yl_config_model(&cfg, YL_DEF_DARKNET, 6);
+    if (add_model(m, "yolov3-tiny-darknet", &cfg))
+        goto oom;
+    yl_config_default(&cfg, 9);
     /* the evaluation models: one per convention of the core's table */
     static const char *const eval_models[YLE_N_CONVENTIONS] = {"coco-bbox", "voc07", "voc"};
     for (int c = 0; c < YLE_N_CONVENTIONS; c++) {

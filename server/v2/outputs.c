@@ -45,6 +45,12 @@ static int shape_STATS(const yls_shape_ctx *c, int64_t *shape)
     return 2;
 }
 
+static int shape_COST(const yls_shape_ctx *c, int64_t *shape)
+{
+    shape[0] = c->num_layers; /* darknet's cost (sum of delta^2) per layer */
+    return 1;
+}
+
 /* the shape of output_l as sent; a compact request's [B,H,W,3,5+C] */
 static int shape_GRAD(const yls_shape_ctx *c, int64_t *shape)
 {
@@ -102,6 +108,12 @@ static void fill_STATS(float *dst, const yls_fill_ctx *c)
     for (int l = 0; l < c->p->num_layers; l++)
         for (int k = 0; k < YL_NUM_STATS; k++)
             dst[l * YL_NUM_STATS + k] = (float)c->res->stats[l][k];
+}
+
+static void fill_COST(float *dst, const yls_fill_ctx *c)
+{
+    for (int l = 0; l < c->p->num_layers; l++)
+        dst[l] = (float)c->res->cost[l];
 }
 
 /* the gradients are written by the core into the request's buffers */

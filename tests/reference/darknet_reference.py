@@ -17,7 +17,7 @@ with scale = 2 - w * h of the truth that wrote the box last. No 1/B.
                  ignore_thresh=.7, truth_thresh=1., max_truths=90)
 returns a dict: loss, terms (4,), layer_terms (L, 4), grads (list, NHWC like outputs),
 cost (L,), stats (L, 8) in the core's order (count, avg_iou, avg_class, avg_obj,
-avg_noobj, recall50, recall75, ignored).
+avg_noobj, recall50, recall75, ignored: anchors whose objectness ends with no delta).
 """
 
 import numpy as np
@@ -104,7 +104,6 @@ def darknet_loss(outputs, truths, anchors, masks, net_hw, num_classes, ignore_th
                 delta[b, n, 4] = 0 - act[b, n, 4]
                 tgt[b, n, 4] = 0.0
                 ign = best > ignore_thresh
-                ignored += int(ign.sum())
                 delta[b, n, 4][ign] = 0
                 tgt[b, n, 4][ign] = np.nan
                 for j, i in zip(*np.nonzero(best > truth_thresh)):
@@ -139,6 +138,8 @@ def darknet_loss(outputs, truths, anchors, masks, net_hw, num_classes, ignore_th
                 recall += iou > 0.5
                 recall75 += iou > 0.75
                 avg_iou += iou
+        # anchors whose objectness ends with no delta (ignored, and no truth set it again)
+        ignored = int(np.isnan(tgt[:, :, 4]).sum())
         # the implicit loss
         lt = np.zeros(4)
         s = scale[:, :, None]

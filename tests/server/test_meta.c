@@ -117,8 +117,9 @@ START_TEST(custom_models)
     ck_assert_uint_eq(json_array_size(json_object_get(j, "inputs")), 7);
     json_decref(j);
     j = get_json(&yt_small, "/v2/models/stats", 200);
-    /* the two built-in loss models, the three evaluation models and the file's two */
-    ck_assert_uint_eq(json_array_size(json_object_get(j, "model_stats")), 7);
+    /* the four built-in loss models (keras-yolo3's and darknet's yolov3 and tiny), the three
+     * evaluation models and the file's two */
+    ck_assert_uint_eq(json_array_size(json_object_get(j, "model_stats")), 9);
     json_decref(j);
 }
 END_TEST
@@ -180,6 +181,110 @@ START_TEST(routing_errors)
 }
 END_TEST
 
+
+/* json array of n floats */
+static json_t *floats(const float *v, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_real((double)v[i]));
+    return a;
+}
+
+static json_t *input(const char *name, const float *v, size_t n, int ndim, const int64_t *shape)
+{
+    json_t *sh = json_array();
+    for (int d = 0; d < ndim; d++)
+        json_array_append_new(sh, json_integer(shape[d]));
+    return json_pack("{s:s,s:o,s:s,s:o}", "name", name, "shape", sh, "datatype", "FP32", "data",
+                     floats(v, n));
+}
+
+/* yolov3-tiny-darknet: its metadata names the definition, its source and the truths input;
+ * an infer answers darknet's loss, cost and gradient as the core computes them in process
+ * (the same float bits), truth_thresh is a request parameter, and 'boxes' is refused. */
+START_TEST(darknet_model_metadata_and_infer)
+{
+    json_t *j = get_json(&yt_main, "/v2/models/yolov3-tiny-darknet", 200);
+    json_t *pm = json_object_get(j, "parameters");
+    ck_assert_str_eq(json_string_value(json_object_get(pm, "definition")), "darknet");
+    ck_assert(strstr(json_string_value(json_object_get(pm, "source")), "481d9d98") != NULL);
+    json_t *in = json_object_get(j, "inputs");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(in, 2), "name")), "truths");
+    bool has_cost = false;
+    size_t k;
+    json_t *x;
+    json_array_foreach(json_object_get(j, "outputs"), k, x) has_cost |=
+        !strcmp(json_string_value(json_object_get(x, "name")), "cost");
+    ck_assert(has_cost);
+    json_decref(j);
+    j = get_json(&yt_main, "/v2/models/yolov3-tiny", 200); /* keras-yolo3's has no cost */
+    json_array_foreach(json_object_get(j, "outputs"), k, x)
+        ck_assert_str_ne(json_string_value(json_object_get(x, "name")), "cost");
+    json_decref(j);
+
+    /* one image, 64x64 input (grids 2x2 and 4x4), 1 class, 2 truths */
+    enum { C = 1, CH = 3 * (5 + C) };
+    float o0[2 * 2 * CH], o1[4 * 4 * CH];
+    for (size_t i = 0; i < sizeof o0 / sizeof o0[0]; i++)
+        o0[i] = (float)(0.37 * (double)((i * 7) % 11) - 1.8);
+    for (size_t i = 0; i < sizeof o1 / sizeof o1[0]; i++)
+        o1[i] = (float)(0.29 * (double)((i * 5) % 13) - 1.7);
+    float tr[3 * 5] = {0.3f, 0.6f, 0.2f, 0.25f, 0, 0.71f, 0.4f, 0.8f, 0.7f, 0, 0, 0, 0, 0, 0};
+    int64_t s0[4] = {1, 2, 2, CH}, s1[4] = {1, 4, 4, CH}, st[3] = {1, 3, 5};
+    json_t *body = json_pack("{s:[o,o,o],s:{s:f}}", "inputs", input("output_0", o0, 2 * 2 * CH, 4, s0),
+                             input("output_1", o1, 4 * 4 * CH, 4, s1), input("truths", tr, 15, 3, st),
+                             "parameters", "truth_thresh", 0.9);
+    char *text = json_dumps(body, JSON_COMPACT);
+    yt_req req = {.path = "/v2/models/yolov3-tiny-darknet/infer", .body = text,
+                  .len = strlen(text), .headers = {"Content-Type: application/json"}};
+    yt_resp r;
+    ck_assert_int_eq(yt_http(&yt_main, &req, &r), 200);
+    yt_outputs outs;
+    char err[256];
+    ck_assert_msg(yt_parse_outputs(&r, &outs, err, sizeof err) == 0, "%s", err);
+
+    yl_config cfg;
+    yl_config_model(&cfg, YL_DEF_DARKNET, 6);
+    cfg.darknet.truth_thresh = 0.9;
+    yl_tensor t[2] = {{.data = o0, .dtype = YL_F32, .ndim = 4, .shape = {1, 2, 2, CH}},
+                      {.data = o1, .dtype = YL_F32, .ndim = 4, .shape = {1, 4, 4, CH}}};
+    yl_tensor tt = {.data = tr, .dtype = YL_F32, .ndim = 3, .shape = {1, 3, 5}};
+    yl_problem p;
+    yl_error e;
+    ck_assert_int_eq(yl_problem_init(&p, &cfg, t, 2, &tt, NULL, 0, &e), YL_OK);
+    float g0[sizeof o0 / sizeof o0[0]], g1[sizeof o1 / sizeof o1[0]];
+    yl_grads g = {.dtype = YL_F32, .layer = {g0, g1}};
+    yl_result res;
+    ck_assert_int_eq(yl_compute(&p, 1, &g, &res, NULL, &e), YL_OK);
+    const yt_output *loss = yt_find(&outs, "loss"), *cost = yt_find(&outs, "cost"),
+                    *grad = yt_find(&outs, "grad_1");
+    ck_assert_ptr_nonnull(loss);
+    ck_assert_ptr_nonnull(cost);
+    ck_assert_ptr_nonnull(grad);
+    ck_assert(loss->v[0] == (float)res.loss);
+    ck_assert_uint_eq(cost->n, 2);
+    ck_assert(cost->v[0] == (float)res.cost[0] && cost->v[1] == (float)res.cost[1]);
+    ck_assert_uint_eq(grad->n, sizeof g1 / sizeof g1[0]);
+    ck_assert(memcmp(grad->v, g1, sizeof g1) == 0);
+    ck_assert(res.stats[0][YL_STAT_COUNT] + res.stats[1][YL_STAT_COUNT] == 2);
+    yt_outputs_free(&outs);
+    yt_resp_free(&r);
+    free(text);
+
+    /* keras-yolo3's ground-truth name is not darknet's */
+    json_object_set_new(json_array_get(json_object_get(body, "inputs"), 2), "name",
+                        json_string("boxes"));
+    text = json_dumps(body, JSON_COMPACT);
+    req.body = text, req.len = strlen(text);
+    ck_assert_int_eq(yt_http(&yt_main, &req, &r), 400);
+    ck_assert(strstr(r.body, "unknown input 'boxes'") != NULL);
+    yt_resp_free(&r);
+    free(text);
+    json_decref(body);
+}
+END_TEST
+
 Suite *yt_suite_meta(void)
 {
     Suite *s = suite_create("meta");
@@ -188,6 +293,7 @@ Suite *yt_suite_meta(void)
     tcase_add_test(tc, health);
     tcase_add_test(tc, server_metadata);
     tcase_add_test(tc, model_metadata);
+    tcase_add_test(tc, darknet_model_metadata_and_infer);
     tcase_add_test(tc, model_ready_and_config);
     tcase_add_test(tc, custom_models);
     tcase_add_test(tc, routing_errors);

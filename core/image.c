@@ -33,7 +33,9 @@ typedef struct {
     double x, y, w, h; /* centre and size, normalised to the input */
 } box;
 
-/* Inputs are proven finite before use, so plain comparisons do (fmin/fmax are calls). */
+/* Inputs are proven finite before use, so plain comparisons do (fmin/fmax are calls). A
+ * value rewritten to NaN after its check (memory shared with a client) clamps to lo, so a
+ * cell window made from it stays on the grid. */
 static double min2(double a, double b) { return a < b ? a : b; }
 static double max2(double a, double b) { return a > b ? a : b; }
 static double clamp(double v, double lo, double hi) { return min2(max2(v, lo), hi); }

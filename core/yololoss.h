@@ -10,7 +10,10 @@
  * was given. Every buffer (tensors, gradients, scratch, results) belongs to the caller and
  * must stay valid for the duration of the call that uses it; a yl_problem borrows the
  * tensor pointers (and compact index arrays) it was initialised with, so those must outlive
- * the problem. Only the convenience function yl_compute allocates, and it frees everything
+ * the problem. A compact index is checked once, by yl_problem_init_compact, and steers
+ * where gradients are written: it must not change while the problem lives (copy it first
+ * from memory another process may write). Tensor values may change: they are checked as
+ * each image reads them. Only the convenience function yl_compute allocates, and it frees everything
  * before returning.
  * Nothing has global state: any function may run on any thread at any time, and calls
  * that share a yl_problem only read it.

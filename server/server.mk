@@ -49,14 +49,19 @@ $(B)/tests/server/%.o: tests/server/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CORE_INC) $(TEST_SERVER_CFLAGS) -c $< -o $@
 
-# test_point.c includes the daemon's monitor/history.h, test_lockouts.c its server.h (peers.c)
-$(B)/tests/server/test_point.o $(B)/tests/server/test_lockouts.o: TEST_SERVER_CFLAGS += -Iserver $(SERVER_CFLAGS)
+# test_point.c includes the daemon's monitor/history.h, test_lockouts.c its server.h (peers.c),
+# test_shm_index.c v2/infer.h and v2/shm.h
+$(B)/tests/server/test_point.o $(B)/tests/server/test_lockouts.o \
+$(B)/tests/server/test_shm_index.o: TEST_SERVER_CFLAGS += -Iserver $(SERVER_CFLAGS)
 
 # image_rank.o: the images ranking, a pure file of the daemon checked against numbers by
 # hand; point.o: a point's JSON and stored matrices (test_point.c); peers.o: the per-address
-# keys (test_lockouts.c)
+# keys (test_lockouts.c); a request's parse with the region registry, the models, the
+# budgeted buffers and the failures they name (test_shm_index.c)
+TEST_SERVER_V2_OBJ := $(addprefix $(B)/server/,v2/infer_request.o v2/outputs.o v2/shm.o v2/models.o \
+                        http/bufcache.o http/budget.o http/fail.o)
 $(B)/test_server: $(TEST_SERVER_OBJ) $(B)/server/monitor/image_rank.o $(B)/server/monitor/point.o \
-                  $(B)/server/http/peers.o \
+                  $(B)/server/http/peers.o $(TEST_SERVER_V2_OBJ) \
                   $(CORE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(TEST_SERVER_LIBS) -lm -lpthread
 

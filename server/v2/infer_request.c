@@ -922,11 +922,16 @@ static int describe_input(yls_infer_input *in, const yls_model *m, const json_t 
     return 0;
 }
 
-/* Point t at p (the blob, or the tensor in shared memory), or at an aligned copy of it. */
-static int bind_bytes(yls_infer_input *in, const input_desc *d, const uint8_t *p, yl_tensor *t,
-                      yls_fail *f)
+/* Point t at p (the blob, or the tensor in shared memory), or at a copy of it: an aligned
+ * one, or (own) the daemon's own. output_l_index in shared memory is always copied: it
+ * steers where the core and the response write, it is checked once
+ * (yl_problem_init_compact), and a client may rewrite its region at any moment, so the
+ * values checked must be the values used. Every other tensor only feeds arithmetic: read in
+ * place, a rewrite changes numbers, never an address. */
+static int bind_bytes(yls_infer_input *in, const input_desc *d, const uint8_t *p, bool own,
+                      yl_tensor *t, yls_fail *f)
 {
-    if ((uintptr_t)p % d->esize == 0) {
+    if (!own && (uintptr_t)p % d->esize == 0) {
         t->data = p;
         return 0;
     }
@@ -1088,13 +1093,14 @@ static int parse_inputs(yls_infer_input *in, const yls_model *m, const json_t *i
         memcpy(t->shape, d->shape, sizeof t->shape);
         int rc;
         if (d->in_shm) {
-            rc = bind_bytes(in, d, d->shm.region->base + d->shm.offset, t, f);
+            rc = bind_bytes(in, d, d->shm.region->base + d->shm.offset, d->kind == IN_INDEX,
+                            t, f);
             int k = in->n_shm_in++;
             snprintf(in->shm_names[k], sizeof in->shm_names[k], "%s", d->name);
             in->shm_in[k].name = in->shm_names[k];
             in->shm_in[k].at = d->shm;
         } else if (d->binary_size >= 0) {
-            rc = bind_bytes(in, d, body + d->offset, t, f);
+            rc = bind_bytes(in, d, body + d->offset, false, t, f);
         } else {
             rc = convert_json_data(in, d, t, f);
         }

@@ -257,6 +257,7 @@ Suite *yt_suite_wire(void);
 Suite *yt_suite_evaluate(void); /* test_evaluate.c: the evaluation models */
 Suite *yt_suite_streams(void);
 Suite *yt_suite_history_reads(void);
+Suite *yt_suite_shm_index(void);
 Suite *yt_suite_history_pg(void); /* make test-history-pg; needs PostgreSQL's binaries */
 /* test_eval_stream.c: 4 batches with parameter eval at one step of run, sent in a shuffled
  * order (one twice) round-robin to the nd daemons, whose GET .../eval must each equal the

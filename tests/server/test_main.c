@@ -53,6 +53,7 @@ int main(void)
     srunner_add_suite(sr, yt_suite_evaluate());
     srunner_add_suite(sr, yt_suite_streams());
     srunner_add_suite(sr, yt_suite_history_reads());
+    srunner_add_suite(sr, yt_suite_shm_index());
     srunner_add_suite(sr, yt_suite_history_pg());
     srunner_add_suite(sr, yt_suite_eval_stream());
     srunner_run_all(sr, CK_NORMAL);

@@ -486,15 +486,17 @@ static int answer_views(const ylc_answer *a, const answer_ctx *x, json_t *outs, 
         }
         json_t *params = json_object_get(o, "parameters");
         json_t *size = json_object_get(params, "binary_data_size");
-        const char *region = json_string_value(json_object_get(params, "shared_memory_region"));
-        if (region) {
-            const out_desc *d = NULL;
-            for (int j = 0; j < x->n_shm_outs; j++)
-                if (!strcmp(x->shm_outs[j].name, w->name))
-                    d = &x->shm_outs[j];
-            if (!d || strcmp(region, x->shm->name) || d->bytes != w->n * w->es)
-                return ylc_fail(err, 200, "answer: output '%s' in region '%s' is not where "
-                                "it was asked for", w->name, region);
+        const out_desc *d = NULL;
+        for (int j = 0; j < x->n_shm_outs; j++)
+            if (!strcmp(x->shm_outs[j].name, w->name))
+                d = &x->shm_outs[j];
+        if (d && !size && !json_object_get(o, "data")) {
+            /* asked for in the region: answered as Triton answers it, with name, datatype
+             * and shape only */
+            if (d->bytes != w->n * w->es)
+                return ylc_fail(err, 200, "answer: output '%s' has %zu values, %zu bytes in "
+                                "region '%s' were asked for", w->name, w->n, d->bytes,
+                                x->shm->name);
             w->bin = (const char *)x->shm->base + d->off;
         } else if (size) {
             size_t bytes = (size_t)json_integer_value(size);

@@ -217,9 +217,10 @@ export class Result {
   }
 }
 
-/** The answer's header and outputs; those in shared memory are read from region (a
- * registered shm.js Region, or null). */
-function parseAnswer(buf, headers, region = null) {
+/** The answer's header and outputs; those asked for in shared memory (placed: name ->
+ * offset) are read from region (a registered shm.js Region, or null). The daemon answers
+ * them as Triton does, with name, datatype and shape only. */
+function parseAnswer(buf, headers, region = null, placed = new Map()) {
   const bytes = new Uint8Array(buf);
   const hl = headers.get("inference-header-content-length");
   const hlen = hl == null ? bytes.length : Number(hl);
@@ -239,14 +240,10 @@ function parseAnswer(buf, headers, region = null) {
     if (!Ctor) throw new YoloLossError(200, `output ${o.name}: ${o.datatype}`);
     const n = o.shape.reduce((a, b) => a * b, 1);
     const size = o.parameters && o.parameters.binary_data_size;
-    const inShm = o.parameters && o.parameters.shared_memory_region;
     let data;
-    if (inShm != null) {
-      const at = o.parameters.shared_memory_offset ?? 0, want = Ctor.BYTES_PER_ELEMENT * n;
-      if (!region || inShm !== region.name) {
-        throw new YoloLossError(200, `output ${o.name}: in an unknown shared-memory region ${inShm}`);
-      }
-      if (!Number.isSafeInteger(at) || at < 0 || at + want > region.size) {
+    if (region && placed.has(o.name) && size == null && o.data === undefined) {
+      const at = placed.get(o.name), want = Ctor.BYTES_PER_ELEMENT * n;
+      if (at + want > region.size) {
         throw new YoloLossError(200, `output ${o.name}: outside the shared-memory region`);
       }
       data = new Ctor(region.read(at, want));
@@ -729,8 +726,10 @@ export class YoloLossClient {
     });
     const names = ["loss", "loss_terms", "layer_terms", "image_terms", "stats"];
     const wanted = names.map((name) => ({ name, parameters: { binary_data: o.binary } }));
+    const placed = new Map();
     for (const [name, n] of gradOuts) {
       if (region) {
+        placed.set(name, off);
         wanted.push({ name, parameters: { shared_memory_region: region.name,
           shared_memory_offset: off, shared_memory_byte_size: n } });
         off += alignUp(n);
@@ -768,7 +767,7 @@ export class YoloLossClient {
       o.budget);
     if (resp.status !== 200) throw await this._error(resp);
     const buf = await resp.arrayBuffer();
-    const { header: h, outputs: got } = parseAnswer(buf, resp.headers, region);
+    const { header: h, outputs: got } = parseAnswer(buf, resp.headers, region, placed);
     const res = new Result(got, h);
     res.compact = plan !== null;
     res.sharedMemory = region !== null;

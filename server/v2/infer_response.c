@@ -234,15 +234,13 @@ int yls_infer_respond(yls_payload *out, const yls_infer_input *in, const char *m
         sb_shape(&js, shape, ndim);
         size_t bytes = n * es;
         if (o->shm.region) {
-            /* written in place by the core, or copied there now */
+            /* written in place by the core, or copied there now; answered as Triton answers
+             * it, with name, datatype and shape only: Triton's C++ client reads
+             * binary_data_size from any output that has parameters */
             void *dst = yls_output_shm_ptr(o);
             if (dst != v && bytes)
                 memcpy(dst, v, bytes);
-            sb_str(&js, ",\"parameters\":{\"shared_memory_region\":");
-            sb_json_string(&js, o->shm.region->name);
-            sb_printf(&js, ",\"shared_memory_offset\":%" PRIu64
-                           ",\"shared_memory_byte_size\":%zu}}",
-                      o->shm.offset, bytes);
+            sb_str(&js, "}");
         } else if (o->binary) {
             sb_printf(&js, ",\"parameters\":{\"binary_data_size\":%zu}}", bytes);
             out->iov[out->niov].iov_base = v;

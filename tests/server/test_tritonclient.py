@@ -275,8 +275,8 @@ def test_system_shared_memory(server):
         off = 0
         for l, o in enumerate(outs):
             meta = result.get_output("grad_%d" % l)
-            assert meta["parameters"]["shared_memory_region"] == "out" + tag
-            assert "data" not in meta and "binary_data_size" not in meta["parameters"]
+            # as Triton answers an output in shared memory: name, datatype and shape only
+            assert sorted(meta) == ["datatype", "name", "shape"], meta
             g = shm.get_contents_as_numpy(h_out, np.float32, list(o.shape), offset=off)
             np.testing.assert_allclose(g, want["grads"][l].reshape(o.shape), atol=1e-5)
             off += o.nbytes

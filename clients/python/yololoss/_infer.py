@@ -181,6 +181,7 @@ class InferCall:
         self.request_id = request_id
         # the gradient outputs: (name, bytes)
         self.grad_outputs: List[Tuple[str, int]] = []
+        self.placed: Dict[str, int] = {}  # encode(shm): each gradient's offset in the region
         if grads:
             g = self.grad_itemsize
             if self.compact is None:
@@ -230,8 +231,10 @@ class InferCall:
             inputs.append(desc)
         outs: List[Dict[str, Any]] = [{"name": n, "parameters": {"binary_data": bool(self.binary)}}
                                       for n in SMALL_OUTPUTS]
+        self.placed = {}
         for name, size in self.grad_outputs:
             if shm is not None:
+                self.placed[name] = off
                 outs.append({"name": name, "parameters": {
                     "shared_memory_region": shm[0], "shared_memory_offset": off,
                     "shared_memory_byte_size": size}})
@@ -262,7 +265,7 @@ class InferCall:
                shm: Optional[Tuple[str, memoryview]] = None) -> Result:
         if status != 200:
             raise http_error(status, rh, data)
-        js, arrays = parse_infer_response(rh, data, shm)
+        js, arrays = parse_infer_response(rh, data, shm, self.placed)
         for name in ("loss", "loss_terms", "layer_terms", "stats") + tuple(
                 n for n, _ in self.grad_outputs):
             if name not in arrays:
@@ -329,7 +332,8 @@ def parse_json(status: int, rh: Mapping[str, str], data: Any) -> Any:
 
 
 def parse_infer_response(rh: Mapping[str, str], data: Any,
-                         shm: Optional[Tuple[str, memoryview]] = None
+                         shm: Optional[Tuple[str, memoryview]] = None,
+                         placed: Optional[Mapping[str, int]] = None
                          ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
     """(header JSON, {name: array}) of an infer response, binary outputs as views, outputs
     in the shared-memory region shm copied out of it."""
@@ -354,12 +358,12 @@ def parse_infer_response(rh: Mapping[str, str], data: Any,
             p = o.get("parameters") or {}
             size = p.get("binary_data_size")
             count = int(np.prod(shape, dtype=np.int64))
-            if "shared_memory_region" in p:
-                if shm is None or p["shared_memory_region"] != shm[0]:
-                    raise ValueError("output %r: in an unknown shared-memory region %r"
-                                     % (o["name"], p["shared_memory_region"]))
-                at = int(p.get("shared_memory_offset", 0))
-                if at < 0 or at + count * dt.itemsize > len(shm[1]):
+            if shm is not None and placed and o["name"] in placed and size is None \
+                    and "data" not in o:
+                # asked for in the region (placed: its offset there); answered as Triton
+                # answers it, with name, datatype and shape only
+                at = placed[o["name"]]
+                if at + count * dt.itemsize > len(shm[1]):
                     raise ValueError("output %r: outside the shared-memory region" % o["name"])
                 a = np.frombuffer(shm[1], dtype=dt, count=count, offset=at).reshape(shape).copy()
             elif size is not None:

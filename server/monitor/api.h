@@ -19,7 +19,7 @@ int yls_api_arg_int(yls_request *r, const char *name, int64_t lo, int64_t hi, in
 /* 0, or -1 after the refusal (in *ret) of a daemon with no history (404) or draining (503). */
 int yls_api_refused(yls_request *r, enum MHD_Result *ret);
 /* Submit op (NULL: out of memory, 503) for r's run, r suspended until its done callback
- * (which ends the wait with yls_pending_end); refused as above (op freed, not its data). */
+ * (which ends the wait with yls_pending_end); refused as above (op freed, its data too when op->free_data is set). */
 enum MHD_Result yls_api_submit(yls_request *r, yls_hop *op);
 
 #endif /* YLS_API_H */

@@ -173,8 +173,7 @@ static void images_after(yls_work *w, int status)
         yls_reply_json(r, 200, q->text); /* takes the text (NULL: a 500) */
     else
         yls_reply_error(r, q->status, "%s", q->msg);
-    yls_hop_free(q->op);
-    free(q);
+    yls_hop_free(q->op); /* and q, its data */
 }
 
 /* The rows are read: answer from the pool (the request stays pending until then). */
@@ -184,8 +183,7 @@ static void rows_done(yls_hop *op)
     if (op->rc) {
         yls_pending_end(q->r);
         yls_api_reply_failed(q->r, op);
-        yls_hop_free(op);
-        free(q);
+        yls_hop_free(op); /* and q */
         return;
     }
     q->op = op;
@@ -243,10 +241,13 @@ static enum MHD_Result images_serve(yls_request *r, bool ranking)
         }
     }
     yls_hop *op = yls_hop_new(YLS_HOP_IMAGES, rows_done, q);
-    if (!op)
+    if (!op) {
         free(q);
-    else if (!ranking)
-        op->image = q->image; /* only its batches: the relative values need no more */
+    } else {
+        op->free_data = free; /* the query goes with the op, also when it is refused */
+        if (!ranking)
+            op->image = q->image; /* only its batches: the relative values need no more */
+    }
     return yls_api_submit(r, op);
 }
 

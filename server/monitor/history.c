@@ -96,6 +96,8 @@ void yls_hop_free(yls_hop *op)
     free(op->point.eval_len);
     yls_eval_rows_free(op->evals, op->kind == YLS_HOP_EVALS ? op->n : 0);
     free(op->from);
+    if (op->free_data)
+        op->free_data(op->data);
     free(op);
 }
 

@@ -167,6 +167,7 @@ struct yls_hop {
     yls_hop_kind kind;
     void (*done)(yls_hop *op); /* on the loop thread */
     void *data;
+    void (*free_data)(void *data); /* set: yls_hop_free frees data with it (the op owns it) */
     /* in */
     yls_point point;           /* RECORD (its step is set when done) */
     char run[YLS_RUN_MAX];     /* STEPS, DELETE, IMAGES, PUT_CONFIG, (PUT_)SCALARS */

@@ -105,6 +105,59 @@ START_TEST(slow_reads_do_not_hold_up_recording)
 }
 END_TEST
 
+typedef struct {
+    const yt_daemon *d;
+    long status;
+    bool busy; /* a 503 saying the history is busy */
+} image_reader;
+
+static void *read_image(void *arg)
+{
+    image_reader *r = arg;
+    yt_resp resp;
+    r->status = yt_get(r->d, "/v1/runs/big/images/0", &resp);
+    r->busy = r->status == 503 && resp.body && strstr(resp.body, "busy");
+    yt_resp_free(&resp);
+    return NULL;
+}
+
+/* Slow reads (every run's summary over 201000 points) keep the reader busy and fill its
+ * queue; image reads sent meanwhile are refused with 503 "busy". Each refusal frees its
+ * query: the daemon exits 0 (under ASan: no leak reported). */
+START_TEST(busy_image_reads_free_their_query)
+{
+    enum { SLOW = 40, IMAGES = 100 };
+    char hist[256];
+    yt_temp_history(hist, sizeof hist, "busy");
+    make_history(hist, 1000, 200000, 1000);
+    const char *args[] = {"--threads", "1", "--history", hist, NULL};
+    yt_daemon d;
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    atomic_int seq = 0;
+    static reader slow[SLOW];
+    static image_reader rd[IMAGES];
+    pthread_t th[SLOW + IMAGES];
+    for (int i = 0; i < SLOW; i++) {
+        slow[i] = (reader){.d = &d, .seq = &seq};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, read_runs, &slow[i]), 0);
+    }
+    yt_nap_ms(200); /* a head start: the slow reads are queued first */
+    for (int i = 0; i < IMAGES; i++) {
+        rd[i] = (image_reader){.d = &d};
+        ck_assert_int_eq(pthread_create(&th[SLOW + i], NULL, read_image, &rd[i]), 0);
+    }
+    int busy = 0;
+    for (int i = 0; i < SLOW + IMAGES; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < IMAGES; i++)
+        busy += rd[i].busy;
+    printf("history-reads: %d of %d image reads refused as busy\n", busy, IMAGES);
+    ck_assert_msg(busy > 0, "no image read was refused: the queue never filled");
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    yt_remove_history(hist);
+}
+END_TEST
+
 START_TEST(csv_of_many_points_is_streamed)
 {
     enum { N = 80000 };
@@ -207,6 +260,7 @@ Suite *yt_suite_history_reads(void)
     tcase_add_test(tc, slow_reads_do_not_hold_up_recording);
     tcase_add_test(tc, csv_of_many_points_is_streamed);
     tcase_add_test(tc, resume_replays_in_pieces);
+    tcase_add_test(tc, busy_image_reads_free_their_query);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -276,6 +276,10 @@ extern const yls_router yls_daemon_router;
  * model or version, 405 with out->allow set); out->entry is the matched entry or NULL. */
 int yls_route_match(const yls_router *router, const yls_server *s, const char *method,
                     const char *url, yls_route *out, yls_fail *f);
+/* Whether every {run} pattern's path with name in place reaches its own entry with that
+ * run (a name ending "/steps" does not): 0, or -1 with a 400 naming the path that does not. */
+int yls_route_run_name_check(const yls_router *router, const yls_server *s, const char *name,
+                             yls_fail *f);
 
 /* Content codings (encoding.c). */
 typedef enum { YLS_ENC_IDENTITY = 0, YLS_ENC_GZIP, YLS_ENC_DEFLATE } yls_encoding;

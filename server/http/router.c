@@ -211,3 +211,44 @@ int yls_route_match(const yls_router *router, const yls_server *s, const char *m
     }
     return yls_fail_set(f, 405, "method %s is not allowed here (use %s)", method, out->allow);
 }
+
+/* A run name is routable when the path of every {run} pattern, with the name in place (and
+ * an {image} of 0), reaches that pattern's entry with the name as its run: "a/steps" is
+ * not ("/v1/runs/a/steps" is the steps of run "a"), so it could be recorded but never be
+ * deleted. Checked against the table itself, so a new endpoint under a run extends it. */
+int yls_route_run_name_check(const yls_router *router, const yls_server *s, const char *name,
+                             yls_fail *f)
+{
+    size_t nlen = strlen(name);
+    for (const yls_route_entry *e = router->table; e->method; e++) {
+        const char *at = strstr(e->pattern, "{run}");
+        if (!at)
+            continue;
+        char path[3 * YLS_RUN_MAX + 128];
+        size_t n = 0;
+        bool fits = true;
+        for (const char *p = e->pattern; *p && fits;) {
+            const char *piece = p == at ? name : !strncmp(p, "{image}", 7) ? "0" : NULL;
+            size_t len = piece ? (p == at ? nlen : 1) : 1;
+            fits = n + len < sizeof path;
+            if (fits)
+                memcpy(path + n, piece ? piece : p, len);
+            n += len;
+            p += p == at ? 5 : piece ? 7 : 1;
+        }
+        if (!fits)
+            continue;
+        path[n] = '\0';
+        yls_route rt;
+        yls_fail g = {0};
+        if (yls_route_match(router, s, e->method, path, &rt, &g) == 0 && rt.entry == e &&
+            !strcmp(rt.run, name))
+            continue;
+        return yls_fail_set(f, 400,
+                            "run name '%s' cannot be told apart from an endpoint: %s %s would "
+                            "not reach run '%s' (a run name must not end with the path of an "
+                            "endpoint under a run, such as /steps, /config or /images/7)",
+                            name, e->method, path, name);
+    }
+    return 0;
+}

@@ -413,5 +413,12 @@ enum MHD_Result yls_api_submit(yls_request *r, yls_hop *op)
         yls_hop_free(op);
         return ret;
     }
+    /* what the writes record must be reachable (and deletable) under its name */
+    yls_fail f = {0};
+    if (op && (op->kind == YLS_HOP_PUT_CONFIG || op->kind == YLS_HOP_PUT_SCALARS) &&
+        yls_route_run_name_check(r->srv->router, r->srv, r->route.run, &f)) {
+        yls_hop_free(op);
+        return yls_reply_error(r, f.status, "%s", f.msg);
+    }
     return submit(r, op);
 }

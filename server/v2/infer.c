@@ -564,6 +564,9 @@ static void input_work(yls_work *w)
     if (prc)
         goto done;
     yls_infer_input *in = &job->in;
+    /* a run recorded under a name its own endpoints cannot reach could never be deleted */
+    if (in->run[0] && yls_route_run_name_check(job->srv->router, job->srv, in->run, f))
+        goto done;
     yl_error err;
     int L = in->num_layers;
     int rc;

@@ -138,6 +138,41 @@ START_TEST(api_returns_what_was_recorded)
 }
 END_TEST
 
+/* A run name that its own endpoints cannot reach ("a/steps": /v1/runs/a/steps is run a's
+ * steps) is refused with a 400 naming the rule, by infer and by the writes under a run;
+ * a name with '/' that routes back to itself is recorded and deleted as usual. */
+START_TEST(unroutable_run_names_are_refused)
+{
+    char hist[256];
+    yt_temp_history(hist, sizeof hist, "names");
+    const char *args[] = {"--threads", "1", "--history", hist, NULL};
+    yt_daemon d;
+    ck_assert_int_eq(yt_daemon_start(&d, args, false), 0);
+    const char *bad[] = {"a/steps", "b/config", "c/images/7", "d/events", "e/steps.csv",
+                         "f/scalars", "g/images"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        ck_assert_msg(yt_record_point(&d, bad[i], 1, 7) == 400, "run '%s' was recorded", bad[i]);
+    yt_resp r;
+    yt_req put = {.method = "PUT", .path = "/v1/runs/a/steps/config", .body = "{\"lr\":1}",
+                  .len = 8, .headers = {"Content-Type: application/json"}};
+    ck_assert_int_eq(yt_http(&d, &put, &r), 400);
+    ck_assert_msg(strstr(r.body, "run name 'a/steps' cannot be told apart from an endpoint") &&
+                      strstr(r.body, "must not end with the path of an endpoint"),
+                  "%s", r.body);
+    yt_resp_free(&r);
+    json_t *all = yt_get_json(&d, "/v1/runs");
+    ck_assert_int_eq(json_array_size(json_object_get(all, "runs")), 0);
+    json_decref(all);
+    ck_assert_int_eq(yt_record_point(&d, "team/steps2", 1, 7), 200);
+    yt_req del = {.method = "DELETE", .path = "/v1/runs/team%2Fsteps2"};
+    ck_assert_int_eq(yt_http(&d, &del, &r), 200);
+    ck_assert(strstr(r.body, "\"deleted\":1") != NULL);
+    yt_resp_free(&r);
+    ck_assert_int_eq(yt_daemon_stop(&d), 0);
+    yt_remove_history(hist);
+}
+END_TEST
+
 START_TEST(delete_needs_the_token)
 {
     char hist[256], tokpath[] = "/tmp/yololossd-token-XXXXXX";
@@ -270,6 +305,7 @@ Suite *yt_suite_monitor(void)
     tcase_add_test(tc, history_survives_restart_and_kill9);
     tcase_add_test(tc, api_returns_what_was_recorded);
     tcase_add_test(tc, delete_needs_the_token);
+    tcase_add_test(tc, unroutable_run_names_are_refused);
     tcase_add_test(tc, events_deliver_a_new_point);
     tcase_add_test(tc, metrics_have_the_run);
     tcase_add_test(tc, metrics_max_runs_and_dashboard);

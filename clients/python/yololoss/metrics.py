@@ -15,7 +15,7 @@ arrays. pycocotools need not be installed: a COCO object is read through its `.d
 import copy
 import json
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class Params:
             "recThrs": floats(self.recThrs),
             "maxDets": json.dumps([int(m) for m in self.maxDets]),
             "areaRng": "[" + ",".join("[%r,%r]" % (float(a[0]), float(a[1]))
-                                      for a in self.areaRng) + "]",
+                                      for a in cast(Sequence[Sequence[float]], self.areaRng)) + "]",
             "areaRngLbl": json.dumps([str(s) for s in self.areaRngLbl]),
             "useCats": str(int(bool(self.useCats))),
             "imgIds": json.dumps([int(i) for i in np.unique(np.asarray(self.imgIds, dtype=np.int64))]),
@@ -290,9 +290,10 @@ class COCOeval:
         if not self.eval:
             raise Exception("Please run accumulate() first")
         p = self.params
-        if "stats" not in (self._arrays or {}):
+        arrays = self._arrays or {}
+        if "stats" not in arrays:
             raise IndexError("summarize() needs at least 3 maxDets (it reads maxDets[2])")
-        stats = self._arrays["stats"].copy()
+        stats = arrays["stats"].copy()
         if not isinstance(p.iouThrs, np.ndarray):
             # pycocotools finds AP50/AP75 by np.where(iouThr == p.iouThrs): a float compared
             # with a list is False, so with a list they are -1 there; so here

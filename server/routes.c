@@ -40,6 +40,7 @@ const yls_route_entry yls_routes[] = {
     {"GET",    "/v1/events",                                    yls_sse_serve,       false, NULL, false},
     {"GET",    "/v1/runs/{run}/images",                         yls_api_images,      false, NULL, false},
     {"GET",    "/v1/runs/{run}/eval",                           yls_api_eval,        false, NULL, false},
+    {"GET",    "/v1/runs/{run}/evals",                          yls_api_eval_steps,  false, NULL, false},
     {"GET",    "/v1/runs/{run}/images/{image}",                 yls_api_image,       false, NULL, false},
     {"GET",    "/v1/runs/{run}/config",                         yls_api_config_get,  false, NULL, false},
     {"PUT",    "/v1/runs/{run}/config",                         yls_api_config_put,  true,  NULL, true},

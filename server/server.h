@@ -566,8 +566,8 @@ void yls_record_follow_replicas(yls_server *s);
 yls_handler yls_api_runs, yls_api_steps, yls_api_csv, yls_api_delete;
 /* api_images.c: the images ranking and one image's rows. */
 yls_handler yls_api_images, yls_api_image;
-/* api_eval.c: a run's streamed evaluation at a step. */
-yls_handler yls_api_eval;
+/* api_eval.c: a run's streamed evaluation at a step, and the steps that have one. */
+yls_handler yls_api_eval, yls_api_eval_steps;
 /* api_config.c: a run's configuration and scalars. */
 yls_handler yls_api_config_get, yls_api_config_put, yls_api_scalars_get, yls_api_scalars_post;
 /* Suspend/resume a non-infer request waiting on a history thread. */

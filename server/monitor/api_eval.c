@@ -189,3 +189,39 @@ enum MHD_Result yls_api_eval(yls_request *r)
         op->after = q->step;
     return yls_api_submit(r, op);
 }
+
+#define EVAL_STEPS_MAX 1000
+
+static void eval_steps_done(yls_hop *op)
+{
+    yls_request *r = op->data;
+    yls_pending_end(r);
+    if (op->rc)
+        yls_api_reply_failed(r, op);
+    else {
+        json_t *a = json_array();
+        for (size_t i = 0; i < op->n; i++) {
+            const yls_eval_step *e = &op->eval_steps[i];
+            json_array_append_new(a, json_pack("{sI sI si}", "step", (json_int_t)e->step,
+                                               "images", (json_int_t)e->images, "classes",
+                                               e->num_classes));
+        }
+        yls_api_reply_object(r, json_pack("{s o s o}", "run", yls_run_json(op->run), "steps", a));
+    }
+    yls_hop_free(op);
+}
+
+enum MHD_Result yls_api_eval_steps(yls_request *r)
+{
+    int64_t after, limit;
+    if (yls_api_arg_int(r, "after", INT64_MIN, INT64_MAX, -1, &after))
+        return yls_reply_error(r, 400, "after must be an integer (a step)");
+    if (yls_api_arg_int(r, "limit", 1, EVAL_STEPS_MAX, EVAL_STEPS_MAX, &limit))
+        return yls_reply_error(r, 400, "limit must be an integer from 1 to %d", EVAL_STEPS_MAX);
+    yls_hop *op = yls_hop_new(YLS_HOP_EVAL_STEPS, eval_steps_done, r);
+    if (op) {
+        op->after = after;
+        op->limit = limit;
+    }
+    return yls_api_submit(r, op);
+}

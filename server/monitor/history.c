@@ -95,6 +95,7 @@ void yls_hop_free(yls_hop *op)
     free(op->point.eval_blob);
     free(op->point.eval_len);
     yls_eval_rows_free(op->evals, op->kind == YLS_HOP_EVALS ? op->n : 0);
+    free(op->eval_steps);
     free(op->from);
     if (op->free_data)
         op->free_data(op->data);
@@ -163,6 +164,10 @@ static void run_one(worker *w, yls_hop *op)
         break;
     case YLS_HOP_EVALS:
         op->rc = be->evals(w->db, op->run, op->after, &op->evals, &op->n, op->err);
+        break;
+    case YLS_HOP_EVAL_STEPS:
+        op->rc = be->eval_steps(w->db, op->run, op->after, op->limit, &op->eval_steps, &op->n,
+                                op->err);
         break;
     case YLS_HOP_RECORD:
         break; /* grouped by the caller */

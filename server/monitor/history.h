@@ -46,6 +46,10 @@
  *                                  the evaluation records stored at (run, step), by image
  *                                  (record stores a point's eval_blob rows; remove deletes
  *                                  them with the run).
+ *   eval_steps(db, run, after, limit, &steps, &n, err)
+ *                                  the steps of run with evaluation records and step >
+ *                                  after, by step, at most limit of them (malloc'd array),
+ *                                  each with its count of images and its classes.
  *   close(db)                      NULL is fine.
  * Every function returns 0, or -1 with a message in err (YLS_HISTORY_ERR_MAX bytes).
  *
@@ -100,6 +104,12 @@ typedef struct {
 } yls_eval_row;
 void yls_eval_rows_free(yls_eval_row *rows, size_t n);
 
+/* A step of a run that has evaluation records. */
+typedef struct {
+    int64_t step, images; /* images: how many have records at the step */
+    int num_classes;      /* the largest stored (they agree unless the model changed) */
+} yls_eval_step;
+
 /* A scalar a training loop logged next to the loss (learning rate, validation mAP...). */
 #define YLS_SCALAR_NAME_MAX 64
 typedef struct {
@@ -134,6 +144,8 @@ typedef struct {
     /* the evaluation records of run at step, by image (malloc'd array and blobs) */
     int (*evals)(void *db, const char *run, int64_t step, yls_eval_row **rows, size_t *n,
                  char *err);
+    int (*eval_steps)(void *db, const char *run, int64_t after, int64_t limit,
+                      yls_eval_step **steps, size_t *n, char *err);
     void (*close)(void *db);
 } yls_history_backend;
 
@@ -155,6 +167,7 @@ typedef enum {
     YLS_HOP_SCALARS,
     YLS_HOP_REPLAY, /* the points after a step, for several runs (a resumed event stream) */
     YLS_HOP_EVALS,  /* the evaluation records of a run at step `after` */
+    YLS_HOP_EVAL_STEPS, /* the steps of a run with evaluation records (after, limit) */
 } yls_hop_kind;
 
 typedef struct {
@@ -171,7 +184,7 @@ struct yls_hop {
     /* in */
     yls_point point;           /* RECORD (its step is set when done) */
     char run[YLS_RUN_MAX];     /* STEPS, DELETE, IMAGES, PUT_CONFIG, (PUT_)SCALARS */
-    int64_t after, limit;      /* STEPS; REPLAY: limit per run */
+    int64_t after, limit;      /* STEPS, EVAL_STEPS; REPLAY: limit per run */
     int64_t image;             /* IMAGES: one image's batches, or -1: every row */
     char *text;                /* PUT_CONFIG in, CONFIG out: the JSON object (malloc'd, freed
                                   with the op; CONFIG: NULL when the run has none) */
@@ -188,6 +201,7 @@ struct yls_hop {
     yls_image_row *rows;       /* IMAGES */
     yls_scalar *scalars;       /* SCALARS */
     yls_eval_row *evals;       /* EVALS */
+    yls_eval_step *eval_steps; /* EVAL_STEPS */
     size_t n;
     bool more;                 /* REPLAY: a run had more than limit points */
     int layers;                /* STEPS with want_layers */

@@ -685,6 +685,30 @@ static int pg_evals(void *handle, const char *run, int64_t step, yls_eval_row **
                      "evals");
 }
 
+static int eval_step_row(const PGresult *res, int i, void *elem, const void *arg, char *err)
+{
+    yls_eval_step *e = elem;
+    (void)arg, (void)err;
+    e->step = get_int(res, i, 0);
+    e->images = get_int(res, i, 1);
+    e->num_classes = (int)get_int(res, i, 2);
+    return 0;
+}
+
+static int pg_eval_steps(void *handle, const char *run, int64_t after, int64_t limit,
+                         yls_eval_step **out, size_t *n, char *err)
+{
+    char a[24], l[24];
+    snprintf(a, sizeof a, "%lld", (long long)after);
+    snprintf(l, sizeof l, "%lld", (long long)limit);
+    const char *params[3] = {run, a, limit < 0 ? NULL : l}; /* LIMIT NULL: all */
+    return read_rows(handle,
+                     "SELECT step, COUNT(*), MAX(classes) FROM evals WHERE run = $1"
+                     " AND step > $2::bigint GROUP BY step ORDER BY step LIMIT $3::bigint",
+                     3, params, sizeof **out, eval_step_row, NULL, NULL, (void **)out, n, err,
+                     "eval steps");
+}
+
 static double now_wall(void)
 {
     uv_timeval64_t tv;
@@ -802,5 +826,6 @@ const yls_history_backend yls_history_pg = {
     .scalars = pg_scalars,
     .layers = pg_layers,
     .evals = pg_evals,
+    .eval_steps = pg_eval_steps,
     .close = pg_close,
 };

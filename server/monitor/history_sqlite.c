@@ -477,6 +477,33 @@ static int sq_evals(void *handle, const char *run, int64_t step, yls_eval_row **
                      "evals");
 }
 
+static int eval_step_row(sqlite3_stmt *st, void *elem, const void *arg, char *err)
+{
+    yls_eval_step *e = elem;
+    (void)arg, (void)err;
+    e->step = sqlite3_column_int64(st, 0);
+    e->images = sqlite3_column_int64(st, 1);
+    e->num_classes = sqlite3_column_int(st, 2);
+    return 0;
+}
+
+static int sq_eval_steps(void *handle, const char *run, int64_t after, int64_t limit,
+                         yls_eval_step **out, size_t *n, char *err)
+{
+    sqlite3 *db = handle;
+    sqlite3_stmt *st = prepare_run(db,
+                                   "SELECT step, COUNT(*), MAX(classes) FROM evals"
+                                   " WHERE run = ? AND step > ? GROUP BY step ORDER BY step"
+                                   " LIMIT ?",
+                                   run, err, "eval steps");
+    if (st) {
+        sqlite3_bind_int64(st, 2, after);
+        sqlite3_bind_int64(st, 3, limit);
+    }
+    return read_rows(db, st, sizeof **out, eval_step_row, NULL, NULL, (void **)out, n, err,
+                     "eval steps");
+}
+
 static double now_wall(void)
 {
     uv_timeval64_t tv;
@@ -610,5 +637,6 @@ const yls_history_backend yls_history_sqlite = {
     .scalars = sq_scalars,
     .layers = sq_layers,
     .evals = sq_evals,
+    .eval_steps = sq_eval_steps,
     .close = sq_close,
 };

@@ -4,8 +4,11 @@
 // image ids, loads GET /, checks that the charts show them, feeds more steps and checks that
 // they appear without a reload, checks the configuration table, enlarging a chart, the CSV
 // of a chart, the wall-time axis, and the images view (the ranking as the API gives it, the
-// links from --image-url escaped, an image's curve, the CSV of the ranking), then saves
-// screenshots (build/dashboard.png or $YL_SCREENSHOT, build/dashboard-images.png).
+// links from --image-url escaped, an image's curve, the CSV of the ranking), the streamed
+// evaluations (a run with eval batches at two steps: the AP / AP50 / AP75 chart has the API's
+// numbers, the per-class AP table sorts by class and by AP), then saves screenshots
+// (build/dashboard.png or $YL_SCREENSHOT, build/dashboard-images.png, build/dashboard-eval.png
+// or $YL_EVAL_SCREENSHOT).
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -55,6 +58,26 @@ function imageRequest(run, step, ids) {
   inputs.push({name: "boxes", datatype: "FP32", shape: [4, 1, 5],
                data: ids.flatMap(id => id === 7 ? [2, 2, 63, 63, 0] : [20, 20, 36, 40, 0])});
   return JSON.stringify({inputs, parameters: {run, step, image_ids: ids.join(",")}, outputs: [{name: "loss"}]});
+}
+// A 3-class yolov3-tiny batch of one 64x64 image for parameter eval: the truths given, and
+// heads that decode (keras's yolo_eval) to exactly the detections given ({cx, cy, w, h, cls},
+// each in its own cell of the 4x4 layer, anchor 1 (23x27)); every other anchor's objectness
+// is -20, so nothing else passes the 0.6 score threshold.
+function evalRequest(run, step, truths, dets) {
+  const C = 3, D = 5 + C;
+  const layer = g => { const a = new Array(g * g * 3 * D).fill(0); for (let k = 4; k < a.length; k += D) a[k] = -20; return a; };
+  const l0 = layer(2), l1 = layer(4);
+  const logit = p => Math.log(p / (1 - p));
+  for (const d of dets) {
+    const i = Math.floor(d.cx / 16), j = Math.floor(d.cy / 16), o = (j * 4 + i) * 3 * D;
+    l1[o] = logit(d.cx / 16 - i); l1[o + 1] = logit(d.cy / 16 - j);
+    l1[o + 2] = Math.log(d.w / 23); l1[o + 3] = Math.log(d.h / 27); l1[o + 4] = 10;
+    for (let c = 0; c < C; c++) l1[o + 5 + c] = c === d.cls ? 10 : -10;
+  }
+  const inputs = [{name: "output_0", datatype: "FP32", shape: [1, 2, 2, 3 * D], data: l0},
+                  {name: "output_1", datatype: "FP32", shape: [1, 4, 4, 3 * D], data: l1},
+                  {name: "boxes", datatype: "FP32", shape: [1, truths.length, 5], data: truths.flat()}];
+  return JSON.stringify({inputs, parameters: {run, step, eval: true, image_offset: 0}, outputs: [{name: "loss"}]});
 }
 async function api(method, path, body) {
   const res = await fetch(base + path, {method, body: body === undefined ? undefined : JSON.stringify(body)});
@@ -212,7 +235,58 @@ try {
   assert.deepEqual(errors, []);
   const shot2 = join(dirname(shot), "dashboard-images.png");
   await page.screenshot({path: shot2, fullPage: true});
-  console.log(`test-dashboard: ok, ${shot} and ${shot2} written`);
+
+  // Evaluations: one image with a truth of each class. Step 3: class 0 found 3 px off (IoU
+  // 0.74: matched up to the 0.70 threshold), class 1 exactly, class 2 missed (its detection
+  // elsewhere); step 5: all three exactly. So the classes' APs differ, in another order
+  // than the classes'.
+  await page.click("#tab-charts");
+  const truths = [[8, 8, 32, 32, 0], [40, 36, 60, 56, 1], [8, 40, 28, 60, 2]];
+  for (const [step, dets] of [
+    [3, [{cx: 23, cy: 20, w: 24, h: 24, cls: 0}, {cx: 50, cy: 46, w: 20, h: 20, cls: 1}, {cx: 8, cy: 8, w: 20, h: 20, cls: 2}]],
+    [5, [{cx: 20, cy: 20, w: 24, h: 24, cls: 0}, {cx: 50, cy: 46, w: 20, h: 20, cls: 1}, {cx: 18, cy: 50, w: 20, h: 20, cls: 2}]]]) {
+    const res = await fetch(`${base}/v2/models/yolov3-tiny/infer`, {method: "POST", body: evalRequest("evaluated", step, truths, dets)});
+    assert.equal(res.status, 200, await res.text());
+  }
+  const listed = await api("GET", "/v1/runs/evaluated/evals");
+  assert.deepEqual(listed.steps, [{step: 3, images: 1, classes: 3}, {step: 5, images: 1, classes: 3}]);
+  const byStep = {3: await api("GET", "/v1/runs/evaluated/eval?step=3"), 5: await api("GET", "/v1/runs/evaluated/eval?step=5")};
+  assert.ok(byStep[3].stats[0] < byStep[5].stats[0], `AP ${byStep[3].stats[0]} then ${byStep[5].stats[0]}`);
+  // the chart: AP, AP50, AP75 of the run at both steps, the API's numbers
+  await page.waitForSelector("#chart-eval canvas", {timeout: 60000});
+  await page.waitForFunction(() => window.yololossDashboard.plots().some(p => p.chart.id === "eval" && p.plot.data[0].length === 2),
+                             null, {timeout: 60000});
+  const evalPlot = await page.evaluate(() => {
+    const p = window.yololossDashboard.plots().find(q => q.chart.id === "eval");
+    return {data: p.plot.data, labels: p.plot.series.map(s => s.label)};
+  });
+  assert.deepEqual(evalPlot.data[0], [3, 5]);
+  assert.deepEqual(evalPlot.labels.slice(1), ["evaluated AP", "evaluated AP50", "evaluated AP75"]);
+  for (let k = 0; k < 3; k++) assert.deepEqual(evalPlot.data[1 + k], [byStep[3].stats[k], byStep[5].stats[k]], `stat ${k}`);
+  // the per-class table: the newest step first, sorted by class, by AP (high first), then back
+  await page.waitForFunction(() => document.body.dataset.evalRows === "3");
+  await page.selectOption("#eval-run", "evaluated");
+  const table = () => page.$$eval("#eval-table tbody tr", trs => trs.map(tr => [...tr.cells].map(c => c.textContent)));
+  const want = (step, order) => order.map(k => byStep[step].per_class[k]).map(o => [String(o.class), Number(o.ap).toPrecision(4), Number(o.ap50).toPrecision(4)]);
+  assert.equal(await page.$eval("#eval-step", s => s.value), "5");
+  assert.deepEqual(await table(), want(5, [0, 1, 2]));
+  await page.selectOption("#eval-step", "3");
+  assert.deepEqual(await table(), want(3, [0, 1, 2]));
+  const apOrder = [0, 1, 2].sort((a, b) => byStep[3].per_class[b].ap - byStep[3].per_class[a].ap || a - b);
+  assert.notDeepEqual(apOrder, [0, 1, 2], "the classes' APs should not be in class order");
+  await page.click("#eval-table th[data-key=ap]");
+  assert.deepEqual(await table(), want(3, apOrder));
+  await page.click("#eval-table th[data-key=ap]");
+  assert.deepEqual(await table(), want(3, apOrder.slice().reverse()));
+  await page.click("#eval-table th[data-key=class]");
+  assert.deepEqual(await table(), want(3, [0, 1, 2]));
+  await page.click("#eval-table th[data-key=class]");
+  assert.deepEqual(await table(), want(3, [2, 1, 0]));
+  await page.click("#eval-table th[data-key=ap]");
+  assert.deepEqual(errors, []);
+  const shot3 = process.env.YL_EVAL_SCREENSHOT || join(dirname(shot), "dashboard-eval.png");
+  await page.screenshot({path: shot3, fullPage: true});
+  console.log(`test-dashboard: ok, ${shot}, ${shot2} and ${shot3} written`);
 } finally {
   if (browser) await browser.close();
   daemon.kill("SIGTERM");

@@ -156,9 +156,9 @@ static void expected(yt_case *cs, double stats[12], double ap[C][2])
         free(keep[i][0]), free(keep[i][1]);
 }
 
-static long send_batch(const yt_daemon *d, yt_case *c, const char *run, int k)
+static long send_batch(const yt_daemon *d, yt_case *c, const char *run, int k, int step)
 {
-    json_t *params = json_pack("{s s s i s b s i}", "run", run, "step", 7, "eval", 1,
+    json_t *params = json_pack("{s s s i s b s i}", "run", run, "step", step, "eval", 1,
                                "image_offset", OFFSET * k);
     yt_send s = {.outputs = {"loss", NULL}, .output_binary = -1, .params = params};
     yt_resp r;
@@ -180,7 +180,7 @@ void yt_check_eval_stream(const yt_daemon *const *d, int nd, const char *run)
     ck_assert_msg(stats[1] > 0, "the batches should have matched detections (AP50 %g)", stats[1]);
     const int order[BATCHES + 1] = {3, 0, 2, 0, 1}; /* shuffled, batch 0 sent twice */
     for (int i = 0; i < BATCHES + 1; i++)
-        ck_assert_int_eq(send_batch(d[i % nd], &cs[order[i]], run, order[i]), 200);
+        ck_assert_int_eq(send_batch(d[i % nd], &cs[order[i]], run, order[i], 7), 200);
     for (int j = 0; j < nd; j++) {
         char path[160];
         snprintf(path, sizeof path, "/v1/runs/%s/eval?step=7", run);
@@ -200,6 +200,30 @@ void yt_check_eval_stream(const yt_daemon *const *d, int nd, const char *run)
             ck_assert(json_number_value(json_object_get(e, "ap50")) == ap[k][1]);
         }
         json_decref(o);
+    }
+    /* the steps with records: batch 1 alone at step 9 too, then the list (every replica),
+     * its after= and limit= pages */
+    ck_assert_int_eq(send_batch(d[nd - 1], &cs[1], run, 1, 9), 200);
+    for (int j = 0; j < nd; j++) {
+        const char *q[3] = {"", "?limit=1", "?after=7"};
+        const int64_t want[3][2][2] = {{{7, BATCHES * B}, {9, B}}, {{7, BATCHES * B}, {-1, 0}},
+                                       {{9, B}, {-1, 0}}};
+        for (int v = 0; v < 3; v++) {
+            char path[160];
+            snprintf(path, sizeof path, "/v1/runs/%s/evals%s", run, q[v]);
+            json_t *o = yt_get_json(d[j], path);
+            ck_assert_ptr_nonnull(o);
+            json_t *steps = json_object_get(o, "steps");
+            size_t n = want[v][1][0] < 0 ? 1 : 2;
+            ck_assert_msg(json_array_size(steps) == n, "%s: %zu steps", path, json_array_size(steps));
+            for (size_t i = 0; i < n; i++) {
+                json_t *e = json_array_get(steps, i);
+                ck_assert_int_eq(json_integer_value(json_object_get(e, "step")), want[v][i][0]);
+                ck_assert_int_eq(json_integer_value(json_object_get(e, "images")), want[v][i][1]);
+                ck_assert_int_eq(json_integer_value(json_object_get(e, "classes")), C);
+            }
+            json_decref(o);
+        }
     }
     for (int k = 0; k < BATCHES; k++)
         yt_case_free(&cs[k]);
@@ -237,6 +261,20 @@ START_TEST(eval_bad_requests_are_400)
     yt_resp_free(&r);
     ck_assert_int_eq(yt_get(&yt_main, "/v1/runs/eval-bad/eval?step=1", &r), 404);
     yt_resp_free(&r);
+    const char *bad_list[][2] = {{"?limit=0", "limit must be"}, {"?limit=1001", "limit must be"},
+                                 {"?after=x", "after must be"}, {"?limit=5z", "limit must be"}};
+    for (size_t i = 0; i < sizeof bad_list / sizeof bad_list[0]; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/v1/runs/eval-bad/evals%s", bad_list[i][0]);
+        ck_assert_int_eq(yt_get(&yt_main, path, &r), 400);
+        ck_assert_msg(strstr(r.body, bad_list[i][1]) != NULL, "%s: %s", path, r.body);
+        yt_resp_free(&r);
+    }
+    /* a run with no records: an empty list */
+    json_t *none = yt_get_json(&yt_main, "/v1/runs/eval-bad/evals");
+    ck_assert_ptr_nonnull(none);
+    ck_assert_int_eq(json_array_size(json_object_get(none, "steps")), 0);
+    json_decref(none);
     yt_case_free(&c);
 }
 END_TEST

@@ -1,6 +1,7 @@
 // The yololossd dashboard: runs from /v1/runs, their points from /v1/runs/{run}/steps,
 // new points from one /v1/events?run=..&run=.. stream for all of them (Server-Sent
-// Events), the scalars a training loop logged from /v1/runs/{run}/scalars, the images ranking from /v1/runs/{run}/images. Charts
+// Events), the scalars a training loop logged from /v1/runs/{run}/scalars, the images ranking from /v1/runs/{run}/images,
+// the streamed evaluations from /v1/runs/{run}/evals (which steps) and /v1/runs/{run}/eval?step= (each one's stats). Charts
 // are uPlot's. Everything that comes from the daemon (run names, configuration keys and
 // values, image links) is only ever set with textContent, as an attribute value or as a
 // uPlot series label (text), never as HTML.
@@ -78,11 +79,24 @@
     }};
   }
 
+  // COCO AP, AP50, AP75 (summarize()'s stats 0, 1, 2) at each evaluated step; against wall
+  // time, a step's x is the wall time of the run's point at that step (none: left out).
+  const EVAL_CHART = {id: "eval", title: "COCO AP / AP50 / AP75 (evaluations)", names: ["AP", "AP50", "AP75"],
+                      scalar: true, raw: true, rows: r => {
+    const steps = r.evals ? [...r.evals.results.keys()].sort((a, b) => a - b) : [];
+    const xs = steps.map(s => { if (!byWall()) return s; const i = r.steps.get(s); return i === undefined ? null : r.points[i].wall; });
+    const keep = steps.map((s, i) => i).filter(i => xs[i] != null);
+    return {xs: keep.map(i => xs[i]),
+            cols: [0, 1, 2].map(k => keep.map(i => { const v = r.evals.results.get(steps[i]).stats[k]; return v == null || v < 0 ? null : v; }))};
+  }};
+  function hasEvals(r) { return r.selected && r.evals && r.evals.results.size > 0; }
+
   function charts() {
     const names = new Set();
     for (const r of runs.values())
       if (r.selected && r.scalars) for (const n of Object.keys(r.scalars)) names.add(n);
-    return CHARTS.concat([...names].sort().map(scalarChart));
+    const evals = [...runs.values()].some(hasEvals) ? [EVAL_CHART] : [];
+    return CHARTS.slice(0, 1).concat(evals, CHARTS.slice(1), [...names].sort().map(scalarChart));
   }
 
   function addPoint(run, p) {
@@ -145,6 +159,84 @@
     } catch (e) { /* the next refresh tries again */ }
   }
 
+  // The run's evaluated steps, and the result of each new one or of one whose image count
+  // changed (more batches came). The latest EVAL_STEPS steps only: each result is an
+  // accumulation on the daemon.
+  const EVAL_STEPS = 200;
+  async function loadEvals(run) {
+    try {
+      const res = await fetch("/v1/runs/" + enc(run) + "/evals");
+      if (!res.ok) return;
+      const list = (await res.json()).steps.slice(-EVAL_STEPS);
+      const r = runs.get(run);
+      if (!r) return;
+      if (!r.evals) r.evals = {images: new Map(), results: new Map()};
+      let changed = false;
+      for (const e of list) {
+        if (r.evals.images.get(e.step) === e.images) continue;
+        const q = await fetch("/v1/runs/" + enc(run) + "/eval?step=" + e.step);
+        if (!q.ok) continue;
+        r.evals.results.set(e.step, await q.json());
+        r.evals.images.set(e.step, e.images);
+        changed = true;
+      }
+      if (changed) { dirty = true; renderEvalChoices(); }
+    } catch (e) { /* the next refresh tries again */ }
+  }
+
+  // The per-class table: one run's step, its classes sorted by the clicked column.
+  const ev = {run: document.getElementById("eval-run"), step: document.getElementById("eval-step"),
+              body: document.querySelector("#eval-table tbody"), summary: document.getElementById("eval-summary"),
+              sortKey: "class", sortDir: 1};
+  function renderEvalChoices() {
+    const names = [...runs].filter(([, r]) => hasEvals(r)).map(([n]) => n);
+    document.getElementById("eval-box").hidden = names.length === 0;
+    if ([...ev.run.options].map(o => o.value).join("\n") !== names.join("\n")) {
+      const keep = ev.run.value;
+      ev.run.textContent = "";
+      for (const n of names) { const o = document.createElement("option"); o.value = n; o.textContent = n; ev.run.append(o); }
+      if (names.includes(keep)) ev.run.value = keep;
+    }
+    const r = runs.get(ev.run.value);
+    const steps = r && r.evals ? [...r.evals.results.keys()].sort((a, b) => a - b) : [];
+    if ([...ev.step.options].map(o => o.value).join(",") !== steps.join(",")) {
+      const keep = ev.step.value, latest = keep === "" || keep === ev.step.options[ev.step.options.length - 1]?.value;
+      ev.step.textContent = "";
+      for (const s of steps) { const o = document.createElement("option"); o.value = String(s); o.textContent = String(s); ev.step.append(o); }
+      // follow the newest step unless another was picked
+      if (steps.length) ev.step.value = !latest && steps.includes(Number(keep)) ? keep : String(steps[steps.length - 1]);
+    }
+    renderEvalTable();
+  }
+  function renderEvalTable() {
+    const r = runs.get(ev.run.value);
+    const res = r && r.evals ? r.evals.results.get(Number(ev.step.value)) : undefined;
+    ev.body.textContent = "";
+    for (const th of document.querySelectorAll("#eval-table th"))
+      th.className = "sortable" + (th.dataset.key === ev.sortKey ? (ev.sortDir > 0 ? " asc" : " desc") : "");
+    if (!res) { ev.summary.textContent = ""; return; }
+    ev.summary.textContent = res.images + " images, " + res.classes + " classes; AP " + fmt(res.stats[0], 4) +
+      ", AP50 " + fmt(res.stats[1], 4) + ", AP75 " + fmt(res.stats[2], 4);
+    const key = ev.sortKey, dir = ev.sortDir;
+    // null (not finite) below every number; ties by class, so the order is stable
+    const val = o => o[key] == null ? -Infinity : o[key];
+    const rows = res.per_class.filter(o => o).slice().sort((a, b) => (val(a) - val(b)) * dir || a["class"] - b["class"]);
+    for (const o of rows) {
+      const tr = ev.body.insertRow();
+      tr.dataset["class"] = String(o["class"]);
+      for (const v of [o["class"], fmt(o.ap, 4), fmt(o.ap50, 4)]) tr.insertCell().textContent = String(v);
+    }
+    document.body.dataset.evalRows = String(rows.length);
+  }
+  for (const th of document.querySelectorAll("#eval-table th.sortable"))
+    th.addEventListener("click", () => {
+      if (ev.sortKey === th.dataset.key) ev.sortDir = -ev.sortDir;
+      else { ev.sortKey = th.dataset.key; ev.sortDir = th.dataset.key === "class" ? 1 : -1; }
+      renderEvalTable();
+    });
+  ev.run.addEventListener("change", renderEvalChoices);
+  ev.step.addEventListener("change", renderEvalTable);
+
   function runSummary(info) {
     return "steps " + info.first_step + "-" + info.last_step + ", loss " + Number(info.last_loss).toPrecision(5);
   }
@@ -161,13 +253,13 @@
         continue;
       }
       const r = {points: [], steps: new Map(), color: COLORS[runs.size % COLORS.length], loaded: false,
-                 selected: runs.size < 4, config: cfg, scalars: null};
+                 selected: runs.size < 4, config: cfg, scalars: null, evals: null};
       runs.set(info.run, r);
       configChanged = true;
       const li = document.createElement("li");
       const box = document.createElement("input");
       box.type = "checkbox"; box.checked = r.selected;
-      box.addEventListener("change", () => { r.selected = box.checked; rebuild(); renderConfig(); });
+      box.addEventListener("change", () => { r.selected = box.checked; rebuild(); renderConfig(); renderEvalChoices(); });
       const name = document.createElement("span");
       name.textContent = info.run;
       name.style.color = r.color;
@@ -191,7 +283,7 @@
       const res = await fetch("/v1/runs");
       if (!res.ok) { statusEl.textContent = "history: " + res.status; return; }
       renderList((await res.json()).runs);
-      await Promise.all([...runs].filter(([, r]) => r.selected).map(([name]) => loadScalars(name)));
+      await Promise.all([...runs].filter(([, r]) => r.selected).map(([name]) => Promise.all([loadScalars(name), loadEvals(name)])));
       statusEl.textContent = "updated " + new Date().toLocaleTimeString();
     } catch (e) { statusEl.textContent = "offline"; }
   }
@@ -231,7 +323,7 @@
       const {xs, cols} = chart.rows(r);
       if (!xs.length) continue;
       for (let k = 0; k < chart.names.length; k++) {
-        const col = ema(cols[k], w);
+        const col = chart.raw ? cols[k] : ema(cols[k], w); // AP is not smoothed
         if (col.every(v => v == null)) continue;
         tables.push([xs, col]);
         series.push({label: chart.names[k] ? name + " " + chart.names[k] : name, stroke: r.color,
@@ -429,6 +521,6 @@
   refreshRuns().then(rebuild);
   setInterval(refreshRuns, 2000);
   setInterval(update, 250);
-  window.yololossDashboard = {runs, plots: () => plots, imageCurve: () => img.curve,
+  window.yololossDashboard = {runs, plots: () => plots, imageCurve: () => img.curve, evalChart: EVAL_CHART,
                               stream: () => stream};
 })();

@@ -16,6 +16,10 @@ enum MHD_Result yls_api_reply_failed(yls_request *r, const yls_hop *op);
 /* A query argument as an integer in [lo, hi]; absent: def. 0, or -1: not one. */
 int yls_api_arg_int(yls_request *r, const char *name, int64_t lo, int64_t hi, int64_t def,
                     int64_t *out);
+/* A page of steps: after= (a step; default -1: from the start) and limit= (1 to max; default
+ * def). 0, or -1 after the 400 (in *ret) naming the bad one. */
+int yls_api_page_args(yls_request *r, int64_t max, int64_t def, int64_t *after, int64_t *limit,
+                      enum MHD_Result *ret);
 /* 0, or -1 after the refusal (in *ret) of a daemon with no history (404) or draining (503). */
 int yls_api_refused(yls_request *r, enum MHD_Result *ret);
 /* Submit op (NULL: out of memory, 503) for r's run, r suspended until its done callback

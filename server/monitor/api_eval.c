@@ -214,10 +214,9 @@ static void eval_steps_done(yls_hop *op)
 enum MHD_Result yls_api_eval_steps(yls_request *r)
 {
     int64_t after, limit;
-    if (yls_api_arg_int(r, "after", INT64_MIN, INT64_MAX, -1, &after))
-        return yls_reply_error(r, 400, "after must be an integer (a step)");
-    if (yls_api_arg_int(r, "limit", 1, EVAL_STEPS_MAX, EVAL_STEPS_MAX, &limit))
-        return yls_reply_error(r, 400, "limit must be an integer from 1 to %d", EVAL_STEPS_MAX);
+    enum MHD_Result ret;
+    if (yls_api_page_args(r, EVAL_STEPS_MAX, EVAL_STEPS_MAX, &after, &limit, &ret))
+        return ret;
     yls_hop *op = yls_hop_new(YLS_HOP_EVAL_STEPS, eval_steps_done, r);
     if (op) {
         op->after = after;

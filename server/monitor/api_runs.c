@@ -332,6 +332,18 @@ int yls_api_arg_int(yls_request *r, const char *name, int64_t lo, int64_t hi, in
     return 0;
 }
 
+int yls_api_page_args(yls_request *r, int64_t max, int64_t def, int64_t *after, int64_t *limit,
+                      enum MHD_Result *ret)
+{
+    if (yls_api_arg_int(r, "after", INT64_MIN, INT64_MAX, -1, after))
+        *ret = yls_reply_error(r, 400, "after must be an integer (a step)");
+    else if (yls_api_arg_int(r, "limit", 1, max, def, limit))
+        *ret = yls_reply_error(r, 400, "limit must be an integer from 1 to %lld", (long long)max);
+    else
+        return 0;
+    return -1;
+}
+
 /* Hand op (NULL: out of memory) to a history thread; r waits, suspended. */
 static enum MHD_Result submit(yls_request *r, yls_hop *op)
 {
@@ -372,10 +384,8 @@ enum MHD_Result yls_api_steps(yls_request *r)
     if (yls_api_refused(r, &ret))
         return ret;
     int64_t after, limit;
-    if (yls_api_arg_int(r, "after", INT64_MIN, INT64_MAX, -1, &after))
-        return yls_reply_error(r, 400, "after must be an integer (a step)");
-    if (yls_api_arg_int(r, "limit", 1, STEPS_MAX, STEPS_DEFAULT, &limit))
-        return yls_reply_error(r, 400, "limit must be an integer from 1 to %d", STEPS_MAX);
+    if (yls_api_page_args(r, STEPS_MAX, STEPS_DEFAULT, &after, &limit, &ret))
+        return ret;
     yls_hop *op = yls_hop_new(YLS_HOP_STEPS, steps_done, r);
     if (op) {
         op->after = after;

@@ -1,5 +1,5 @@
 /*
- * api.h: what the /v1 endpoints (api_runs.c, api_images.c, api_config.c) share: the
+ * api.h: what the /v1 endpoints (api_runs.c, api_images.c, api_config.c, api_eval.c) share: the
  * JSON helpers and the replies to a request that waited on the history thread.
  */
 #ifndef YLS_API_H
@@ -13,6 +13,9 @@
 enum MHD_Result yls_api_reply_object(yls_request *r, json_t *o);
 /* The backend failed (a database outage, say): 503 with Retry-After. */
 enum MHD_Result yls_api_reply_failed(yls_request *r, const yls_hop *op);
+/* A query answered on the pool: ends r's wait, then 200 with text (taken over; NULL: a 500)
+ * when status is 200, else status with msg. */
+enum MHD_Result yls_api_reply_pooled(yls_request *r, int status, char *text, const char *msg);
 /* A query argument as an integer in [lo, hi]; absent: def. 0, or -1: not one. */
 int yls_api_arg_int(yls_request *r, const char *name, int64_t lo, int64_t hi, int64_t def,
                     int64_t *out);

@@ -143,12 +143,7 @@ static void eval_after(yls_work *w, int status)
 {
     (void)status;
     eval_query *q = (eval_query *)(void *)w;
-    yls_request *r = q->r;
-    yls_pending_end(r);
-    if (q->status == 200)
-        yls_reply_json(r, 200, q->text); /* takes the text (NULL: a 500) */
-    else
-        yls_reply_error(r, q->status, "%s", q->msg);
+    yls_api_reply_pooled(q->r, q->status, q->text, q->msg);
     yls_hop_free(q->op);
     free(q);
 }

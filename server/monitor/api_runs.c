@@ -49,6 +49,14 @@ enum MHD_Result yls_api_reply_failed(yls_request *r, const yls_hop *op)
     return yls_reply_error(r, 503, "history unavailable: %s", op->err);
 }
 
+enum MHD_Result yls_api_reply_pooled(yls_request *r, int status, char *text, const char *msg)
+{
+    yls_pending_end(r);
+    if (status == 200)
+        return yls_reply_json(r, 200, text);
+    return yls_reply_error(r, status, "%s", msg);
+}
+
 static void runs_done(yls_hop *op)
 {
     yls_request *r = op->data;
